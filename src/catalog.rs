@@ -1,0 +1,266 @@
+//! The managed runtime catalog (`runtimes/*.toml`, compiled into the binary) and
+//! `runtime-version` resolution (SPEC.md §3.3, DECISIONS.md A4, A11, A12, A14, A15).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which of App Runner's two build processes a runtime uses (SPEC.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildProcess {
+    /// Build, then copy /app into the run image and build again there (the double build).
+    Original,
+    /// Build, then copy /app into the run image and run pre-run there.
+    Revised,
+}
+
+impl std::fmt::Display for BuildProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BuildProcess::Original => "original",
+            BuildProcess::Revised => "revised",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Release {
+    pub version: String,
+    #[serde(default)]
+    pub packages: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Runtime {
+    pub name: String,
+    pub api_name: String,
+    pub platform: String,
+    pub build_process: BuildProcess,
+    pub version_syntax: String,
+    /// Image reference templates relative to the runtime registry; `{version}` is replaced.
+    pub build_image: String,
+    pub run_image: String,
+    /// The docker/images recipe that builds local stand-ins, if this machine can build one.
+    #[serde(default)]
+    pub stand_in: Option<String>,
+    #[serde(rename = "release")]
+    pub releases: Vec<Release>,
+}
+
+/// A runtime with its version resolved against the release table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedRuntime {
+    pub name: String,
+    pub version: String,
+    pub build_process: BuildProcess,
+    pub build_image: String,
+    pub run_image: String,
+}
+
+const CATALOG_FILES: &[(&str, &str)] = &[
+    ("python3", include_str!("../runtimes/python3.toml")),
+    ("python311", include_str!("../runtimes/python311.toml")),
+    ("nodejs12", include_str!("../runtimes/nodejs12.toml")),
+    ("nodejs14", include_str!("../runtimes/nodejs14.toml")),
+    ("nodejs16", include_str!("../runtimes/nodejs16.toml")),
+    ("nodejs18", include_str!("../runtimes/nodejs18.toml")),
+    ("corretto8", include_str!("../runtimes/corretto8.toml")),
+    ("corretto11", include_str!("../runtimes/corretto11.toml")),
+    ("dotnet6", include_str!("../runtimes/dotnet6.toml")),
+    ("php81", include_str!("../runtimes/php81.toml")),
+    ("ruby31", include_str!("../runtimes/ruby31.toml")),
+    ("go1", include_str!("../runtimes/go1.toml")),
+];
+
+#[derive(Debug, Clone)]
+pub struct RuntimeCatalog {
+    runtimes: Vec<Runtime>,
+}
+
+impl RuntimeCatalog {
+    /// The catalog compiled into this binary.
+    pub fn builtin() -> Self {
+        let runtimes = CATALOG_FILES
+            .iter()
+            .map(|(file, text)| {
+                let rt: Runtime = toml::from_str(text).unwrap_or_else(|e| panic!("runtimes/{file}.toml: {e}"));
+                assert_eq!(&rt.name, file, "runtimes/{file}.toml names itself {}", rt.name);
+                rt
+            })
+            .collect();
+        Self { runtimes }
+    }
+
+    pub fn runtimes(&self) -> &[Runtime] {
+        &self.runtimes
+    }
+
+    /// Looks a runtime up by its name (`python3`) or API enum (`PYTHON_3`), ignoring
+    /// surrounding spaces; anything else is an error naming the closest catalog name.
+    pub fn lookup(&self, given: &str) -> Result<&Runtime, String> {
+        let name = given.trim();
+        if let Some(rt) = self.runtimes.iter().find(|r| r.name == name || r.api_name == name) {
+            return Ok(rt);
+        }
+        let squashed: String = name.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let names: Vec<&str> = self.runtimes.iter().map(|r| r.name.as_str()).collect();
+        let hint = match self.runtimes.iter().find(|r| r.name == squashed) {
+            Some(r) => format!("; did you mean `{}`?", r.name),
+            None => match closest(&squashed, &names) {
+                Some(n) => format!("; the closest is `{n}`"),
+                None => String::new(),
+            },
+        };
+        Err(format!("`{given}` is not a managed runtime; expected one of {}{hint}", names.join(", ")))
+    }
+
+    /// Resolves `runtime-version` (None: the newest release) to one release (SPEC.md §3.3).
+    pub fn resolve(&self, rt: &Runtime, lock: Option<&str>) -> Result<ResolvedRuntime, String> {
+        let version = match lock {
+            None => rt.releases[0].version.clone(),
+            Some(lock) => self.resolve_lock(rt, lock.trim())?,
+        };
+        Ok(ResolvedRuntime {
+            name: rt.name.clone(),
+            build_process: rt.build_process,
+            build_image: rt.build_image.replace("{version}", &version),
+            run_image: rt.run_image.replace("{version}", &version),
+            version,
+        })
+    }
+
+    fn resolve_lock(&self, rt: &Runtime, lock: &str) -> Result<String, String> {
+        let max_parts = rt.releases.iter().map(|r| r.version.split('.').count()).max().unwrap_or(3);
+        let parts = parse_components(lock).filter(|p| p.len() <= max_parts).ok_or_else(|| {
+            format!(
+                "run.runtime-version `{lock}` is not a {} version; expected {} (for example {})",
+                rt.name, rt.version_syntax, rt.releases[0].version
+            )
+        })?;
+        // Newest-first table: the first row matching component by component wins (A12).
+        if let Some(r) = rt.releases.iter().find(|r| matches_prefix(&r.version, &parts)) {
+            return Ok(r.version.clone());
+        }
+        // A version from another runtime's line (python3 + 3.11): point at that runtime (A15).
+        if let Some(other) = self.runtimes.iter().find(|o| o.name != rt.name && o.releases.iter().any(|r| matches_prefix(&r.version, &parts))) {
+            return Err(format!(
+                "run.runtime-version `{lock}` is not a version of {}; it belongs to runtime `{}` (set `runtime: {}`)",
+                rt.name, other.name, other.name
+            ));
+        }
+        let near: Vec<&str> = [2usize, 1]
+            .iter()
+            .filter(|&&n| parts.len() >= n)
+            .map(|&n| listed(rt, |v| matches_prefix(v, &parts[..n])))
+            .find(|l| !l.is_empty())
+            .unwrap_or_else(|| listed(rt, |_| true));
+        Err(format!(
+            "The specified runtime version is not supported: run.runtime-version `{lock}` is not a listed {} release; listed: {}",
+            rt.name,
+            near.join(", ")
+        ))
+    }
+}
+
+fn listed(rt: &Runtime, keep: impl Fn(&str) -> bool) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for r in &rt.releases {
+        if keep(&r.version) && !out.contains(&r.version.as_str()) {
+            out.push(&r.version);
+        }
+    }
+    out
+}
+
+/// `11.0.13.08` -> [11, 0, 13, 8]: components compare numerically (A14).
+fn parse_components(v: &str) -> Option<Vec<u64>> {
+    if v.is_empty() {
+        return None;
+    }
+    v.split('.').map(|c| if c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()) { None } else { c.parse().ok() }).collect()
+}
+
+fn matches_prefix(version: &str, lock: &[u64]) -> bool {
+    match parse_components(version) {
+        Some(v) => v.len() >= lock.len() && v[..lock.len()] == *lock,
+        None => false,
+    }
+}
+
+/// The candidate within a small edit distance of `word`, if any.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(rt: &str, lock: Option<&str>) -> Result<String, String> {
+        let c = RuntimeCatalog::builtin();
+        let r = c.lookup(rt)?;
+        c.resolve(r, lock).map(|r| r.version)
+    }
+
+    #[test]
+    fn catalog_has_the_twelve_runtimes_of_the_guide() {
+        let c = RuntimeCatalog::builtin();
+        assert_eq!(c.runtimes().len(), 12);
+        let revised: Vec<_> = c.runtimes().iter().filter(|r| r.build_process == BuildProcess::Revised).map(|r| r.name.as_str()).collect();
+        assert_eq!(revised, ["python311", "nodejs18"]);
+    }
+
+    #[test]
+    fn resolution_cases_of_the_guide() {
+        assert_eq!(resolve("python3", None).unwrap(), "3.8.16");
+        assert_eq!(resolve("python3", Some("3.7")).unwrap(), "3.7.16");
+        assert_eq!(resolve("python3", Some("3.8.5")).unwrap(), "3.8.5");
+        assert_eq!(resolve("php81", Some("8.1")).unwrap(), "8.1.27");
+        assert_eq!(resolve("corretto11", Some("11.0.13")).unwrap(), "11.0.13.08.1");
+        assert_eq!(resolve("corretto11", Some("11.0.13.8.1")).unwrap(), "11.0.13.08.1");
+        assert_eq!(resolve("corretto11", Some("11")).unwrap(), "11.0.22.7.1");
+        assert_eq!(resolve("corretto8", Some("8.342")).unwrap(), "8.342.07.4");
+        assert_eq!(resolve("nodejs16", Some("16.19")).unwrap(), "16.19.1");
+        assert_eq!(resolve("python311", Some("3.11")).unwrap(), "3.11.8");
+        assert_eq!(resolve("PYTHON_311", None).unwrap(), "3.11.8");
+        assert_eq!(resolve(" nodejs18 ", Some("18.19.0")).unwrap(), "18.19.0");
+    }
+
+    #[test]
+    fn unlisted_versions_are_rejected_with_the_neighbours() {
+        let e = resolve("python3", Some("3.7.7")).unwrap_err();
+        assert!(e.contains("`3.7.7`") && e.ends_with("listed: 3.7.16, 3.7.15, 3.7.10"), "{e}");
+        let e = resolve("python3", Some("3.11")).unwrap_err();
+        assert!(e.contains("runtime `python311`"), "{e}");
+        let e = resolve("python3", Some("3.x")).unwrap_err();
+        assert!(e.contains("expected major[.minor[.patch]]"), "{e}");
+    }
+
+    #[test]
+    fn runtime_names_suggest_the_closest() {
+        let c = RuntimeCatalog::builtin();
+        assert!(c.lookup("python3.11").unwrap_err().contains("did you mean `python311`?"));
+        assert!(c.lookup("Ruby 3.1").unwrap_err().contains("did you mean `ruby31`?"));
+        assert!(c.lookup("nodejs20").unwrap_err().contains("not a managed runtime"));
+    }
+}

@@ -1,0 +1,333 @@
+//! The build plan: App Runner's original or revised pipeline as plain data (SPEC.md §4).
+//! Pure: a validated configuration, a resolved runtime and facts about the images in, plan out.
+
+use crate::catalog::{BuildProcess, ResolvedRuntime};
+use crate::config::{AppConfig, EnvVar, SecretRef};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Where every stage works, and what it holds: the source directory's contents (DECISIONS.md A1).
+pub const APP_DIR: &str = "/app";
+/// Where the CA bundle is mounted, read-only, in every build step.
+pub const CA_MOUNT: &str = "/run/apprunner-build/ca-certificates.crt";
+/// The variables that make common tools trust the mounted CA bundle.
+pub const CA_VARIABLES: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "NPM_CONFIG_CAFILE",
+    "YARN_CAFILE",
+    "GIT_SSL_CAINFO",
+    "BUNDLE_SSL_CA_CERT",
+    "COMPOSER_CAFILE",
+    "AWS_CA_BUNDLE",
+];
+
+/// What the planner needs to know about a base image: its pinned reference and config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageFacts {
+    /// `registry/repo:tag` as the catalog names it.
+    pub reference: String,
+    /// `sha256:…` of its manifest, when resolved against the registry.
+    pub digest: Option<String>,
+    /// The image config's `Env` (`NAME=value`), which LLB execs do not inherit by themselves.
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ImageFacts {
+    /// The reference an LLB source op pulls: pinned by digest when known.
+    pub fn pinned(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}@{d}", self.reference.split('@').next().unwrap_or(&self.reference)),
+            None => self.reference.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepNetwork {
+    /// BuildKit's sandboxed network: the internet, not the host's loopback services.
+    Sandbox,
+    /// The host's network; needs the `network.host` entitlement.
+    Host,
+}
+
+/// Everything about one build that is not in the configuration.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    pub runtime: ResolvedRuntime,
+    pub build_image: ImageFacts,
+    pub run_image: ImageFacts,
+    /// The source directory packed as an image (`ref@sha256:…`).
+    pub source_image: String,
+    pub source_dir: String,
+    pub repository: Option<String>,
+    pub revision: Option<String>,
+    pub operation_id: String,
+    /// The CA bundle packed as an image, and the file in it.
+    pub ca_bundle_image: Option<String>,
+    pub network: StepNetwork,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    PreBuild,
+    Build,
+    PostBuild,
+    PreRun,
+}
+
+impl Phase {
+    pub fn key(self) -> &'static str {
+        match self {
+            Phase::PreBuild => "pre-build",
+            Phase::Build => "build",
+            Phase::PostBuild => "post-build",
+            Phase::PreRun => "pre-run",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub phase: Phase,
+    /// 1-based position within its phase, and the phase's length.
+    pub index: usize,
+    pub of: usize,
+    pub command: String,
+}
+
+impl Step {
+    pub fn describe(&self) -> String {
+        format!("{} command {}/{}", self.phase.key(), self.index, self.of)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "type", content = "ref")]
+pub enum StageBase {
+    Image(String),
+    Stage(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppCopy {
+    /// The packed source directory, into /app.
+    Source,
+    /// /app of an earlier stage, into /app.
+    FromStage(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageRole {
+    /// Feeds later stages.
+    Intermediate,
+    /// Becomes the image.
+    Image,
+    /// Must succeed; its output is thrown away (post-build).
+    Check,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub role: StageRole,
+    pub from: StageBase,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_app: Option<AppCopy>,
+    /// The full environment of every step in this stage, in order.
+    pub env: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// The config of the image that runs (DECISIONS.md, "Image config").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FinalImage {
+    pub working_dir: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub exposed_port: u16,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildPlan {
+    pub runtime: String,
+    pub runtime_version: String,
+    pub build_process: BuildProcess,
+    pub source_dir: String,
+    pub source_image: String,
+    pub build_image: String,
+    pub run_image: String,
+    pub network: StepNetwork,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_image: Option<String>,
+    pub stages: Vec<Stage>,
+    pub image: FinalImage,
+    /// Runtime secrets, as references only; never resolved at build time.
+    pub secrets: Vec<SecretRef>,
+    pub warnings: Vec<String>,
+}
+
+impl BuildPlan {
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+    pub fn image_stage(&self) -> &Stage {
+        self.stages.iter().find(|s| s.role == StageRole::Image).expect("every plan has an image stage")
+    }
+}
+
+/// `base` with each `NAME=value` of `over` replacing the same name, in first-seen order.
+pub fn merge_env(base: &[String], over: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let mut out: Vec<(String, String)> = base
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect();
+    for (k, v) in over {
+        match out.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+fn steps(phase: Phase, commands: &[String]) -> Vec<Step> {
+    commands.iter().enumerate().map(|(i, c)| Step { phase, index: i + 1, of: commands.len(), command: c.clone() }).collect()
+}
+
+/// Composes the pipeline for `cfg` (SPEC.md §4.1, §4.2; DECISIONS.md A9, A10).
+pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
+    let pairs = |vars: &[EnvVar]| vars.iter().map(|e| (e.name.clone(), e.value.clone())).collect::<Vec<_>>();
+    // Build steps see the image's env, then the CA variables, then build.env (the user wins).
+    let step_env = |image: &ImageFacts| {
+        let mut over: Vec<(String, String)> = vec![("HOME".into(), "/root".into())];
+        if input.ca_bundle_image.is_some() {
+            over.extend(CA_VARIABLES.iter().map(|v| (v.to_string(), CA_MOUNT.to_string())));
+        }
+        let mut base = image.env.clone();
+        if !base.iter().any(|kv| kv.starts_with("PATH=")) {
+            base.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        // HOME only if the image leaves it unset.
+        over.retain(|(k, _)| k != "HOME" || !base.iter().any(|kv| kv.starts_with("HOME=")));
+        merge_env(&merge_env(&base, over), pairs(&cfg.build_env))
+    };
+    let build_steps = [steps(Phase::PreBuild, &cfg.pre_build), steps(Phase::Build, &cfg.build)].concat();
+    let build_stage = Stage {
+        name: "build".into(),
+        role: StageRole::Intermediate,
+        from: StageBase::Image(input.build_image.pinned()),
+        copy_app: Some(AppCopy::Source),
+        env: step_env(&input.build_image),
+        steps: build_steps,
+    };
+    let (final_name, final_steps) = match input.runtime.build_process {
+        // Step 5 of the original build: the build commands again, in the run image (A10).
+        BuildProcess::Original => ("run", steps(Phase::Build, &cfg.build)),
+        BuildProcess::Revised => ("packaging", steps(Phase::PreRun, &cfg.pre_run)),
+    };
+    let final_stage = Stage {
+        name: final_name.into(),
+        role: StageRole::Image,
+        from: StageBase::Image(input.run_image.pinned()),
+        copy_app: Some(AppCopy::FromStage("build".into())),
+        env: step_env(&input.run_image),
+        steps: final_steps,
+    };
+    let mut stages = vec![build_stage.clone(), final_stage];
+    if !cfg.post_build.is_empty() {
+        stages.push(Stage {
+            name: "post-build".into(),
+            role: StageRole::Check,
+            from: StageBase::Stage("build".into()),
+            copy_app: None,
+            env: build_stage.env.clone(),
+            steps: steps(Phase::PostBuild, &cfg.post_build),
+        });
+    }
+
+    let port = cfg.port.to_string();
+    let mut run_over = pairs(&cfg.run_env);
+    run_over.push(("PORT".into(), port.clone()));
+    if let Some(alias) = &cfg.port_env {
+        run_over.push((alias.clone(), port.clone()));
+    }
+    let mut labels = input.run_image.labels.clone();
+    let ours = [
+        ("dev.apprunner-build.runtime", Some(input.runtime.name.clone())),
+        ("dev.apprunner-build.runtime-version", Some(input.runtime.version.clone())),
+        ("dev.apprunner-build.build-process", Some(input.runtime.build_process.to_string())),
+        ("dev.apprunner-build.operation-id", Some(input.operation_id.clone())),
+        ("dev.apprunner-build.source-directory", Some(input.source_dir.clone())),
+        ("org.opencontainers.image.source", input.repository.clone()),
+        ("org.opencontainers.image.revision", input.revision.clone()),
+        ("org.opencontainers.image.base.name", Some(input.run_image.reference.clone())),
+        ("org.opencontainers.image.base.digest", input.run_image.digest.clone()),
+    ];
+    // The stand-in run image's own title and description describe it, not the app.
+    labels.remove("org.opencontainers.image.title");
+    labels.remove("org.opencontainers.image.description");
+    for (k, v) in ours {
+        match v {
+            Some(v) => labels.insert(k.to_string(), v),
+            None => labels.remove(k),
+        };
+    }
+    let image = FinalImage {
+        working_dir: APP_DIR.into(),
+        cmd: vec!["/bin/sh".into(), "-c".into(), cfg.command.clone()],
+        env: merge_env(&input.run_image.env, run_over),
+        exposed_port: cfg.port,
+        labels,
+    };
+    let mut warnings = cfg.warnings.clone();
+    if input.runtime.build_process == BuildProcess::Revised && cfg.pre_run.is_empty() {
+        if let Some(cmd) = cfg.build.iter().chain(&cfg.pre_build).find(|c| installs_outside_app(c)) {
+            warnings.push(format!(
+                "{} uses the revised build: only /app is copied into the run image, so what `{cmd}` installs outside /app will be missing from the image; repeat that command under run.pre-run (Python: pip3 install …) or install into /app",
+                input.runtime.name
+            ));
+        }
+    }
+    BuildPlan {
+        runtime: input.runtime.name.clone(),
+        runtime_version: input.runtime.version.clone(),
+        build_process: input.runtime.build_process,
+        source_dir: input.source_dir.clone(),
+        source_image: input.source_image.clone(),
+        build_image: input.build_image.pinned(),
+        run_image: input.run_image.pinned(),
+        network: input.network,
+        ca_bundle_image: input.ca_bundle_image.clone(),
+        stages,
+        image,
+        secrets: cfg.secrets.clone(),
+        warnings,
+    }
+}
+
+/// Commands that put packages outside /app unless told otherwise (pip into site-packages,
+/// global npm installs, system package managers).
+fn installs_outside_app(cmd: &str) -> bool {
+    let c = cmd.trim();
+    let pip = ["pip install", "pip3 install", "python -m pip install", "python3 -m pip install", "pipenv install"];
+    let local_target = c.contains("--target") || c.contains(" -t ") || c.contains("--prefix") || c.contains("--user") || c.contains("venv");
+    (pip.iter().any(|p| c.contains(p)) && !local_target)
+        || c.contains("npm install -g")
+        || c.contains("npm i -g")
+        || c.contains("yarn global add")
+        || c.contains("apt-get install")
+        || c.contains("yum install")
+}
