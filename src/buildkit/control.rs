@@ -1,0 +1,121 @@
+//! The subset of BuildKit's `moby.buildkit.v1.Control` service (api/services/control) we call,
+//! with BuildKit's field numbers, and a small tonic client for it.
+
+use crate::llb::pb::Definition;
+use std::collections::BTreeMap;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SolveRequest {
+    #[prost(string, tag = "1")]
+    pub r#ref: String,
+    #[prost(message, optional, tag = "2")]
+    pub definition: Option<Definition>,
+    #[prost(string, tag = "3")]
+    pub exporter: String,
+    #[prost(btree_map = "string, string", tag = "4")]
+    pub exporter_attrs: BTreeMap<String, String>,
+    #[prost(string, tag = "5")]
+    pub session: String,
+    #[prost(string, repeated, tag = "9")]
+    pub entitlements: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SolveResponse {
+    #[prost(btree_map = "string, string", tag = "1")]
+    pub exporter_response: BTreeMap<String, String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusRequest {
+    #[prost(string, tag = "1")]
+    pub r#ref: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub vertexes: Vec<Vertex>,
+    #[prost(message, repeated, tag = "3")]
+    pub logs: Vec<VertexLog>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Vertex {
+    #[prost(string, tag = "1")]
+    pub digest: String,
+    #[prost(string, tag = "3")]
+    pub name: String,
+    #[prost(bool, tag = "4")]
+    pub cached: bool,
+    #[prost(message, optional, tag = "5")]
+    pub started: Option<prost_types::Timestamp>,
+    #[prost(message, optional, tag = "6")]
+    pub completed: Option<prost_types::Timestamp>,
+    #[prost(string, tag = "7")]
+    pub error: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct VertexLog {
+    #[prost(string, tag = "1")]
+    pub vertex: String,
+    #[prost(int64, tag = "3")]
+    pub stream: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub msg: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListWorkersRequest {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListWorkersResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub record: Vec<WorkerRecord>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkerRecord {
+    #[prost(string, tag = "1")]
+    pub id: String,
+}
+
+const SERVICE: &str = "/moby.buildkit.v1.Control/";
+
+/// A Control client over any tonic channel.
+#[derive(Clone)]
+pub struct ControlClient {
+    grpc: tonic::client::Grpc<tonic::transport::Channel>,
+}
+
+impl ControlClient {
+    pub fn new(channel: tonic::transport::Channel) -> Self {
+        // Definitions of big builds, and Status batches of chatty ones, exceed the 4 MiB default.
+        let grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+        Self { grpc }
+    }
+
+    fn path(method: &str) -> tonic::codegen::http::uri::PathAndQuery {
+        format!("{SERVICE}{method}").parse().expect("valid gRPC path")
+    }
+
+    pub async fn solve(&mut self, req: SolveRequest) -> Result<SolveResponse, tonic::Status> {
+        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let codec = tonic_prost::ProstCodec::default();
+        Ok(self.grpc.unary(tonic::Request::new(req), Self::path("Solve"), codec).await?.into_inner())
+    }
+
+    pub async fn status(&mut self, r#ref: &str) -> Result<tonic::Streaming<StatusResponse>, tonic::Status> {
+        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let codec = tonic_prost::ProstCodec::default();
+        let req = StatusRequest { r#ref: r#ref.to_string() };
+        Ok(self.grpc.server_streaming(tonic::Request::new(req), Self::path("Status"), codec).await?.into_inner())
+    }
+
+    pub async fn list_workers(&mut self) -> Result<ListWorkersResponse, tonic::Status> {
+        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let codec = tonic_prost::ProstCodec::default();
+        Ok(self.grpc.unary(tonic::Request::new(ListWorkersRequest {}), Self::path("ListWorkers"), codec).await?.into_inner())
+    }
+}

@@ -1,0 +1,259 @@
+//! Solving LLB on BuildKit: Control.Solve with Control.Status read alongside, turned into
+//! per-step events with the users' output split into lines.
+
+pub mod connect;
+pub mod control;
+
+use crate::error::BuildError;
+use crate::llb::{Llb, VertexInfo};
+pub use connect::BuildkitAddr;
+use control::{ControlClient, SolveRequest};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_stream::StreamExt;
+
+/// What happened to a named vertex of ours, as BuildKit reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SolveEvent {
+    Started(VertexInfo),
+    Cached(VertexInfo),
+    Completed { vertex: VertexInfo, seconds: f64 },
+    Failed { vertex: VertexInfo, error: String },
+    /// One line a step printed; stream 1 is stdout, 2 stderr.
+    Line { vertex: VertexInfo, stream: i64, text: String },
+    /// Something BuildKit did that is not one of our steps (pulling an image, say).
+    Other { name: String, cached: bool, done: bool },
+}
+
+/// How a solve ended badly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SolveFailure {
+    /// One of our steps exited non-zero.
+    Step { vertex: VertexInfo, exit_code: Option<i32>, message: String },
+    /// BuildKit could not be reached or dropped us.
+    Unavailable(String),
+    /// Anything else BuildKit refused (a missing image, say).
+    Other(String),
+}
+
+impl SolveFailure {
+    pub fn into_build_error(self) -> BuildError {
+        match self {
+            SolveFailure::Step { vertex, exit_code, .. } => BuildError::user(match exit_code {
+                Some(code) => format!("{} failed with exit code {code}", vertex.name),
+                None => format!("{} failed", vertex.name),
+            }),
+            SolveFailure::Unavailable(m) => BuildError::transient(format!("BuildKit unavailable: {m}")),
+            SolveFailure::Other(m) => BuildError::user(m),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Buildkit {
+    addr: BuildkitAddr,
+    client: ControlClient,
+}
+
+impl Buildkit {
+    pub async fn connect(addr: &BuildkitAddr) -> Result<Self, BuildError> {
+        let channel = connect::channel(addr)
+            .await
+            .map_err(|e| BuildError::transient(format!("cannot reach BuildKit at {addr}: {}", error_chain(&e))))?;
+        let mut client = ControlClient::new(channel);
+        client
+            .list_workers()
+            .await
+            .map_err(|e| BuildError::transient(format!("BuildKit at {addr} does not answer: {}", e.message())))?;
+        Ok(Self { addr: addr.clone(), client })
+    }
+
+    pub fn addr(&self) -> &BuildkitAddr {
+        &self.addr
+    }
+
+    /// Solves `llb`, optionally exporting it, sending events as they come. Status is read until
+    /// BuildKit closes it, so the last lines of a failed step are not lost.
+    pub async fn solve(
+        &self,
+        llb: &Llb,
+        exporter: Option<(&str, BTreeMap<String, String>)>,
+        entitlements: &[String],
+        events: UnboundedSender<SolveEvent>,
+    ) -> Result<BTreeMap<String, String>, SolveFailure> {
+        let r#ref = uuid::Uuid::new_v4().simple().to_string();
+        let mut status_client = self.client.clone();
+        let vertices = llb.vertices.clone();
+        let status_ref = r#ref.clone();
+        let failed: std::sync::Arc<std::sync::Mutex<Option<(VertexInfo, String)>>> = Default::default();
+        let failed_w = failed.clone();
+        let status_task = tokio::spawn(async move {
+            let Ok(mut stream) = status_client.status(&status_ref).await else { return };
+            let mut lines = LineSplitter::default();
+            let mut seen: HashMap<String, (bool, bool)> = HashMap::new();
+            while let Some(Ok(update)) = stream.next().await {
+                for v in update.vertexes {
+                    let started = v.started.is_some();
+                    let done = v.completed.is_some();
+                    let before = seen.insert(v.digest.clone(), (started, done)).unwrap_or((false, false));
+                    let Some(info) = vertices.get(&v.digest) else {
+                        if done && !before.1 {
+                            let _ = events.send(SolveEvent::Other { name: v.name.clone(), cached: v.cached, done });
+                        }
+                        continue;
+                    };
+                    if started && !before.0 && !v.cached {
+                        let _ = events.send(SolveEvent::Started(info.clone()));
+                    }
+                    if done && !before.1 {
+                        for (stream, text) in lines.flush(&v.digest) {
+                            let _ = events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
+                        }
+                        if !v.error.is_empty() {
+                            *failed_w.lock().unwrap() = Some((info.clone(), v.error.clone()));
+                            let _ = events.send(SolveEvent::Failed { vertex: info.clone(), error: v.error.clone() });
+                        } else if v.cached {
+                            let _ = events.send(SolveEvent::Cached(info.clone()));
+                        } else {
+                            let secs = match (&v.started, &v.completed) {
+                                (Some(a), Some(b)) => (b.seconds - a.seconds) as f64 + (b.nanos - a.nanos) as f64 / 1e9,
+                                _ => 0.0,
+                            };
+                            let _ = events.send(SolveEvent::Completed { vertex: info.clone(), seconds: secs });
+                        }
+                    }
+                }
+                for log in update.logs {
+                    if let Some(info) = vertices.get(&log.vertex) {
+                        for (stream, text) in lines.push(&log.vertex, log.stream, &log.msg) {
+                            let _ = events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
+                        }
+                    }
+                }
+            }
+            // The stream is over: whatever is left is a last line without a newline.
+            for (digest, info) in &vertices {
+                for (stream, text) in lines.flush(digest) {
+                    let _ = events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
+                }
+            }
+        });
+
+        let (exporter, exporter_attrs) = exporter.map(|(e, a)| (e.to_string(), a)).unwrap_or_default();
+        let req = SolveRequest {
+            r#ref,
+            definition: Some(llb.definition()),
+            exporter,
+            exporter_attrs,
+            session: String::new(),
+            entitlements: entitlements.to_vec(),
+        };
+        let mut client = self.client.clone();
+        let result = client.solve(req).await;
+        // Status ends once BuildKit has flushed the job; give it a bounded moment.
+        let _ = tokio::time::timeout(Duration::from_secs(10), status_task).await;
+        match result {
+            Ok(resp) => Ok(resp.exporter_response),
+            Err(status) => {
+                let message = status.message().to_string();
+                if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled) && failed.lock().unwrap().is_none() {
+                    return Err(SolveFailure::Unavailable(format!("{message} ({:?})", status.code())));
+                }
+                if let Some((vertex, error)) = failed.lock().unwrap().clone() {
+                    if vertex.step.is_some() {
+                        return Err(SolveFailure::Step { exit_code: exit_code(&error).or_else(|| exit_code(&message)), vertex, message });
+                    }
+                }
+                Err(SolveFailure::Other(summarize(&message)))
+            }
+        }
+    }
+}
+
+/// `executor failed running [/bin/sh -c false]: exit code: 1` -> 1
+fn exit_code(message: &str) -> Option<i32> {
+    let tail = &message[message.rfind("exit code:")? + "exit code:".len()..];
+    tail.trim().split(|c: char| !c.is_ascii_digit() && c != '-').next()?.parse().ok()
+}
+
+fn summarize(message: &str) -> String {
+    // BuildKit wraps errors in layers of context; the innermost is what a person needs.
+    if let Some(i) = message.find("failed to load cache key: ") {
+        return format!("BuildKit could not prepare an input: {}", &message[i + 26..]);
+    }
+    format!("BuildKit refused the build: {message}")
+}
+
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    s
+}
+
+/// Splits BuildKit's log chunks into lines, per vertex and stream.
+#[derive(Default)]
+struct LineSplitter {
+    partial: HashMap<(String, i64), Vec<u8>>,
+}
+
+impl LineSplitter {
+    fn push(&mut self, vertex: &str, stream: i64, chunk: &[u8]) -> Vec<(i64, String)> {
+        let buf = self.partial.entry((vertex.to_string(), stream)).or_default();
+        buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            out.push((stream, clean(&line[..line.len() - 1])));
+        }
+        out
+    }
+
+    fn flush(&mut self, vertex: &str) -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        for stream in [1, 2] {
+            if let Some(buf) = self.partial.remove(&(vertex.to_string(), stream)) {
+                if !buf.is_empty() {
+                    out.push((stream, clean(&buf)));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn clean(line: &[u8]) -> String {
+    let s = String::from_utf8_lossy(line);
+    // A progress bar redraws with \r; the last frame is what a log should keep.
+    s.rsplit('\r').find(|p| !p.is_empty()).unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_come_out_of_executor_errors() {
+        assert_eq!(exit_code("executor failed running [/bin/sh -c exit 3]: exit code: 3"), Some(3));
+        assert_eq!(exit_code("process \"/bin/sh -c false\" did not complete successfully: exit code: 1: more"), Some(1));
+        assert_eq!(exit_code("no code here"), None);
+    }
+
+    #[test]
+    fn chunks_become_lines_per_stream() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push("v", 1, b"a\nb"), vec![(1, "a".to_string())]);
+        assert_eq!(s.push("v", 2, b"err\n"), vec![(2, "err".to_string())]);
+        assert_eq!(s.push("v", 1, b"c\nd"), vec![(1, "bc".to_string())]);
+        assert_eq!(s.flush("v"), vec![(1, "d".to_string())]);
+        assert_eq!(s.push("v", 1, b"10%\r50%\r100%\n"), vec![(1, "100%".to_string())]);
+    }
+}

@@ -1,0 +1,114 @@
+//! Images at the registry: the small one-layer images that carry the source and the CA bundle
+//! to BuildKit, facts about the runtime images, and the final image's config.
+
+use crate::error::BuildError;
+use crate::plan::{FinalImage, ImageFacts};
+use crate::registry::{ImageRef, Registry, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
+use crate::source::Layer;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// A one-layer image pushed for BuildKit to pull by digest.
+#[derive(Debug, Clone)]
+pub struct ContentImage {
+    /// `registry/repo@sha256:…`
+    pub pinned: String,
+    /// Whether this call uploaded anything (false: the registry already had it).
+    pub uploaded: bool,
+    pub bytes: usize,
+}
+
+fn content_manifest(layer: &Layer) -> (Vec<u8>, Vec<u8>) {
+    // serde_json with preserve_order writes keys as given: fixed order, fixed bytes.
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+    });
+    let config = serde_json::to_vec(&config).expect("json");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "size": config.len(), "digest": crate::registry::sha256_digest(&config)},
+        "layers": [{"mediaType": DOCKER_LAYER_GZIP, "size": layer.gzip.len(), "digest": layer.digest}],
+    });
+    (config, serde_json::to_vec(&manifest).expect("json"))
+}
+
+/// `host/repo@sha256:…` of the image `push_content` makes of `layer`, without pushing it.
+pub fn content_reference(host: &str, repo: &str, layer: &Layer) -> String {
+    let (_, manifest) = content_manifest(layer);
+    format!("{host}/{repo}@{}", crate::registry::sha256_digest(&manifest))
+}
+
+/// Pushes `layer` as an image to `host/repo`, unless the registry already has that manifest.
+pub async fn push_content(registry: &Registry, host: &str, repo: &str, layer: &Layer) -> Result<ContentImage, BuildError> {
+    let (config, manifest) = content_manifest(layer);
+    let digest = crate::registry::sha256_digest(&manifest);
+    let pinned = format!("{host}/{repo}@{digest}");
+    if registry.manifest(host, repo, &digest).await?.is_some() {
+        return Ok(ContentImage { pinned, uploaded: false, bytes: 0 });
+    }
+    let mut bytes = 0;
+    if registry.put_blob(host, repo, &layer.gzip).await? {
+        bytes += layer.gzip.len();
+    }
+    registry.put_blob(host, repo, &config).await?;
+    // Tagged by content too, so registry garbage collection keeps it while it is in use.
+    let tag = format!("sha256-{}", &digest[7..39]);
+    registry.put_manifest(host, repo, &tag, &manifest, DOCKER_MANIFEST).await?;
+    Ok(ContentImage { pinned, uploaded: true, bytes })
+}
+
+/// Digest, Env and Labels of a runtime image; a missing image is the user's (or operator's)
+/// to provide, and the message says how.
+pub async fn image_facts(registry: &Registry, reference: &str, what: &str) -> Result<ImageFacts, BuildError> {
+    let r = ImageRef::parse(reference).map_err(BuildError::user)?;
+    let Some(manifest) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else {
+        return Err(BuildError::user(format!(
+            "the {what} {reference} is missing from registry {}: build the stand-ins with docker/stack (docker/runtime-images), or push that runtime's image under this name",
+            r.registry
+        )));
+    };
+    let config: Value = serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
+        .map_err(|e| BuildError::internal(format!("config of {reference} is not JSON: {e}")))?;
+    let env = config["config"]["Env"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    let labels = config["config"]["Labels"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default();
+    Ok(ImageFacts { reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())), digest: Some(manifest.digest), env, labels })
+}
+
+/// Writes `image` into the config of the pushed `target` and re-pushes its manifest; returns
+/// the final manifest digest. The exporter's own config is kept where we have nothing to say
+/// (rootfs, history, architecture).
+pub async fn write_final_config(registry: &Registry, target: &ImageRef, image: &FinalImage) -> Result<String, BuildError> {
+    let (host, repo, tag) = (&target.registry, &target.repository, target.reference());
+    let manifest = registry
+        .manifest(host, repo, &tag)
+        .await?
+        .ok_or_else(|| BuildError::transient(format!("the pushed image {target} is not in the registry")))?;
+    let mut config: Value = serde_json::from_slice(&registry.blob(host, repo, &manifest.config_digest()?).await?)
+        .map_err(|e| BuildError::internal(format!("config of {target} is not JSON: {e}")))?;
+    let mut ports = serde_json::Map::new();
+    ports.insert(format!("{}/tcp", image.exposed_port), json!({}));
+    let labels: BTreeMap<&String, &String> = image.labels.iter().collect();
+    let obj = config.as_object_mut().ok_or_else(|| BuildError::internal("image config is not an object"))?;
+    let cfg = obj.entry("config").or_insert_with(|| json!({}));
+    cfg["Env"] = json!(image.env);
+    cfg["Cmd"] = json!(image.cmd);
+    cfg["Entrypoint"] = Value::Null;
+    cfg["WorkingDir"] = json!(image.working_dir);
+    cfg["ExposedPorts"] = Value::Object(ports);
+    cfg["Labels"] = json!(labels);
+    obj.remove("container_config");
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    registry.put_blob(host, repo, &config_bytes).await?;
+    let mut m = manifest.json()?;
+    m["config"]["digest"] = json!(crate::registry::sha256_digest(&config_bytes));
+    m["config"]["size"] = json!(config_bytes.len());
+    let bytes = serde_json::to_vec(&m).expect("json");
+    registry.put_manifest(host, repo, &tag, &bytes, &manifest.media_type).await
+}
