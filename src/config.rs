@@ -109,6 +109,10 @@ impl FileReader<'_> {
 
     /// The entries of a mapping node; unknown keys become warnings with a suggestion.
     fn mapping<'n>(&mut self, node: &'n Node, path: &str) -> Result<Vec<(&'n str, &'n Node)>> {
+        if node.is_null() {
+            // `network:` with nothing under it is an empty mapping, not a mistake worth failing for.
+            return Ok(Vec::new());
+        }
         let Value::Map(entries) = &node.value else {
             return Err(self.err(node.mark, path, format!("expected a mapping, found {}", node.kind())));
         };

@@ -200,8 +200,7 @@ pub fn pack_dir(dir: &Path) -> Result<Layer, BuildError> {
         }
         entries.push((rel, entry));
     }
-    let gz = GzEncoder::new(Vec::new(), Compression::new(6));
-    let mut tar = tar::Builder::new(HashingWriter { inner: gz, hash: Sha256::new() });
+    let mut tar = new_layer_writer();
     tar.follow_symlinks(false);
     let mut files = 0;
     for (rel, entry) in &entries {
@@ -223,18 +222,24 @@ pub fn pack_dir(dir: &Path) -> Result<Layer, BuildError> {
         }
         // Sockets, fifos and devices have no place in a source tree; they are left out.
     }
-    let hw = tar.into_inner().map_err(io)?;
+    finish_layer(tar, files).map_err(io)
+}
+
+fn new_layer_writer() -> tar::Builder<HashingWriter<GzEncoder<Vec<u8>>>> {
+    tar::Builder::new(HashingWriter { inner: GzEncoder::new(Vec::new(), Compression::new(6)), hash: Sha256::new() })
+}
+
+fn finish_layer(tar: tar::Builder<HashingWriter<GzEncoder<Vec<u8>>>>, files: usize) -> std::io::Result<Layer> {
+    let hw = tar.into_inner()?;
     let diff_id = format!("sha256:{}", hex::encode(hw.hash.finalize()));
-    let gzip = hw.inner.finish().map_err(io)?;
-    let digest = crate::registry::sha256_digest(&gzip);
-    Ok(Layer { gzip, digest, diff_id, files })
+    let gzip = hw.inner.finish()?;
+    Ok(Layer { digest: crate::registry::sha256_digest(&gzip), gzip, diff_id, files })
 }
 
 /// A layer holding one file at `/name`.
 pub fn pack_file(name: &str, contents: &[u8], mode: u32) -> Result<Layer, BuildError> {
     let io = |e: std::io::Error| BuildError::internal(format!("packing {name}: {e}"));
-    let gz = GzEncoder::new(Vec::new(), Compression::new(6));
-    let mut tar = tar::Builder::new(HashingWriter { inner: gz, hash: Sha256::new() });
+    let mut tar = new_layer_writer();
     let mut h = tar::Header::new_gnu();
     h.set_size(contents.len() as u64);
     h.set_mode(mode);
@@ -243,10 +248,7 @@ pub fn pack_file(name: &str, contents: &[u8], mode: u32) -> Result<Layer, BuildE
     h.set_gid(0);
     h.set_entry_type(tar::EntryType::Regular);
     tar.append_data(&mut h, name, contents).map_err(io)?;
-    let hw = tar.into_inner().map_err(io)?;
-    let diff_id = format!("sha256:{}", hex::encode(hw.hash.finalize()));
-    let gzip = hw.inner.finish().map_err(io)?;
-    Ok(Layer { digest: crate::registry::sha256_digest(&gzip), gzip, diff_id, files: 1 })
+    finish_layer(tar, 1).map_err(io)
 }
 
 #[cfg(test)]

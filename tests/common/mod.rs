@@ -1,0 +1,162 @@
+//! Helpers for the end-to-end tests: a real Docker Engine BuildKit and a real registry, as
+//! docker/stack starts them. Nothing here is a stand-in for a service.
+#![allow(dead_code)]
+
+use apprunner_build::build::{self, BuildOutcome, BuildRequest, Settings};
+use apprunner_build::buildkit::BuildkitAddr;
+use apprunner_build::config::ConfigSource;
+use apprunner_build::error::BuildError;
+use apprunner_build::log::{DeploymentLog, MemorySink};
+use apprunner_build::plan::StepNetwork;
+use apprunner_build::source::SourceLocation;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DOCKER: &str = "/usr/bin/docker";
+
+pub fn settings() -> Settings {
+    Settings {
+        buildkit: BuildkitAddr::Docker("/var/run/docker.sock".into()),
+        registry: "127.0.0.1:5000".into(),
+        ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+        network: StepNetwork::Sandbox,
+        timeout: Duration::from_secs(900),
+        registry_credentials: None,
+    }
+}
+
+/// A directory with these files (mode 0755 for names ending in .sh).
+pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, body).unwrap();
+        if name.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    dir
+}
+
+pub fn guide_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/python-guide")
+}
+
+pub struct Built {
+    pub result: Result<BuildOutcome, BuildError>,
+    pub log: Vec<String>,
+}
+
+impl Built {
+    pub fn image(&self) -> &str {
+        match &self.result {
+            Ok(o) => &o.image,
+            Err(e) => panic!("build failed: {e}\n{}", self.log.join("\n")),
+        }
+    }
+    pub fn error(&self) -> &BuildError {
+        match &self.result {
+            Ok(o) => panic!("build succeeded unexpectedly: {}", o.image),
+            Err(e) => e,
+        }
+    }
+    pub fn has_line(&self, needle: &str) -> bool {
+        self.log.iter().any(|l| l.contains(needle))
+    }
+}
+
+pub fn request(source: &str, source_dir: &str, api: Option<serde_json::Value>, reference: Option<&str>) -> BuildRequest {
+    BuildRequest {
+        location: SourceLocation::parse(source),
+        reference: reference.map(str::to_string),
+        source_dir: source_dir.into(),
+        config_source: if api.is_some() { ConfigSource::Api } else { ConfigSource::Repository },
+        api_values: api,
+        image: None,
+        service_name: Some("e2e".into()),
+        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+        trigger: "SERVICE_CREATE".into(),
+    }
+}
+
+pub async fn build_with(settings: &Settings, req: BuildRequest) -> Built {
+    let sink = MemorySink::default();
+    let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(sink.clone())]);
+    let result = build::run(settings, &req, &log).await;
+    let log = sink.rendered();
+    for l in &log {
+        eprintln!("{l}");
+    }
+    Built { result, log }
+}
+
+pub async fn build(source: &Path, source_dir: &str, api: Option<serde_json::Value>) -> Built {
+    build_with(&settings(), request(source.to_str().unwrap(), source_dir, api, None)).await
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new(DOCKER).args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs a shell command in the image (as its entrypoint would not), returning stdout.
+pub fn in_image(image: &str, script: &str) -> String {
+    docker(&["run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", image, "-c", script])
+}
+
+/// A container of the image, started with its own command; removed when dropped.
+pub struct Running {
+    pub id: String,
+    pub port: u16,
+}
+
+impl Running {
+    pub fn start(image: &str, container_port: u16, extra: &[&str]) -> Self {
+        let mut args = vec!["run", "-d", "-p", "127.0.0.1::0"];
+        let publish = format!("127.0.0.1::{container_port}");
+        args[3] = &publish;
+        args.extend_from_slice(extra);
+        args.push(image);
+        let id = docker(&args);
+        let mapping = docker(&["port", &id, &container_port.to_string()]);
+        let port = mapping.lines().next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+        Self { id, port }
+    }
+
+    /// GET / until it answers (the app needs a moment to start), or panic with its logs.
+    pub async fn get(&self, path: &str) -> String {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        for _ in 0..60 {
+            if let Ok(r) = reqwest::get(&url).await {
+                if let Ok(body) = r.text().await {
+                    return body;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let logs = Command::new(DOCKER).args(["logs", &self.id]).output().unwrap();
+        panic!("{url} never answered; container log:\n{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new(DOCKER).args(["rm", "-f", &self.id]).output();
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

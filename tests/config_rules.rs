@@ -1,0 +1,178 @@
+//! Every rejection of SPEC.md §2.6 and DECISIONS.md gives one line naming the key, and the
+//! lenient cases of real files are accepted with a warning. Pure: no services involved.
+
+use apprunner_build::catalog::RuntimeCatalog;
+use apprunner_build::config::{self, AppConfig};
+use std::path::Path;
+
+const GOOD: &str = "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n";
+
+fn yaml(text: &str) -> Result<AppConfig, String> {
+    config::from_yaml(text, "apprunner.yaml", &RuntimeCatalog::builtin()).map_err(|e| e.to_string())
+}
+
+fn rejected(text: &str) -> String {
+    let e = yaml(text).expect_err("should be rejected");
+    assert!(!e.contains('\n'), "error is not one line: {e}");
+    e
+}
+
+fn api(json: &str) -> Result<AppConfig, String> {
+    config::from_api(&serde_json::from_str(json).unwrap(), &RuntimeCatalog::builtin()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn minimal_file_gets_the_defaults() {
+    let c = yaml(GOOD).unwrap();
+    assert_eq!((c.port, c.port_env.as_deref(), c.runtime_version.as_deref()), (8080, None, None));
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn required_keys() {
+    for (key, text) in [
+        ("version", GOOD.replace("version: 1.0\n", "")),
+        ("runtime", GOOD.replace("runtime: python3\n", "")),
+        ("build.commands.build", GOOD.replace("    build:\n      - pip install -r requirements.txt\n", "    pre-build:\n      - echo\n")),
+        ("run.command", GOOD.replace("  command: python server.py\n", "  network:\n    port: 80\n")),
+        ("build", "version: 1.0\nruntime: python3\nrun:\n  command: x\n".to_string()),
+    ] {
+        let e = rejected(&text);
+        assert!(e.contains(&format!("{key}:")), "{key}: {e}");
+    }
+}
+
+#[test]
+fn port_is_reserved() {
+    let e = rejected(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  env:\n    - name: PORT\n      value: \"80\"\n"));
+    assert!(e.starts_with("apprunner.yaml:10:") && e.contains("run.env[0].name: `PORT` is reserved"), "{e}");
+    let e = rejected(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  secrets:\n    - name: PORT\n      value-from: p\n"));
+    assert!(e.contains("run.secrets[0].name: `PORT` is reserved"), "{e}");
+    let e = api(r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","RuntimeEnvironmentVariables":{"PORT":"1"}}"#).unwrap_err();
+    assert!(e.contains("RuntimeEnvironmentVariables: `PORT` is reserved"), "{e}");
+    let e = api(r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","RuntimeEnvironmentSecrets":{"PORT":"p"}}"#).unwrap_err();
+    assert!(e.contains("RuntimeEnvironmentSecrets: `PORT` is reserved"), "{e}");
+}
+
+#[test]
+fn pre_run_needs_the_revised_build() {
+    let e = rejected(&GOOD.replace("  command:", "  pre-run:\n    - pip install x\n  command:"));
+    assert!(e.contains("run.pre-run: pre-run is only for runtimes with the revised build"), "{e}");
+    assert!(yaml(&GOOD.replace("python3", "python311").replace("  command:", "  pre-run:\n    - pip3 install x\n  command:")).is_ok());
+}
+
+#[test]
+fn runtime_versions() {
+    let e = rejected(&GOOD.replace("  command:", "  runtime-version: 3.7.7\n  command:"));
+    assert!(e.contains("run.runtime-version") && e.contains("listed: 3.7.16, 3.7.15, 3.7.10"), "{e}");
+    let e = rejected(&GOOD.replace("  command:", "  runtime-version: 3.11\n  command:"));
+    assert!(e.contains("belongs to runtime `python311`"), "{e}");
+    // 3.10 must not become the float 3.1.
+    let c = yaml(&GOOD.replace("python3\n", "python311\n").replace("  command:", "  runtime-version: 3.11\n  command:")).unwrap();
+    assert_eq!(c.runtime_version.as_deref(), Some("3.11"));
+    let e = rejected(&GOOD.replace("  command:", "  runtime-version: 3.10\n  command:"));
+    assert!(e.contains("`3.10`"), "{e}");
+}
+
+#[test]
+fn runtime_names() {
+    let e = rejected(&GOOD.replace("runtime: python3", "runtime: python3.11"));
+    assert!(e.contains("runtime: `python3.11` is not a managed runtime") && e.contains("did you mean `python311`?"), "{e}");
+    assert_eq!(yaml(&GOOD.replace("runtime: python3", "runtime: ' PYTHON_3 '")).unwrap().runtime, "python3");
+}
+
+#[test]
+fn ports_and_names() {
+    let e = rejected(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  network:\n    port: 80a\n"));
+    assert!(e.contains("run.network.port: `80a` is not a port number; expected an integer from 1 to 65535"), "{e}");
+    let e = rejected(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  network:\n    port: 70000\n"));
+    assert!(e.contains("70000"), "{e}");
+    let c = yaml(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  network:\n    port: \"8000\"\n    env: APP_PORT\n")).unwrap();
+    assert_eq!((c.port, c.port_env.as_deref()), (8000, Some("APP_PORT")));
+    let e = api(r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","Port":"http"}"#).unwrap_err();
+    assert!(e.starts_with("Port: `http` is not a port number"), "{e}");
+}
+
+#[test]
+fn secrets_are_references_of_three_forms() {
+    let with = |v: &str| GOOD.replace("  command: python server.py\n", &format!("  command: python server.py\n  secrets:\n    - name: S\n      value-from: \"{v}\"\n"));
+    for ok in ["arn:aws:secretsmanager:us-east-1:123456789012:secret:name:username::", "arn:aws:ssm:us-east-1:123456789012:parameter/name", "parameter-name"] {
+        assert!(yaml(&with(ok)).is_ok(), "{ok}");
+    }
+    let e = rejected(&with("arn:aws:s3:::bucket"));
+    assert!(e.contains("run.secrets[0].value-from") && e.contains("expected a Secrets Manager secret ARN"), "{e}");
+    let e = rejected(&with("has space"));
+    assert!(e.contains("is not a valid reference"), "{e}");
+}
+
+#[test]
+fn yaml_that_is_not_a_configuration() {
+    let e = rejected("<<<<<<< HEAD\nversion: 1.0\n=======\n");
+    assert!(e.starts_with("apprunner.yaml:"), "{e}");
+    let e = rejected("# Deploying\n\nSome *markdown* text.\n");
+    assert!(e.contains("expected a mapping"), "{e}");
+    let e = rejected(&GOOD.replace("runtime: python3", "runtime: !Ref Runtime"));
+    assert!(e.contains("YAML tag `!Ref`"), "{e}");
+    let e = rejected(&GOOD.replace("- pip install -r requirements.txt", "- echo a: b"));
+    assert!(e.contains("apprunner.yaml:6:9: build.commands.build[0]") && e.contains("quote the whole command"), "{e}");
+    let e = rejected("");
+    assert!(e.contains("the file is empty"), "{e}");
+}
+
+#[test]
+fn lenient_where_real_files_are_messy() {
+    let c = yaml(&format!("\u{feff}{}", GOOD.replace('\n', "\r\n"))).unwrap();
+    assert!(c.warnings.is_empty());
+    let c = yaml(&GOOD.replace("    pre_build", "").replace("  commands:\n", "  commands:\n    pre_build:\n      - echo hi\n")).unwrap();
+    assert!(c.warnings[0].contains("unknown key `build.commands.pre_build` is ignored; did you mean `build.commands.pre-build`?"), "{:?}", c.warnings);
+    let c = yaml(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  port: 8000\n")).unwrap();
+    assert!(c.warnings[0].contains("did you mean `run.network.port`?"), "{:?}", c.warnings);
+    let c = yaml("version: 1.0\nruntime: python3\nbuild:\n  commands:\n    - pip install x\nrun:\n  command: python a.py\n").unwrap();
+    assert_eq!(c.build, ["pip install x"]);
+    assert!(c.warnings[0].contains("plain list"), "{:?}", c.warnings);
+    let c = yaml(&GOOD.replace("version: 1.0", "version: 2.0")).unwrap();
+    assert!(c.warnings[0].contains("version `2.0`"), "{:?}", c.warnings);
+    assert!(yaml(&GOOD.replace("version: 1.0", "version: \"1.0\"")).unwrap().warnings.is_empty());
+    assert!(yaml(&GOOD.replace("version: 1.0", "version: 1")).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn api_values() {
+    let c = api(r#"{"Runtime":"PYTHON_3","BuildCommand":"pip install -r requirements.txt","StartCommand":"python server.py","Port":"8080","RuntimeEnvironmentVariables":[{"NAME":"Jane"}]}"#).unwrap();
+    assert_eq!((c.runtime.as_str(), c.build.len(), c.run_env[0].value.as_str()), ("python3", 1, "Jane"));
+    let c = api(r#"{"CodeConfigurationValues":{"runtime":"python3","buildCommand":"b","startCommand":"s"}}"#).unwrap();
+    assert_eq!(c.port, 8080);
+    let e = api(r#"{"Runtime":"PYTHON_3","StartCommand":"s"}"#).unwrap_err();
+    assert!(e.starts_with("BuildCommand: required field is missing"), "{e}");
+    let e = api(r#"{"Runtime":"COBOL_85","BuildCommand":"b","StartCommand":"s"}"#).unwrap_err();
+    assert!(e.starts_with("Runtime: `COBOL_85` is not a managed runtime"), "{e}");
+}
+
+/// The real files of shared/corpus: never a panic; each accepted or rejected in one line.
+#[test]
+fn corpus_of_real_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/apprunner-yaml");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e} (the corpus sits in shared/ beside the checkout)", dir.display()));
+    let (mut accepted, mut rejected) = (0, Vec::new());
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+        match yaml(&text) {
+            Ok(c) => {
+                accepted += 1;
+                assert!(!c.build.is_empty() && !c.command.is_empty());
+            }
+            Err(e) => {
+                assert!(!e.contains('\n') && e.starts_with("apprunner.yaml"), "{}: {e}", path.display());
+                rejected.push(format!("{}: {e}", path.file_name().unwrap().to_string_lossy()));
+            }
+        }
+    }
+    eprintln!("corpus: {accepted} accepted, {} rejected", rejected.len());
+    for r in &rejected {
+        eprintln!("  {r}");
+    }
+    assert!(accepted + rejected.len() >= 141);
+    // Most rejections name runtimes the catalog does not have yet (nodejs20/22, docker).
+    assert!(accepted >= 65, "only {accepted} corpus files accepted");
+}
