@@ -48,7 +48,7 @@ pub struct BuildRequest {
     pub trigger: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct StageTiming {
     pub stage: String,
     pub seconds: f64,

@@ -112,3 +112,15 @@ pub async fn write_final_config(registry: &Registry, target: &ImageRef, image: &
     let bytes = serde_json::to_vec(&m).expect("json");
     registry.put_manifest(host, repo, &tag, &bytes, &manifest.media_type).await
 }
+
+/// The digest and labels of the image at `target`, if there is one.
+pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(String, BTreeMap<String, String>)>, BuildError> {
+    let Some(manifest) = registry.manifest(&target.registry, &target.repository, &target.reference()).await? else { return Ok(None) };
+    let config: Value = serde_json::from_slice(&registry.blob(&target.registry, &target.repository, &manifest.config_digest()?).await?)
+        .map_err(|e| BuildError::internal(format!("config of {target} is not JSON: {e}")))?;
+    let labels = config["config"]["Labels"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default();
+    Ok(Some((manifest.digest, labels)))
+}

@@ -1,17 +1,17 @@
 //! The deployment log: one stream per build, `deployment/<operation-id>`, whose lines are
 //! `[AppRunner]` (the worker's own steps) or `[Build]` (what the user's commands print).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LineSource {
     AppRunner,
     Build,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// `deployment/<operation-id>`
     pub stream: String,

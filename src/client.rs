@@ -1,0 +1,142 @@
+//! The queue's clients: `submit` (publish a job, optionally follow its log to the end) and
+//! `rebuild-failed` (resubmit failed jobs that match a filter).
+
+use crate::error::ErrorClass;
+use crate::job::{BuildJob, FailedJob, JobEvent, JobStatus};
+use crate::log::LogLine;
+use crate::queue::{self, Outgoing, Publisher, Topology};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use std::time::Duration;
+
+/// Publishes `job` (and its QUEUED event). With `follow`, prints its log lines as they come
+/// and returns its terminal event.
+pub async fn submit(uri: &str, topology: &Topology, job: &BuildJob, follow: Option<&(dyn Fn(&LogLine) + Sync)>) -> Result<Option<JobEvent>, String> {
+    let conn = queue::connect(uri, "apprunner-build-submit").await.map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    topology.declare(&ch).await.map_err(|e| format!("declaring the queues: {e}"))?;
+    // Subscribe before publishing, so not one line is missed.
+    let followed = match follow {
+        Some(_) => {
+            let q = topology.follow(&ch, &job.operation_id).await.map_err(|e| e.to_string())?;
+            Some(ch.basic_consume(q.into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let publisher = Publisher::new(uri, "apprunner-build-submit-publisher");
+    let payload = serde_json::to_vec(job).expect("json");
+    publisher.publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) }).await?;
+    let queued = serde_json::to_vec(&JobEvent::new(job, JobStatus::Queued)).expect("json");
+    publisher.publish(&Outgoing::new(&topology.events(), &Topology::event_key(&job.operation_id, "QUEUED"), &queued)).await?;
+    publisher.close().await;
+    let (Some(print), Some(mut consumer)) = (follow, followed) else {
+        let _ = conn.close(200, "submitted".into()).await;
+        return Ok(None);
+    };
+    let events = topology.events();
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery.map_err(|e| format!("lost the broker while following the build: {e}"))?;
+        if delivery.exchange.as_str() == events {
+            if let Ok(ev) = serde_json::from_slice::<JobEvent>(&delivery.data) {
+                if matches!(ev.status, JobStatus::Succeeded | JobStatus::Failed) {
+                    let _ = conn.close(200, "done".into()).await;
+                    return Ok(Some(ev));
+                }
+            }
+        } else if let Ok(line) = serde_json::from_slice::<LogLine>(&delivery.data) {
+            print(&line);
+        }
+    }
+    Err("the broker closed the log stream before the build ended".into())
+}
+
+/// Which failed jobs to resubmit.
+#[derive(Debug, Clone, Default)]
+pub struct FailedFilter {
+    pub service: Option<String>,
+    pub runtime: Option<String>,
+    pub class: Option<ErrorClass>,
+    /// Only entries that failed at least this long ago / at most this long ago.
+    pub older_than: Option<Duration>,
+    pub newer_than: Option<Duration>,
+}
+
+impl FailedFilter {
+    pub fn matches(&self, f: &FailedJob) -> bool {
+        let age = time::OffsetDateTime::parse(&f.failed_at, &time::format_description::well_known::Rfc3339)
+            .map(|t| (time::OffsetDateTime::now_utc() - t).unsigned_abs())
+            .unwrap_or(Duration::ZERO);
+        self.service.as_ref().is_none_or(|s| f.job.as_ref().is_some_and(|j| &j.service.name == s))
+            && self.runtime.as_ref().is_none_or(|r| f.runtime.as_ref() == Some(r))
+            && self.class.is_none_or(|c| f.class == c)
+            && self.older_than.is_none_or(|d| age >= d)
+            && self.newer_than.is_none_or(|d| age <= d)
+    }
+}
+
+/// One failed entry and what was (or would be) done with it.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    pub entry: FailedJob,
+    /// The new job, when the entry matched and holds a job.
+    pub resubmitted: Option<BuildJob>,
+}
+
+/// Goes through the failed-jobs queue once. Matching entries are republished as new jobs
+/// (new job and operation ids; a rebuild is a new deployment) and then acked: each is
+/// confirmed by the broker before its entry goes, so an interruption loses nothing (at worst
+/// one job is resubmitted twice). Entries that do not match are left in the queue.
+pub async fn rebuild_failed(uri: &str, topology: &Topology, filter: &FailedFilter, dry_run: bool) -> Result<Vec<Rebuilt>, String> {
+    let conn = queue::connect(uri, "apprunner-build-rebuild-failed").await.map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    topology.declare(&ch).await.map_err(|e| format!("declaring the queues: {e}"))?;
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let total = ch.queue_declare(topology.failed().into(), passive, FieldTable::default()).await.map_err(|e| e.to_string())?.message_count();
+    let publisher = Publisher::new(uri, "apprunner-build-rebuild-failed-publisher");
+    let mut out = Vec::new();
+    // Entries we keep stay unacked until the channel closes, so each is seen once per run.
+    for _ in 0..total {
+        let Some(msg) = ch.basic_get(topology.failed().into(), BasicGetOptions::default()).await.map_err(|e| e.to_string())? else { break };
+        let entry: FailedJob = match serde_json::from_slice(&msg.delivery.data) {
+            Ok(e) => e,
+            Err(_) => continue, // not ours to judge; it stays
+        };
+        let job = entry.job.clone().filter(|_| filter.matches(&entry));
+        let Some(job) = job else {
+            out.push(Rebuilt { entry, resubmitted: None });
+            continue;
+        };
+        let mut new_job = job.clone();
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        new_job.operation_id = suffix.clone();
+        new_job.job_id = format!("{}.rebuild-{}", job.job_id.split(".rebuild-").next().unwrap_or(&job.job_id), &suffix[..8]);
+        if job.image.tag.as_deref() == Some(job.operation_id.as_str()) {
+            new_job.image.tag = None;
+        }
+        if !dry_run {
+            let payload = serde_json::to_vec(&new_job).expect("json");
+            publisher.publish(&Outgoing { message_id: Some(&new_job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) }).await?;
+            msg.delivery.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
+        }
+        out.push(Rebuilt { entry, resubmitted: Some(new_job) });
+    }
+    publisher.close().await;
+    // Closing returns every entry not acked to the queue.
+    let _ = conn.close(200, "done".into()).await;
+    Ok(out)
+}
+
+/// `90s`, `15m`, `2h`, `7d`
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not an age; expected a number with s, m, h or d, e.g. 30m"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("`{s}` is not an age; expected a number with s, m, h or d, e.g. 30m")),
+    };
+    Ok(Duration::from_secs(secs))
+}
