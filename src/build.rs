@@ -201,8 +201,7 @@ pub fn default_image(settings: &Settings, req: &BuildRequest) -> String {
         let dir = req.source_dir.trim_matches('/').replace('/', "-");
         [base.unwrap_or_else(|| "app".into()), dir].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-")
     });
-    let repo: String = service.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' }).collect();
-    format!("{}/apprunner-apps/{}:{}", settings.registry, repo.trim_matches('-'), req.operation_id)
+    format!("{}/apprunner-apps/{}:{}", settings.registry, crate::registry::repository_component(&service), req.operation_id)
 }
 
 /// Runs a whole build, streaming the deployment log; the image reference with its digest on success.

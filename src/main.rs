@@ -310,7 +310,9 @@ async fn submit(what: What, queue: QueueArgs, service: Option<String>, image: Op
             (format!("file://{}", root.display()), what.reference.clone().or(Some(commit)))
         }
     };
-    let service = service.unwrap_or_else(|| url.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().unwrap_or("app").to_ascii_lowercase());
+    let service = service.unwrap_or_else(|| {
+        apprunner_build::registry::repository_component(url.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().unwrap_or("app"))
+    });
     let (config_source, values) = match &what.api_config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| BuildError::user(format!("--api-config {}: {e}", path.display())))?;

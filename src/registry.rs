@@ -68,6 +68,18 @@ impl std::fmt::Display for ImageRef {
     }
 }
 
+/// A name made fit to be one path component of a repository: lower case, `[a-z0-9._-]`,
+/// starting and ending with a letter or digit (`.tmpAb3` -> `tmpab3`).
+pub fn repository_component(name: &str) -> String {
+    let mapped: String = name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    let trimmed = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if trimmed.is_empty() {
+        "app".into()
+    } else {
+        trimmed.to_string()
+    }
+}
+
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -276,5 +288,12 @@ mod tests {
         assert_eq!(r.reference(), d);
         assert!(ImageRef::parse("python:3").is_err());
         assert!(ImageRef::parse("127.0.0.1:5000/Apps/web").unwrap_err().contains("expected REGISTRY/REPOSITORY"));
+    }
+
+    #[test]
+    fn names_become_repository_components() {
+        assert_eq!(repository_component(".tmpAb3"), "tmpab3");
+        assert_eq!(repository_component("My Service!"), "my-service");
+        assert_eq!(repository_component("..."), "app");
     }
 }

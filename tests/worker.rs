@@ -1,0 +1,390 @@
+//! The queue worker against a real RabbitMQ, a real BuildKit and a real registry: worker
+//! processes of the built binary, each test on queues of its own prefix.
+
+mod common;
+use apprunner_build::job::*;
+use apprunner_build::queue::{self, Outgoing, Publisher, Topology};
+use apprunner_build::config::ConfigSource;
+use common::*;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const BIN: &str = env!("CARGO_BIN_EXE_apprunner-build");
+
+struct Worker {
+    child: Child,
+    pub id: String,
+}
+
+impl Worker {
+    fn start(prefix: &str, id: &str, args: &[&str]) -> Self {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
+        let child = Command::new(BIN)
+            .args(["worker", "--queue-prefix", prefix, "--worker-id", id, "--metrics-addr", "off", "--retry-delay", "1"])
+            .args(args)
+            .env("APPRUNNER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child, id: id.to_string() }
+    }
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn prefix() -> String {
+    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A git repository of a small Python app whose build runs `build_cmd`.
+fn repo(build_cmd: &str) -> (tempfile::TempDir, String) {
+    let yaml = format!("version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - \"{}\"\nrun:\n  command: python -m http.server 8080\n", build_cmd.replace('"', "\\\""));
+    let dir = app(&[("apprunner.yaml", &yaml), ("index.html", "hi\n")]);
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "app"]);
+    let url = format!("file://{}", dir.path().display());
+    (dir, url)
+}
+
+fn job(url: &str, service: &str) -> BuildJob {
+    let op = uuid::Uuid::new_v4().simple().to_string();
+    BuildJob {
+        version: JOB_VERSION,
+        job_id: format!("{service}-{}", &op[..8]),
+        operation_id: op,
+        service: Service { name: service.into(), id: None },
+        repository: Repository { url: url.into(), branch: Some("main".into()), commit: None, source_directory: "/".into() },
+        configuration: Configuration { source: ConfigSource::Repository, values: None },
+        image: ImageTarget { repository: format!("127.0.0.1:5000/apprunner-tests/{service}"), tag: None },
+        deadline: None,
+        trigger: None,
+    }
+}
+
+/// Every event of a prefix, from before the first job is published.
+struct Events {
+    consumer: lapin::Consumer,
+    _conn: lapin::Connection,
+    seen: Vec<JobEvent>,
+}
+
+impl Events {
+    async fn listen(topology: &Topology) -> Self {
+        let conn = queue::connect(AMQP, "test-events").await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        topology.declare(&ch).await.unwrap();
+        let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+        ch.queue_bind(q.name().clone(), topology.events().into(), "#".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+        let consumer = ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+        Self { consumer, _conn: conn, seen: Vec::new() }
+    }
+
+    /// Reads events until `done` holds for what was seen, or panics after `limit`.
+    async fn until(&mut self, limit: Duration, done: impl Fn(&[JobEvent]) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.consumer.next()).await {
+                Ok(Some(Ok(d))) => self.seen.push(serde_json::from_slice(&d.data).unwrap()),
+                _ => panic!("events did not arrive in {limit:?}; seen: {:#?}", self.seen.iter().map(|e| (&e.job_id, e.status, &e.error)).collect::<Vec<_>>()),
+            }
+        }
+    }
+
+    /// Keeps reading for `quiet`, so a duplicate would show up.
+    async fn settle(&mut self, quiet: Duration) {
+        while let Ok(Some(Ok(d))) = tokio::time::timeout(quiet, self.consumer.next()).await {
+            self.seen.push(serde_json::from_slice(&d.data).unwrap());
+        }
+    }
+
+    fn count(&self, job_id: &str, status: JobStatus) -> usize {
+        self.seen.iter().filter(|e| e.job_id == job_id && e.status == status).count()
+    }
+}
+
+fn terminal(events: &[JobEvent], job_id: &str) -> Option<JobEvent> {
+    events.iter().find(|e| e.job_id == job_id && matches!(e.status, JobStatus::Succeeded | JobStatus::Failed)).cloned()
+}
+
+async fn submit(topology: &Topology, job: &BuildJob) {
+    apprunner_build::client::submit(AMQP, topology, job, None).await.unwrap();
+}
+
+async fn publish_raw(topology: &Topology, payload: &[u8]) {
+    let p = Publisher::new(AMQP, "test-raw");
+    p.publish(&Outgoing::new("", &topology.jobs(), payload)).await.unwrap();
+    p.close().await;
+}
+
+/// Takes every entry of the failed-jobs queue.
+async fn drain_failed(topology: &Topology) -> Vec<FailedJob> {
+    let conn = queue::connect(AMQP, "test-failed").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = ch.basic_get(topology.failed().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+        out.push(serde_json::from_slice(&m.delivery.data).unwrap());
+    }
+    out
+}
+
+async fn failed_count(topology: &Topology) -> u32 {
+    let conn = queue::connect(AMQP, "test-failed-count").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch.queue_declare(topology.failed().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+    q.message_count()
+}
+
+async fn image_exists(reference: &str) -> bool {
+    let r = apprunner_build::registry::ImageRef::parse(reference).unwrap();
+    apprunner_build::registry::Registry::new(None).manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_jobs_on_two_workers_each_finish_exactly_once() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let mut events = Events::listen(&topology).await;
+    let (_dir, url) = repo("echo trivial build");
+    let _a = Worker::start(&prefix, "a", &["--concurrency", "3"]);
+    let _b = Worker::start(&prefix, "b", &["--concurrency", "3"]);
+    let jobs: Vec<BuildJob> = (0..50).map(|_| job(&url, "fifty")).collect();
+    for j in &jobs {
+        submit(&topology, j).await;
+    }
+    events.until(Duration::from_secs(600), |seen| jobs.iter().all(|j| terminal(seen, &j.job_id).is_some())).await;
+    events.settle(Duration::from_secs(3)).await;
+    let mut by_worker: HashMap<String, usize> = HashMap::new();
+    for j in &jobs {
+        assert_eq!(events.count(&j.job_id, JobStatus::Succeeded), 1, "job {}", j.job_id);
+        assert_eq!(events.count(&j.job_id, JobStatus::Failed), 0, "job {}", j.job_id);
+        let ev = terminal(&events.seen, &j.job_id).unwrap();
+        assert!(image_exists(ev.image.as_deref().unwrap()).await);
+        *by_worker.entry(ev.worker.unwrap()).or_default() += 1;
+    }
+    assert_eq!(by_worker.len(), 2, "both workers took jobs: {by_worker:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_build_loses_nothing() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let mut events = Events::listen(&topology).await;
+    let (_dir, url) = repo(&format!("echo {}; sleep 8", uuid::Uuid::new_v4()));
+    let mut a = Worker::start(&prefix, "a", &["--concurrency", "1"]);
+    let j = job(&url, "killed");
+    submit(&topology, &j).await;
+    events.until(Duration::from_secs(60), |seen| seen.iter().any(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.kill9();
+    let _b = Worker::start(&prefix, "b", &["--concurrency", "1"]);
+    events.until(Duration::from_secs(120), |seen| terminal(seen, &j.job_id).is_some()).await;
+    events.settle(Duration::from_secs(5)).await;
+    assert_eq!(events.count(&j.job_id, JobStatus::Succeeded), 1);
+    assert_eq!(terminal(&events.seen, &j.job_id).unwrap().worker.as_deref(), Some("b"));
+    assert_eq!(failed_count(&topology).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_broker_connection_is_re_established() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let mut events = Events::listen(&topology).await;
+    let (_dir, url) = repo("echo reconnect");
+    let id = format!("{prefix}-w");
+    let _w = Worker::start(&prefix, &id, &[]);
+    let first = job(&url, "reconnect");
+    submit(&topology, &first).await;
+    events.until(Duration::from_secs(120), |seen| terminal(seen, &first.job_id).is_some()).await;
+    // Close the worker's consuming connection from the server side.
+    let list = Command::new("rabbitmqctl").args(["list_connections", "pid", "client_properties", "-q"]).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    let needle = format!("\"apprunner-build-worker-{id}\"}}");
+    let pids: Vec<&str> = text.lines().filter(|l| l.contains(&needle)).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(pids.len(), 1, "the worker's connection: {text}");
+    let closed = Command::new("rabbitmqctl").args(["close_connection", pids[0], "test closes it"]).output().unwrap();
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = job(&url, "reconnect");
+    submit(&topology, &later).await;
+    events.until(Duration::from_secs(120), |seen| terminal(seen, &later.job_id).is_some()).await;
+    assert_eq!(terminal(&events.seen, &later.job_id).unwrap().status, JobStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_jobs_end_in_the_failed_queue_with_reasons() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let mut events = Events::listen(&topology).await;
+    let _w = Worker::start(&prefix, "w", &[]);
+    let bad_yaml = {
+        let dir = app(&[("apprunner.yaml", "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo a: b\nrun:\n  command: x\n")]);
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "bad"]);
+        dir
+    };
+    let yaml_job = job(&format!("file://{}", bad_yaml.path().display()), "badyaml");
+    let (_d, failing_url) = repo("echo compiling; exit 7");
+    let failing_job = job(&failing_url, "failing");
+    submit(&topology, &yaml_job).await;
+    submit(&topology, &failing_job).await;
+    publish_raw(&topology, b"this is not json").await;
+    let mut v2 = serde_json::to_value(job(&failing_url, "future")).unwrap();
+    v2["version"] = 2.into();
+    publish_raw(&topology, v2.to_string().as_bytes()).await;
+    let (_g, good_url) = repo("echo fine");
+    let good = job(&good_url, "good");
+    submit(&topology, &good).await;
+    events.until(Duration::from_secs(180), |seen| [&yaml_job, &failing_job, &good].iter().all(|j| terminal(seen, &j.job_id).is_some())).await;
+    assert_eq!(terminal(&events.seen, &good.job_id).unwrap().status, JobStatus::Succeeded, "the worker keeps serving");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failed_count(&topology).await < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed = drain_failed(&topology).await;
+    let reason = |pred: &dyn Fn(&FailedJob) -> bool| failed.iter().find(|f| pred(f)).map(|f| f.reason.clone()).unwrap_or_else(|| panic!("{failed:#?}"));
+    let r = reason(&|f| f.job.as_ref().is_some_and(|j| j.job_id == yaml_job.job_id));
+    assert!(r.contains("build.commands.build[0]") && r.contains("quote the whole command"), "{r}");
+    let r = reason(&|f| f.job.as_ref().is_some_and(|j| j.job_id == failing_job.job_id));
+    assert!(r.contains("Failed to execute 'build' command") && r.contains("exit code 7"), "{r}");
+    let r = reason(&|f| f.raw_message.as_deref() == Some("this is not json"));
+    assert!(r.starts_with("the message is not JSON"), "{r}");
+    let r = reason(&|f| f.raw_message.as_deref().is_some_and(|m| m.contains("\"version\":2")));
+    assert_eq!(r, "job version 2 is not supported; this worker reads version 1");
+    assert_eq!(failed.len(), 4);
+}
+
+/// A unix-socket proxy to Docker Engine that the test can take down and bring back, so the
+/// worker's BuildKit (and Engine API) is unreachable without disturbing the other tests.
+struct FlakyDocker {
+    path: PathBuf,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FlakyDocker {
+    fn new() -> Self {
+        Self { path: std::env::temp_dir().join(format!("flaky-docker-{}.sock", uuid::Uuid::new_v4().simple())), task: None }
+    }
+    fn addr(&self) -> String {
+        format!("docker-unix://{}", self.path.display())
+    }
+    fn up(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).unwrap();
+        self.task = Some(tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for FlakyDocker {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_failed_resubmits() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let mut events = Events::listen(&topology).await;
+    let mut docker = FlakyDocker::new();
+    assert!(!exists(&docker.path));
+    let (_dir, url) = repo("echo flaky");
+
+    // Down while the job waits: it is retried, and completes once BuildKit is back.
+    let w = Worker::start(&prefix, "w", &["--buildkit", &docker.addr(), "--max-attempts", "8"]);
+    let waits = job(&url, "flaky");
+    submit(&topology, &waits).await;
+    events.until(Duration::from_secs(60), |seen| seen.iter().any(|e| e.job_id == waits.job_id && e.status == JobStatus::Queued && e.attempt == Some(2))).await;
+    let retry = events.seen.iter().find(|e| e.job_id == waits.job_id && e.attempt == Some(2)).unwrap();
+    assert_eq!(retry.error.as_ref().unwrap().class, apprunner_build::error::ErrorClass::Transient);
+    docker.up();
+    events.until(Duration::from_secs(120), |seen| terminal(seen, &waits.job_id).is_some()).await;
+    assert_eq!(terminal(&events.seen, &waits.job_id).unwrap().status, JobStatus::Succeeded);
+    drop(w);
+    drop(docker);
+
+    // Down for good: after the bounded attempts it fails with a transient-fault reason.
+    let docker = FlakyDocker::new();
+    let _w = Worker::start(&prefix, "w2", &["--buildkit", &docker.addr(), "--max-attempts", "2"]);
+    let gives_up = job(&url, "flaky");
+    submit(&topology, &gives_up).await;
+    events.until(Duration::from_secs(90), |seen| terminal(seen, &gives_up.job_id).is_some()).await;
+    let ev = terminal(&events.seen, &gives_up.job_id).unwrap();
+    assert_eq!(ev.status, JobStatus::Failed);
+    assert!(ev.error.as_ref().unwrap().message.contains("BuildKit"), "{:?}", ev.error);
+
+    // rebuild-failed: --dry-run lists and changes nothing; a filter that does not match takes nothing.
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).arg("rebuild-failed").args(["--queue-prefix", &prefix]).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dry = run(&["--dry-run", "--error-class", "TRANSIENT"]);
+    assert!(dry.contains(&format!("would resubmit {}", gives_up.job_id)) && dry.contains("1 of 1 failed jobs match"), "{dry}");
+    assert_eq!(failed_count(&topology).await, 1);
+    let none = run(&["--service", "someone-else"]);
+    assert!(none.contains("0 of 1 failed jobs resubmitted"), "{none}");
+    assert_eq!(failed_count(&topology).await, 1);
+
+    // With BuildKit reachable again, the resubmitted job builds.
+    let _healthy = Worker::start(&prefix, "w3", &[]);
+    drop(_w);
+    let real = run(&["--error-class", "transient", "--newer-than", "1h"]);
+    assert!(real.contains(&format!("resubmitted {}", gives_up.job_id)), "{real}");
+    assert_eq!(failed_count(&topology).await, 0);
+    let new_id = real.split(" as ").nth(1).unwrap().lines().next().unwrap().trim().to_string();
+    events.until(Duration::from_secs(120), |seen| terminal(seen, &new_id).is_some()).await;
+    assert_eq!(terminal(&events.seen, &new_id).unwrap().status, JobStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_streams_the_log_and_returns_the_outcome() {
+    let prefix = prefix();
+    let _w = Worker::start(&prefix, "w", &[]);
+    let (dir, _) = repo("echo hello from the build");
+    let out = Command::new(BIN).args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("[Build] hello from the build"), "{stdout}");
+    assert!(stdout.contains("[AppRunner] Deployment completed successfully."), "{stdout}");
+    assert!(stdout.trim_end().lines().last().unwrap().contains("@sha256:"), "{stdout}");
+
+    let (dir, _) = repo("echo broken >&2; exit 5");
+    let out = Command::new(BIN).args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[Build] broken"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exit code 5"));
+}
