@@ -27,6 +27,14 @@ pub struct Settings {
     pub network: StepNetwork,
     pub timeout: Duration,
     pub registry_credentials: Option<crate::registry::Credentials>,
+    /// Registry hosts reached over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+}
+
+impl Settings {
+    pub fn registry_client(&self) -> Registry {
+        Registry::new(self.registry_credentials.clone(), self.insecure_registries.clone())
+    }
 }
 
 pub const SOURCE_REPOSITORY: &str = "apprunner-build/sources";
@@ -222,7 +230,7 @@ pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -
 }
 
 async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildOutcome, BuildError> {
-    let registry = Registry::new(settings.registry_credentials.clone());
+    let registry = settings.registry_client();
     let target_text = req.image.clone().unwrap_or_else(|| default_image(settings, req));
     let target = ImageRef::parse(&target_text).map_err(BuildError::user)?;
     if target.digest.is_some() {
@@ -262,7 +270,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         BuildkitAddr::Docker(_) => ("moby", BTreeMap::from([("name".to_string(), target_text.clone())])),
         _ => {
             let mut a = BTreeMap::from([("name".to_string(), target_text.clone()), ("push".to_string(), "true".to_string())]);
-            if target.registry.starts_with("127.") || target.registry.starts_with("localhost") {
+            if crate::registry::is_plain_http(&target.registry, &settings.insecure_registries) {
                 a.insert("registry.insecure".into(), "true".into());
             }
             ("image", a)

@@ -156,6 +156,9 @@ struct SettingsArgs {
     /// PEM bundle every build step trusts (mounted read-only, never in the image).
     #[arg(long, env = "APPRUNNER_CA_BUNDLE", default_value = "/etc/ssl/certs/ca-certificates.crt")]
     ca_bundle: PathBuf,
+    /// Registry hosts to reach over plain HTTP (loopback ones always are), comma-separated.
+    #[arg(long, env = "APPRUNNER_INSECURE_REGISTRIES", value_delimiter = ',')]
+    insecure_registries: Vec<String>,
     /// Mount no CA bundle.
     #[arg(long)]
     no_ca_bundle: bool,
@@ -186,6 +189,7 @@ impl SettingsArgs {
             network: if self.host_network { StepNetwork::Host } else { StepNetwork::Sandbox },
             timeout: Duration::from_secs(self.timeout),
             registry_credentials,
+            insecure_registries: self.insecure_registries.clone(),
         })
     }
 }
@@ -219,7 +223,7 @@ fn request(what: &What, image: Option<String>, operation_id: Option<String>) -> 
 async fn plan(what: What, offline: bool, llb: bool, settings: SettingsArgs) -> Result<(), BuildError> {
     let settings = settings.settings()?;
     let req = request(&what, None, Some("0".repeat(32)))?;
-    let registry = apprunner_build::registry::Registry::new(settings.registry_credentials.clone());
+    let registry = settings.registry_client();
     // The plan's own progress lines are not the point here; keep stdout for the JSON.
     let log = DeploymentLog::new(&req.operation_id, vec![]);
     let prepared = build::prepare(&settings, &req, (!offline).then_some(&registry), &log).await?;
@@ -265,7 +269,7 @@ async fn worker(queue: QueueArgs, concurrency: u16, max_attempts: u32, retry_del
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
         format!("{host}-{}", std::process::id())
     });
-    if concurrency == 0 || max_attempts == 0 || !(retry_delay >= 0.0) {
+    if concurrency == 0 || max_attempts == 0 || retry_delay.is_nan() || retry_delay < 0.0 {
         return Err(BuildError::user("--concurrency and --max-attempts must be at least 1, --retry-delay a number of seconds"));
     }
     let metrics = Arc::new(apprunner_build::metrics::Metrics::default());

@@ -94,6 +94,7 @@ pub struct Credentials {
 pub struct Registry {
     http: reqwest::Client,
     credentials: Option<Credentials>,
+    insecure: Vec<String>,
     /// The last bearer token per scope, reused until the registry refuses it.
     tokens: Mutex<Vec<(String, String)>>,
 }
@@ -115,27 +116,32 @@ impl Manifest {
     }
 }
 
-fn scheme(host: &str) -> &'static str {
+/// Loopback registries speak plain HTTP (as Docker assumes); so do hosts named insecure.
+pub fn is_plain_http(host: &str, insecure: &[String]) -> bool {
     let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-    if name == "localhost" || name.starts_with("127.") || name == "[::1]" {
-        "http"
-    } else {
-        "https"
-    }
+    name == "localhost" || name.starts_with("127.") || name == "[::1]" || insecure.iter().any(|i| i == host || i == name)
 }
 
 impl Registry {
-    pub fn new(credentials: Option<Credentials>) -> Self {
+    pub fn new(credentials: Option<Credentials>, insecure: Vec<String>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(600))
             .build()
             .expect("reqwest client");
-        Self { http, credentials, tokens: Mutex::new(Vec::new()) }
+        Self { http, credentials, insecure, tokens: Mutex::new(Vec::new()) }
     }
 
-    fn url(host: &str, path: &str) -> String {
-        format!("{}://{host}/v2/{path}", scheme(host))
+    fn scheme(&self, host: &str) -> &'static str {
+        if is_plain_http(host, &self.insecure) {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("{}://{host}/v2/{path}", self.scheme(host))
     }
 
     fn unreachable(host: &str, e: reqwest::Error) -> BuildError {
@@ -205,7 +211,7 @@ impl Registry {
 
     /// The manifest at `reference` (tag or digest), or None if the registry has none.
     pub async fn manifest(&self, host: &str, repo: &str, reference: &str) -> Result<Option<Manifest>, BuildError> {
-        let url = Self::url(host, &format!("{repo}/manifests/{reference}"));
+        let url = self.url(host, &format!("{repo}/manifests/{reference}"));
         let resp = self.send(host, &Self::pull_scope(repo), || self.http.get(&url).header("Accept", ACCEPT_MANIFESTS)).await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -218,7 +224,7 @@ impl Registry {
     }
 
     pub async fn blob(&self, host: &str, repo: &str, digest: &str) -> Result<Vec<u8>, BuildError> {
-        let url = Self::url(host, &format!("{repo}/blobs/{digest}"));
+        let url = self.url(host, &format!("{repo}/blobs/{digest}"));
         let resp = self.send(host, &Self::pull_scope(repo), || self.http.get(&url)).await?;
         let resp = Self::check(resp, &format!("reading blob {digest} of {host}/{repo}")).await?;
         let bytes = resp.bytes().await.map_err(|e| Self::unreachable(host, e))?.to_vec();
@@ -229,7 +235,7 @@ impl Registry {
     }
 
     pub async fn has_blob(&self, host: &str, repo: &str, digest: &str) -> Result<bool, BuildError> {
-        let url = Self::url(host, &format!("{repo}/blobs/{digest}"));
+        let url = self.url(host, &format!("{repo}/blobs/{digest}"));
         let resp = self.send(host, &Self::pull_scope(repo), || self.http.head(&url)).await?;
         Ok(resp.status().is_success())
     }
@@ -241,11 +247,11 @@ impl Registry {
             return Ok(false);
         }
         let scope = Self::push_scope(repo);
-        let start = Self::url(host, &format!("{repo}/blobs/uploads/"));
+        let start = self.url(host, &format!("{repo}/blobs/uploads/"));
         let resp = self.send(host, &scope, || self.http.post(&start).header("Content-Length", "0")).await?;
         let resp = Self::check(resp, &format!("starting an upload to {host}/{repo}")).await?;
         let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let location = if location.starts_with("http") { location } else { format!("{}://{host}{location}", scheme(host)) };
+        let location = if location.starts_with("http") { location } else { format!("{}://{host}{location}", self.scheme(host)) };
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
         let body = bytes.to_vec();
@@ -258,7 +264,7 @@ impl Registry {
 
     /// Stores a manifest under `reference` (a tag or its digest); returns its digest.
     pub async fn put_manifest(&self, host: &str, repo: &str, reference: &str, bytes: &[u8], media_type: &str) -> Result<String, BuildError> {
-        let url = Self::url(host, &format!("{repo}/manifests/{reference}"));
+        let url = self.url(host, &format!("{repo}/manifests/{reference}"));
         let body = bytes.to_vec();
         let resp = self
             .send(host, &Self::push_scope(repo), || self.http.put(&url).header("Content-Type", media_type).body(body.clone()))
@@ -269,7 +275,7 @@ impl Registry {
 
     /// Whether the registry answers at all.
     pub async fn ping(&self, host: &str) -> Result<(), BuildError> {
-        let url = Self::url(host, "");
+        let url = self.url(host, "");
         self.http.get(&url).send().await.map_err(|e| Self::unreachable(host, e))?;
         Ok(())
     }

@@ -53,7 +53,7 @@ struct Shared {
 pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         publisher: Publisher::new(&cfg.amqp_uri, &format!("apprunner-build-worker-{}-publisher", cfg.worker_id)),
-        registry: Registry::new(cfg.settings.registry_credentials.clone()),
+        registry: cfg.settings.registry_client(),
         metrics,
         cfg,
     });

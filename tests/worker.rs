@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_apprunner-build");
 
 struct Worker {
     child: Child,
-    pub id: String,
 }
 
 impl Worker {
@@ -33,7 +32,7 @@ impl Worker {
             .stderr(log)
             .spawn()
             .unwrap();
-        Self { child, id: id.to_string() }
+        Self { child }
     }
     fn kill9(&mut self) {
         let _ = self.child.kill(); // SIGKILL
@@ -153,7 +152,7 @@ async fn failed_count(topology: &Topology) -> u32 {
 
 async fn image_exists(reference: &str) -> bool {
     let r = apprunner_build::registry::ImageRef::parse(reference).unwrap();
-    apprunner_build::registry::Registry::new(None).manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().is_some()
+    apprunner_build::registry::Registry::new(None, Vec::new()).manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().is_some()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -309,17 +308,13 @@ impl Drop for FlakyDocker {
     }
 }
 
-fn exists(p: &Path) -> bool {
-    p.exists()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_failed_resubmits() {
     let prefix = prefix();
     let topology = Topology::new(&prefix);
     let mut events = Events::listen(&topology).await;
     let mut docker = FlakyDocker::new();
-    assert!(!exists(&docker.path));
+    assert!(!docker.path.exists());
     let (_dir, url) = repo("echo flaky");
 
     // Down while the job waits: it is retried, and completes once BuildKit is back.

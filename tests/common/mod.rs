@@ -24,6 +24,7 @@ pub fn settings() -> Settings {
         network: StepNetwork::Sandbox,
         timeout: Duration::from_secs(900),
         registry_credentials: None,
+        insecure_registries: Vec::new(),
     }
 }
 

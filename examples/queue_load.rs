@@ -1,0 +1,125 @@
+//! Load benchmark of the queue path: `cargo run --release --example queue_load [JOBS]`.
+//!
+//! Needs docker/stack. Starts two workers of the release binary on fresh queues, submits JOBS
+//! trivial jobs (a cached one-command build, so the queue, the registry writes and the
+//! worker's own overhead are what is measured), and prints jobs per second through the queue
+//! against a reference measured in the same run: the same build done by `apprunner-build
+//! build` one after another, without a queue. Memory: each worker's RSS idle and at its peak.
+
+use apprunner_build::config::ConfigSource;
+use apprunner_build::job::*;
+use apprunner_build::queue::{self, Topology};
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let jobs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("apprunner-build");
+    assert!(bin.exists(), "build the binary first: cargo build --release");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("apprunner.yaml"), "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo load\nrun:\n  command: python -m http.server 8080\n").unwrap();
+    let git = |args: &[&str]| assert!(Command::new("git").args(["-c", "user.name=b", "-c", "user.email=b@b"]).args(args).current_dir(dir.path()).status().unwrap().success());
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "load"]);
+    let url = format!("file://{}", dir.path().display());
+
+    // Reference: direct builds, one after another (the first warms the cache).
+    let direct = |i: usize| {
+        let out = Command::new(&bin)
+            .args(["build", &url, "--ref", "main", "--image", &format!("127.0.0.1:5000/apprunner-bench/direct:{i}")])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(out.success());
+    };
+    direct(0);
+    let n_direct = 10;
+    let t = Instant::now();
+    for i in 1..=n_direct {
+        direct(i);
+    }
+    let direct_rate = n_direct as f64 / t.elapsed().as_secs_f64();
+
+    let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let topology = Topology::new(&prefix);
+    let conn = queue::connect(AMQP, "bench").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    topology.declare(&ch).await.unwrap();
+    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+    ch.queue_bind(q.name().clone(), topology.events().into(), "*.SUCCEEDED".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_bind(q.name().clone(), topology.events().into(), "*.FAILED".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+    let mut events = ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+
+    let workers: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            Command::new(&bin)
+                .args(["worker", "--queue-prefix", &prefix, "--worker-id", id, "--concurrency", "4", "--metrics-addr", "off"])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle: Vec<u64> = workers.iter().map(|w| rss_kib(w.id())).collect();
+
+    let t = Instant::now();
+    let all: Vec<BuildJob> = (0..jobs)
+        .map(|i| {
+            let op = uuid::Uuid::new_v4().simple().to_string();
+            BuildJob {
+                version: JOB_VERSION,
+                job_id: format!("load-{i}"),
+                operation_id: op,
+                service: Service { name: "load".into(), id: None },
+                repository: Repository { url: url.clone(), branch: Some("main".into()), commit: None, source_directory: "/".into() },
+                configuration: Configuration { source: ConfigSource::Repository, values: None },
+                image: ImageTarget { repository: "127.0.0.1:5000/apprunner-bench/queued".into(), tag: None },
+                deadline: None,
+                trigger: None,
+            }
+        })
+        .collect();
+    for j in &all {
+        apprunner_build::client::submit(AMQP, &topology, j, None).await.unwrap();
+    }
+    let mut peak = idle.clone();
+    let (mut ok, mut failed) = (0, 0);
+    while ok + failed < jobs {
+        match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+            Ok(Some(Ok(d))) => {
+                let ev: JobEvent = serde_json::from_slice(&d.data).unwrap();
+                if ev.status == JobStatus::Succeeded { ok += 1 } else { failed += 1 }
+            }
+            Ok(_) => panic!("event stream ended"),
+            Err(_) => {}
+        }
+        for (i, w) in workers.iter().enumerate() {
+            peak[i] = peak[i].max(rss_kib(w.id()));
+        }
+    }
+    let queue_rate = jobs as f64 / t.elapsed().as_secs_f64();
+    for mut w in workers {
+        let _ = w.kill();
+    }
+    println!("direct builds (reference, sequential): {direct_rate:.2} builds/s over {n_direct}");
+    println!("queue, 2 workers x 4 concurrent:       {queue_rate:.2} jobs/s over {jobs} ({ok} succeeded, {failed} failed)");
+    println!("ratio queue/direct:                     {:.2}", queue_rate / direct_rate);
+    for (i, id) in ["a", "b"].iter().enumerate() {
+        println!("worker {id}: RSS idle {} KiB, busy peak {} KiB (ratio {:.2})", idle[i], peak[i], peak[i] as f64 / idle[i].max(1) as f64);
+    }
+}
