@@ -45,6 +45,8 @@ impl SolveFailure {
                 None => format!("{} failed", vertex.name),
             }),
             SolveFailure::Unavailable(m) => BuildError::transient(format!("BuildKit unavailable: {m}")),
+            // BuildKit failing to reach a registry is a fault of the service, not of the user.
+            SolveFailure::Other(m) if is_unreachable(&m) => BuildError::transient(m),
             SolveFailure::Other(m) => BuildError::user(m),
         }
     }
@@ -169,6 +171,12 @@ impl Buildkit {
             }
         }
     }
+}
+
+fn is_unreachable(message: &str) -> bool {
+    ["connection refused", "no such host", "i/o timeout", "TLS handshake timeout", "connection reset", "503 Service Unavailable", "502 Bad Gateway", "server misbehaving"]
+        .iter()
+        .any(|t| message.contains(t))
 }
 
 /// `executor failed running [/bin/sh -c false]: exit code: 1` -> 1
