@@ -45,6 +45,9 @@ pub struct Runtime {
     /// The docker/images recipe that builds local stand-ins, if this machine can build one.
     #[serde(default)]
     pub stand_in: Option<String>,
+    /// How many of the newest releases get stand-ins (default: all).
+    #[serde(default)]
+    pub stand_in_versions: Option<usize>,
     #[serde(rename = "release")]
     pub releases: Vec<Release>,
 }
@@ -66,6 +69,8 @@ const CATALOG_FILES: &[(&str, &str)] = &[
     ("nodejs14", include_str!("../runtimes/nodejs14.toml")),
     ("nodejs16", include_str!("../runtimes/nodejs16.toml")),
     ("nodejs18", include_str!("../runtimes/nodejs18.toml")),
+    ("nodejs20", include_str!("../runtimes/nodejs20.toml")),
+    ("nodejs22", include_str!("../runtimes/nodejs22.toml")),
     ("corretto8", include_str!("../runtimes/corretto8.toml")),
     ("corretto11", include_str!("../runtimes/corretto11.toml")),
     ("dotnet6", include_str!("../runtimes/dotnet6.toml")),
@@ -95,6 +100,11 @@ impl RuntimeCatalog {
 
     pub fn runtimes(&self) -> &[Runtime] {
         &self.runtimes
+    }
+
+    /// Names of the runtimes that use the revised build, for messages.
+    pub fn revised_names(&self) -> Vec<&str> {
+        self.runtimes.iter().filter(|r| r.build_process == BuildProcess::Revised).map(|r| r.name.as_str()).collect()
     }
 
     /// Looks a runtime up by its name (`python3`) or API enum (`PYTHON_3`), ignoring
@@ -223,11 +233,12 @@ mod tests {
     }
 
     #[test]
-    fn catalog_has_the_twelve_runtimes_of_the_guide() {
+    fn catalog_has_the_twelve_runtimes_of_the_guide_and_two_newer_node_lines() {
         let c = RuntimeCatalog::builtin();
-        assert_eq!(c.runtimes().len(), 12);
-        let revised: Vec<_> = c.runtimes().iter().filter(|r| r.build_process == BuildProcess::Revised).map(|r| r.name.as_str()).collect();
-        assert_eq!(revised, ["python311", "nodejs18"]);
+        assert_eq!(c.runtimes().len(), 14);
+        assert_eq!(c.revised_names(), ["python311", "nodejs18", "nodejs20", "nodejs22"]);
+        let node22 = c.lookup("NODEJS_22").unwrap();
+        assert!(node22.releases.iter().all(|r| r.version.starts_with("22.")));
     }
 
     #[test]
@@ -247,6 +258,40 @@ mod tests {
     }
 
     #[test]
+    fn locks_resolve_for_every_runtime() {
+        for (rt, lock, want) in [
+            ("python3", None, "3.8.16"),
+            ("python311", Some("3.11.7"), "3.11.7"),
+            ("nodejs12", Some("12"), "12.22.12"),
+            ("nodejs12", Some("12.21"), "12.21.0"),
+            ("nodejs14", Some("14.21"), "14.21.3"),
+            ("nodejs14", Some("14.20.1"), "14.20.1"),
+            ("nodejs16", None, "16.20.2"),
+            ("nodejs16", Some("16.17"), "16.17.1"),
+            ("nodejs18", Some("18"), "18.19.1"),
+            ("corretto11", Some("11.0"), "11.0.22.7.1"),
+            ("corretto11", Some("11.0.18"), "11.0.18.10.1"),
+            ("corretto11", Some("11.0.18.10"), "11.0.18.10.1"),
+            ("corretto11", Some("11.0.13.08"), "11.0.13.08.1"),
+            ("corretto8", None, "8.402.08.1"),
+            ("corretto8", Some("8.392"), "8.392.08.1"),
+            ("corretto8", Some("8.342.07.4"), "8.342.07.4"),
+            ("corretto8", Some("8.312.7"), "8.312.07.1"),
+            ("dotnet6", Some("6.0"), "6.0.28"),
+            ("dotnet6", Some("6.0.9"), "6.0.9"),
+            ("php81", Some("8.1.21"), "8.1.21"),
+            ("ruby31", Some("3.1"), "3.1.4"),
+            ("ruby31", Some("3.1.3"), "3.1.3"),
+            ("go1", Some("1.18"), "1.18.10"),
+            ("go1", Some("1.18.7"), "1.18.7"),
+        ] {
+            assert_eq!(resolve(rt, lock).unwrap(), want, "{rt} {lock:?}");
+        }
+        assert!(resolve("corretto8", Some("8.342.07.4.1")).unwrap_err().contains("is not a corretto8 version"));
+        assert!(resolve("go1", Some("1.19")).unwrap_err().contains("listed: 1.18.10"));
+    }
+
+    #[test]
     fn unlisted_versions_are_rejected_with_the_neighbours() {
         let e = resolve("python3", Some("3.7.7")).unwrap_err();
         assert!(e.contains("`3.7.7`") && e.ends_with("listed: 3.7.16, 3.7.15, 3.7.10"), "{e}");
@@ -261,6 +306,6 @@ mod tests {
         let c = RuntimeCatalog::builtin();
         assert!(c.lookup("python3.11").unwrap_err().contains("did you mean `python311`?"));
         assert!(c.lookup("Ruby 3.1").unwrap_err().contains("did you mean `ruby31`?"));
-        assert!(c.lookup("nodejs20").unwrap_err().contains("not a managed runtime"));
+        assert!(c.lookup("nodejs24").unwrap_err().contains("not a managed runtime"));
     }
 }

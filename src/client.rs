@@ -100,7 +100,20 @@ pub async fn rebuild_failed(uri: &str, topology: &Topology, filter: &FailedFilte
         let Some(msg) = ch.basic_get(topology.failed().into(), BasicGetOptions::default()).await.map_err(|e| e.to_string())? else { break };
         let entry: FailedJob = match serde_json::from_slice(&msg.delivery.data) {
             Ok(e) => e,
-            Err(_) => continue, // not ours to judge; it stays
+            // A job the broker dead-lettered after its delivery limit (workers died on it).
+            Err(_) => match BuildJob::parse(&msg.delivery.data) {
+                Ok(job) => FailedJob {
+                    reason: format!("delivered {} times without finishing: a worker stopped while building it each time", queue::DELIVERY_LIMIT),
+                    class: ErrorClass::Internal,
+                    failed_at: msg.delivery.properties.timestamp().and_then(|t| time::OffsetDateTime::from_unix_timestamp(t as i64).ok()).unwrap_or_else(time::OffsetDateTime::now_utc).format(&time::format_description::well_known::Rfc3339).expect("formattable"),
+                    runtime: None,
+                    job: Some(job),
+                    raw_message: None,
+                    attempts: queue::DELIVERY_LIMIT as u32,
+                    worker: None,
+                },
+                Err(_) => continue, // not ours to judge; it stays
+            },
         };
         let job = entry.job.clone().filter(|_| filter.matches(&entry));
         let Some(job) = job else {

@@ -277,7 +277,7 @@ fn check_secret_reference(v: &str) -> std::result::Result<(), String> {
 }
 
 /// Rules shared by both configuration sources, checked once everything is read.
-fn check_run_settings(cfg: &AppConfig, process: BuildProcess) -> std::result::Result<(), (String, String)> {
+fn check_run_settings(cfg: &AppConfig, process: BuildProcess, catalog: &RuntimeCatalog) -> std::result::Result<(), (String, String)> {
     for (i, e) in cfg.run_env.iter().enumerate() {
         if e.name == "PORT" {
             return Err((format!("run.env[{i}].name"), "`PORT` is reserved: App Runner sets it to the port; set run.network.port instead".into()));
@@ -303,7 +303,8 @@ fn check_run_settings(cfg: &AppConfig, process: BuildProcess) -> std::result::Re
         return Err((
             "run.pre-run".into(),
             format!(
-                "pre-run is only for runtimes with the revised build (python311, nodejs18); {} uses the original build, which reruns build.commands.build in the run image instead, so put these commands there",
+                "pre-run is only for runtimes with the revised build ({}); {} uses the original build, which reruns build.commands.build in the run image instead, so put these commands there",
+                catalog.revised_names().join(", "),
                 cfg.runtime
             ),
         ));
@@ -433,7 +434,7 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
         secrets,
         warnings: Vec::new(),
     };
-    check_run_settings(&cfg, rt.build_process).map_err(|(key, m)| {
+    check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| {
         let mark = key_mark(&root, &key).unwrap_or(run_node.mark);
         r.err(mark, &key, m)
     })?;
@@ -537,7 +538,7 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
         secrets,
         warnings,
     };
-    check_run_settings(&cfg, rt.build_process).map_err(|(key, m)| {
+    check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| {
         let api_key = if key.starts_with("run.env") { "RuntimeEnvironmentVariables" } else if key.starts_with("run.secrets") { "RuntimeEnvironmentSecrets" } else { "StartCommand" };
         fail(api_key, m)
     })?;

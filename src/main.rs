@@ -49,8 +49,14 @@ enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
-    /// List the managed runtime catalog.
-    Runtimes,
+    /// List the managed runtime catalog: versions, pipeline, and which images the registry has.
+    Runtimes {
+        /// Do not ask the registry which images it has.
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
     /// Consume build jobs from RabbitMQ, publishing events, log lines and failed jobs.
     Worker {
         #[command(flatten)]
@@ -249,16 +255,60 @@ async fn run_build(what: What, image: Option<String>, operation_id: Option<Strin
     Ok(())
 }
 
-fn runtimes() {
-    for rt in RuntimeCatalog::builtin().runtimes() {
-        let mut versions: Vec<&str> = Vec::new();
+async fn runtimes(offline: bool, settings: SettingsArgs) -> Result<(), BuildError> {
+    use futures_util::stream::{self, StreamExt};
+    let settings = settings.settings()?;
+    let catalog = RuntimeCatalog::builtin();
+    let registry = settings.registry_client();
+    let host = settings.registry.clone();
+    let mut rows = Vec::new();
+    for rt in catalog.runtimes() {
+        let mut versions: Vec<String> = Vec::new();
         for r in &rt.releases {
-            if !versions.contains(&r.version.as_str()) {
-                versions.push(&r.version);
+            if !versions.contains(&r.version) {
+                versions.push(r.version.clone());
             }
         }
-        println!("{:<11} {:<12} {:<9} {}", rt.name, rt.api_name, rt.build_process, versions.join(" "));
+        rows.push((rt, versions));
     }
+    // Which (runtime, version) have both images, asked of the registry a few at a time.
+    let wanted: Vec<(String, String, String)> = rows
+        .iter()
+        .flat_map(|(rt, vs)| vs.iter().map(|v| (rt.name.clone(), rt.build_image.replace("{version}", v), rt.run_image.replace("{version}", v))))
+        .collect();
+    let present: std::collections::HashSet<(String, String)> = if offline {
+        Default::default()
+    } else {
+        stream::iter(wanted)
+            .map(|(name, build, run)| {
+                let (registry, host) = (&registry, &host);
+                async move {
+                    let has = |image: String| async move {
+                        let (repo, tag) = image.rsplit_once(':').expect("catalog images have tags");
+                        matches!(registry.manifest(host, repo, tag).await, Ok(Some(_)))
+                    };
+                    let version = build.rsplit_once(':').map(|(_, t)| t.trim_end_matches("-build").to_string()).unwrap_or_default();
+                    (has(build).await && has(run).await).then_some((name, version))
+                }
+            })
+            .buffer_unordered(16)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await
+    };
+    for (rt, versions) in &rows {
+        let shown: Vec<String> = versions
+            .iter()
+            .map(|v| if offline || present.contains(&(rt.name.clone(), v.clone())) { v.clone() } else { format!("{v}!") })
+            .collect();
+        let have = versions.iter().filter(|v| present.contains(&(rt.name.clone(), (*v).clone()))).count();
+        let images = if offline { String::new() } else { format!("  [images for {have}/{} versions]", versions.len()) };
+        println!("{:<11} {:<12} {:<9} {}{images}", rt.name, rt.api_name, rt.build_process, shown.join(" "));
+    }
+    if !offline {
+        println!("(a version marked ! has no build or run image in {host}; builds locked to it fail naming the missing image)");
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -417,10 +467,7 @@ async fn main() -> ExitCode {
     let (result, bad_input_code) = match cli.command {
         Command::Plan { what, offline, llb, settings } => (plan(what, offline, llb, settings).await, 2),
         Command::Build { what, image, operation_id, settings } => (run_build(what, image, operation_id, settings).await, 1),
-        Command::Runtimes => {
-            runtimes();
-            (Ok(()), 0)
-        }
+        Command::Runtimes { offline, settings } => (runtimes(offline, settings).await, 2),
         Command::Worker { queue, concurrency, max_attempts, retry_delay, grace, metrics_addr, worker_id, settings } => {
             (worker(queue, concurrency, max_attempts, retry_delay, grace, metrics_addr, worker_id, settings).await, 2)
         }

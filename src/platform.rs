@@ -13,6 +13,23 @@ pub fn check(cfg: &AppConfig, rt: &ResolvedRuntime, dir: &Path, source_dir: &str
     if rt.name == "php81" && source_dir != "/" {
         check_php_source_dir(rt, source_dir)?;
     }
+    if rt.name == "php81" {
+        check_start_script(cfg, dir)?;
+    }
+    Ok(())
+}
+
+/// The guide: `startup.sh` must be executable; commit it so, or `chmod +x` it in a build command.
+fn check_start_script(cfg: &AppConfig, dir: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(script) = cfg.command.split_whitespace().next().and_then(|c| c.strip_prefix("./")) else { return Ok(()) };
+    let Ok(meta) = std::fs::metadata(dir.join(script)) else { return Ok(()) };
+    let made_executable = cfg.pre_build.iter().chain(&cfg.build).any(|c| c.contains("chmod") && c.contains(script));
+    if meta.permissions().mode() & 0o111 == 0 && !made_executable {
+        return Err(BuildError::user(format!(
+            "run.command starts ./{script}, which is not executable: commit it with `chmod +x {script}` (git update-index --chmod=+x {script}), or add `chmod +x {script}` to build.commands.build"
+        )));
+    }
     Ok(())
 }
 

@@ -173,6 +173,7 @@ fn corpus_of_real_files() {
         eprintln!("  {r}");
     }
     assert!(accepted + rejected.len() >= 141);
-    // Most rejections name runtimes the catalog does not have yet (nodejs20/22, docker).
-    assert!(accepted >= 65, "only {accepted} corpus files accepted");
+    // The rest name runtimes App Runner never had (docker, java21, python3.11), versions outside
+    // the release tables, a reserved PORT, or miss required keys.
+    assert!(accepted >= 70, "only {accepted} corpus files accepted");
 }
