@@ -132,10 +132,12 @@ pub async fn prepare(settings: &Settings, req: &BuildRequest, registry: Option<&
         SourceLocation::Local(p) => ("LOCAL", p.display().to_string()),
         SourceLocation::Git(u) => ("GIT", u.clone()),
     };
-    log.apprunner(format!(
-        "Deployment Artifact: [Repo Type: {repo_type}], [Repository: {repo_shown}], [Branch: {}], [SourceDirectory: {source_dir}]",
-        req.reference.as_deref().unwrap_or("(default)")
-    ));
+    let version = match req.reference.as_deref() {
+        Some(r) if source::is_commit(r) => format!("[Commit: {r}]"),
+        Some(r) => format!("[Branch: {r}]"),
+        None => "[Branch: (default)]".to_string(),
+    };
+    log.apprunner(format!("Deployment Artifact: [Repo Type: {repo_type}], [Repository: {repo_shown}], {version}, [SourceDirectory: {source_dir}]"));
     log.apprunner(format!("Pulling source code from {repo_type} Repository ( {repo_shown} )."));
     let checkout = source::fetch(&req.location, req.reference.as_deref()).await?;
     log.apprunner("Successfully pulled your application source code.");

@@ -69,7 +69,8 @@ fn git_error(url: &str, what: &str, stderr: String) -> BuildError {
     }
 }
 
-fn is_commit(r: &str) -> bool {
+/// A hex string of 7 to 40 digits is taken as a commit, anything else as a branch or tag.
+pub fn is_commit(r: &str) -> bool {
     (7..=40).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit())
 }
 

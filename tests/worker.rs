@@ -368,7 +368,8 @@ async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_fa
 async fn submit_wait_streams_the_log_and_returns_the_outcome() {
     let prefix = prefix();
     let _w = Worker::start(&prefix, "w", &[]);
-    let (dir, _) = repo("echo hello from the build");
+    // A command of its own, so the step runs (and prints) rather than coming from the cache.
+    let (dir, _) = repo(&format!("echo hello from the build {}", uuid::Uuid::new_v4()));
     let out = Command::new(BIN).args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
