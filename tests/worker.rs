@@ -384,3 +384,33 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
     assert!(stdout.contains("[Build] broken"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("exit code 5"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_running_build_finish_then_exits() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let mut events = Events::listen(&topology).await;
+    let (_dir, url) = repo(&format!("echo {}; sleep 5", uuid::Uuid::new_v4()));
+    let mut w = Worker::start(&prefix, "w", &["--grace", "120"]);
+    let j = job(&url, "sigterm");
+    submit(&topology, &j).await;
+    events.until(Duration::from_secs(60), |seen| seen.iter().any(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress)).await;
+    let pid = w.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // A job submitted now is not taken by the stopping worker.
+    let after = job(&url, "sigterm");
+    submit(&topology, &after).await;
+    events.until(Duration::from_secs(120), |seen| terminal(seen, &j.job_id).is_some()).await;
+    assert_eq!(terminal(&events.seen, &j.job_id).unwrap().status, JobStatus::Succeeded);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = w.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the worker did not exit after its build finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    events.settle(Duration::from_secs(2)).await;
+    assert_eq!(events.count(&after.job_id, JobStatus::InProgress), 0, "the stopping worker took a new job");
+}
