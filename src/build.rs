@@ -204,10 +204,7 @@ fn unpinned(reference: &str) -> ImageFacts {
 
 pub fn default_image(settings: &Settings, req: &BuildRequest) -> String {
     let service = req.service_name.clone().unwrap_or_else(|| {
-        let base = match &req.location {
-            SourceLocation::Local(p) => p.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string())),
-            SourceLocation::Git(u) => u.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().map(str::to_string),
-        };
+        let base = req.location.name();
         let dir = req.source_dir.trim_matches('/').replace('/', "-");
         [base.unwrap_or_else(|| "app".into()), dir].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-")
     });

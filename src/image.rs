@@ -61,24 +61,34 @@ pub async fn push_content(registry: &Registry, host: &str, repo: &str, layer: &L
     Ok(ContentImage { pinned, uploaded: true, bytes })
 }
 
+/// The manifest digest and the config of the image at `r`, if the registry has it.
+async fn manifest_and_config(registry: &Registry, r: &ImageRef) -> Result<Option<(String, Value)>, BuildError> {
+    let Some(manifest) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else { return Ok(None) };
+    let config: Value = serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
+        .map_err(|e| BuildError::internal(format!("config of {r} is not JSON: {e}")))?;
+    Ok(Some((manifest.digest, config)))
+}
+
+fn labels_of(config: &Value) -> BTreeMap<String, String> {
+    config["config"]["Labels"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default()
+}
+
 /// Digest, Env and Labels of a runtime image; a missing image is the user's (or operator's)
 /// to provide, and the message says how.
 pub async fn image_facts(registry: &Registry, reference: &str, what: &str) -> Result<ImageFacts, BuildError> {
     let r = ImageRef::parse(reference).map_err(BuildError::user)?;
-    let Some(manifest) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else {
+    let Some((digest, config)) = manifest_and_config(registry, &r).await? else {
         return Err(BuildError::user(format!(
             "the {what} {reference} is missing from registry {}: build the stand-ins with docker/stack (docker/runtime-images), or push that runtime's image under this name",
             r.registry
         )));
     };
-    let config: Value = serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
-        .map_err(|e| BuildError::internal(format!("config of {reference} is not JSON: {e}")))?;
     let env = config["config"]["Env"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
-    let labels = config["config"]["Labels"]
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-        .unwrap_or_default();
-    Ok(ImageFacts { reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())), digest: Some(manifest.digest), env, labels })
+    let labels = labels_of(&config);
+    Ok(ImageFacts { reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())), digest: Some(digest), env, labels })
 }
 
 /// Writes `image` into the config of the pushed `target` and re-pushes its manifest; returns
@@ -115,12 +125,5 @@ pub async fn write_final_config(registry: &Registry, target: &ImageRef, image: &
 
 /// The digest and labels of the image at `target`, if there is one.
 pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(String, BTreeMap<String, String>)>, BuildError> {
-    let Some(manifest) = registry.manifest(&target.registry, &target.repository, &target.reference()).await? else { return Ok(None) };
-    let config: Value = serde_json::from_slice(&registry.blob(&target.registry, &target.repository, &manifest.config_digest()?).await?)
-        .map_err(|e| BuildError::internal(format!("config of {target} is not JSON: {e}")))?;
-    let labels = config["config"]["Labels"]
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-        .unwrap_or_default();
-    Ok(Some((manifest.digest, labels)))
+    Ok(manifest_and_config(registry, target).await?.map(|(digest, config)| (digest, labels_of(&config))))
 }

@@ -200,15 +200,20 @@ impl SettingsArgs {
     }
 }
 
-fn request(what: &What, image: Option<String>, operation_id: Option<String>) -> Result<BuildRequest, BuildError> {
-    let (config_source, api_values) = match &what.api_config {
+/// The configuration source `--api-config` selects: API with its values, or the repository's file.
+fn config_source(what: &What) -> Result<(ConfigSource, Option<serde_json::Value>), BuildError> {
+    match &what.api_config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| BuildError::user(format!("--api-config {}: {e}", path.display())))?;
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))?;
-            (ConfigSource::Api, Some(v))
+            Ok((ConfigSource::Api, Some(v)))
         }
-        None => (ConfigSource::Repository, None),
-    };
+        None => Ok((ConfigSource::Repository, None)),
+    }
+}
+
+fn request(what: &What, image: Option<String>, operation_id: Option<String>) -> Result<BuildRequest, BuildError> {
+    let (config_source, api_values) = config_source(what)?;
     let operation_id = operation_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     if operation_id.is_empty() || !operation_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(BuildError::user(format!("operation id `{operation_id}` must be letters, digits, - and _ (App Runner uses 32 hex digits)")));
@@ -364,17 +369,8 @@ async fn submit(what: What, queue: QueueArgs, service: Option<String>, image: Op
             (format!("file://{}", root.display()), what.reference.clone().or(Some(commit)))
         }
     };
-    let service = service.unwrap_or_else(|| {
-        apprunner_build::registry::repository_component(url.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().unwrap_or("app"))
-    });
-    let (config_source, values) = match &what.api_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| BuildError::user(format!("--api-config {}: {e}", path.display())))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))?;
-            (ConfigSource::Api, Some(v))
-        }
-        None => (ConfigSource::Repository, None),
-    };
+    let service = service.unwrap_or_else(|| apprunner_build::registry::repository_component(&SourceLocation::Git(url.clone()).name().unwrap_or_default()));
+    let (config_source, values) = config_source(&what)?;
     let image = image.unwrap_or_else(|| format!("{registry}/apprunner-apps/{service}"));
     let (repository, tag) = match image.rsplit_once(':') {
         Some((r, t)) if !t.contains('/') => (r.to_string(), Some(t.to_string())),

@@ -155,7 +155,8 @@ impl Publisher {
         Self { uri: uri.to_string(), name: name.to_string(), state: Mutex::new(None) }
     }
 
-    async fn channel(&self) -> lapin::Result<Channel> {
+    /// The publishing channel (confirm mode), connected anew if the last one was lost.
+    pub async fn channel(&self) -> lapin::Result<Channel> {
         let mut state = self.state.lock().await;
         if let Some((conn, ch)) = state.as_ref() {
             if conn.status().connected() && ch.status().connected() {

@@ -34,6 +34,16 @@ impl SourceLocation {
     }
 }
 
+impl SourceLocation {
+    /// A short name for the source: the directory's or the repository's last path component.
+    pub fn name(&self) -> Option<String> {
+        match self {
+            SourceLocation::Local(p) => p.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string())),
+            SourceLocation::Git(u) => u.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().filter(|s| !s.is_empty()).map(str::to_string),
+        }
+    }
+}
+
 /// A checked-out repository: where it is on disk and which commit it is.
 #[derive(Debug)]
 pub struct Checkout {

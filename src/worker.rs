@@ -271,9 +271,10 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<&
         }
         None => build::run(&settings, &job.request(), &log).await,
     };
+    // Exponential backoff: the first retry after retry_delay, each later one twice as long.
+    let delay = shared.cfg.retry_delay * 2u32.saturating_pow(attempt.clamp(1, 16) - 1);
     if let Err(e) = &result {
         if e.class == ErrorClass::Transient && attempt < shared.cfg.max_attempts {
-            let delay = shared.cfg.retry_delay * 2u32.pow(attempt - 1);
             log.apprunner(format!("Transient fault on attempt {attempt} of {}: {}. Retrying in {}s.", shared.cfg.max_attempts, e.message, delay.as_secs_f32()));
         }
     }
@@ -291,14 +292,8 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<&
             Ok("succeeded")
         }
         Err(e) if e.class == ErrorClass::Transient && attempt < shared.cfg.max_attempts => {
-            let delay = shared.cfg.retry_delay * 2u32.pow(attempt - 1);
-            let retry_queue = {
-                let conn = queue::connect(&shared.cfg.amqp_uri, &format!("apprunner-build-worker-{}-retry", shared.cfg.worker_id)).await.map_err(|e| e.to_string())?;
-                let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-                let name = shared.cfg.topology.declare_retry(&ch, delay).await.map_err(|e| e.to_string());
-                let _ = conn.close(200, "declared".into()).await;
-                name?
-            };
+            let ch = shared.publisher.channel().await.map_err(|e| e.to_string())?;
+            let retry_queue = shared.cfg.topology.declare_retry(&ch, delay).await.map_err(|e| e.to_string())?;
             let payload = serde_json::to_vec(job).expect("json");
             let next = attempt + 1;
             shared.publisher.publish(&Outgoing { message_id: Some(&job.job_id), attempt: Some(next), ..Outgoing::new("", &retry_queue, &payload) }).await?;
