@@ -284,6 +284,11 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<&
 
     match result {
         Ok(outcome) => {
+            // The same job may have been redelivered and finished elsewhere meanwhile (this
+            // worker's connection dropped mid-build): report a success once.
+            if let Ok(Some(_)) = image::existing(&shared.registry, &marker).await {
+                return Ok("duplicate");
+            }
             let mut ev = JobEvent::succeeded(job, &outcome);
             ev.worker = Some(shared.cfg.worker_id.clone());
             ev.attempt = Some(attempt);

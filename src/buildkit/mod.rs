@@ -90,7 +90,7 @@ impl Buildkit {
         let status_ref = r#ref.clone();
         let failed: std::sync::Arc<std::sync::Mutex<Option<(VertexInfo, String)>>> = Default::default();
         let failed_w = failed.clone();
-        let status_task = tokio::spawn(async move {
+        let mut status_task = tokio::spawn(async move {
             let Ok(mut stream) = status_client.status(&status_ref).await else { return };
             let mut lines = LineSplitter::default();
             let mut seen: HashMap<String, (bool, bool)> = HashMap::new();
@@ -142,6 +142,8 @@ impl Buildkit {
             }
         });
 
+        // A solve dropped half way (its build's time limit) takes its Status reader with it.
+        let _abort_status = AbortOnDrop(status_task.abort_handle());
         let (exporter, exporter_attrs) = exporter.map(|(e, a)| (e.to_string(), a)).unwrap_or_default();
         let req = SolveRequest {
             r#ref,
@@ -154,7 +156,7 @@ impl Buildkit {
         let mut client = self.client.clone();
         let result = client.solve(req).await;
         // Status ends once BuildKit has flushed the job; give it a bounded moment.
-        let _ = tokio::time::timeout(Duration::from_secs(10), status_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut status_task).await;
         match result {
             Ok(resp) => Ok(resp.exporter_response),
             Err(status) => {
@@ -177,6 +179,14 @@ fn is_unreachable(message: &str) -> bool {
     ["connection refused", "no such host", "i/o timeout", "TLS handshake timeout", "connection reset", "503 Service Unavailable", "502 Bad Gateway", "server misbehaving"]
         .iter()
         .any(|t| message.contains(t))
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `executor failed running [/bin/sh -c false]: exit code: 1` -> 1
