@@ -116,6 +116,12 @@ async fn main() {
     for mut w in workers {
         let _ = w.kill();
     }
+    for q in [topology.jobs(), topology.failed()] {
+        let _ = ch.queue_delete(q.into(), Default::default()).await;
+    }
+    for x in [topology.events(), topology.logs()] {
+        let _ = ch.exchange_delete(x.into(), Default::default()).await;
+    }
     println!("direct builds (reference, sequential): {direct_rate:.2} builds/s over {n_direct}");
     println!("queue, 2 workers x 4 concurrent:       {queue_rate:.2} jobs/s over {jobs} ({ok} succeeded, {failed} failed)");
     println!("ratio queue/direct:                     {:.2}", queue_rate / direct_rate);

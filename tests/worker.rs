@@ -50,6 +50,33 @@ fn prefix() -> String {
     format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
+/// Deletes a test's queues and exchanges when it ends (on success or failure), so the broker
+/// does not collect them run after run.
+struct Cleanup(Topology);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let t = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let Ok(conn) = queue::connect(AMQP, "test-cleanup").await else { return };
+                let Ok(ch) = conn.create_channel().await else { return };
+                let mut queues = vec![t.jobs(), t.failed()];
+                queues.extend((0..10).map(|k| t.retry(Duration::from_millis(1000 << k))));
+                for q in queues {
+                    let _ = ch.queue_delete(q.into(), Default::default()).await;
+                }
+                for x in [t.events(), t.logs()] {
+                    let _ = ch.exchange_delete(x.into(), Default::default()).await;
+                }
+                let _ = conn.close(200, "cleaned".into()).await;
+            })
+        })
+        .join();
+    }
+}
+
 /// A git repository of a small Python app whose build runs `build_cmd`.
 fn repo(build_cmd: &str) -> (tempfile::TempDir, String) {
     let yaml = format!("version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - \"{}\"\nrun:\n  command: python -m http.server 8080\n", build_cmd.replace('"', "\\\""));
@@ -159,6 +186,7 @@ async fn image_exists(reference: &str) -> bool {
 async fn fifty_jobs_on_two_workers_each_finish_exactly_once() {
     let prefix = prefix();
     let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
     let mut events = Events::listen(&topology).await;
     let (_dir, url) = repo("echo trivial build");
     let _a = Worker::start(&prefix, "a", &["--concurrency", "3"]);
@@ -184,6 +212,7 @@ async fn fifty_jobs_on_two_workers_each_finish_exactly_once() {
 async fn a_worker_killed_mid_build_loses_nothing() {
     let prefix = prefix();
     let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
     let mut events = Events::listen(&topology).await;
     let (_dir, url) = repo(&format!("echo {}; sleep 8", uuid::Uuid::new_v4()));
     let mut a = Worker::start(&prefix, "a", &["--concurrency", "1"]);
@@ -204,6 +233,7 @@ async fn a_worker_killed_mid_build_loses_nothing() {
 async fn a_dropped_broker_connection_is_re_established() {
     let prefix = prefix();
     let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
     let mut events = Events::listen(&topology).await;
     let (_dir, url) = repo("echo reconnect");
     let id = format!("{prefix}-w");
@@ -230,6 +260,7 @@ async fn a_dropped_broker_connection_is_re_established() {
 async fn bad_jobs_end_in_the_failed_queue_with_reasons() {
     let prefix = prefix();
     let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
     let mut events = Events::listen(&topology).await;
     let _w = Worker::start(&prefix, "w", &[]);
     let bad_yaml = {
@@ -312,6 +343,7 @@ impl Drop for FlakyDocker {
 async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_failed_resubmits() {
     let prefix = prefix();
     let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
     let mut events = Events::listen(&topology).await;
     let mut docker = FlakyDocker::new();
     assert!(!docker.path.exists());
@@ -367,6 +399,7 @@ async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_fa
 #[tokio::test(flavor = "multi_thread")]
 async fn submit_wait_streams_the_log_and_returns_the_outcome() {
     let prefix = prefix();
+    let _cleanup = Cleanup(Topology::new(&prefix));
     let _w = Worker::start(&prefix, "w", &[]);
     // A command of its own, so the step runs (and prints) rather than coming from the cache.
     let (dir, _) = repo(&format!("echo hello from the build {}", uuid::Uuid::new_v4()));
@@ -389,6 +422,7 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
 async fn sigterm_lets_the_running_build_finish_then_exits() {
     let prefix = prefix();
     let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
     let mut events = Events::listen(&topology).await;
     let (_dir, url) = repo(&format!("echo {}; sleep 5", uuid::Uuid::new_v4()));
     let mut w = Worker::start(&prefix, "w", &["--grace", "120"]);
