@@ -142,9 +142,10 @@ pub async fn prepare(settings: &Settings, req: &BuildRequest, registry: Option<&
     let checkout = source::fetch(&req.location, req.reference.as_deref()).await?;
     log.apprunner("Successfully pulled your application source code.");
     log.apprunner(format!(
-        "Source at commit {}{}.",
+        "Source at commit {}{}{}.",
         checkout.commit.as_deref().unwrap_or("(not a git repository)"),
-        checkout.branch.as_deref().map(|b| format!(" (branch {b})")).unwrap_or_default()
+        checkout.branch.as_deref().map(|b| format!(" (branch {b})")).unwrap_or_default(),
+        if checkout.dirty { ", with changes not committed (the working tree is built as it is)" } else { "" }
     ));
     let dir = source::confine(&checkout.root, &source_dir)?;
     let mut req_norm = req.clone();

@@ -46,6 +46,9 @@ enum Command {
         /// Operation id for the log stream deployment/<id> (default: a new random one).
         #[arg(long)]
         operation_id: Option<String>,
+        /// Also write the build result as JSON to this file (on success).
+        #[arg(long)]
+        result: Option<PathBuf>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -251,11 +254,15 @@ async fn plan(what: What, offline: bool, llb: bool, settings: SettingsArgs) -> R
     Ok(())
 }
 
-async fn run_build(what: What, image: Option<String>, operation_id: Option<String>, settings: SettingsArgs) -> Result<(), BuildError> {
+async fn run_build(what: What, image: Option<String>, operation_id: Option<String>, result: Option<PathBuf>, settings: SettingsArgs) -> Result<(), BuildError> {
     let settings = settings.settings()?;
     let req = request(&what, image, operation_id)?;
     let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(TerminalSink)]);
     let outcome = build::run(&settings, &req, &log).await?;
+    if let Some(path) = result {
+        let json = serde_json::to_string_pretty(&outcome).expect("json");
+        std::fs::write(&path, json + "\n").map_err(|e| BuildError::internal(format!("--result {}: {e}", path.display())))?;
+    }
     println!("{}", outcome.image);
     Ok(())
 }
@@ -462,7 +469,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (result, bad_input_code) = match cli.command {
         Command::Plan { what, offline, llb, settings } => (plan(what, offline, llb, settings).await, 2),
-        Command::Build { what, image, operation_id, settings } => (run_build(what, image, operation_id, settings).await, 1),
+        Command::Build { what, image, operation_id, result, settings } => (run_build(what, image, operation_id, result, settings).await, 1),
         Command::Runtimes { offline, settings } => (runtimes(offline, settings).await, 2),
         Command::Worker { queue, concurrency, max_attempts, retry_delay, grace, metrics_addr, worker_id, settings } => {
             (worker(queue, concurrency, max_attempts, retry_delay, grace, metrics_addr, worker_id, settings).await, 2)

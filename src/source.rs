@@ -50,6 +50,8 @@ pub struct Checkout {
     pub root: PathBuf,
     pub commit: Option<String>,
     pub branch: Option<String>,
+    /// A local working tree with changes not committed: what is built is not `commit`.
+    pub dirty: bool,
     /// Keeps a temporary clone alive as long as the checkout.
     _dir: Option<tempfile::TempDir>,
 }
@@ -99,7 +101,8 @@ pub async fn fetch(location: &SourceLocation, reference: Option<&str>) -> Result
             }
             let commit = git(&["rev-parse", "HEAD"], Some(&root)).await.ok();
             let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok();
-            Ok(Checkout { root, commit, branch, _dir: None })
+            let dirty = commit.is_some() && git(&["status", "--porcelain"], Some(&root)).await.is_ok_and(|s| !s.is_empty());
+            Ok(Checkout { root, commit, branch, dirty, _dir: None })
         }
         SourceLocation::Git(url) => {
             let dir = tempfile::Builder::new().prefix("apprunner-src-").tempdir().map_err(|e| BuildError::internal(format!("temporary directory: {e}")))?;
@@ -131,7 +134,7 @@ pub async fn fetch(location: &SourceLocation, reference: Option<&str>) -> Result
                 Some(r) if !is_commit(r) => Some(r.to_string()),
                 _ => git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok().filter(|b| b != "HEAD"),
             };
-            Ok(Checkout { root, commit, branch, _dir: Some(dir) })
+            Ok(Checkout { root, commit, branch, dirty: false, _dir: Some(dir) })
         }
     }
 }
