@@ -30,8 +30,14 @@ async fn main() {
     let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("apprunner-build");
     assert!(bin.exists(), "build the binary first: cargo build --release");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("apprunner.yaml"), "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo load\nrun:\n  command: python -m http.server 8080\n").unwrap();
-    let git = |args: &[&str]| assert!(Command::new("git").args(["-c", "user.name=b", "-c", "user.email=b@b"]).args(args).current_dir(dir.path()).status().unwrap().success());
+    std::fs::write(
+        dir.path().join("apprunner.yaml"),
+        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo load\nrun:\n  command: python -m http.server 8080\n",
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        assert!(Command::new("git").args(["-c", "user.name=b", "-c", "user.email=b@b"]).args(args).current_dir(dir.path()).status().unwrap().success())
+    };
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "."]);
     git(&["commit", "-q", "-m", "load"]);
@@ -62,7 +68,8 @@ async fn main() {
     let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
     ch.queue_bind(q.name().clone(), topology.events().into(), "*.SUCCEEDED".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
     ch.queue_bind(q.name().clone(), topology.events().into(), "*.FAILED".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
-    let mut events = ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+    let mut events =
+        ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
 
     let workers: Vec<_> = ["a", "b"]
         .iter()
@@ -103,7 +110,11 @@ async fn main() {
         match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
             Ok(Some(Ok(d))) => {
                 let ev: JobEvent = serde_json::from_slice(&d.data).unwrap();
-                if ev.status == JobStatus::Succeeded { ok += 1 } else { failed += 1 }
+                if ev.status == JobStatus::Succeeded {
+                    ok += 1
+                } else {
+                    failed += 1
+                }
             }
             Ok(_) => panic!("event stream ended"),
             Err(_) => {}

@@ -99,7 +99,10 @@ fn content_pinned(host: &str, repo: &str, layer: &source::Layer) -> String {
 pub fn read_config(req: &BuildRequest, dir: &std::path::Path, catalog: &RuntimeCatalog) -> Result<AppConfig, BuildError> {
     match req.config_source {
         ConfigSource::Api => {
-            let values = req.api_values.as_ref().ok_or_else(|| BuildError::user("configuration source API needs the API values (CodeConfigurationValues); none were given"))?;
+            let values = req
+                .api_values
+                .as_ref()
+                .ok_or_else(|| BuildError::user("configuration source API needs the API values (CodeConfigurationValues); none were given"))?;
             config::from_api(values, catalog).map_err(|e| BuildError::user(format!("invalid API configuration: {e}")))
         }
         ConfigSource::Repository => {
@@ -109,9 +112,9 @@ pub fn read_config(req: &BuildRequest, dir: &std::path::Path, catalog: &RuntimeC
                 Ok(bytes) => String::from_utf8(bytes).map_err(|_| BuildError::user(format!("{shown} is not UTF-8 text")))?,
                 Err(_) => {
                     let near = ["apprunner.yml", "apprunner.YAML", "AppRunner.yaml", "apprunner.json"].iter().find(|n| dir.join(n).exists());
-                    let hint = near.map(|n| format!("; found {n}, but App Runner reads only apprunner.yaml: rename it")).unwrap_or_else(|| {
-                        "; add it there, or use configuration source API with the build settings".to_string()
-                    });
+                    let hint = near
+                        .map(|n| format!("; found {n}, but App Runner reads only apprunner.yaml: rename it"))
+                        .unwrap_or_else(|| "; add it there, or use configuration source API with the build settings".to_string());
                     return Err(BuildError::user(format!(
                         "App Runner configuration file apprunner.yaml not found: looked for {shown} in source directory {}{hint}",
                         req.source_dir
@@ -253,7 +256,10 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     let host = settings.registry.as_str();
     let src: ContentImage = image::push_content(&registry, host, SOURCE_REPOSITORY, &prepared.source_layer).await?;
     if src.uploaded {
-        log.apprunner(format!("Source directory {} packed: {} files, {} bytes uploaded as {}.", plan.source_dir, prepared.source_layer.files, src.bytes, src.pinned));
+        log.apprunner(format!(
+            "Source directory {} packed: {} files, {} bytes uploaded as {}.",
+            plan.source_dir, prepared.source_layer.files, src.bytes, src.pinned
+        ));
     } else {
         log.apprunner(format!("Source directory {} unchanged since an earlier build ({}); nothing uploaded.", plan.source_dir, src.pinned));
     }
@@ -293,10 +299,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     let (image_result, post_result) = match solved {
         Ok(r) => r,
         Err(_) => {
-            return Err(BuildError::user(format!(
-                "the build did not finish within its time limit of {} seconds and was cancelled",
-                settings.timeout.as_secs()
-            )))
+            return Err(BuildError::user(format!("the build did not finish within its time limit of {} seconds and was cancelled", settings.timeout.as_secs())))
         }
     };
     let failure = |f: SolveFailure| {
@@ -342,7 +345,11 @@ async fn report(mut rx: tokio::sync::mpsc::UnboundedReceiver<SolveEvent>, log: D
     let last_vertex_of = |stage: &str| plan.stage(stage).map(|s| if s.steps.is_empty() { None } else { Some(s.steps.len() - 1) });
     while let Some(ev) = rx.recv().await {
         let info = match &ev {
-            SolveEvent::Started(v) | SolveEvent::Cached(v) | SolveEvent::Completed { vertex: v, .. } | SolveEvent::Failed { vertex: v, .. } | SolveEvent::Line { vertex: v, .. } => v.clone(),
+            SolveEvent::Started(v)
+            | SolveEvent::Cached(v)
+            | SolveEvent::Completed { vertex: v, .. }
+            | SolveEvent::Failed { vertex: v, .. }
+            | SolveEvent::Line { vertex: v, .. } => v.clone(),
             SolveEvent::Other { .. } => continue,
         };
         if !started.contains_key(&info.stage) {

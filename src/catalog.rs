@@ -144,10 +144,7 @@ impl RuntimeCatalog {
     fn resolve_lock(&self, rt: &Runtime, lock: &str) -> Result<String, String> {
         let max_parts = rt.releases.iter().map(|r| r.version.split('.').count()).max().unwrap_or(3);
         let parts = parse_components(lock).filter(|p| p.len() <= max_parts).ok_or_else(|| {
-            format!(
-                "run.runtime-version `{lock}` is not a {} version; expected {} (for example {})",
-                rt.name, rt.version_syntax, rt.releases[0].version
-            )
+            format!("run.runtime-version `{lock}` is not a {} version; expected {} (for example {})", rt.name, rt.version_syntax, rt.releases[0].version)
         })?;
         // Newest-first table: the first row matching component by component wins (A12).
         if let Some(r) = rt.releases.iter().find(|r| matches_prefix(&r.version, &parts)) {
@@ -201,12 +198,7 @@ fn matches_prefix(version: &str, lock: &[u64]) -> bool {
 
 /// The candidate within a small edit distance of `word`, if any.
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+    candidates.iter().map(|c| (edit_distance(word, c), *c)).filter(|(d, c)| *d <= (c.len() / 3).max(2)).min_by_key(|(d, _)| *d).map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

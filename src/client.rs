@@ -20,7 +20,11 @@ pub async fn submit(uri: &str, topology: &Topology, job: &BuildJob, follow: Opti
     let followed = match follow {
         Some(_) => {
             let q = topology.follow(&ch, &job.operation_id).await.map_err(|e| e.to_string())?;
-            Some(ch.basic_consume(q.into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.map_err(|e| e.to_string())?)
+            Some(
+                ch.basic_consume(q.into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
         }
         None => None,
     };
@@ -105,7 +109,14 @@ pub async fn rebuild_failed(uri: &str, topology: &Topology, filter: &FailedFilte
                 Ok(job) => FailedJob {
                     reason: format!("delivered {} times without finishing: a worker stopped while building it each time", queue::DELIVERY_LIMIT),
                     class: ErrorClass::Internal,
-                    failed_at: msg.delivery.properties.timestamp().and_then(|t| time::OffsetDateTime::from_unix_timestamp(t as i64).ok()).unwrap_or_else(time::OffsetDateTime::now_utc).format(&time::format_description::well_known::Rfc3339).expect("formattable"),
+                    failed_at: msg
+                        .delivery
+                        .properties
+                        .timestamp()
+                        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t as i64).ok())
+                        .unwrap_or_else(time::OffsetDateTime::now_utc)
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .expect("formattable"),
                     runtime: None,
                     job: Some(job),
                     raw_message: None,

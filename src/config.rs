@@ -167,9 +167,11 @@ impl FileReader<'_> {
                 Value::Map(entries) if entries.len() == 1 && entries[0].0.as_scalar().is_some() => {
                     let (k, v) = &entries[0];
                     let guess = format!("{}: {}", k.as_scalar().unwrap_or(""), v.as_scalar().unwrap_or("…"));
-                    return Err(self.err(item.mark, &at, format!(
-                        "YAML read this command as a mapping because of the `: ` in it; quote the whole command, e.g. - \"{guess}\""
-                    )));
+                    return Err(self.err(
+                        item.mark,
+                        &at,
+                        format!("YAML read this command as a mapping because of the `: ` in it; quote the whole command, e.g. - \"{guess}\""),
+                    ));
                 }
                 Value::Scalar { .. } if item.is_null() => return Err(self.err(item.mark, &at, "empty command; remove the line or write a command")),
                 Value::Scalar { text, .. } => {
@@ -192,7 +194,8 @@ impl FileReader<'_> {
             let name = field(&entries, "name").ok_or_else(|| self.err(item.mark, &at, "missing `name`; each entry is `- name: NAME` with `value: VALUE`"))?;
             let name = self.scalar(name, &format!("{at}.name"), "a variable name")?;
             check_env_name(&name).map_err(|m| self.err(item.mark, &format!("{at}.name"), m))?;
-            let value = field(&entries, "value").ok_or_else(|| self.err(item.mark, &at, format!("`{name}` has no `value`; write `value: \"\"` for an empty one")))?;
+            let value =
+                field(&entries, "value").ok_or_else(|| self.err(item.mark, &at, format!("`{name}` has no `value`; write `value: \"\"` for an empty one")))?;
             self.tag_check(value, &format!("{at}.value"))?;
             let value = match value.as_scalar() {
                 Some(_) if value.is_null() => String::new(),
@@ -227,7 +230,8 @@ fn suggest_key(path: &str, key: &str) -> Option<String> {
     if let Some(k) = here.iter().find(|k| **k == normal) {
         return Some(join(path, k));
     }
-    if let Some((p, k)) = KNOWN_KEYS.iter().flat_map(|(p, ks)| ks.iter().map(move |k| (*p, *k))).find(|(p, k)| *k == normal && !p.contains("[]") && *p != path) {
+    if let Some((p, k)) = KNOWN_KEYS.iter().flat_map(|(p, ks)| ks.iter().map(move |k| (*p, *k))).find(|(p, k)| *k == normal && !p.contains("[]") && *p != path)
+    {
         return Some(join(p, k));
     }
     closest(&normal, here).map(|k| join(path, k))
@@ -296,7 +300,10 @@ fn check_run_settings(cfg: &AppConfig, process: BuildProcess, catalog: &RuntimeC
     if let Some(alias) = &cfg.port_env {
         check_env_name(alias).map_err(|m| ("run.network.env".to_string(), m))?;
         if cfg.run_env.iter().any(|e| &e.name == alias) || cfg.secrets.iter().any(|s| &s.name == alias) {
-            return Err(("run.network.env".into(), format!("`{alias}` is also set in run.env or run.secrets; App Runner sets it to the port, so remove the other one")));
+            return Err((
+                "run.network.env".into(),
+                format!("`{alias}` is also set in run.env or run.secrets; App Runner sets it to the port, so remove the other one"),
+            ));
         }
     }
     if !cfg.pre_run.is_empty() && process == BuildProcess::Original {
@@ -341,11 +348,15 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
 
     let build_node = field(&top, "build").ok_or_else(|| missing("build", "add `build:` with `commands:` and a `build:` list of commands"))?;
     let build = r.mapping(build_node, "build")?;
-    let commands_node = field(&build, "commands").ok_or_else(|| r.err(build_node.mark, "build.commands", "required key is missing; add `commands:` with a `build:` list"))?;
+    let commands_node =
+        field(&build, "commands").ok_or_else(|| r.err(build_node.mark, "build.commands", "required key is missing; add `commands:` with a `build:` list"))?;
     let (mut pre_build, mut build_cmds, mut post_build) = (Vec::new(), Vec::new(), Vec::new());
     match &commands_node.value {
         Value::Seq(_) => {
-            r.warn(commands_node.mark, "build.commands is a plain list; it is taken as the build phase (canonical form: `commands:` then `build:` with the list)".into());
+            r.warn(
+                commands_node.mark,
+                "build.commands is a plain list; it is taken as the build phase (canonical form: `commands:` then `build:` with the list)".into(),
+            );
             build_cmds = r.commands(commands_node, "build.commands")?;
         }
         _ => {
@@ -362,7 +373,11 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
         }
     }
     if build_cmds.is_empty() {
-        return Err(r.err(commands_node.mark, "build.commands.build", "at least one build command is required (App Runner requires build commands; `- echo nothing to build` will do)"));
+        return Err(r.err(
+            commands_node.mark,
+            "build.commands.build",
+            "at least one build command is required (App Runner requires build commands; `- echo nothing to build` will do)",
+        ));
     }
     let build_env = match field(&build, "env") {
         Some(n) => r.env_list(n, "build.env")?,
@@ -383,9 +398,15 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
         Some(n) => r.commands(n, "run.pre-run")?,
         None => Vec::new(),
     };
-    let command_node = field(&run, "command").ok_or_else(|| r.err(run_node.mark, "run.command", "required key is missing; add the command that starts the service, e.g. `command: python app.py`"))?;
+    let command_node = field(&run, "command").ok_or_else(|| {
+        r.err(run_node.mark, "run.command", "required key is missing; add the command that starts the service, e.g. `command: python app.py`")
+    })?;
     if let Value::Seq(_) = command_node.value {
-        return Err(r.err(command_node.mark, "run.command", "expected a single command (a string), found a list; join the commands with && or use a start script"));
+        return Err(r.err(
+            command_node.mark,
+            "run.command",
+            "expected a single command (a string), found a list; join the commands with && or use a start script",
+        ));
     }
     if let Value::Map(_) = command_node.value {
         return Err(r.err(command_node.mark, "run.command", "YAML read the command as a mapping because of the `: ` in it; quote the whole command"));
@@ -413,7 +434,8 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
             let entries = r.mapping(item, "run.secrets[]")?;
             let name = field(&entries, "name").ok_or_else(|| r.err(item.mark, &at, "missing `name`; each entry is `- name: NAME` with `value-from: ARN`"))?;
             let name = r.scalar(name, &format!("{at}.name"), "a variable name")?;
-            let from = field(&entries, "value-from").ok_or_else(|| r.err(item.mark, &at, format!("`{name}` has no `value-from`; give a Secrets Manager ARN, an SSM parameter ARN or name")))?;
+            let from = field(&entries, "value-from")
+                .ok_or_else(|| r.err(item.mark, &at, format!("`{name}` has no `value-from`; give a Secrets Manager ARN, an SSM parameter ARN or name")))?;
             let value_from = r.scalar(from, &format!("{at}.value-from"), "a secret reference")?;
             secrets.push(SecretRef { name, value_from });
         }
@@ -474,12 +496,14 @@ fn key_mark(root: &Node, key: &str) -> Option<Mark> {
 /// `Port`, `RuntimeEnvironmentVariables`, `RuntimeEnvironmentSecrets`, in PascalCase or camelCase.
 pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<AppConfig> {
     let fail = |key: &str, message: String| ConfigError { file: None, mark: None, key: key.to_string(), message };
-    let obj = values.as_object().ok_or_else(|| fail("CodeConfigurationValues", "expected a JSON object of Runtime, BuildCommand, StartCommand, Port, …".into()))?;
+    let obj =
+        values.as_object().ok_or_else(|| fail("CodeConfigurationValues", "expected a JSON object of Runtime, BuildCommand, StartCommand, Port, …".into()))?;
     // Accept the whole CodeConfiguration too, as the API and CloudTrail show it.
     if let Some(inner) = get(obj, "CodeConfigurationValues") {
         return from_api(inner, catalog);
     }
-    const KNOWN: &[&str] = &["Runtime", "BuildCommand", "StartCommand", "Port", "RuntimeEnvironmentVariables", "RuntimeEnvironmentSecrets", "ConfigurationSource"];
+    const KNOWN: &[&str] =
+        &["Runtime", "BuildCommand", "StartCommand", "Port", "RuntimeEnvironmentVariables", "RuntimeEnvironmentSecrets", "ConfigurationSource"];
     let mut warnings = Vec::new();
     for k in obj.keys() {
         if !KNOWN.iter().any(|n| n.eq_ignore_ascii_case(k)) {
@@ -499,25 +523,26 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
     let rt = catalog.lookup(&runtime_text).map_err(|m| fail("Runtime", m))?;
     // BuildCommand is one shell command line (A5); a list is taken as several commands.
     let build = match get(obj, "BuildCommand") {
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| fail("BuildCommand", "expected a string".into())))
-            .collect::<Result<Vec<_>>>()?,
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().map(|i| i.as_str().map(str::to_string).ok_or_else(|| fail("BuildCommand", "expected a string".into()))).collect::<Result<Vec<_>>>()?
+        }
         _ => string("BuildCommand")?.into_iter().collect(),
     };
     let build: Vec<String> = build.into_iter().filter(|c| !c.trim().is_empty()).collect();
     if build.is_empty() {
-        return Err(fail("BuildCommand", "required field is missing or empty; App Runner requires a build command, e.g. \"pip install -r requirements.txt\"".into()));
+        return Err(fail(
+            "BuildCommand",
+            "required field is missing or empty; App Runner requires a build command, e.g. \"pip install -r requirements.txt\"".into(),
+        ));
     }
-    let command = string("StartCommand")?.ok_or_else(|| fail("StartCommand", "required field is missing; give the command that starts the service, e.g. \"python server.py\"".into()))?;
+    let command = string("StartCommand")?
+        .ok_or_else(|| fail("StartCommand", "required field is missing; give the command that starts the service, e.g. \"python server.py\"".into()))?;
     let port = match string("Port")? {
         Some(p) => parse_port(&p).map_err(|m| fail("Port", m))?,
         None => DEFAULT_PORT,
     };
-    let run_env = name_values(get(obj, "RuntimeEnvironmentVariables"), "RuntimeEnvironmentVariables")?
-        .into_iter()
-        .map(|(name, value)| EnvVar { name, value })
-        .collect();
+    let run_env =
+        name_values(get(obj, "RuntimeEnvironmentVariables"), "RuntimeEnvironmentVariables")?.into_iter().map(|(name, value)| EnvVar { name, value }).collect();
     let secrets = name_values(get(obj, "RuntimeEnvironmentSecrets"), "RuntimeEnvironmentSecrets")?
         .into_iter()
         .map(|(name, value_from)| SecretRef { name, value_from })
@@ -539,7 +564,13 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
         warnings,
     };
     check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| {
-        let api_key = if key.starts_with("run.env") { "RuntimeEnvironmentVariables" } else if key.starts_with("run.secrets") { "RuntimeEnvironmentSecrets" } else { "StartCommand" };
+        let api_key = if key.starts_with("run.env") {
+            "RuntimeEnvironmentVariables"
+        } else if key.starts_with("run.secrets") {
+            "RuntimeEnvironmentSecrets"
+        } else {
+            "StartCommand"
+        };
         fail(api_key, m)
     })?;
     Ok(cfg)

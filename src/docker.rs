@@ -44,4 +44,3 @@ pub async fn push(socket: &Path, repository: &str, tag: &str) -> Result<(), Buil
     }
     Ok(())
 }
-

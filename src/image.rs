@@ -70,10 +70,7 @@ async fn manifest_and_config(registry: &Registry, r: &ImageRef) -> Result<Option
 }
 
 fn labels_of(config: &Value) -> BTreeMap<String, String> {
-    config["config"]["Labels"]
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-        .unwrap_or_default()
+    config["config"]["Labels"].as_object().map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect()).unwrap_or_default()
 }
 
 /// Digest, Env and Labels of a runtime image; a missing image is the user's (or operator's)
@@ -88,7 +85,12 @@ pub async fn image_facts(registry: &Registry, reference: &str, what: &str) -> Re
     };
     let env = config["config"]["Env"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
     let labels = labels_of(&config);
-    Ok(ImageFacts { reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())), digest: Some(digest), env, labels })
+    Ok(ImageFacts {
+        reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())),
+        digest: Some(digest),
+        env,
+        labels,
+    })
 }
 
 /// Writes `image` into the config of the pushed `target` and re-pushes its manifest; returns
@@ -96,10 +98,8 @@ pub async fn image_facts(registry: &Registry, reference: &str, what: &str) -> Re
 /// (rootfs, history, architecture).
 pub async fn write_final_config(registry: &Registry, target: &ImageRef, image: &FinalImage) -> Result<String, BuildError> {
     let (host, repo, tag) = (&target.registry, &target.repository, target.reference());
-    let manifest = registry
-        .manifest(host, repo, &tag)
-        .await?
-        .ok_or_else(|| BuildError::transient(format!("the pushed image {target} is not in the registry")))?;
+    let manifest =
+        registry.manifest(host, repo, &tag).await?.ok_or_else(|| BuildError::transient(format!("the pushed image {target} is not in the registry")))?;
     let mut config: Value = serde_json::from_slice(&registry.blob(host, repo, &manifest.config_digest()?).await?)
         .map_err(|e| BuildError::internal(format!("config of {target} is not JSON: {e}")))?;
     let mut ports = serde_json::Map::new();

@@ -75,7 +75,8 @@ fn valid_id(s: &str) -> bool {
 impl BuildJob {
     /// Reads a job, or says in one line why it is not one.
     pub fn parse(bytes: &[u8]) -> Result<BuildJob, String> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("the message is not JSON ({e}); a build job is a JSON object with version {JOB_VERSION}"))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("the message is not JSON ({e}); a build job is a JSON object with version {JOB_VERSION}"))?;
         let obj = value.as_object().ok_or("the message is JSON but not an object; a build job is a JSON object")?;
         match obj.get("version") {
             None => return Err(format!("the job has no `version`; this worker reads version {JOB_VERSION}")),
@@ -96,7 +97,8 @@ impl BuildJob {
             return Err("configuration.source is API but configuration.values is missing".into());
         }
         if let Some(d) = &job.deadline {
-            time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).map_err(|_| format!("deadline `{d}` is not an RFC 3339 time such as 2026-11-25T12:00:00Z"))?;
+            time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| format!("deadline `{d}` is not an RFC 3339 time such as 2026-11-25T12:00:00Z"))?;
         }
         crate::registry::ImageRef::parse(&job.target_image()).map_err(|e| format!("image: {e}"))?;
         Ok(job)
@@ -235,7 +237,8 @@ impl JobEvent {
         e.build_process = Some(o.build_process);
         e.commit = o.commit.clone();
         e.stages = o.stages.clone();
-        e.run_configuration = Some(RunConfiguration { start_command: o.start_command.clone(), port: o.port, env: o.run_env.clone(), secrets: o.secrets.clone() });
+        e.run_configuration =
+            Some(RunConfiguration { start_command: o.start_command.clone(), port: o.port, env: o.run_env.clone(), secrets: o.secrets.clone() });
         e.warnings = o.warnings.clone();
         e
     }

@@ -208,7 +208,8 @@ fn config_source(what: &What) -> Result<(ConfigSource, Option<serde_json::Value>
     match &what.api_config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| BuildError::user(format!("--api-config {}: {e}", path.display())))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))?;
             Ok((ConfigSource::Api, Some(v)))
         }
         None => Ok((ConfigSource::Repository, None)),
@@ -309,10 +310,8 @@ async fn runtimes(offline: bool, settings: SettingsArgs) -> Result<(), BuildErro
             .await
     };
     for (rt, versions) in &rows {
-        let shown: Vec<String> = versions
-            .iter()
-            .map(|v| if offline || present.contains(&(rt.name.clone(), v.clone())) { v.clone() } else { format!("{v}!") })
-            .collect();
+        let shown: Vec<String> =
+            versions.iter().map(|v| if offline || present.contains(&(rt.name.clone(), v.clone())) { v.clone() } else { format!("{v}!") }).collect();
         let have = versions.iter().filter(|v| present.contains(&(rt.name.clone(), (*v).clone()))).count();
         let images = if offline { String::new() } else { format!("  [images for {have}/{} versions]", versions.len()) };
         println!("{:<11} {:<12} {:<9} {}{images}", rt.name, rt.api_name, rt.build_process, shown.join(" "));
@@ -324,7 +323,16 @@ async fn runtimes(offline: bool, settings: SettingsArgs) -> Result<(), BuildErro
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn worker(queue: QueueArgs, concurrency: u16, max_attempts: u32, retry_delay: f64, grace: u64, metrics_addr: String, worker_id: Option<String>, settings: SettingsArgs) -> Result<(), BuildError> {
+async fn worker(
+    queue: QueueArgs,
+    concurrency: u16,
+    max_attempts: u32,
+    retry_delay: f64,
+    grace: u64,
+    metrics_addr: String,
+    worker_id: Option<String>,
+    settings: SettingsArgs,
+) -> Result<(), BuildError> {
     use apprunner_build::worker::{self, WorkerConfig};
     let settings = settings.settings()?;
     let worker_id = worker_id.unwrap_or_else(|| {
@@ -362,7 +370,15 @@ async fn worker(queue: QueueArgs, concurrency: u16, max_attempts: u32, retry_del
     worker::run(cfg, metrics, rx).await.map_err(|e| BuildError::internal(e.to_string()))
 }
 
-async fn submit(what: What, queue: QueueArgs, service: Option<String>, image: Option<String>, deadline: Option<String>, wait: bool, registry: String) -> Result<ExitCode, BuildError> {
+async fn submit(
+    what: What,
+    queue: QueueArgs,
+    service: Option<String>,
+    image: Option<String>,
+    deadline: Option<String>,
+    wait: bool,
+    registry: String,
+) -> Result<ExitCode, BuildError> {
     use apprunner_build::job::*;
     let (url, reference) = match SourceLocation::parse(&what.source) {
         SourceLocation::Git(u) => (u, what.reference.clone()),
@@ -424,7 +440,15 @@ async fn submit(what: What, queue: QueueArgs, service: Option<String>, image: Op
     }
 }
 
-async fn rebuild_failed(queue: QueueArgs, service: Option<String>, runtime: Option<String>, error_class: Option<String>, older_than: Option<String>, newer_than: Option<String>, dry_run: bool) -> Result<(), BuildError> {
+async fn rebuild_failed(
+    queue: QueueArgs,
+    service: Option<String>,
+    runtime: Option<String>,
+    error_class: Option<String>,
+    older_than: Option<String>,
+    newer_than: Option<String>,
+    dry_run: bool,
+) -> Result<(), BuildError> {
     use apprunner_build::client::{self, FailedFilter};
     use apprunner_build::error::ErrorClass;
     let class = match error_class.as_deref().map(str::to_ascii_uppercase).as_deref() {
@@ -474,10 +498,12 @@ async fn main() -> ExitCode {
         Command::Worker { queue, concurrency, max_attempts, retry_delay, grace, metrics_addr, worker_id, settings } => {
             (worker(queue, concurrency, max_attempts, retry_delay, grace, metrics_addr, worker_id, settings).await, 2)
         }
-        Command::Submit { what, queue, service, image, deadline, wait, registry } => match submit(what, queue, service, image, deadline, wait, registry).await {
-            Ok(code) => return code,
-            Err(e) => (Err(e), 2),
-        },
+        Command::Submit { what, queue, service, image, deadline, wait, registry } => {
+            match submit(what, queue, service, image, deadline, wait, registry).await {
+                Ok(code) => return code,
+                Err(e) => (Err(e), 2),
+            }
+        }
         Command::RebuildFailed { queue, service, runtime, error_class, older_than, newer_than, dry_run } => {
             (rebuild_failed(queue, service, runtime, error_class, older_than, newer_than, dry_run).await, 2)
         }

@@ -71,9 +71,14 @@ impl Metrics {
         out.push_str(&format!("apprunner_build_queue_depth {}\n", self.queue_depth.load(Ordering::Relaxed)));
         out.push_str("# HELP apprunner_build_duration_seconds Build durations.\n# TYPE apprunner_build_duration_seconds histogram\n");
         self.durations.lock().unwrap().render("apprunner_build_duration_seconds", &mut out);
-        out.push_str("# HELP apprunner_build_queue_lag_seconds Time from a job's publication to its start.\n# TYPE apprunner_build_queue_lag_seconds histogram\n");
+        out.push_str(
+            "# HELP apprunner_build_queue_lag_seconds Time from a job's publication to its start.\n# TYPE apprunner_build_queue_lag_seconds histogram\n",
+        );
         self.lag.lock().unwrap().render("apprunner_build_queue_lag_seconds", &mut out);
-        out.push_str(&format!("# TYPE apprunner_build_broker_connected gauge\napprunner_build_broker_connected {}\n", u8::from(self.connected.load(Ordering::Relaxed))));
+        out.push_str(&format!(
+            "# TYPE apprunner_build_broker_connected gauge\napprunner_build_broker_connected {}\n",
+            u8::from(self.connected.load(Ordering::Relaxed))
+        ));
         out
     }
 }

@@ -41,7 +41,11 @@ fn check_node_engines(cfg: &AppConfig, rt: &ResolvedRuntime, dir: &Path) -> Resu
     let version = semver::Version::parse(&rt.version).map_err(|e| BuildError::internal(format!("catalog version {}: {e}", rt.version)))?;
     let wanted = match node_range(range) {
         Some(r) => r,
-        None => return Err(BuildError::user(format!("package.json engines.node `{range}` is not a version range this worker can read; use e.g. \"18.x\" or \">=18\""))),
+        None => {
+            return Err(BuildError::user(format!(
+                "package.json engines.node `{range}` is not a version range this worker can read; use e.g. \"18.x\" or \">=18\""
+            )))
+        }
     };
     if wanted.iter().any(|r| r.matches(&version)) {
         return Ok(());

@@ -83,12 +83,11 @@ impl Topology {
 
     /// A private queue that sees one operation's log lines and status events, in publish order.
     pub async fn follow(&self, ch: &Channel, operation_id: &str) -> lapin::Result<String> {
-        let q = ch
-            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
-            .await?;
+        let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await?;
         let name = q.name().to_string();
         ch.queue_bind(name.clone().into(), self.logs().into(), Self::log_key(operation_id).into(), QueueBindOptions::default(), FieldTable::default()).await?;
-        ch.queue_bind(name.clone().into(), self.events().into(), format!("{operation_id}.*").into(), QueueBindOptions::default(), FieldTable::default()).await?;
+        ch.queue_bind(name.clone().into(), self.events().into(), format!("{operation_id}.*").into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
         Ok(name)
     }
 }

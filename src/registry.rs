@@ -164,9 +164,8 @@ impl Registry {
             return Err(BuildError::user(format!("registry {host} requires credentials; set APPRUNNER_REGISTRY_USERNAME and APPRUNNER_REGISTRY_PASSWORD")));
         };
         let again = if let Some(params) = challenge.strip_prefix("Bearer ") {
-            let param = |k: &str| {
-                params.split(',').filter_map(|p| p.trim().split_once('=')).find(|(n, _)| *n == k).map(|(_, v)| v.trim_matches('"').to_string())
-            };
+            let param =
+                |k: &str| params.split(',').filter_map(|p| p.trim().split_once('=')).find(|(n, _)| *n == k).map(|(_, v)| v.trim_matches('"').to_string());
             let realm = param("realm").ok_or_else(|| BuildError::transient(format!("registry {host} sent a bearer challenge without a realm")))?;
             let mut req = self.http.get(&realm).query(&[("scope", scope)]);
             if let Some(service) = param("service") {
@@ -255,9 +254,7 @@ impl Registry {
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
         let body = bytes.to_vec();
-        let resp = self
-            .send(host, &scope, || self.http.put(&put).header("Content-Type", "application/octet-stream").body(body.clone()))
-            .await?;
+        let resp = self.send(host, &scope, || self.http.put(&put).header("Content-Type", "application/octet-stream").body(body.clone())).await?;
         Self::check(resp, &format!("uploading blob {digest} to {host}/{repo}")).await?;
         Ok(true)
     }
@@ -266,9 +263,7 @@ impl Registry {
     pub async fn put_manifest(&self, host: &str, repo: &str, reference: &str, bytes: &[u8], media_type: &str) -> Result<String, BuildError> {
         let url = self.url(host, &format!("{repo}/manifests/{reference}"));
         let body = bytes.to_vec();
-        let resp = self
-            .send(host, &Self::push_scope(repo), || self.http.put(&url).header("Content-Type", media_type).body(body.clone()))
-            .await?;
+        let resp = self.send(host, &Self::push_scope(repo), || self.http.put(&url).header("Content-Type", media_type).body(body.clone())).await?;
         Self::check(resp, &format!("writing manifest {host}/{repo}:{reference}")).await?;
         Ok(sha256_digest(bytes))
     }

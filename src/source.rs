@@ -72,7 +72,16 @@ async fn git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
 
 /// A git failure is transient when the host could not be reached, and the user's otherwise.
 fn git_error(url: &str, what: &str, stderr: String) -> BuildError {
-    let transient = ["Could not resolve host", "Connection refused", "Connection timed out", "timed out", "Connection reset", "unable to access", "early EOF", "The remote end hung up"];
+    let transient = [
+        "Could not resolve host",
+        "Connection refused",
+        "Connection timed out",
+        "timed out",
+        "Connection reset",
+        "unable to access",
+        "early EOF",
+        "The remote end hung up",
+    ];
     let msg = format!("{what} {url}: {}", crate::error::one_line(stderr));
     if transient.iter().any(|t| msg.contains(t)) && !msg.contains("returned error: 404") {
         BuildError::transient(msg)
@@ -165,7 +174,9 @@ pub fn confine(root: &Path, source_dir: &str) -> Result<PathBuf, BuildError> {
     let real_root = root.canonicalize().map_err(|e| BuildError::internal(format!("{}: {e}", root.display())))?;
     let real = path.canonicalize().map_err(|_| BuildError::user(format!("source directory {source_dir} does not exist in the repository")))?;
     if !real.starts_with(&real_root) {
-        return Err(BuildError::user(format!("source directory {source_dir} resolves outside the repository (through a symlink); point it at a directory inside it")));
+        return Err(BuildError::user(format!(
+            "source directory {source_dir} resolves outside the repository (through a symlink); point it at a directory inside it"
+        )));
     }
     if !real.is_dir() {
         return Err(BuildError::user(format!("source directory {source_dir} is not a directory")));

@@ -66,9 +66,8 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
             let ch = conn.create_channel().await?;
             shared.cfg.topology.declare(&ch).await?;
             ch.basic_qos(shared.cfg.concurrency, BasicQosOptions::default()).await?;
-            let consumer = ch
-                .basic_consume(shared.cfg.topology.jobs().into(), conn_name.clone().into(), BasicConsumeOptions::default(), FieldTable::default())
-                .await?;
+            let consumer =
+                ch.basic_consume(shared.cfg.topology.jobs().into(), conn_name.clone().into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
             lapin::Result::Ok((conn, ch, consumer))
         }
         .await;
@@ -232,7 +231,8 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
 async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<&'static str, String> {
     let target = ImageRef::parse(&job.target_image()).map_err(|e| e.to_string())?;
     let settings_registry = shared.cfg.settings.registry.clone();
-    let marker = ImageRef { registry: settings_registry.clone(), repository: REPORTED_REPOSITORY.into(), tag: Some(marker_tag(&job.operation_id)), digest: None };
+    let marker =
+        ImageRef { registry: settings_registry.clone(), repository: REPORTED_REPOSITORY.into(), tag: Some(marker_tag(&job.operation_id)), digest: None };
 
     // Redelivered after the image was pushed: report it once, never build it twice.
     if let Ok(Some((digest, labels))) = image::existing(&shared.registry, &target).await {
@@ -263,7 +263,9 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<&
     let mut settings = shared.cfg.settings.clone();
     let began = Instant::now();
     let result = match job.deadline() {
-        Some(d) if d <= time::OffsetDateTime::now_utc() => Err(BuildError::user(format!("the job's deadline {} passed before it could start", job.deadline.as_deref().unwrap_or("")))),
+        Some(d) if d <= time::OffsetDateTime::now_utc() => {
+            Err(BuildError::user(format!("the job's deadline {} passed before it could start", job.deadline.as_deref().unwrap_or(""))))
+        }
         Some(d) => {
             let left = (d - time::OffsetDateTime::now_utc()).unsigned_abs();
             settings.timeout = settings.timeout.min(left);

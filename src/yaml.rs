@@ -20,7 +20,10 @@ impl std::fmt::Display for Mark {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A scalar's text exactly as written (after YAML unquoting); `quoted` tells `"1.0"` from `1.0`.
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -138,10 +141,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                     Some(key) => {
                         if let (Some(k), true) = (key.as_scalar(), true) {
                             if let Some((first, _)) = entries.iter().find(|(e, _)| e.as_scalar() == Some(k)) {
-                                return Err(YamlError {
-                                    mark: key.mark,
-                                    message: format!("duplicate key `{k}` (first given at line {})", first.mark.line),
-                                });
+                                return Err(YamlError { mark: key.mark, message: format!("duplicate key `{k}` (first given at line {})", first.mark.line) });
                             }
                         }
                         entries.push((key, node));

@@ -5,7 +5,8 @@ use apprunner_build::catalog::RuntimeCatalog;
 use apprunner_build::config::{self, AppConfig};
 use std::path::Path;
 
-const GOOD: &str = "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n";
+const GOOD: &str =
+    "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n";
 
 fn yaml(text: &str) -> Result<AppConfig, String> {
     config::from_yaml(text, "apprunner.yaml", &RuntimeCatalog::builtin()).map_err(|e| e.to_string())
@@ -95,7 +96,9 @@ fn ports_and_names() {
 
 #[test]
 fn secrets_are_references_of_three_forms() {
-    let with = |v: &str| GOOD.replace("  command: python server.py\n", &format!("  command: python server.py\n  secrets:\n    - name: S\n      value-from: \"{v}\"\n"));
+    let with = |v: &str| {
+        GOOD.replace("  command: python server.py\n", &format!("  command: python server.py\n  secrets:\n    - name: S\n      value-from: \"{v}\"\n"))
+    };
     for ok in ["arn:aws:secretsmanager:us-east-1:123456789012:secret:name:username::", "arn:aws:ssm:us-east-1:123456789012:parameter/name", "parameter-name"] {
         assert!(yaml(&with(ok)).is_ok(), "{ok}");
     }

@@ -7,10 +7,7 @@ use std::process::Command;
 #[test]
 fn compose_file_is_valid() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/compose.yaml");
-    let out = Command::new("docker-compose")
-        .args(["-f", file.to_str().unwrap(), "config"])
-        .output()
-        .expect("docker-compose is installed by docker/stack");
+    let out = Command::new("docker-compose").args(["-f", file.to_str().unwrap(), "config"]).output().expect("docker-compose is installed by docker/stack");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = String::from_utf8_lossy(&out.stdout);
     assert!(config.contains("BUILDKIT_STEP_LOG_MAX_SIZE: '-1'"), "{config}");

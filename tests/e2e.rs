@@ -5,7 +5,8 @@ mod common;
 use common::*;
 use serde_json::json;
 
-const PY_CFG: &str = "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n";
+const PY_CFG: &str =
+    "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n";
 
 #[tokio::test]
 async fn guide_python_app_from_api_values_serves_hello() {
@@ -62,7 +63,10 @@ async fn original_build_runs_build_commands_twice() {
         ),
     ]);
     let built = build(dir.path(), "/", None).await;
-    let seen = in_image(built.image(), "cat /app/runs.txt; test -e /opt/from-build && echo outside-app-kept; test -e /opt/from-pre-build || echo pre-build-outside-app-gone");
+    let seen = in_image(
+        built.image(),
+        "cat /app/runs.txt; test -e /opt/from-build && echo outside-app-kept; test -e /opt/from-pre-build || echo pre-build-outside-app-gone",
+    );
     assert_eq!(seen, "run\nrun\noutside-app-kept\npre-build-outside-app-gone");
 }
 
@@ -84,7 +88,10 @@ async fn monorepo_source_directory_builds_only_that_directory() {
         ("README.md", "top\n"),
         ("services/web/index.html", "web\n"),
         ("services/api/server.py", "print('api')\n"),
-        ("services/api/apprunner.yaml", "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - ls -A /app > /app/listing.txt\nrun:\n  command: python server.py\n"),
+        (
+            "services/api/apprunner.yaml",
+            "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - ls -A /app > /app/listing.txt\nrun:\n  command: python server.py\n",
+        ),
     ]);
     let built = build(dir.path(), "/services/api", None).await;
     // The build runs twice (original build): the second listing sees the first one.
@@ -117,16 +124,26 @@ async fn bad_configuration_is_rejected_before_buildkit() {
 
     let dir = app(&[("apprunner.yml", PY_CFG)]);
     let built = build_with(&settings, request(dir.path().to_str().unwrap(), "/", None, None)).await;
-    assert!(built.error().message.contains("apprunner.yaml not found: looked for /apprunner.yaml") && built.error().message.contains("found apprunner.yml"), "{}", built.error());
+    assert!(
+        built.error().message.contains("apprunner.yaml not found: looked for /apprunner.yaml") && built.error().message.contains("found apprunner.yml"),
+        "{}",
+        built.error()
+    );
 
-    let dir = app(&[("package.json", r#"{"engines":{"node":"12.21.0"}}"#), ("apprunner.yaml", "version: 1.0\nruntime: nodejs18\nbuild:\n  commands:\n    build:\n      - npm install\nrun:\n  command: node app.js\n")]);
+    let dir = app(&[
+        ("package.json", r#"{"engines":{"node":"12.21.0"}}"#),
+        ("apprunner.yaml", "version: 1.0\nruntime: nodejs18\nbuild:\n  commands:\n    build:\n      - npm install\nrun:\n  command: node app.js\n"),
+    ]);
     let built = build_with(&settings, request(dir.path().to_str().unwrap(), "/", None, None)).await;
     assert!(built.error().message.contains("engines.node `12.21.0`") && built.error().message.contains("nodejs18 18.19.1"), "{}", built.error());
 }
 
 #[tokio::test]
 async fn same_commit_twice_uploads_nothing_and_hits_the_cache() {
-    let dir = app(&[("server.py", "print('cache')\n"), ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "echo building $(date +%s%N) > /app/stamp"))]);
+    let dir = app(&[
+        ("server.py", "print('cache')\n"),
+        ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "echo building $(date +%s%N) > /app/stamp")),
+    ]);
     git(dir.path(), &["init", "-q", "-b", "main"]);
     git(dir.path(), &["add", "."]);
     git(dir.path(), &["commit", "-q", "-m", "first"]);
@@ -189,7 +206,10 @@ async fn time_limit_cancels_the_build() {
 
 #[tokio::test]
 async fn git_branch_sources_build_at_that_branch() {
-    let dir = app(&[("server.py", "print('main')\n"), ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "git --version >/dev/null; cat server.py > /app/which"))]);
+    let dir = app(&[
+        ("server.py", "print('main')\n"),
+        ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "git --version >/dev/null; cat server.py > /app/which")),
+    ]);
     git(dir.path(), &["init", "-q", "-b", "main"]);
     git(dir.path(), &["add", "."]);
     git(dir.path(), &["commit", "-q", "-m", "main"]);

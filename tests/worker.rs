@@ -2,9 +2,9 @@
 //! processes of the built binary, each test on queues of its own prefix.
 
 mod common;
+use apprunner_build::config::ConfigSource;
 use apprunner_build::job::*;
 use apprunner_build::queue::{self, Outgoing, Publisher, Topology};
-use apprunner_build::config::ConfigSource;
 use common::*;
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
@@ -79,7 +79,10 @@ impl Drop for Cleanup {
 
 /// A git repository of a small Python app whose build runs `build_cmd`.
 fn repo(build_cmd: &str) -> (tempfile::TempDir, String) {
-    let yaml = format!("version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - \"{}\"\nrun:\n  command: python -m http.server 8080\n", build_cmd.replace('"', "\\\""));
+    let yaml = format!(
+        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - \"{}\"\nrun:\n  command: python -m http.server 8080\n",
+        build_cmd.replace('"', "\\\"")
+    );
     let dir = app(&[("apprunner.yaml", &yaml), ("index.html", "hi\n")]);
     git(dir.path(), &["init", "-q", "-b", "main"]);
     git(dir.path(), &["add", "."]);
@@ -115,9 +118,11 @@ impl Events {
         let conn = queue::connect(AMQP, "test-events").await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         topology.declare(&ch).await.unwrap();
-        let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+        let q =
+            ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await.unwrap();
         ch.queue_bind(q.name().clone(), topology.events().into(), "#".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
-        let consumer = ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+        let consumer =
+            ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
         Self { consumer, _conn: conn, seen: Vec::new() }
     }
 

@@ -18,12 +18,26 @@ use tokio_stream::StreamExt;
 pub enum SolveEvent {
     Started(VertexInfo),
     Cached(VertexInfo),
-    Completed { vertex: VertexInfo, seconds: f64 },
-    Failed { vertex: VertexInfo, error: String },
+    Completed {
+        vertex: VertexInfo,
+        seconds: f64,
+    },
+    Failed {
+        vertex: VertexInfo,
+        error: String,
+    },
     /// One line a step printed; stream 1 is stdout, 2 stderr.
-    Line { vertex: VertexInfo, stream: i64, text: String },
+    Line {
+        vertex: VertexInfo,
+        stream: i64,
+        text: String,
+    },
     /// Something BuildKit did that is not one of our steps (pulling an image, say).
-    Other { name: String, cached: bool, done: bool },
+    Other {
+        name: String,
+        cached: bool,
+        done: bool,
+    },
 }
 
 /// How a solve ended badly.
@@ -60,14 +74,9 @@ pub struct Buildkit {
 
 impl Buildkit {
     pub async fn connect(addr: &BuildkitAddr) -> Result<Self, BuildError> {
-        let channel = connect::channel(addr)
-            .await
-            .map_err(|e| BuildError::transient(format!("cannot reach BuildKit at {addr}: {}", error_chain(&e))))?;
+        let channel = connect::channel(addr).await.map_err(|e| BuildError::transient(format!("cannot reach BuildKit at {addr}: {}", error_chain(&e))))?;
         let mut client = ControlClient::new(channel);
-        client
-            .list_workers()
-            .await
-            .map_err(|e| BuildError::transient(format!("BuildKit at {addr} does not answer: {}", e.message())))?;
+        client.list_workers().await.map_err(|e| BuildError::transient(format!("BuildKit at {addr} does not answer: {}", e.message())))?;
         Ok(Self { addr: addr.clone(), client })
     }
 
@@ -145,14 +154,8 @@ impl Buildkit {
         // A solve dropped half way (its build's time limit) takes its Status reader with it.
         let _abort_status = AbortOnDrop(status_task.abort_handle());
         let (exporter, exporter_attrs) = exporter.map(|(e, a)| (e.to_string(), a)).unwrap_or_default();
-        let req = SolveRequest {
-            r#ref,
-            definition: Some(llb.definition()),
-            exporter,
-            exporter_attrs,
-            session: String::new(),
-            entitlements: entitlements.to_vec(),
-        };
+        let req =
+            SolveRequest { r#ref, definition: Some(llb.definition()), exporter, exporter_attrs, session: String::new(), entitlements: entitlements.to_vec() };
         let mut client = self.client.clone();
         let result = client.solve(req).await;
         // Status ends once BuildKit has flushed the job; give it a bounded moment.
@@ -176,9 +179,18 @@ impl Buildkit {
 }
 
 fn is_unreachable(message: &str) -> bool {
-    ["connection refused", "no such host", "i/o timeout", "TLS handshake timeout", "connection reset", "503 Service Unavailable", "502 Bad Gateway", "server misbehaving"]
-        .iter()
-        .any(|t| message.contains(t))
+    [
+        "connection refused",
+        "no such host",
+        "i/o timeout",
+        "TLS handshake timeout",
+        "connection reset",
+        "503 Service Unavailable",
+        "502 Bad Gateway",
+        "server misbehaving",
+    ]
+    .iter()
+    .any(|t| message.contains(t))
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

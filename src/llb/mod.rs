@@ -88,11 +88,7 @@ impl Graph {
                 timestamp: -1,
             })),
         };
-        let op = Op {
-            inputs: vec![input(onto), input(from)],
-            op: Some(Kind::File(pb::FileOp { actions: vec![action] })),
-            platform: linux_amd64(),
-        };
+        let op = Op { inputs: vec![input(onto), input(from)], op: Some(Kind::File(pb::FileOp { actions: vec![action] })), platform: linux_amd64() };
         self.add(op, Some(&name), Some(info))
     }
 
@@ -230,8 +226,26 @@ pub fn render(llb: &Llb) -> String {
             }
             Some(Kind::Exec(e)) => {
                 let m = e.meta.clone().unwrap_or_default();
-                let mounts: Vec<String> = e.mounts.iter().map(|m| format!("{}{}{}", m.dest, if m.readonly { ":ro" } else { "" }, if m.selector.is_empty() { String::new() } else { format!("<-{}", m.selector) })).collect();
-                format!("exec {:?} cwd={} net={} mounts=[{}] env={}", m.args.last().cloned().unwrap_or_default(), m.cwd, e.network, mounts.join(","), m.env.len())
+                let mounts: Vec<String> = e
+                    .mounts
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}{}{}",
+                            m.dest,
+                            if m.readonly { ":ro" } else { "" },
+                            if m.selector.is_empty() { String::new() } else { format!("<-{}", m.selector) }
+                        )
+                    })
+                    .collect();
+                format!(
+                    "exec {:?} cwd={} net={} mounts=[{}] env={}",
+                    m.args.last().cloned().unwrap_or_default(),
+                    m.cwd,
+                    e.network,
+                    mounts.join(","),
+                    m.env.len()
+                )
             }
             None => "terminal".into(),
         };
