@@ -318,7 +318,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
 
     if let BuildkitAddr::Docker(socket) = &settings.buildkit {
         log.apprunner(format!("Pushing image {target_text}."));
-        crate::docker::push(socket, &format!("{}/{}", target.registry, target.repository), &target.reference()).await?;
+        crate::docker::push(socket, &format!("{}/{}", target.registry, target.repository), &target.reference(), settings.registry_credentials.as_ref()).await?;
     }
     let digest = image::write_final_config(&registry, &target, &plan.image).await?;
     Ok(BuildOutcome {

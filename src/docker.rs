@@ -2,6 +2,7 @@
 //! stored. HTTP/1.1 over the Engine's unix socket.
 
 use crate::error::BuildError;
+use crate::registry::Credentials;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -23,12 +24,16 @@ async fn request(socket: &Path, method: &str, path: &str, auth: Option<&str>) ->
     Ok((status, body))
 }
 
-/// Pushes `repo:tag` from the Engine's store to its registry. The Engine streams JSON progress;
-/// an `error` in it is the push failing.
-pub async fn push(socket: &Path, repository: &str, tag: &str) -> Result<(), BuildError> {
+/// Pushes `repo:tag` from the Engine's store to its registry, with the registry credentials if
+/// the worker has them. The Engine streams JSON progress; an `error` in it is the push failing.
+pub async fn push(socket: &Path, repository: &str, tag: &str, credentials: Option<&Credentials>) -> Result<(), BuildError> {
     use base64::Engine as _;
-    // No credentials of our own here: the Engine uses what it was given (an empty auth is anonymous).
-    let auth = base64::engine::general_purpose::URL_SAFE.encode(b"{}");
+    let server = repository.split('/').next().unwrap_or_default();
+    let auth = match credentials {
+        Some(c) => serde_json::json!({"username": c.username, "password": c.password, "serveraddress": server}),
+        None => serde_json::json!({}),
+    };
+    let auth = base64::engine::general_purpose::URL_SAFE.encode(auth.to_string());
     let path = format!("/v1.41/images/{repository}/push?tag={tag}");
     let (status, body) = request(socket, "POST", &path, Some(&auth)).await?;
     let text = String::from_utf8_lossy(&body);
@@ -38,7 +43,10 @@ pub async fn push(socket: &Path, repository: &str, tag: &str) -> Result<(), Buil
     for line in text.lines() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
             if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
-                return Err(BuildError::transient(format!("pushing {repository}:{tag}: {err}")));
+                // Refused credentials are for a person to fix; anything else may pass.
+                let refused = err.contains("unauthorized") || err.contains("authentication required") || err.contains("denied");
+                let msg = format!("pushing {repository}:{tag}: {err}");
+                return Err(if refused { BuildError::user(msg) } else { BuildError::transient(msg) });
             }
         }
     }

@@ -1,0 +1,79 @@
+//! A registry that wants credentials: Debian's docker-registry with htpasswd (basic) auth, run
+//! by the test on a port of its own, as the target of a real build.
+
+mod common;
+use apprunner_build::registry::{Credentials, Registry};
+use common::*;
+use std::process::{Child, Command, Stdio};
+
+struct AuthRegistry {
+    child: Child,
+    host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthRegistry {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = Command::new("htpasswd").args(["-Bbn", "ci", "s3cret"]).output().expect("htpasswd is installed by docker/stack");
+        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {0}/data\nhttp:\n  addr: {host}\nauth:\n  htpasswd:\n    realm: apprunner-build-test\n    path: {0}/htpasswd\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", dir.path().join("config.yml").to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&host).is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Self { child, host, _dir: dir }
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn creds(password: &str) -> Option<Credentials> {
+    Some(Credentials { username: "ci".into(), password: password.into() })
+}
+
+#[tokio::test]
+async fn registry_credentials_are_asked_for_used_and_checked() {
+    let reg = AuthRegistry::start().await;
+    let layer = apprunner_build::source::pack_file("hello", b"hi", 0o644).unwrap();
+    let e = apprunner_build::image::push_content(&Registry::new(None, vec![]), &reg.host, "t/content", &layer).await.unwrap_err();
+    assert!(e.message.contains("requires credentials; set APPRUNNER_REGISTRY_USERNAME and APPRUNNER_REGISTRY_PASSWORD"), "{e}");
+    let e = apprunner_build::image::push_content(&Registry::new(creds("wrong"), vec![]), &reg.host, "t/content", &layer).await.unwrap_err();
+    assert!(e.message.contains("refused access"), "{e}");
+    let pushed = apprunner_build::image::push_content(&Registry::new(creds("s3cret"), vec![]), &reg.host, "t/content", &layer).await.unwrap();
+    assert!(pushed.uploaded);
+}
+
+#[tokio::test]
+async fn a_build_pushes_to_a_registry_that_wants_credentials() {
+    let reg = AuthRegistry::start().await;
+    let mut settings = settings();
+    settings.registry_credentials = creds("s3cret");
+    let mut req = request(guide_app().to_str().unwrap(), "/", None, None);
+    req.image = Some(format!("{}/apps/authed:1", reg.host));
+    let built = build_with(&settings, req).await;
+    let image = built.image().to_string();
+    assert!(image.starts_with(&format!("{}/apps/authed@sha256:", reg.host)));
+    let r = apprunner_build::registry::ImageRef::parse(&image).unwrap();
+    let m = Registry::new(creds("s3cret"), vec![]).manifest(&r.registry, &r.repository, &r.reference()).await.unwrap();
+    assert!(m.is_some());
+}
