@@ -176,6 +176,12 @@ pub struct JobEvent {
     pub operation_id: String,
     pub service: Service,
     pub status: JobStatus,
+    /// App Runner's own name for this change (`DeploymentStarted`, `CreateServiceFailed`, …) and
+    /// its message, as its EventBridge events carry them; none for QUEUED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// RFC 3339
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,18 +208,42 @@ pub struct JobEvent {
     pub error: Option<FailureInfo>,
 }
 
+/// App Runner's operation status and message for a job's status (the guide's EventBridge
+/// table, SPEC.md §5.4): a first deployment is a CreateService operation, a configuration
+/// update an UpdateService one, anything else a Deployment.
+pub fn operation_status(trigger: Option<&str>, status: JobStatus) -> Option<(String, String)> {
+    let (op, what) = match trigger {
+        Some("SERVICE_CREATE") => ("CreateService", "Service creation"),
+        Some("SERVICE_UPDATE") => ("UpdateService", "Service update"),
+        _ => ("Deployment", "Deployment"),
+    };
+    let (suffix, message) = match status {
+        JobStatus::Queued => return None,
+        JobStatus::InProgress => ("Started", format!("{what} started.")),
+        JobStatus::Succeeded => ("CompletedSuccessfully", format!("{what} completed successfully.")),
+        JobStatus::Failed => ("Failed", format!("{what} failed. For details, see service logs.")),
+    };
+    Some((format!("{op}{suffix}"), message))
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("formattable")
 }
 
 impl JobEvent {
     pub fn new(job: &BuildJob, status: JobStatus) -> Self {
+        let (operation_status, message) = match operation_status(job.trigger.as_deref(), status) {
+            Some((s, m)) => (Some(s), Some(m)),
+            None => (None, None),
+        };
         Self {
             version: JOB_VERSION,
             job_id: job.job_id.clone(),
             operation_id: job.operation_id.clone(),
             service: job.service.clone(),
             status,
+            operation_status,
+            message,
             at: now_rfc3339(),
             worker: None,
             attempt: None,
@@ -289,6 +319,19 @@ mod tests {
         let j = BuildJob::parse(job().to_string().as_bytes()).unwrap();
         assert_eq!(j.repository.source_directory, "/");
         assert_eq!(j.target_image(), "127.0.0.1:5000/apps/web:c2c8eeedea164f459cf78f12a8953390");
+    }
+
+    #[test]
+    fn events_carry_app_runners_operation_statuses() {
+        let s = |t: Option<&str>, st| operation_status(t, st).unwrap();
+        assert_eq!(s(None, JobStatus::InProgress), ("DeploymentStarted".into(), "Deployment started.".into()));
+        assert_eq!(s(Some("SERVICE_DEPLOY"), JobStatus::Succeeded), ("DeploymentCompletedSuccessfully".into(), "Deployment completed successfully.".into()));
+        assert_eq!(
+            s(Some("SERVICE_CREATE"), JobStatus::Failed),
+            ("CreateServiceFailed".into(), "Service creation failed. For details, see service logs.".into())
+        );
+        assert_eq!(s(Some("SERVICE_UPDATE"), JobStatus::Succeeded).0, "UpdateServiceCompletedSuccessfully");
+        assert_eq!(operation_status(None, JobStatus::Queued), None);
     }
 
     #[test]
