@@ -91,12 +91,9 @@ pub struct Prepared {
     ca_layer: Option<source::Layer>,
 }
 
-fn content_pinned(host: &str, repo: &str, layer: &source::Layer) -> String {
-    image::content_reference(host, repo, layer)
-}
-
-/// Reads the configuration the request names (A21: a REPOSITORY build needs apprunner.yaml).
-pub fn read_config(req: &BuildRequest, dir: &std::path::Path, catalog: &RuntimeCatalog) -> Result<AppConfig, BuildError> {
+/// Reads the configuration the request names (A21: a REPOSITORY build needs apprunner.yaml in
+/// `dir`, the source directory `source_dir` on disk).
+pub fn read_config(req: &BuildRequest, source_dir: &str, dir: &std::path::Path, catalog: &RuntimeCatalog) -> Result<AppConfig, BuildError> {
     match req.config_source {
         ConfigSource::Api => {
             let values = req
@@ -107,7 +104,7 @@ pub fn read_config(req: &BuildRequest, dir: &std::path::Path, catalog: &RuntimeC
         }
         ConfigSource::Repository => {
             let path = dir.join(CONFIG_FILE);
-            let shown = format!("{}/{CONFIG_FILE}", req.source_dir.trim_end_matches('/'));
+            let shown = format!("{}/{CONFIG_FILE}", source_dir.trim_end_matches('/'));
             let text = match std::fs::read(&path) {
                 Ok(bytes) => String::from_utf8(bytes).map_err(|_| BuildError::user(format!("{shown} is not UTF-8 text")))?,
                 Err(_) => {
@@ -116,8 +113,7 @@ pub fn read_config(req: &BuildRequest, dir: &std::path::Path, catalog: &RuntimeC
                         .map(|n| format!("; found {n}, but App Runner reads only apprunner.yaml: rename it"))
                         .unwrap_or_else(|| "; add it there, or use configuration source API with the build settings".to_string());
                     return Err(BuildError::user(format!(
-                        "App Runner configuration file apprunner.yaml not found: looked for {shown} in source directory {}{hint}",
-                        req.source_dir
+                        "App Runner configuration file apprunner.yaml not found: looked for {shown} in source directory {source_dir}{hint}"
                     )));
                 }
             };
@@ -151,9 +147,7 @@ pub async fn prepare(settings: &Settings, req: &BuildRequest, registry: Option<&
         if checkout.dirty { ", with changes not committed (the working tree is built as it is)" } else { "" }
     ));
     let dir = source::confine(&checkout.root, &source_dir)?;
-    let mut req_norm = req.clone();
-    req_norm.source_dir = source_dir.clone();
-    let cfg = read_config(&req_norm, &dir, &catalog)?;
+    let cfg = read_config(req, &source_dir, &dir, catalog)?;
     match cfg.source {
         ConfigSource::Repository => log.apprunner("Successfully validate configuration file."),
         ConfigSource::Api => log.apprunner("Using the build settings from the API values; any apprunner.yaml is ignored."),
@@ -186,7 +180,7 @@ pub async fn prepare(settings: &Settings, req: &BuildRequest, registry: Option<&
         runtime: resolved,
         build_image,
         run_image,
-        source_image: content_pinned(host, SOURCE_REPOSITORY, &source_layer),
+        source_image: image::content_reference(host, SOURCE_REPOSITORY, &source_layer),
         source_dir,
         repository: match &req.location {
             SourceLocation::Git(u) => Some(u.clone()),
@@ -194,7 +188,7 @@ pub async fn prepare(settings: &Settings, req: &BuildRequest, registry: Option<&
         },
         revision: checkout.commit.clone(),
         operation_id: req.operation_id.clone(),
-        ca_bundle_image: ca_layer.as_ref().map(|l| content_pinned(host, CA_REPOSITORY, l)),
+        ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(host, CA_REPOSITORY, l)),
         network: settings.network,
     };
     let plan = plan::plan(&cfg, &input);

@@ -86,16 +86,20 @@ pub struct RuntimeCatalog {
 
 impl RuntimeCatalog {
     /// The catalog compiled into this binary.
-    pub fn builtin() -> Self {
-        let runtimes = CATALOG_FILES
-            .iter()
-            .map(|(file, text)| {
-                let rt: Runtime = toml::from_str(text).unwrap_or_else(|e| panic!("runtimes/{file}.toml: {e}"));
-                assert_eq!(&rt.name, file, "runtimes/{file}.toml names itself {}", rt.name);
-                rt
-            })
-            .collect();
-        Self { runtimes }
+    /// Parsed once per process: every build and every job reads the same catalog.
+    pub fn builtin() -> &'static Self {
+        static CATALOG: std::sync::OnceLock<RuntimeCatalog> = std::sync::OnceLock::new();
+        CATALOG.get_or_init(|| {
+            let runtimes = CATALOG_FILES
+                .iter()
+                .map(|(file, text)| {
+                    let rt: Runtime = toml::from_str(text).unwrap_or_else(|e| panic!("runtimes/{file}.toml: {e}"));
+                    assert_eq!(&rt.name, file, "runtimes/{file}.toml names itself {}", rt.name);
+                    rt
+                })
+                .collect();
+            Self { runtimes }
+        })
     }
 
     pub fn runtimes(&self) -> &[Runtime] {
@@ -172,13 +176,20 @@ impl RuntimeCatalog {
 }
 
 fn listed(rt: &Runtime, keep: impl Fn(&str) -> bool) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for r in &rt.releases {
-        if keep(&r.version) && !out.contains(&r.version.as_str()) {
-            out.push(&r.version);
+    rt.versions().into_iter().filter(|v| keep(v)).collect()
+}
+
+impl Runtime {
+    /// The listed versions, newest first, each once (the tables repeat some, A12).
+    pub fn versions(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for r in &self.releases {
+            if !out.contains(&r.version.as_str()) {
+                out.push(&r.version);
+            }
         }
+        out
     }
-    out
 }
 
 /// `11.0.13.08` -> [11, 0, 13, 8]: components compare numerically (A14).

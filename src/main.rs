@@ -276,12 +276,7 @@ async fn runtimes(offline: bool, settings: SettingsArgs) -> Result<(), BuildErro
     let host = settings.registry.clone();
     let mut rows = Vec::new();
     for rt in catalog.runtimes() {
-        let mut versions: Vec<String> = Vec::new();
-        for r in &rt.releases {
-            if !versions.contains(&r.version) {
-                versions.push(r.version.clone());
-            }
-        }
+        let versions: Vec<String> = rt.versions().into_iter().map(str::to_string).collect();
         rows.push((rt, versions));
     }
     // Which (runtime, version) have both images, asked of the registry a few at a time.

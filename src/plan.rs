@@ -212,16 +212,18 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
     let pairs = |vars: &[EnvVar]| vars.iter().map(|e| (e.name.clone(), e.value.clone())).collect::<Vec<_>>();
     // Build steps see the image's env, then the CA variables, then build.env (the user wins).
     let step_env = |image: &ImageFacts| {
-        let mut over: Vec<(String, String)> = vec![("HOME".into(), "/root".into())];
-        if input.ca_bundle_image.is_some() {
-            over.extend(CA_VARIABLES.iter().map(|v| (v.to_string(), CA_MOUNT.to_string())));
-        }
         let mut base = image.env.clone();
         if !base.iter().any(|kv| kv.starts_with("PATH=")) {
             base.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
         }
+        let mut over: Vec<(String, String)> = Vec::new();
         // HOME only if the image leaves it unset.
-        over.retain(|(k, _)| k != "HOME" || !base.iter().any(|kv| kv.starts_with("HOME=")));
+        if !base.iter().any(|kv| kv.starts_with("HOME=")) {
+            over.push(("HOME".into(), "/root".into()));
+        }
+        if input.ca_bundle_image.is_some() {
+            over.extend(CA_VARIABLES.iter().map(|v| (v.to_string(), CA_MOUNT.to_string())));
+        }
         merge_env(&merge_env(&base, over), pairs(&cfg.build_env))
     };
     let build_steps = [steps(Phase::PreBuild, &cfg.pre_build), steps(Phase::Build, &cfg.build)].concat();

@@ -230,9 +230,12 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
 /// Builds one job and publishes its outcome. Ok(outcome label) when the job may be acked.
 async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<&'static str, String> {
     let target = ImageRef::parse(&job.target_image()).map_err(|e| e.to_string())?;
-    let settings_registry = shared.cfg.settings.registry.clone();
-    let marker =
-        ImageRef { registry: settings_registry.clone(), repository: REPORTED_REPOSITORY.into(), tag: Some(marker_tag(&job.operation_id)), digest: None };
+    let marker = ImageRef {
+        registry: shared.cfg.settings.registry.clone(),
+        repository: REPORTED_REPOSITORY.into(),
+        tag: Some(marker_tag(&job.operation_id)),
+        digest: None,
+    };
 
     // Redelivered after the image was pushed: report it once, never build it twice.
     if let Ok(Some((digest, labels))) = image::existing(&shared.registry, &target).await {
@@ -266,12 +269,13 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<&
         Some(d) if d <= time::OffsetDateTime::now_utc() => {
             Err(BuildError::user(format!("the job's deadline {} passed before it could start", job.deadline.as_deref().unwrap_or(""))))
         }
-        Some(d) => {
-            let left = (d - time::OffsetDateTime::now_utc()).unsigned_abs();
-            settings.timeout = settings.timeout.min(left);
+        deadline => {
+            // The deadline bounds the build's time limit.
+            if let Some(d) = deadline {
+                settings.timeout = settings.timeout.min((d - time::OffsetDateTime::now_utc()).unsigned_abs());
+            }
             build::run(&settings, &job.request(), &log).await
         }
-        None => build::run(&settings, &job.request(), &log).await,
     };
     // Exponential backoff: the first retry after retry_delay, each later one twice as long.
     let delay = shared.cfg.retry_delay * 2u32.saturating_pow(attempt.clamp(1, 16) - 1);

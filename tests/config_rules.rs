@@ -9,7 +9,7 @@ const GOOD: &str =
     "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n";
 
 fn yaml(text: &str) -> Result<AppConfig, String> {
-    config::from_yaml(text, "apprunner.yaml", &RuntimeCatalog::builtin()).map_err(|e| e.to_string())
+    config::from_yaml(text, "apprunner.yaml", RuntimeCatalog::builtin()).map_err(|e| e.to_string())
 }
 
 fn rejected(text: &str) -> String {
@@ -19,7 +19,7 @@ fn rejected(text: &str) -> String {
 }
 
 fn api(json: &str) -> Result<AppConfig, String> {
-    config::from_api(&serde_json::from_str(json).unwrap(), &RuntimeCatalog::builtin()).map_err(|e| e.to_string())
+    config::from_api(&serde_json::from_str(json).unwrap(), RuntimeCatalog::builtin()).map_err(|e| e.to_string())
 }
 
 #[test]

@@ -64,9 +64,9 @@ fn guide_examples() {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
         let result = if path.extension().unwrap() == "json" {
-            config::from_api(&serde_json::from_str(&text).unwrap(), &catalog).map_err(|e| e.to_string())
+            config::from_api(&serde_json::from_str(&text).unwrap(), catalog).map_err(|e| e.to_string())
         } else {
-            config::from_yaml(&text, "apprunner.yaml", &catalog).map_err(|e| e.to_string())
+            config::from_yaml(&text, "apprunner.yaml", catalog).map_err(|e| e.to_string())
         };
         insta::assert_snapshot!(name.clone(), render(&name, result));
     }
