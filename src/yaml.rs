@@ -139,7 +139,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 Value::Map(entries) => match open.key.take() {
                     None => open.key = Some(node),
                     Some(key) => {
-                        if let (Some(k), true) = (key.as_scalar(), true) {
+                        if let Some(k) = key.as_scalar() {
                             if let Some((first, _)) = entries.iter().find(|(e, _)| e.as_scalar() == Some(k)) {
                                 return Err(YamlError { mark: key.mark, message: format!("duplicate key `{k}` (first given at line {})", first.mark.line) });
                             }
