@@ -5,10 +5,14 @@
 //! worker's own overhead are what is measured), and prints jobs per second through the queue
 //! against a reference measured in the same run: the same build done by `apprunner-build
 //! build` one after another, without a queue. Memory: each worker's RSS idle and at its peak.
+// Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
 
-use apprunner_build::config::ConfigSource;
-use apprunner_build::job::*;
-use apprunner_build::queue::{self, Topology};
+use apprunner_build::core::config::ConfigSource;
+use apprunner_build::queue::amqp::{self as queue, Topology};
+use apprunner_build::queue::job::{
+    BuildJob, Configuration, ImageTarget, JobEvent, JobStatus, Repository, Service, JOB_VERSION,
+};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -20,10 +24,14 @@ const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
+// A benchmark script, read top to bottom.
+#[allow(clippy::too_many_lines)]
 #[tokio::main]
 async fn main() {
     let jobs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
@@ -36,7 +44,13 @@ async fn main() {
     )
     .unwrap();
     let git = |args: &[&str]| {
-        assert!(Command::new("git").args(["-c", "user.name=b", "-c", "user.email=b@b"]).args(args).current_dir(dir.path()).status().unwrap().success())
+        assert!(Command::new("git")
+            .args(["-c", "user.name=b", "-c", "user.email=b@b"])
+            .args(args)
+            .current_dir(dir.path())
+            .status()
+            .unwrap()
+            .success());
     };
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "."]);
@@ -65,17 +79,53 @@ async fn main() {
     let conn = queue::connect(AMQP, "bench").await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     topology.declare(&ch).await.unwrap();
-    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
-    ch.queue_bind(q.name().clone(), topology.events().into(), "*.SUCCEEDED".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
-    ch.queue_bind(q.name().clone(), topology.events().into(), "*.FAILED".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
-    let mut events =
-        ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+    let q = ch
+        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        topology.events().into(),
+        "*.SUCCEEDED".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        q.name().clone(),
+        topology.events().into(),
+        "*.FAILED".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut events = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
 
     let workers: Vec<_> = ["a", "b"]
         .iter()
         .map(|id| {
             Command::new(&bin)
-                .args(["worker", "--queue-prefix", &prefix, "--worker-id", id, "--concurrency", "4", "--metrics-addr", "off"])
+                .args([
+                    "worker",
+                    "--queue-prefix",
+                    &prefix,
+                    "--worker-id",
+                    id,
+                    "--concurrency",
+                    "4",
+                    "--metrics-addr",
+                    "off",
+                ])
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap()
@@ -93,7 +143,12 @@ async fn main() {
                 job_id: format!("load-{i}"),
                 operation_id: op,
                 service: Service { name: "load".into(), id: None },
-                repository: Repository { url: url.clone(), branch: Some("main".into()), commit: None, source_directory: "/".into() },
+                repository: Repository {
+                    url: url.clone(),
+                    branch: Some("main".into()),
+                    commit: None,
+                    source_directory: "/".into(),
+                },
                 configuration: Configuration { source: ConfigSource::Repository, values: None },
                 image: ImageTarget { repository: "127.0.0.1:5000/apprunner-bench/queued".into(), tag: None },
                 deadline: None,
@@ -102,7 +157,7 @@ async fn main() {
         })
         .collect();
     for j in &all {
-        apprunner_build::client::submit(AMQP, &topology, j, None).await.unwrap();
+        apprunner_build::queue::client::submit(AMQP, &topology, j, None).await.unwrap();
     }
     let mut peak = idle.clone();
     let (mut ok, mut failed) = (0, 0);
@@ -111,9 +166,9 @@ async fn main() {
             Ok(Some(Ok(d))) => {
                 let ev: JobEvent = serde_json::from_slice(&d.data).unwrap();
                 if ev.status == JobStatus::Succeeded {
-                    ok += 1
+                    ok += 1;
                 } else {
-                    failed += 1
+                    failed += 1;
                 }
             }
             Ok(_) => panic!("event stream ended"),
@@ -134,9 +189,16 @@ async fn main() {
         let _ = ch.exchange_delete(x.into(), Default::default()).await;
     }
     println!("direct builds (reference, sequential): {direct_rate:.2} builds/s over {n_direct}");
-    println!("queue, 2 workers x 4 concurrent:       {queue_rate:.2} jobs/s over {jobs} ({ok} succeeded, {failed} failed)");
+    println!(
+        "queue, 2 workers x 4 concurrent:       {queue_rate:.2} jobs/s over {jobs} ({ok} succeeded, {failed} failed)"
+    );
     println!("ratio queue/direct:                     {:.2}", queue_rate / direct_rate);
     for (i, id) in ["a", "b"].iter().enumerate() {
-        println!("worker {id}: RSS idle {} KiB, busy peak {} KiB (ratio {:.2})", idle[i], peak[i], peak[i] as f64 / idle[i].max(1) as f64);
+        println!(
+            "worker {id}: RSS idle {} KiB, busy peak {} KiB (ratio {:.2})",
+            idle[i],
+            peak[i],
+            peak[i] as f64 / idle[i].max(1) as f64
+        );
     }
 }

@@ -1,4 +1,8 @@
 //! The three kinds of failure a build can end in, and what the queue does with each.
+//!
+//! Each edge has its own error enum (`SourceError`, `RegistryError`, `BuildkitError`, …) that
+//! knows its class; [`BuildError`] is what a build ends in: a class and one line a person can
+//! act on. The queue's ack, retry and dead-letter decisions read only the class.
 
 use std::fmt;
 
@@ -8,48 +12,84 @@ use std::fmt;
 pub enum ErrorClass {
     /// The user's mistake (bad configuration, a failing build command): fail the build and say why.
     User,
-    /// A fault of something we depend on (BuildKit, registry, git host unreachable): retry.
+    /// A fault of something we depend on (`BuildKit`, registry, git host unreachable): retry.
     Transient,
     /// Our bug: fail loudly, keep the job for a person.
     Internal,
 }
 
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ErrorClass {
+    pub fn key(self) -> &'static str {
+        match self {
             ErrorClass::User => "USER",
             ErrorClass::Transient => "TRANSIENT",
             ErrorClass::Internal => "INTERNAL",
-        })
+        }
     }
 }
 
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl std::str::FromStr for ErrorClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "USER" => Ok(ErrorClass::User),
+            "TRANSIENT" => Ok(ErrorClass::Transient),
+            "INTERNAL" => Ok(ErrorClass::Internal),
+            _ => Err(format!("`{s}` is not an error class; expected USER, TRANSIENT or INTERNAL")),
+        }
+    }
+}
+
+/// An error that knows whose it is.
+pub trait Classified: fmt::Display {
+    fn class(&self) -> ErrorClass;
+}
+
 /// A build failure: its class and one line a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct BuildError {
     pub class: ErrorClass,
     pub message: String,
 }
 
 impl BuildError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self { class, message: one_line(message.into()) }
+    }
     pub fn user(message: impl Into<String>) -> Self {
-        Self { class: ErrorClass::User, message: one_line(message.into()) }
+        Self::new(ErrorClass::User, message)
     }
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { class: ErrorClass::Transient, message: one_line(message.into()) }
+        Self::new(ErrorClass::Transient, message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { class: ErrorClass::Internal, message: one_line(message.into()) }
+        Self::new(ErrorClass::Internal, message)
+    }
+    /// The same failure with context in front of its message.
+    #[must_use]
+    pub fn context(self, what: &str) -> Self {
+        Self { class: self.class, message: format!("{what}: {}", self.message) }
     }
 }
 
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
+/// Every classified edge error becomes a build error of its class, its text kept.
+macro_rules! classified_into_build_error {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for $crate::error::BuildError {
+            fn from(e: $t) -> Self {
+                $crate::error::BuildError::new($crate::error::Classified::class(&e), e.to_string())
+            }
+        }
+    )*};
 }
-
-impl std::error::Error for BuildError {}
+pub(crate) use classified_into_build_error;
 
 /// Errors are promised to be single lines; collapse whatever a dependency handed us.
 pub fn one_line(s: String) -> String {
@@ -59,11 +99,32 @@ pub fn one_line(s: String) -> String {
     s.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
 }
 
+/// The message and the chain of causes below it, each once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     #[test]
     fn messages_are_single_lines() {
         assert_eq!(BuildError::user("a\n  b\r\n").message, "a | b");
+    }
+
+    #[test]
+    fn classes_parse_in_any_case() {
+        assert_eq!("transient".parse::<ErrorClass>(), Ok(ErrorClass::Transient));
+        assert!("bad".parse::<ErrorClass>().unwrap_err().contains("USER, TRANSIENT or INTERNAL"));
     }
 }

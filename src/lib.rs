@@ -1,22 +1,19 @@
 //! apprunner-build: builds web applications from source the way AWS App Runner builds a
-//! code-based service on a managed runtime, on your own BuildKit and registry.
+//! code-based service on a managed runtime, on your own `BuildKit` and registry.
+//!
+//! - `core`: pure planning (configuration, catalog, platform rules, plan) and the data that
+//!   crosses the seams (request, result, log lines, progress).
+//! - `llb`: the plan as `BuildKit` LLB, byte-for-byte deterministic.
+//! - `edge`: the source, the registry, images, `BuildKit`.
+//! - `pipeline`: one build, the core meeting the edges.
+//! - `queue`: the worker, its message formats and clients.
+//! - `cli`: the commands, each a thin call into the above.
 
-pub mod build;
-pub mod buildkit;
-pub mod catalog;
-pub mod client;
-pub mod config;
-pub mod docker;
+pub mod cli;
+pub mod core;
+pub mod edge;
 pub mod error;
-pub mod image;
-pub mod job;
 pub mod llb;
 pub mod log;
-pub mod metrics;
-pub mod plan;
-pub mod platform;
+pub mod pipeline;
 pub mod queue;
-pub mod registry;
-pub mod source;
-pub mod worker;
-pub mod yaml;

@@ -1,37 +1,11 @@
-//! The deployment log: one stream per build, `deployment/<operation-id>`, whose lines are
-//! `[AppRunner]` (the worker's own steps) or `[Build]` (what the user's commands print).
+//! The deployment log of one build and where its lines go (the terminal, the queue's logs
+//! exchange, a test's buffer). The lines themselves are `core::log::LogLine`.
 
-use serde::{Deserialize, Serialize};
+pub use crate::core::log::{LineSource, LogLine};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LineSource {
-    AppRunner,
-    Build,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// `deployment/<operation-id>`
-    pub stream: String,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    pub source: LineSource,
-    pub text: String,
-}
-
-impl LogLine {
-    /// The line as App Runner's log shows it: `[AppRunner] …` or `[Build] …`.
-    pub fn render(&self) -> String {
-        match self.source {
-            LineSource::AppRunner => format!("[AppRunner] {}", self.text),
-            LineSource::Build => format!("[Build] {}", self.text),
-        }
-    }
-}
-
-/// Where log lines go (the terminal, the queue's logs exchange, a test's buffer).
+/// Where log lines go.
 pub trait LogSink: Send + Sync {
     fn line(&self, line: &LogLine);
 }
@@ -47,22 +21,23 @@ impl LogSink for TerminalSink {
     }
 }
 
-/// Keeps every line; tests and the worker's failure reports read them back.
+/// Keeps every line; tests read them back.
 #[derive(Default, Clone)]
 pub struct MemorySink(pub Arc<Mutex<Vec<LogLine>>>);
 
 impl LogSink for MemorySink {
     fn line(&self, line: &LogLine) {
-        self.0.lock().unwrap().push(line.clone());
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(line.clone());
     }
 }
 
 impl MemorySink {
     pub fn rendered(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().map(LogLine::render).collect()
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).iter().map(LogLine::render).collect()
     }
 }
 
+/// One build's log stream, `deployment/<operation-id>`: stamps each line and hands it to every sink.
 #[derive(Clone)]
 pub struct DeploymentLog {
     pub stream: String,
@@ -71,11 +46,12 @@ pub struct DeploymentLog {
 
 impl DeploymentLog {
     pub fn new(operation_id: &str, sinks: Vec<Arc<dyn LogSink>>) -> Self {
-        Self { stream: format!("deployment/{operation_id}"), sinks }
+        Self { stream: crate::core::log::stream_name(operation_id), sinks }
     }
 
-    fn emit(&self, source: LineSource, text: String) {
-        let timestamp_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    pub fn emit(&self, source: LineSource, text: String) {
+        let timestamp_ms =
+            i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let line = LogLine { stream: self.stream.clone(), timestamp_ms, source, text };
         for s in &self.sinks {
             s.line(&line);

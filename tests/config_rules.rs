@@ -1,8 +1,10 @@
 //! Every rejection of SPEC.md §2.6 and DECISIONS.md gives one line naming the key, and the
 //! lenient cases of real files are accepted with a warning. Pure: no services involved.
+// Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
 
-use apprunner_build::catalog::RuntimeCatalog;
-use apprunner_build::config::{self, AppConfig};
+use apprunner_build::core::catalog::RuntimeCatalog;
+use apprunner_build::core::config::{self, AppConfig};
 use std::path::Path;
 
 const GOOD: &str =
@@ -34,7 +36,10 @@ fn required_keys() {
     for (key, text) in [
         ("version", GOOD.replace("version: 1.0\n", "")),
         ("runtime", GOOD.replace("runtime: python3\n", "")),
-        ("build.commands.build", GOOD.replace("    build:\n      - pip install -r requirements.txt\n", "    pre-build:\n      - echo\n")),
+        (
+            "build.commands.build",
+            GOOD.replace("    build:\n      - pip install -r requirements.txt\n", "    pre-build:\n      - echo\n"),
+        ),
         ("run.command", GOOD.replace("  command: python server.py\n", "  network:\n    port: 80\n")),
         ("build", "version: 1.0\nruntime: python3\nrun:\n  command: x\n".to_string()),
     ] {
@@ -45,13 +50,24 @@ fn required_keys() {
 
 #[test]
 fn port_is_reserved() {
-    let e = rejected(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  env:\n    - name: PORT\n      value: \"80\"\n"));
+    let e = rejected(&GOOD.replace(
+        "  command: python server.py\n",
+        "  command: python server.py\n  env:\n    - name: PORT\n      value: \"80\"\n",
+    ));
     assert!(e.starts_with("apprunner.yaml:10:") && e.contains("run.env[0].name: `PORT` is reserved"), "{e}");
-    let e = rejected(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  secrets:\n    - name: PORT\n      value-from: p\n"));
+    let e = rejected(&GOOD.replace(
+        "  command: python server.py\n",
+        "  command: python server.py\n  secrets:\n    - name: PORT\n      value-from: p\n",
+    ));
     assert!(e.contains("run.secrets[0].name: `PORT` is reserved"), "{e}");
-    let e = api(r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","RuntimeEnvironmentVariables":{"PORT":"1"}}"#).unwrap_err();
+    let e = api(
+        r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","RuntimeEnvironmentVariables":{"PORT":"1"}}"#,
+    )
+    .unwrap_err();
     assert!(e.contains("RuntimeEnvironmentVariables: `PORT` is reserved"), "{e}");
-    let e = api(r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","RuntimeEnvironmentSecrets":{"PORT":"p"}}"#).unwrap_err();
+    let e =
+        api(r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","RuntimeEnvironmentSecrets":{"PORT":"p"}}"#)
+            .unwrap_err();
     assert!(e.contains("RuntimeEnvironmentSecrets: `PORT` is reserved"), "{e}");
 }
 
@@ -59,7 +75,10 @@ fn port_is_reserved() {
 fn pre_run_needs_the_revised_build() {
     let e = rejected(&GOOD.replace("  command:", "  pre-run:\n    - pip install x\n  command:"));
     assert!(e.contains("run.pre-run: pre-run is only for runtimes with the revised build"), "{e}");
-    assert!(yaml(&GOOD.replace("python3", "python311").replace("  command:", "  pre-run:\n    - pip3 install x\n  command:")).is_ok());
+    assert!(yaml(
+        &GOOD.replace("python3", "python311").replace("  command:", "  pre-run:\n    - pip3 install x\n  command:")
+    )
+    .is_ok());
 }
 
 #[test]
@@ -69,7 +88,9 @@ fn runtime_versions() {
     let e = rejected(&GOOD.replace("  command:", "  runtime-version: 3.11\n  command:"));
     assert!(e.contains("belongs to runtime `python311`"), "{e}");
     // 3.10 must not become the float 3.1.
-    let c = yaml(&GOOD.replace("python3\n", "python311\n").replace("  command:", "  runtime-version: 3.11\n  command:")).unwrap();
+    let c =
+        yaml(&GOOD.replace("python3\n", "python311\n").replace("  command:", "  runtime-version: 3.11\n  command:"))
+            .unwrap();
     assert_eq!(c.runtime_version.as_deref(), Some("3.11"));
     let e = rejected(&GOOD.replace("  command:", "  runtime-version: 3.10\n  command:"));
     assert!(e.contains("`3.10`"), "{e}");
@@ -78,17 +99,28 @@ fn runtime_versions() {
 #[test]
 fn runtime_names() {
     let e = rejected(&GOOD.replace("runtime: python3", "runtime: python3.11"));
-    assert!(e.contains("runtime: `python3.11` is not a managed runtime") && e.contains("did you mean `python311`?"), "{e}");
+    assert!(
+        e.contains("runtime: `python3.11` is not a managed runtime") && e.contains("did you mean `python311`?"),
+        "{e}"
+    );
     assert_eq!(yaml(&GOOD.replace("runtime: python3", "runtime: ' PYTHON_3 '")).unwrap().runtime, "python3");
 }
 
 #[test]
 fn ports_and_names() {
-    let e = rejected(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  network:\n    port: 80a\n"));
+    let e = rejected(
+        &GOOD.replace("  command: python server.py\n", "  command: python server.py\n  network:\n    port: 80a\n"),
+    );
     assert!(e.contains("run.network.port: `80a` is not a port number; expected an integer from 1 to 65535"), "{e}");
-    let e = rejected(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  network:\n    port: 70000\n"));
+    let e = rejected(
+        &GOOD.replace("  command: python server.py\n", "  command: python server.py\n  network:\n    port: 70000\n"),
+    );
     assert!(e.contains("70000"), "{e}");
-    let c = yaml(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  network:\n    port: \"8000\"\n    env: APP_PORT\n")).unwrap();
+    let c = yaml(&GOOD.replace(
+        "  command: python server.py\n",
+        "  command: python server.py\n  network:\n    port: \"8000\"\n    env: APP_PORT\n",
+    ))
+    .unwrap();
     assert_eq!((c.port, c.port_env.as_deref()), (8000, Some("APP_PORT")));
     let e = api(r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","Port":"http"}"#).unwrap_err();
     assert!(e.starts_with("Port: `http` is not a port number"), "{e}");
@@ -97,9 +129,16 @@ fn ports_and_names() {
 #[test]
 fn secrets_are_references_of_three_forms() {
     let with = |v: &str| {
-        GOOD.replace("  command: python server.py\n", &format!("  command: python server.py\n  secrets:\n    - name: S\n      value-from: \"{v}\"\n"))
+        GOOD.replace(
+            "  command: python server.py\n",
+            &format!("  command: python server.py\n  secrets:\n    - name: S\n      value-from: \"{v}\"\n"),
+        )
     };
-    for ok in ["arn:aws:secretsmanager:us-east-1:123456789012:secret:name:username::", "arn:aws:ssm:us-east-1:123456789012:parameter/name", "parameter-name"] {
+    for ok in [
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:name:username::",
+        "arn:aws:ssm:us-east-1:123456789012:parameter/name",
+        "parameter-name",
+    ] {
         assert!(yaml(&with(ok)).is_ok(), "{ok}");
     }
     let e = rejected(&with("arn:aws:s3:::bucket"));
@@ -126,11 +165,23 @@ fn yaml_that_is_not_a_configuration() {
 fn lenient_where_real_files_are_messy() {
     let c = yaml(&format!("\u{feff}{}", GOOD.replace('\n', "\r\n"))).unwrap();
     assert!(c.warnings.is_empty());
-    let c = yaml(&GOOD.replace("    pre_build", "").replace("  commands:\n", "  commands:\n    pre_build:\n      - echo hi\n")).unwrap();
-    assert!(c.warnings[0].contains("unknown key `build.commands.pre_build` is ignored; did you mean `build.commands.pre-build`?"), "{:?}", c.warnings);
-    let c = yaml(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  port: 8000\n")).unwrap();
+    let c = yaml(
+        &GOOD.replace("    pre_build", "").replace("  commands:\n", "  commands:\n    pre_build:\n      - echo hi\n"),
+    )
+    .unwrap();
+    assert!(
+        c.warnings[0]
+            .contains("unknown key `build.commands.pre_build` is ignored; did you mean `build.commands.pre-build`?"),
+        "{:?}",
+        c.warnings
+    );
+    let c =
+        yaml(&GOOD.replace("  command: python server.py\n", "  command: python server.py\n  port: 8000\n")).unwrap();
     assert!(c.warnings[0].contains("did you mean `run.network.port`?"), "{:?}", c.warnings);
-    let c = yaml("version: 1.0\nruntime: python3\nbuild:\n  commands:\n    - pip install x\nrun:\n  command: python a.py\n").unwrap();
+    let c = yaml(
+        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    - pip install x\nrun:\n  command: python a.py\n",
+    )
+    .unwrap();
     assert_eq!(c.build, ["pip install x"]);
     assert!(c.warnings[0].contains("plain list"), "{:?}", c.warnings);
     let c = yaml(&GOOD.replace("version: 1.0", "version: 2.0")).unwrap();
@@ -155,7 +206,8 @@ fn api_values() {
 #[test]
 fn corpus_of_real_files() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/apprunner-yaml");
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e} (the corpus sits in shared/ beside the checkout)", dir.display()));
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (the corpus sits in shared/ beside the checkout)", dir.display()));
     let (mut accepted, mut rejected) = (0, Vec::new());
     for entry in entries {
         let path = entry.unwrap().path();

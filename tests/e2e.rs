@@ -1,5 +1,7 @@
-//! End-to-end builds on Docker Engine's BuildKit and the local registry (docker/stack), run and
+//! End-to-end builds on Docker Engine's `BuildKit` and the local registry (docker/stack), run and
 //! checked the way a user would: over HTTP, and by what is and is not in the image.
+// Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;
@@ -15,7 +17,10 @@ async fn guide_python_app_from_api_values_serves_hello() {
     let image = built.image();
     assert!(built.has_line("[AppRunner] Runtime python3 3.8.16 (original build)"));
     // pip's output reaches the log as [Build] lines, unless an earlier run left the step cached.
-    assert!(built.has_line("[Build] Successfully installed") || built.has_line("build command 1/1: pip install -r requirements.txt cached."));
+    assert!(
+        built.has_line("[Build] Successfully installed")
+            || built.has_line("build command 1/1: pip install -r requirements.txt cached.")
+    );
     let app = Running::start(image, 8080, &[]);
     assert_eq!(app.get("/").await, "Hello, world!\n");
     // The CA bundle build steps trusted is not part of the image.
@@ -40,7 +45,10 @@ async fn revised_build_keeps_pre_run_and_drops_build_and_post_build_effects() {
     let built = build(dir.path(), "/", None).await;
     let image = built.image();
     let seen = in_image(image, "for f in /opt/from-build /app/from-build /opt/from-pre-run /app/from-post-build /opt/from-post-build; do test -e $f && echo \"$f: $(cat $f)\"; done; echo \"env PORT=$PORT APP_PORT=$APP_PORT RUN_ONLY=$RUN_ONLY BUILD_ONLY=$BUILD_ONLY\"");
-    assert_eq!(seen, "/app/from-build: app\n/opt/from-pre-run: build=b run=\nenv PORT=8000 APP_PORT=8000 RUN_ONLY=r BUILD_ONLY=");
+    assert_eq!(
+        seen,
+        "/app/from-build: app\n/opt/from-pre-run: build=b run=\nenv PORT=8000 APP_PORT=8000 RUN_ONLY=r BUILD_ONLY="
+    );
     assert!(built.has_line("Stage post-build started"));
     let server = Running::start(image, 8000, &[]);
     assert!(server.get("/").await.contains("from-build"), "the app serves /app");
@@ -119,13 +127,18 @@ async fn bad_configuration_is_rejected_before_buildkit() {
     settings.buildkit = "unix:///nonexistent/buildkitd.sock".parse().unwrap();
     let dir = app(&[("apprunner.yaml", &PY_CFG.replace("  command:", "  pre-run:\n    - echo x\n  command:"))]);
     let built = build_with(&settings, request(dir.path().to_str().unwrap(), "/", None, None)).await;
-    assert!(built.error().message.contains("run.pre-run: pre-run is only for runtimes with the revised build"), "{}", built.error());
+    assert!(
+        built.error().message.contains("run.pre-run: pre-run is only for runtimes with the revised build"),
+        "{}",
+        built.error()
+    );
     assert!(!built.has_line("Starting source code build"));
 
     let dir = app(&[("apprunner.yml", PY_CFG)]);
     let built = build_with(&settings, request(dir.path().to_str().unwrap(), "/", None, None)).await;
     assert!(
-        built.error().message.contains("apprunner.yaml not found: looked for /apprunner.yaml") && built.error().message.contains("found apprunner.yml"),
+        built.error().message.contains("apprunner.yaml not found: looked for /apprunner.yaml")
+            && built.error().message.contains("found apprunner.yml"),
         "{}",
         built.error()
     );
@@ -135,14 +148,21 @@ async fn bad_configuration_is_rejected_before_buildkit() {
         ("apprunner.yaml", "version: 1.0\nruntime: nodejs18\nbuild:\n  commands:\n    build:\n      - npm install\nrun:\n  command: node app.js\n"),
     ]);
     let built = build_with(&settings, request(dir.path().to_str().unwrap(), "/", None, None)).await;
-    assert!(built.error().message.contains("engines.node `12.21.0`") && built.error().message.contains("nodejs18 18.19.1"), "{}", built.error());
+    assert!(
+        built.error().message.contains("engines.node `12.21.0`") && built.error().message.contains("nodejs18 18.19.1"),
+        "{}",
+        built.error()
+    );
 }
 
 #[tokio::test]
 async fn same_commit_twice_uploads_nothing_and_hits_the_cache() {
     let dir = app(&[
         ("server.py", "print('cache')\n"),
-        ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "echo building $(date +%s%N) > /app/stamp")),
+        (
+            "apprunner.yaml",
+            &PY_CFG.replace("pip install -r requirements.txt", "echo building $(date +%s%N) > /app/stamp"),
+        ),
     ]);
     git(dir.path(), &["init", "-q", "-b", "main"]);
     git(dir.path(), &["add", "."]);
@@ -171,7 +191,10 @@ async fn build_steps_cannot_reach_the_hosts_loopback() {
     let built = build(dir.path(), "/", None).await;
     built.image();
     assert!(built.has_line("[Build] HOST-UNREACHABLE"));
-    assert!(built.has_line("[Build] internet 200"), "build steps reach package registries through the trusted CA bundle");
+    assert!(
+        built.has_line("[Build] internet 200"),
+        "build steps reach package registries through the trusted CA bundle"
+    );
     drop(listener);
 }
 
@@ -187,7 +210,7 @@ async fn host_network_is_an_explicit_opt_in() {
     });
     let dir = app(&[("apprunner.yaml", &format!("version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo got-$(curl -s --max-time 3 http://127.0.0.1:{port}/)\nrun:\n  command: python -m http.server\n"))]);
     let mut host = settings();
-    host.network = apprunner_build::plan::StepNetwork::Host;
+    host.network = apprunner_build::core::plan::StepNetwork::Host;
     let built = build_with(&host, request(dir.path().to_str().unwrap(), "/", None, None)).await;
     built.image();
     assert!(built.has_line("[Build] got-host"));
@@ -208,7 +231,10 @@ async fn time_limit_cancels_the_build() {
 async fn git_branch_sources_build_at_that_branch() {
     let dir = app(&[
         ("server.py", "print('main')\n"),
-        ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "git --version >/dev/null; cat server.py > /app/which")),
+        (
+            "apprunner.yaml",
+            &PY_CFG.replace("pip install -r requirements.txt", "git --version >/dev/null; cat server.py > /app/which"),
+        ),
     ]);
     git(dir.path(), &["init", "-q", "-b", "main"]);
     git(dir.path(), &["add", "."]);

@@ -1,8 +1,11 @@
 //! A registry that wants credentials: Debian's docker-registry with htpasswd (basic) auth, run
 //! by the test on a port of its own, as the target of a real build.
+// Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
 
 mod common;
-use apprunner_build::registry::{Credentials, Registry};
+use apprunner_build::core::image_ref::ImageRef;
+use apprunner_build::edge::registry::{Credentials, Registry};
 use common::*;
 use std::process::{Child, Command, Stdio};
 
@@ -15,7 +18,10 @@ struct AuthRegistry {
 impl AuthRegistry {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let htpasswd = Command::new("htpasswd").args(["-Bbn", "ci", "s3cret"]).output().expect("htpasswd is installed by docker/stack");
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", "ci", "s3cret"])
+            .output()
+            .expect("htpasswd is installed by docker/stack");
         std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let host = format!("127.0.0.1:{port}");
@@ -47,6 +53,8 @@ impl Drop for AuthRegistry {
     }
 }
 
+// Every caller puts it where a setting holds an Option.
+#[allow(clippy::unnecessary_wraps)]
 fn creds(password: &str) -> Option<Credentials> {
     Some(Credentials { username: "ci".into(), password: password.into() })
 }
@@ -54,12 +62,31 @@ fn creds(password: &str) -> Option<Credentials> {
 #[tokio::test]
 async fn registry_credentials_are_asked_for_used_and_checked() {
     let reg = AuthRegistry::start().await;
-    let layer = apprunner_build::source::pack_file("hello", b"hi", 0o644).unwrap();
-    let e = apprunner_build::image::push_content(&Registry::new(None, vec![]), &reg.host, "t/content", &layer).await.unwrap_err();
-    assert!(e.message.contains("requires credentials; set APPRUNNER_REGISTRY_USERNAME and APPRUNNER_REGISTRY_PASSWORD"), "{e}");
-    let e = apprunner_build::image::push_content(&Registry::new(creds("wrong"), vec![]), &reg.host, "t/content", &layer).await.unwrap_err();
-    assert!(e.message.contains("refused access"), "{e}");
-    let pushed = apprunner_build::image::push_content(&Registry::new(creds("s3cret"), vec![]), &reg.host, "t/content", &layer).await.unwrap();
+    let layer = apprunner_build::edge::source::pack_file("hello", b"hi", 0o644).unwrap();
+    let e = apprunner_build::edge::image::push_content(&Registry::new(None, vec![]), &reg.host, "t/content", &layer)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("requires credentials; set APPRUNNER_REGISTRY_USERNAME and APPRUNNER_REGISTRY_PASSWORD"),
+        "{e}"
+    );
+    let e = apprunner_build::edge::image::push_content(
+        &Registry::new(creds("wrong"), vec![]),
+        &reg.host,
+        "t/content",
+        &layer,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("refused access"), "{e}");
+    let pushed = apprunner_build::edge::image::push_content(
+        &Registry::new(creds("s3cret"), vec![]),
+        &reg.host,
+        "t/content",
+        &layer,
+    )
+    .await
+    .unwrap();
     assert!(pushed.uploaded);
 }
 
@@ -69,11 +96,11 @@ async fn a_build_pushes_to_a_registry_that_wants_credentials() {
     let mut settings = settings();
     settings.registry_credentials = creds("s3cret");
     let mut req = request(guide_app().to_str().unwrap(), "/", None, None);
-    req.image = Some(format!("{}/apps/authed:1", reg.host));
+    req.target = ImageRef::parse(&format!("{}/apps/authed:1", reg.host)).unwrap();
     let built = build_with(&settings, req).await;
     let image = built.image().to_string();
     assert!(image.starts_with(&format!("{}/apps/authed@sha256:", reg.host)));
-    let r = apprunner_build::registry::ImageRef::parse(&image).unwrap();
+    let r = ImageRef::parse(&image).unwrap();
     let m = Registry::new(creds("s3cret"), vec![]).manifest(&r.registry, &r.repository, &r.reference()).await.unwrap();
     assert!(m.is_some());
 }

@@ -1,5 +1,7 @@
 //! Every runtime builds a real sample app (tests/apps/<runtime>) on the real pipeline, and the
 //! image answers HTTP on its configured port; each platform's own rules hold.
+// Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;
@@ -109,10 +111,15 @@ async fn php_source_directory_needs_8_1_22() {
     let svc = dir.path().join("svc");
     copy_dir(&sample("php81-nginx"), &svc);
     let yaml = std::fs::read_to_string(svc.join("apprunner.yaml")).unwrap();
-    std::fs::write(svc.join("apprunner.yaml"), yaml.replace("runtime-version: 8.1", "runtime-version: 8.1.21")).unwrap();
+    std::fs::write(svc.join("apprunner.yaml"), yaml.replace("runtime-version: 8.1", "runtime-version: 8.1.21"))
+        .unwrap();
     let built = build(dir.path(), "/svc", None).await;
     let e = built.error();
-    assert!(e.message.contains("php81 8.1.21 cannot build from source directory /svc") && e.message.contains("8.1.22 or later"), "{e}");
+    assert!(
+        e.message.contains("php81 8.1.21 cannot build from source directory /svc")
+            && e.message.contains("8.1.22 or later"),
+        "{e}"
+    );
     assert!(!built.has_line("Starting source code build"));
 
     std::fs::write(svc.join("apprunner.yaml"), yaml).unwrap();

@@ -1,11 +1,14 @@
 //! Snapshots of the plan and the LLB of every example configuration in the guide (SPEC.md §3.4),
 //! with fixed image facts so they do not depend on a registry.
+// Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
 
-use apprunner_build::catalog::RuntimeCatalog;
-use apprunner_build::config;
+use apprunner_build::core::catalog::RuntimeCatalog;
+use apprunner_build::core::config;
+use apprunner_build::core::plan::{self, ImageFacts, PlanInput, StepNetwork};
 use apprunner_build::llb;
-use apprunner_build::plan::{self, ImageFacts, PlanInput, StepNetwork};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 fn facts(reference: String, seed: char) -> ImageFacts {
@@ -44,9 +47,9 @@ fn render(name: &str, result: Result<config::AppConfig, String>) -> String {
             let again = llb::from_plan(&plan_for(&cfg));
             assert_eq!(solves, again, "{name}: LLB bytes differ between two plans of the same input");
             let mut out = serde_json::to_string_pretty(&p).unwrap();
-            out.push_str(&format!("\n\n# image solve {}\n{}", solves.image.digest(), llb::render(&solves.image)));
+            let _ = write!(out, "\n\n# image solve {}\n{}", solves.image.digest(), llb::render(&solves.image));
             if let Some(pb) = &solves.post_build {
-                out.push_str(&format!("\n# post-build solve {}\n{}", pb.digest(), llb::render(pb)));
+                let _ = write!(out, "\n# post-build solve {}\n{}", pb.digest(), llb::render(pb));
             }
             out
         }

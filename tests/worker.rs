@@ -1,10 +1,12 @@
-//! The queue worker against a real RabbitMQ, a real BuildKit and a real registry: worker
+//! The queue worker against a real `RabbitMQ`, a real `BuildKit` and a real registry: worker
 //! processes of the built binary, each test on queues of its own prefix.
+// Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
 
 mod common;
-use apprunner_build::config::ConfigSource;
-use apprunner_build::job::*;
-use apprunner_build::queue::{self, Outgoing, Publisher, Topology};
+use apprunner_build::core::config::ConfigSource;
+use apprunner_build::queue::amqp::{self as queue, Outgoing, Publisher, Topology};
+use apprunner_build::queue::job::*;
 use common::*;
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
@@ -25,7 +27,17 @@ impl Worker {
     fn start(prefix: &str, id: &str, args: &[&str]) -> Self {
         let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
         let child = Command::new(BIN)
-            .args(["worker", "--queue-prefix", prefix, "--worker-id", id, "--metrics-addr", "off", "--retry-delay", "1"])
+            .args([
+                "worker",
+                "--queue-prefix",
+                prefix,
+                "--worker-id",
+                id,
+                "--metrics-addr",
+                "off",
+                "--retry-delay",
+                "1",
+            ])
             .args(args)
             .env("APPRUNNER_LOG", "info")
             .stdout(Stdio::null())
@@ -71,7 +83,7 @@ impl Drop for Cleanup {
                     let _ = ch.exchange_delete(x.into(), Default::default()).await;
                 }
                 let _ = conn.close(200, "cleaned".into()).await;
-            })
+            });
         })
         .join();
     }
@@ -98,7 +110,12 @@ fn job(url: &str, service: &str) -> BuildJob {
         job_id: format!("{service}-{}", &op[..8]),
         operation_id: op,
         service: Service { name: service.into(), id: None },
-        repository: Repository { url: url.into(), branch: Some("main".into()), commit: None, source_directory: "/".into() },
+        repository: Repository {
+            url: url.into(),
+            branch: Some("main".into()),
+            commit: None,
+            source_directory: "/".into(),
+        },
         configuration: Configuration { source: ConfigSource::Repository, values: None },
         image: ImageTarget { repository: format!("127.0.0.1:5000/apprunner-tests/{service}"), tag: None },
         deadline: None,
@@ -118,11 +135,32 @@ impl Events {
         let conn = queue::connect(AMQP, "test-events").await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         topology.declare(&ch).await.unwrap();
-        let q =
-            ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await.unwrap();
-        ch.queue_bind(q.name().clone(), topology.events().into(), "#".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
-        let consumer =
-            ch.basic_consume(q.name().clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+        let q = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        ch.queue_bind(
+            q.name().clone(),
+            topology.events().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let consumer = ch
+            .basic_consume(
+                q.name().clone(),
+                "".into(),
+                BasicConsumeOptions { no_ack: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
         Self { consumer, _conn: conn, seen: Vec::new() }
     }
 
@@ -133,7 +171,10 @@ impl Events {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.consumer.next()).await {
                 Ok(Some(Ok(d))) => self.seen.push(serde_json::from_slice(&d.data).unwrap()),
-                _ => panic!("events did not arrive in {limit:?}; seen: {:#?}", self.seen.iter().map(|e| (&e.job_id, e.status, &e.error)).collect::<Vec<_>>()),
+                _ => panic!(
+                    "events did not arrive in {limit:?}; seen: {:#?}",
+                    self.seen.iter().map(|e| (&e.job_id, e.status, &e.error)).collect::<Vec<_>>()
+                ),
             }
         }
     }
@@ -155,7 +196,7 @@ fn terminal(events: &[JobEvent], job_id: &str) -> Option<JobEvent> {
 }
 
 async fn submit(topology: &Topology, job: &BuildJob) {
-    apprunner_build::client::submit(AMQP, topology, job, None).await.unwrap();
+    apprunner_build::queue::client::submit(AMQP, topology, job, None).await.unwrap();
 }
 
 async fn publish_raw(topology: &Topology, payload: &[u8]) {
@@ -178,13 +219,24 @@ async fn drain_failed(topology: &Topology) -> Vec<FailedJob> {
 async fn failed_count(topology: &Topology) -> u32 {
     let conn = queue::connect(AMQP, "test-failed-count").await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let q = ch.queue_declare(topology.failed().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+    let q = ch
+        .queue_declare(
+            topology.failed().into(),
+            QueueDeclareOptions { passive: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     q.message_count()
 }
 
 async fn image_exists(reference: &str) -> bool {
-    let r = apprunner_build::registry::ImageRef::parse(reference).unwrap();
-    apprunner_build::registry::Registry::new(None, Vec::new()).manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().is_some()
+    let r = apprunner_build::core::image_ref::ImageRef::parse(reference).unwrap();
+    apprunner_build::edge::registry::Registry::new(None, Vec::new())
+        .manifest(&r.registry, &r.repository, &r.reference())
+        .await
+        .unwrap()
+        .is_some()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,7 +275,11 @@ async fn a_worker_killed_mid_build_loses_nothing() {
     let mut a = Worker::start(&prefix, "a", &["--concurrency", "1"]);
     let j = job(&url, "killed");
     submit(&topology, &j).await;
-    events.until(Duration::from_secs(60), |seen| seen.iter().any(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress)).await;
+    events
+        .until(Duration::from_secs(60), |seen| {
+            seen.iter().any(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress)
+        })
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     a.kill9();
     let _b = Worker::start(&prefix, "b", &["--concurrency", "1"]);
@@ -247,10 +303,12 @@ async fn a_dropped_broker_connection_is_re_established() {
     submit(&topology, &first).await;
     events.until(Duration::from_secs(120), |seen| terminal(seen, &first.job_id).is_some()).await;
     // Close the worker's consuming connection from the server side.
-    let list = Command::new("rabbitmqctl").args(["list_connections", "pid", "client_properties", "-q"]).output().unwrap();
+    let list =
+        Command::new("rabbitmqctl").args(["list_connections", "pid", "client_properties", "-q"]).output().unwrap();
     let text = String::from_utf8_lossy(&list.stdout);
     let needle = format!("\"apprunner-build-worker-{id}\"}}");
-    let pids: Vec<&str> = text.lines().filter(|l| l.contains(&needle)).filter_map(|l| l.split_whitespace().next()).collect();
+    let pids: Vec<&str> =
+        text.lines().filter(|l| l.contains(&needle)).filter_map(|l| l.split_whitespace().next()).collect();
     assert_eq!(pids.len(), 1, "the worker's connection: {text}");
     let closed = Command::new("rabbitmqctl").args(["close_connection", pids[0], "test closes it"]).output().unwrap();
     assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
@@ -269,7 +327,10 @@ async fn bad_jobs_end_in_the_failed_queue_with_reasons() {
     let mut events = Events::listen(&topology).await;
     let _w = Worker::start(&prefix, "w", &[]);
     let bad_yaml = {
-        let dir = app(&[("apprunner.yaml", "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo a: b\nrun:\n  command: x\n")]);
+        let dir = app(&[(
+            "apprunner.yaml",
+            "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo a: b\nrun:\n  command: x\n",
+        )]);
         git(dir.path(), &["init", "-q", "-b", "main"]);
         git(dir.path(), &["add", "."]);
         git(dir.path(), &["commit", "-q", "-m", "bad"]);
@@ -287,14 +348,20 @@ async fn bad_jobs_end_in_the_failed_queue_with_reasons() {
     let (_g, good_url) = repo("echo fine");
     let good = job(&good_url, "good");
     submit(&topology, &good).await;
-    events.until(Duration::from_secs(180), |seen| [&yaml_job, &failing_job, &good].iter().all(|j| terminal(seen, &j.job_id).is_some())).await;
+    events
+        .until(Duration::from_secs(180), |seen| {
+            [&yaml_job, &failing_job, &good].iter().all(|j| terminal(seen, &j.job_id).is_some())
+        })
+        .await;
     assert_eq!(terminal(&events.seen, &good.job_id).unwrap().status, JobStatus::Succeeded, "the worker keeps serving");
     let deadline = Instant::now() + Duration::from_secs(30);
     while failed_count(&topology).await < 4 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let failed = drain_failed(&topology).await;
-    let reason = |pred: &dyn Fn(&FailedJob) -> bool| failed.iter().find(|f| pred(f)).map(|f| f.reason.clone()).unwrap_or_else(|| panic!("{failed:#?}"));
+    let reason = |pred: &dyn Fn(&FailedJob) -> bool| {
+        failed.iter().find(|f| pred(f)).map_or_else(|| panic!("{failed:#?}"), |f| f.reason.clone())
+    };
     let r = reason(&|f| f.job.as_ref().is_some_and(|j| j.job_id == yaml_job.job_id));
     assert!(r.contains("build.commands.build[0]") && r.contains("quote the whole command"), "{r}");
     let r = reason(&|f| f.job.as_ref().is_some_and(|j| j.job_id == failing_job.job_id));
@@ -307,7 +374,7 @@ async fn bad_jobs_end_in_the_failed_queue_with_reasons() {
 }
 
 /// A unix-socket proxy to Docker Engine that the test can take down and bring back, so the
-/// worker's BuildKit (and Engine API) is unreachable without disturbing the other tests.
+/// worker's `BuildKit` (and Engine API) is unreachable without disturbing the other tests.
 struct FlakyDocker {
     path: PathBuf,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -315,7 +382,10 @@ struct FlakyDocker {
 
 impl FlakyDocker {
     fn new() -> Self {
-        Self { path: std::env::temp_dir().join(format!("flaky-docker-{}.sock", uuid::Uuid::new_v4().simple())), task: None }
+        Self {
+            path: std::env::temp_dir().join(format!("flaky-docker-{}.sock", uuid::Uuid::new_v4().simple())),
+            task: None,
+        }
     }
     fn addr(&self) -> String {
         format!("docker-unix://{}", self.path.display())
@@ -358,7 +428,11 @@ async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_fa
     let w = Worker::start(&prefix, "w", &["--buildkit", &docker.addr(), "--max-attempts", "8"]);
     let waits = job(&url, "flaky");
     submit(&topology, &waits).await;
-    events.until(Duration::from_secs(60), |seen| seen.iter().any(|e| e.job_id == waits.job_id && e.status == JobStatus::Queued && e.attempt == Some(2))).await;
+    events
+        .until(Duration::from_secs(60), |seen| {
+            seen.iter().any(|e| e.job_id == waits.job_id && e.status == JobStatus::Queued && e.attempt == Some(2))
+        })
+        .await;
     let retry = events.seen.iter().find(|e| e.job_id == waits.job_id && e.attempt == Some(2)).unwrap();
     assert_eq!(retry.error.as_ref().unwrap().class, apprunner_build::error::ErrorClass::Transient);
     docker.up();
@@ -369,7 +443,7 @@ async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_fa
 
     // Down for good: after the bounded attempts it fails with a transient-fault reason.
     let docker = FlakyDocker::new();
-    let _w = Worker::start(&prefix, "w2", &["--buildkit", &docker.addr(), "--max-attempts", "2"]);
+    let w2 = Worker::start(&prefix, "w2", &["--buildkit", &docker.addr(), "--max-attempts", "2"]);
     let gives_up = job(&url, "flaky");
     submit(&topology, &gives_up).await;
     events.until(Duration::from_secs(90), |seen| terminal(seen, &gives_up.job_id).is_some()).await;
@@ -379,12 +453,16 @@ async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_fa
 
     // rebuild-failed: --dry-run lists and changes nothing; a filter that does not match takes nothing.
     let run = |args: &[&str]| {
-        let out = Command::new(BIN).arg("rebuild-failed").args(["--queue-prefix", &prefix]).args(args).output().unwrap();
+        let out =
+            Command::new(BIN).arg("rebuild-failed").args(["--queue-prefix", &prefix]).args(args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let dry = run(&["--dry-run", "--error-class", "TRANSIENT"]);
-    assert!(dry.contains(&format!("would resubmit {}", gives_up.job_id)) && dry.contains("1 of 1 failed jobs match"), "{dry}");
+    assert!(
+        dry.contains(&format!("would resubmit {}", gives_up.job_id)) && dry.contains("1 of 1 failed jobs match"),
+        "{dry}"
+    );
     assert_eq!(failed_count(&topology).await, 1);
     let none = run(&["--service", "someone-else"]);
     assert!(none.contains("0 of 1 failed jobs resubmitted"), "{none}");
@@ -392,7 +470,7 @@ async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_fa
 
     // With BuildKit reachable again, the resubmitted job builds.
     let _healthy = Worker::start(&prefix, "w3", &[]);
-    drop(_w);
+    drop(w2);
     let real = run(&["--error-class", "transient", "--newer-than", "1h"]);
     assert!(real.contains(&format!("resubmitted {}", gives_up.job_id)), "{real}");
     assert_eq!(failed_count(&topology).await, 0);
@@ -408,7 +486,10 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
     let _w = Worker::start(&prefix, "w", &[]);
     // A command of its own, so the step runs (and prints) rather than coming from the cache.
     let (dir, _) = repo(&format!("echo hello from the build {}", uuid::Uuid::new_v4()));
-    let out = Command::new(BIN).args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("[Build] hello from the build"), "{stdout}");
@@ -416,7 +497,10 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
     assert!(stdout.trim_end().lines().last().unwrap().contains("@sha256:"), "{stdout}");
 
     let (dir, _) = repo("echo broken >&2; exit 5");
-    let out = Command::new(BIN).args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("[Build] broken"), "{stdout}");
@@ -433,7 +517,11 @@ async fn sigterm_lets_the_running_build_finish_then_exits() {
     let mut w = Worker::start(&prefix, "w", &["--grace", "120"]);
     let j = job(&url, "sigterm");
     submit(&topology, &j).await;
-    events.until(Duration::from_secs(60), |seen| seen.iter().any(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress)).await;
+    events
+        .until(Duration::from_secs(60), |seen| {
+            seen.iter().any(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress)
+        })
+        .await;
     let pid = w.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     // A job submitted now is not taken by the stopping worker.

@@ -1,5 +1,5 @@
-//! The subset of BuildKit's `solver/pb/ops.proto` we emit, with BuildKit's field numbers.
-//! Maps are BTreeMaps so an op's bytes, and so its digest, never depend on hash order.
+//! The subset of `BuildKit`'s `solver/pb/ops.proto` we emit, with `BuildKit`'s field numbers.
+//! Maps are `BTreeMaps` so an op's bytes, and so its digest, never depend on hash order.
 
 use std::collections::BTreeMap;
 

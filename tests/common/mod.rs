@@ -1,14 +1,15 @@
-//! Helpers for the end-to-end tests: a real Docker Engine BuildKit and a real registry, as
+//! Helpers for the end-to-end tests: a real Docker Engine `BuildKit` and a real registry, as
 //! docker/stack starts them. Nothing here is a stand-in for a service.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
-use apprunner_build::build::{self, BuildOutcome, BuildRequest, Settings};
-use apprunner_build::buildkit::BuildkitAddr;
-use apprunner_build::config::ConfigSource;
+use apprunner_build::core::image_ref::ImageRef;
+use apprunner_build::core::plan::StepNetwork;
+use apprunner_build::core::request::{self, BuildRequest, BuildResult, ConfigInput, Revision, SourceLocation};
+use apprunner_build::edge::buildkit::BuildkitAddr;
+use apprunner_build::edge::source;
 use apprunner_build::error::BuildError;
 use apprunner_build::log::{DeploymentLog, MemorySink};
-use apprunner_build::plan::StepNetwork;
-use apprunner_build::source::SourceLocation;
+use apprunner_build::pipeline::{self, Settings};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
         let p = dir.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, body).unwrap();
-        if name.ends_with(".sh") {
+        if Path::new(name).extension().is_some_and(|e| e == "sh") {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
@@ -48,7 +49,7 @@ pub fn guide_app() -> PathBuf {
 }
 
 pub struct Built {
-    pub result: Result<BuildOutcome, BuildError>,
+    pub result: Result<BuildResult, BuildError>,
     pub log: Vec<String>,
 }
 
@@ -70,16 +71,28 @@ impl Built {
     }
 }
 
-pub fn request(source: &str, source_dir: &str, api: Option<serde_json::Value>, reference: Option<&str>) -> BuildRequest {
+pub fn request(
+    source: &str,
+    source_dir: &str,
+    api: Option<serde_json::Value>,
+    reference: Option<&str>,
+) -> BuildRequest {
+    let location = source::locate(source);
+    let revision = match (reference, &location) {
+        (Some(r), _) => Revision::from_ref(r),
+        (None, SourceLocation::Git(_)) => Revision::DefaultBranch,
+        (None, SourceLocation::Local(_)) => Revision::WorkingTree,
+    };
+    let operation_id = request::new_operation_id();
+    let target =
+        ImageRef::parse(&format!("{}:{operation_id}", request::default_repository("127.0.0.1:5000", "e2e"))).unwrap();
     BuildRequest {
-        location: SourceLocation::parse(source),
-        reference: reference.map(str::to_string),
+        location,
+        revision,
         source_dir: source_dir.into(),
-        config_source: if api.is_some() { ConfigSource::Api } else { ConfigSource::Repository },
-        api_values: api,
-        image: None,
-        service_name: Some("e2e".into()),
-        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+        config: api.map_or(ConfigInput::Repository, ConfigInput::Api),
+        target,
+        operation_id,
         trigger: "SERVICE_CREATE".into(),
     }
 }
@@ -87,7 +100,7 @@ pub fn request(source: &str, source_dir: &str, api: Option<serde_json::Value>, r
 pub async fn build_with(settings: &Settings, req: BuildRequest) -> Built {
     let sink = MemorySink::default();
     let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(sink.clone())]);
-    let result = build::run(settings, &req, &log).await;
+    let result = pipeline::run(settings, &req, &log).await;
     let log = sink.rendered();
     for l in &log {
         eprintln!("{l}");
@@ -141,7 +154,11 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let logs = Command::new(DOCKER).args(["logs", &self.id]).output().unwrap();
-        panic!("{url} never answered; container log:\n{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+        panic!(
+            "{url} never answered; container log:\n{}{}",
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
     }
 }
 
@@ -152,7 +169,12 @@ impl Drop for Running {
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(["-c", "user.name=t", "-c", "user.email=t@example.com"]).args(args).current_dir(dir).output().unwrap();
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

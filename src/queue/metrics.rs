@@ -1,8 +1,9 @@
 //! The worker's health and Prometheus metrics, served over a tiny HTTP endpoint.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
@@ -30,9 +31,13 @@ impl Histogram {
 
     fn render(&self, name: &str, out: &mut String) {
         for (i, b) in BUCKETS.iter().enumerate() {
-            out.push_str(&format!("{name}_bucket{{le=\"{b}\"}} {}\n", self.counts.get(i).copied().unwrap_or(0)));
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", self.counts.get(i).copied().unwrap_or(0));
         }
-        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n", self.count, self.sum, self.count));
+        let _ = write!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
+            self.count, self.sum, self.count
+        );
     }
 }
 
@@ -49,36 +54,42 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn job_finished(&self, outcome: &str) {
-        *self.jobs.lock().unwrap().entry(outcome.to_string()).or_default() += 1;
+        *self.jobs.lock().unwrap_or_else(PoisonError::into_inner).entry(outcome.to_string()).or_default() += 1;
     }
     pub fn build_seconds(&self, s: f64) {
-        self.durations.lock().unwrap().observe(s);
+        self.durations.lock().unwrap_or_else(PoisonError::into_inner).observe(s);
     }
     /// Seconds between a job's publication and a worker starting it.
     pub fn queue_lag(&self, s: f64) {
-        self.lag.lock().unwrap().observe(s);
+        self.lag.lock().unwrap_or_else(PoisonError::into_inner).observe(s);
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP apprunner_build_jobs_total Jobs finished, by outcome.\n# TYPE apprunner_build_jobs_total counter\n");
-        for (outcome, n) in self.jobs.lock().unwrap().iter() {
-            out.push_str(&format!("apprunner_build_jobs_total{{outcome=\"{outcome}\"}} {n}\n"));
+        out.push_str(
+            "# HELP apprunner_build_jobs_total Jobs finished, by outcome.\n# TYPE apprunner_build_jobs_total counter\n",
+        );
+        for (outcome, n) in self.jobs.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "apprunner_build_jobs_total{{outcome=\"{outcome}\"}} {n}");
         }
         out.push_str("# HELP apprunner_build_in_flight Builds running now.\n# TYPE apprunner_build_in_flight gauge\n");
-        out.push_str(&format!("apprunner_build_in_flight {}\n", self.in_flight.load(Ordering::Relaxed)));
+        let _ = writeln!(out, "apprunner_build_in_flight {}", self.in_flight.load(Ordering::Relaxed));
         out.push_str("# HELP apprunner_build_queue_depth Ready jobs in the jobs queue when last checked.\n# TYPE apprunner_build_queue_depth gauge\n");
-        out.push_str(&format!("apprunner_build_queue_depth {}\n", self.queue_depth.load(Ordering::Relaxed)));
+        let _ = writeln!(out, "apprunner_build_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
         out.push_str("# HELP apprunner_build_duration_seconds Build durations.\n# TYPE apprunner_build_duration_seconds histogram\n");
-        self.durations.lock().unwrap().render("apprunner_build_duration_seconds", &mut out);
+        self.durations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .render("apprunner_build_duration_seconds", &mut out);
         out.push_str(
             "# HELP apprunner_build_queue_lag_seconds Time from a job's publication to its start.\n# TYPE apprunner_build_queue_lag_seconds histogram\n",
         );
-        self.lag.lock().unwrap().render("apprunner_build_queue_lag_seconds", &mut out);
-        out.push_str(&format!(
+        self.lag.lock().unwrap_or_else(PoisonError::into_inner).render("apprunner_build_queue_lag_seconds", &mut out);
+        let _ = write!(
+            out,
             "# TYPE apprunner_build_broker_connected gauge\napprunner_build_broker_connected {}\n",
             u8::from(self.connected.load(Ordering::Relaxed))
-        ));
+        );
         out
     }
 }
@@ -90,9 +101,8 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
+            let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await else {
+                return;
             };
             let req = String::from_utf8_lossy(&buf[..n]);
             let path = req.split_whitespace().nth(1).unwrap_or("/");
@@ -102,7 +112,10 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
                 "/healthz" => ("503 Service Unavailable", "broker not connected\n".to_string(), "text/plain"),
                 _ => ("404 Not Found", "try /healthz or /metrics\n".to_string(), "text/plain"),
             };
-            let resp = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
     }

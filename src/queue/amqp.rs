@@ -1,7 +1,9 @@
-//! RabbitMQ: the topology every worker declares at start, and a publisher that waits for the
+//! `RabbitMQ`: the topology every worker declares at start, and a publisher that waits for the
 //! broker's confirm and reconnects when the connection is lost.
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::time::Duration;
@@ -74,26 +76,50 @@ impl Topology {
     pub async fn declare_retry(&self, ch: &Channel, delay: Duration) -> lapin::Result<String> {
         let name = self.retry(delay);
         let mut args = FieldTable::default();
-        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis() as i64));
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+        );
         args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.jobs().into()));
-        ch.queue_declare(name.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await?;
+        ch.queue_declare(name.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+            .await?;
         Ok(name)
     }
 
     /// A private queue that sees one operation's log lines and status events, in publish order.
     pub async fn follow(&self, ch: &Channel, operation_id: &str) -> lapin::Result<String> {
-        let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await?;
-        let name = q.name().to_string();
-        ch.queue_bind(name.clone().into(), self.logs().into(), Self::log_key(operation_id).into(), QueueBindOptions::default(), FieldTable::default()).await?;
-        ch.queue_bind(name.clone().into(), self.events().into(), format!("{operation_id}.*").into(), QueueBindOptions::default(), FieldTable::default())
+        let q = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                FieldTable::default(),
+            )
             .await?;
+        let name = q.name().to_string();
+        ch.queue_bind(
+            name.clone().into(),
+            self.logs().into(),
+            Self::log_key(operation_id).into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            name.clone().into(),
+            self.events().into(),
+            format!("{operation_id}.*").into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
         Ok(name)
     }
 }
 
 pub async fn connect(uri: &str, name: &str) -> lapin::Result<Connection> {
-    Connection::connect(uri, ConnectionProperties::default().with_connection_name(LongString::from(name.to_string()))).await
+    Connection::connect(uri, ConnectionProperties::default().with_connection_name(LongString::from(name.to_string())))
+        .await
 }
 
 pub fn header_u32(props: &BasicProperties, key: &str) -> Option<u32> {
@@ -126,13 +152,13 @@ impl<'a> Outgoing<'a> {
         let mut p = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-            .with_timestamp(time::OffsetDateTime::now_utc().unix_timestamp() as u64);
+            .with_timestamp(u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0));
         if let Some(id) = self.message_id {
             p = p.with_message_id(id.into());
         }
         if let Some(a) = self.attempt {
             let mut h = FieldTable::default();
-            h.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(a as i64));
+            h.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(i64::from(a)));
             p = p.with_headers(h);
         }
         if let Some(ms) = self.expiration_ms {
@@ -185,7 +211,15 @@ impl Publisher {
                 }
             };
             let res = async {
-                ch.basic_publish(msg.exchange.into(), msg.routing_key.into(), BasicPublishOptions::default(), msg.payload, msg.properties()).await?.await
+                ch.basic_publish(
+                    msg.exchange.into(),
+                    msg.routing_key.into(),
+                    BasicPublishOptions::default(),
+                    msg.payload,
+                    msg.properties(),
+                )
+                .await?
+                .await
             }
             .await;
             match res {
@@ -204,9 +238,15 @@ impl Publisher {
     /// Log lines use this so a chatty build is not slowed to one round trip per line.
     pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<lapin::PublisherConfirm, String> {
         let ch = self.channel().await.map_err(|e| format!("cannot reach the broker: {e}"))?;
-        ch.basic_publish(msg.exchange.into(), msg.routing_key.into(), BasicPublishOptions::default(), msg.payload, msg.properties())
-            .await
-            .map_err(|e| format!("publishing failed: {e}"))
+        ch.basic_publish(
+            msg.exchange.into(),
+            msg.routing_key.into(),
+            BasicPublishOptions::default(),
+            msg.payload,
+            msg.properties(),
+        )
+        .await
+        .map_err(|e| format!("publishing failed: {e}"))
     }
 
     pub async fn close(&self) {

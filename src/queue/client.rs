@@ -1,10 +1,10 @@
 //! The queue's clients: `submit` (publish a job, optionally follow its log to the end) and
 //! `rebuild-failed` (resubmit failed jobs that match a filter).
 
+use super::amqp::{self, Outgoing, Publisher, Topology};
+use super::job::{BuildJob, FailedJob, JobEvent, JobStatus};
+use crate::core::log::LogLine;
 use crate::error::ErrorClass;
-use crate::job::{BuildJob, FailedJob, JobEvent, JobStatus};
-use crate::log::LogLine;
-use crate::queue::{self, Outgoing, Publisher, Topology};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -12,8 +12,15 @@ use std::time::Duration;
 
 /// Publishes `job` (and its QUEUED event). With `follow`, prints its log lines as they come
 /// and returns its terminal event.
-pub async fn submit(uri: &str, topology: &Topology, job: &BuildJob, follow: Option<&(dyn Fn(&LogLine) + Sync)>) -> Result<Option<JobEvent>, String> {
-    let conn = queue::connect(uri, "apprunner-build-submit").await.map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
+pub async fn submit(
+    uri: &str,
+    topology: &Topology,
+    job: &BuildJob,
+    follow: Option<&(dyn Fn(&LogLine) + Sync)>,
+) -> Result<Option<JobEvent>, String> {
+    let conn = amqp::connect(uri, "apprunner-build-submit")
+        .await
+        .map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
     topology.declare(&ch).await.map_err(|e| format!("declaring the queues: {e}"))?;
     // Subscribe before publishing, so not one line is missed.
@@ -21,18 +28,27 @@ pub async fn submit(uri: &str, topology: &Topology, job: &BuildJob, follow: Opti
         Some(_) => {
             let q = topology.follow(&ch, &job.operation_id).await.map_err(|e| e.to_string())?;
             Some(
-                ch.basic_consume(q.into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
-                    .await
-                    .map_err(|e| e.to_string())?,
+                ch.basic_consume(
+                    q.into(),
+                    "".into(),
+                    BasicConsumeOptions { no_ack: true, ..Default::default() },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| e.to_string())?,
             )
         }
         None => None,
     };
     let publisher = Publisher::new(uri, "apprunner-build-submit-publisher");
-    let payload = serde_json::to_vec(job).expect("json");
-    publisher.publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) }).await?;
-    let queued = serde_json::to_vec(&JobEvent::new(job, JobStatus::Queued)).expect("json");
-    publisher.publish(&Outgoing::new(&topology.events(), &Topology::event_key(&job.operation_id, "QUEUED"), &queued)).await?;
+    let payload = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+    publisher
+        .publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) })
+        .await?;
+    let queued = serde_json::to_vec(&JobEvent::new(job, JobStatus::Queued)).map_err(|e| e.to_string())?;
+    publisher
+        .publish(&Outgoing::new(&topology.events(), &Topology::event_key(&job.operation_id, "QUEUED"), &queued))
+        .await?;
     publisher.close().await;
     let (Some(print), Some(mut consumer)) = (follow, followed) else {
         let _ = conn.close(200, "submitted".into()).await;
@@ -69,8 +85,7 @@ pub struct FailedFilter {
 impl FailedFilter {
     pub fn matches(&self, f: &FailedJob) -> bool {
         let age = time::OffsetDateTime::parse(&f.failed_at, &time::format_description::well_known::Rfc3339)
-            .map(|t| (time::OffsetDateTime::now_utc() - t).unsigned_abs())
-            .unwrap_or(Duration::ZERO);
+            .map_or(Duration::ZERO, |t| (time::OffsetDateTime::now_utc() - t).unsigned_abs());
         self.service.as_ref().is_none_or(|s| f.job.as_ref().is_some_and(|j| &j.service.name == s))
             && self.runtime.as_ref().is_none_or(|r| f.runtime.as_ref() == Some(r))
             && self.class.is_none_or(|c| f.class == c)
@@ -91,38 +106,46 @@ pub struct Rebuilt {
 /// (new job and operation ids; a rebuild is a new deployment) and then acked: each is
 /// confirmed by the broker before its entry goes, so an interruption loses nothing (at worst
 /// one job is resubmitted twice). Entries that do not match are left in the queue.
-pub async fn rebuild_failed(uri: &str, topology: &Topology, filter: &FailedFilter, dry_run: bool) -> Result<Vec<Rebuilt>, String> {
-    let conn = queue::connect(uri, "apprunner-build-rebuild-failed").await.map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
+pub async fn rebuild_failed(
+    uri: &str,
+    topology: &Topology,
+    filter: &FailedFilter,
+    dry_run: bool,
+) -> Result<Vec<Rebuilt>, String> {
+    let conn = amqp::connect(uri, "apprunner-build-rebuild-failed")
+        .await
+        .map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
     topology.declare(&ch).await.map_err(|e| format!("declaring the queues: {e}"))?;
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    let total = ch.queue_declare(topology.failed().into(), passive, FieldTable::default()).await.map_err(|e| e.to_string())?.message_count();
+    let total = ch
+        .queue_declare(topology.failed().into(), passive, FieldTable::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .message_count();
     let publisher = Publisher::new(uri, "apprunner-build-rebuild-failed-publisher");
     let mut out = Vec::new();
     // Entries we keep stay unacked until the channel closes, so each is seen once per run.
     for _ in 0..total {
-        let Some(msg) = ch.basic_get(topology.failed().into(), BasicGetOptions::default()).await.map_err(|e| e.to_string())? else { break };
+        let Some(msg) =
+            ch.basic_get(topology.failed().into(), BasicGetOptions::default()).await.map_err(|e| e.to_string())?
+        else {
+            break;
+        };
         let entry: FailedJob = match serde_json::from_slice(&msg.delivery.data) {
             Ok(e) => e,
             // A job the broker dead-lettered after its delivery limit (workers died on it).
             Err(_) => match BuildJob::parse(&msg.delivery.data) {
-                Ok(job) => FailedJob {
-                    reason: format!("delivered {} times without finishing: a worker stopped while building it each time", queue::DELIVERY_LIMIT),
-                    class: ErrorClass::Internal,
-                    failed_at: msg
+                Ok(job) => {
+                    let failed_at = msg
                         .delivery
                         .properties
                         .timestamp()
-                        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t as i64).ok())
-                        .unwrap_or_else(time::OffsetDateTime::now_utc)
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .expect("formattable"),
-                    runtime: None,
-                    job: Some(job),
-                    raw_message: None,
-                    attempts: queue::DELIVERY_LIMIT as u32,
-                    worker: None,
-                },
+                        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok())
+                        .unwrap_or_else(time::OffsetDateTime::now_utc);
+                    let limit = u32::try_from(amqp::DELIVERY_LIMIT).unwrap_or(u32::MAX);
+                    FailedJob::dead_lettered(job, super::job::rfc3339(failed_at), limit)
+                }
                 Err(_) => continue, // not ours to judge; it stays
             },
         };
@@ -131,16 +154,15 @@ pub async fn rebuild_failed(uri: &str, topology: &Topology, filter: &FailedFilte
             out.push(Rebuilt { entry, resubmitted: None });
             continue;
         };
-        let mut new_job = job.clone();
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        new_job.operation_id = suffix.clone();
-        new_job.job_id = format!("{}.rebuild-{}", job.job_id.split(".rebuild-").next().unwrap_or(&job.job_id), &suffix[..8]);
-        if job.image.tag.as_deref() == Some(job.operation_id.as_str()) {
-            new_job.image.tag = None;
-        }
+        let new_job = job.rebuild();
         if !dry_run {
-            let payload = serde_json::to_vec(&new_job).expect("json");
-            publisher.publish(&Outgoing { message_id: Some(&new_job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) }).await?;
+            let payload = serde_json::to_vec(&new_job).map_err(|e| e.to_string())?;
+            publisher
+                .publish(&Outgoing {
+                    message_id: Some(&new_job.job_id),
+                    ..Outgoing::new("", &topology.jobs(), &payload)
+                })
+                .await?;
             msg.delivery.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
         }
         out.push(Rebuilt { entry, resubmitted: Some(new_job) });
@@ -154,7 +176,8 @@ pub async fn rebuild_failed(uri: &str, topology: &Topology, filter: &FailedFilte
 /// `90s`, `15m`, `2h`, `7d`
 pub fn parse_age(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not an age; expected a number with s, m, h or d, e.g. 30m"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("`{s}` is not an age; expected a number with s, m, h or d, e.g. 30m"))?;
     let secs = match unit {
         "s" | "" => n,
         "m" => n * 60,

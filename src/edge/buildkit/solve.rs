@@ -1,91 +1,19 @@
-//! Solving LLB on BuildKit: Control.Solve with Control.Status read alongside, turned into
+//! Solving LLB on `BuildKit`: Control.Solve with Control.Status read alongside, turned into
 //! per-step events with the users' output split into lines.
 
-pub mod connect;
-pub mod control;
-
-use crate::error::BuildError;
-use crate::llb::{Llb, VertexInfo};
-pub use connect::BuildkitAddr;
-use control::{ControlClient, SolveRequest};
+use super::control::SolveRequest;
+use super::{Buildkit, SolveFailure};
+use crate::core::progress::{SolveEvent, VertexInfo};
+use crate::llb::Llb;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::PoisonError;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::StreamExt;
 
-/// What happened to a named vertex of ours, as BuildKit reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SolveEvent {
-    Started(VertexInfo),
-    Cached(VertexInfo),
-    Completed {
-        vertex: VertexInfo,
-        seconds: f64,
-    },
-    Failed {
-        vertex: VertexInfo,
-        error: String,
-    },
-    /// One line a step printed; stream 1 is stdout, 2 stderr.
-    Line {
-        vertex: VertexInfo,
-        stream: i64,
-        text: String,
-    },
-    /// Something BuildKit did that is not one of our steps (pulling an image, say).
-    Other {
-        name: String,
-        cached: bool,
-        done: bool,
-    },
-}
-
-/// How a solve ended badly.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SolveFailure {
-    /// One of our steps exited non-zero.
-    Step { vertex: VertexInfo, exit_code: Option<i32>, message: String },
-    /// BuildKit could not be reached or dropped us.
-    Unavailable(String),
-    /// Anything else BuildKit refused (a missing image, say).
-    Other(String),
-}
-
-impl SolveFailure {
-    pub fn into_build_error(self) -> BuildError {
-        match self {
-            SolveFailure::Step { vertex, exit_code, .. } => BuildError::user(match exit_code {
-                Some(code) => format!("{} failed with exit code {code}", vertex.name),
-                None => format!("{} failed", vertex.name),
-            }),
-            SolveFailure::Unavailable(m) => BuildError::transient(format!("BuildKit unavailable: {m}")),
-            // BuildKit failing to reach a registry is a fault of the service, not of the user.
-            SolveFailure::Other(m) if is_unreachable(&m) => BuildError::transient(m),
-            SolveFailure::Other(m) => BuildError::user(m),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Buildkit {
-    addr: BuildkitAddr,
-    client: ControlClient,
-}
-
 impl Buildkit {
-    pub async fn connect(addr: &BuildkitAddr) -> Result<Self, BuildError> {
-        let channel = connect::channel(addr).await.map_err(|e| BuildError::transient(format!("cannot reach BuildKit at {addr}: {}", error_chain(&e))))?;
-        let mut client = ControlClient::new(channel);
-        client.list_workers().await.map_err(|e| BuildError::transient(format!("BuildKit at {addr} does not answer: {}", e.message())))?;
-        Ok(Self { addr: addr.clone(), client })
-    }
-
-    pub fn addr(&self) -> &BuildkitAddr {
-        &self.addr
-    }
-
     /// Solves `llb`, optionally exporting it, sending events as they come. Status is read until
-    /// BuildKit closes it, so the last lines of a failed step are not lost.
+    /// `BuildKit` closes it, so the last lines of a failed step are not lost.
     pub async fn solve(
         &self,
         llb: &Llb,
@@ -122,13 +50,16 @@ impl Buildkit {
                             let _ = events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
                         }
                         if !v.error.is_empty() {
-                            *failed_w.lock().unwrap() = Some((info.clone(), v.error.clone()));
+                            *failed_w.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some((info.clone(), v.error.clone()));
                             let _ = events.send(SolveEvent::Failed { vertex: info.clone(), error: v.error.clone() });
                         } else if v.cached {
                             let _ = events.send(SolveEvent::Cached(info.clone()));
                         } else {
                             let secs = match (&v.started, &v.completed) {
-                                (Some(a), Some(b)) => (b.seconds - a.seconds) as f64 + (b.nanos - a.nanos) as f64 / 1e9,
+                                (Some(a), Some(b)) => {
+                                    (b.seconds - a.seconds) as f64 + f64::from(b.nanos - a.nanos) / 1e9
+                                }
                                 _ => 0.0,
                             };
                             let _ = events.send(SolveEvent::Completed { vertex: info.clone(), seconds: secs });
@@ -154,8 +85,14 @@ impl Buildkit {
         // A solve dropped half way (its build's time limit) takes its Status reader with it.
         let _abort_status = AbortOnDrop(status_task.abort_handle());
         let (exporter, exporter_attrs) = exporter.map(|(e, a)| (e.to_string(), a)).unwrap_or_default();
-        let req =
-            SolveRequest { r#ref, definition: Some(llb.definition()), exporter, exporter_attrs, session: String::new(), entitlements: entitlements.to_vec() };
+        let req = SolveRequest {
+            r#ref,
+            definition: Some(llb.definition()),
+            exporter,
+            exporter_attrs,
+            session: String::new(),
+            entitlements: entitlements.to_vec(),
+        };
         let mut client = self.client.clone();
         let result = client.solve(req).await;
         // Status ends once BuildKit has flushed the job; give it a bounded moment.
@@ -164,15 +101,24 @@ impl Buildkit {
             Ok(resp) => Ok(resp.exporter_response),
             Err(status) => {
                 let message = status.message().to_string();
-                if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled) && failed.lock().unwrap().is_none() {
+                let failed = failed.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled) && failed.is_none() {
                     return Err(SolveFailure::Unavailable(format!("{message} ({:?})", status.code())));
                 }
-                if let Some((vertex, error)) = failed.lock().unwrap().clone() {
+                if let Some((vertex, error)) = failed {
                     if vertex.step.is_some() {
-                        return Err(SolveFailure::Step { exit_code: exit_code(&error).or_else(|| exit_code(&message)), vertex, message });
+                        return Err(SolveFailure::Step {
+                            exit_code: exit_code(&error).or_else(|| exit_code(&message)),
+                            vertex,
+                            message,
+                        });
                     }
                 }
-                Err(SolveFailure::Other(summarize(&message)))
+                // BuildKit says whether it could not reach a registry only in its words.
+                if is_unreachable(&message) {
+                    return Err(SolveFailure::RegistryUnreachable(summarize(&message)));
+                }
+                Err(SolveFailure::Refused(summarize(&message)))
             }
         }
     }
@@ -215,21 +161,7 @@ fn summarize(message: &str) -> String {
     format!("BuildKit refused the build: {message}")
 }
 
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        src = cause.source();
-    }
-    s
-}
-
-/// Splits BuildKit's log chunks into lines, per vertex and stream.
+/// Splits `BuildKit`'s log chunks into lines, per vertex and stream.
 #[derive(Default)]
 struct LineSplitter {
     partial: HashMap<(String, i64), Vec<u8>>,
@@ -273,7 +205,10 @@ mod tests {
     #[test]
     fn exit_codes_come_out_of_executor_errors() {
         assert_eq!(exit_code("executor failed running [/bin/sh -c exit 3]: exit code: 3"), Some(3));
-        assert_eq!(exit_code("process \"/bin/sh -c false\" did not complete successfully: exit code: 1: more"), Some(1));
+        assert_eq!(
+            exit_code("process \"/bin/sh -c false\" did not complete successfully: exit code: 1: more"),
+            Some(1)
+        );
         assert_eq!(exit_code("no code here"), None);
     }
 

@@ -32,7 +32,7 @@ pub enum Value {
 pub struct Node {
     pub value: Value,
     pub mark: Mark,
-    /// A non-core tag such as CloudFormation's `!Ref`, which this file format has no use for.
+    /// A non-core tag such as `CloudFormation`'s `!Ref`, which this file format has no use for.
     pub tag: Option<String>,
 }
 
@@ -87,7 +87,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
             Some(Ok(ev)) => ev,
             Some(Err(e)) => {
                 let m = e.marker();
-                return Err(YamlError { mark: Mark { line: m.line(), col: m.col() + 1 }, message: e.info().to_string() });
+                return Err(YamlError {
+                    mark: Mark { line: m.line(), col: m.col() + 1 },
+                    message: e.info().to_string(),
+                });
             }
         };
         let seq_start = matches!(event, Event::SequenceStart(..));
@@ -98,7 +101,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 if documents > 1 {
                     return Err(YamlError {
                         mark: mark(&span),
-                        message: "the file holds more than one YAML document; apprunner.yaml is a single document".into(),
+                        message: "the file holds more than one YAML document; apprunner.yaml is a single document"
+                            .into(),
                     });
                 }
                 None
@@ -110,7 +114,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
             Event::Scalar(text, style, anchor, tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
                 let tag = tag.filter(|t| !t.is_yaml_core_schema()).map(|t| format!("{}{}", t.handle, t.suffix));
-                Some((Node { value: Value::Scalar { text: text.into_owned(), quoted }, mark: mark(&span), tag }, anchor))
+                Some((
+                    Node { value: Value::Scalar { text: text.into_owned(), quoted }, mark: mark(&span), tag },
+                    anchor,
+                ))
             }
             Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
                 let is_seq = seq_start;
@@ -141,7 +148,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                     Some(key) => {
                         if let Some(k) = key.as_scalar() {
                             if let Some((first, _)) = entries.iter().find(|(e, _)| e.as_scalar() == Some(k)) {
-                                return Err(YamlError { mark: key.mark, message: format!("duplicate key `{k}` (first given at line {})", first.mark.line) });
+                                return Err(YamlError {
+                                    mark: key.mark,
+                                    message: format!("duplicate key `{k}` (first given at line {})", first.mark.line),
+                                });
                             }
                         }
                         entries.push((key, node));

@@ -1,4 +1,4 @@
-//! Reaching a BuildKit daemon: Docker Engine's `/grpc` endpoint (an HTTP/1.1 upgrade to h2c on
+//! Reaching a `BuildKit` daemon: Docker Engine's `/grpc` endpoint (an HTTP/1.1 upgrade to h2c on
 //! the Engine socket), or a standalone buildkitd on `unix://` or `tcp://`.
 
 use hyper_util::rt::TokioIo;
@@ -8,10 +8,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// Where BuildKit is.
+/// Where `BuildKit` is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildkitAddr {
-    /// `docker-unix:///var/run/docker.sock`: Docker Engine's embedded BuildKit.
+    /// `docker-unix:///var/run/docker.sock`: Docker Engine's embedded `BuildKit`.
     Docker(PathBuf),
     /// `unix:///run/buildkit/buildkitd.sock`
     Unix(PathBuf),
@@ -63,7 +63,9 @@ async fn docker_upgrade(socket: PathBuf) -> io::Result<UnixStream> {
     }
     if !head.starts_with(b"HTTP/1.1 101") {
         let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
-        return Err(io::Error::other(format!("Docker Engine refused the BuildKit upgrade on {DOCKER_GRPC_PATH}: {line}")));
+        return Err(io::Error::other(format!(
+            "Docker Engine refused the BuildKit upgrade on {DOCKER_GRPC_PATH}: {line}"
+        )));
     }
     Ok(s)
 }

@@ -1,5 +1,5 @@
-//! The subset of BuildKit's `moby.buildkit.v1.Control` service (api/services/control) we call,
-//! with BuildKit's field numbers, and a small tonic client for it.
+//! The subset of `BuildKit`'s `moby.buildkit.v1.Control` service (api/services/control) we call,
+//! with `BuildKit`'s field numbers, and a small tonic client for it.
 
 use crate::llb::pb::Definition;
 use std::collections::BTreeMap;
@@ -92,7 +92,8 @@ pub struct ControlClient {
 impl ControlClient {
     pub fn new(channel: tonic::transport::Channel) -> Self {
         // Definitions of big builds, and Status batches of chatty ones, exceed the 4 MiB default.
-        let grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+        let grpc =
+            tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
         Self { grpc }
     }
 
@@ -116,6 +117,10 @@ impl ControlClient {
     pub async fn list_workers(&mut self) -> Result<ListWorkersResponse, tonic::Status> {
         self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let codec = tonic_prost::ProstCodec::default();
-        Ok(self.grpc.unary(tonic::Request::new(ListWorkersRequest {}), Self::path("ListWorkers"), codec).await?.into_inner())
+        Ok(self
+            .grpc
+            .unary(tonic::Request::new(ListWorkersRequest {}), Self::path("ListWorkers"), codec)
+            .await?
+            .into_inner())
     }
 }

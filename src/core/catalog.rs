@@ -63,21 +63,43 @@ pub struct ResolvedRuntime {
 }
 
 const CATALOG_FILES: &[(&str, &str)] = &[
-    ("python3", include_str!("../runtimes/python3.toml")),
-    ("python311", include_str!("../runtimes/python311.toml")),
-    ("nodejs12", include_str!("../runtimes/nodejs12.toml")),
-    ("nodejs14", include_str!("../runtimes/nodejs14.toml")),
-    ("nodejs16", include_str!("../runtimes/nodejs16.toml")),
-    ("nodejs18", include_str!("../runtimes/nodejs18.toml")),
-    ("nodejs20", include_str!("../runtimes/nodejs20.toml")),
-    ("nodejs22", include_str!("../runtimes/nodejs22.toml")),
-    ("corretto8", include_str!("../runtimes/corretto8.toml")),
-    ("corretto11", include_str!("../runtimes/corretto11.toml")),
-    ("dotnet6", include_str!("../runtimes/dotnet6.toml")),
-    ("php81", include_str!("../runtimes/php81.toml")),
-    ("ruby31", include_str!("../runtimes/ruby31.toml")),
-    ("go1", include_str!("../runtimes/go1.toml")),
+    ("python3", include_str!("../../runtimes/python3.toml")),
+    ("python311", include_str!("../../runtimes/python311.toml")),
+    ("nodejs12", include_str!("../../runtimes/nodejs12.toml")),
+    ("nodejs14", include_str!("../../runtimes/nodejs14.toml")),
+    ("nodejs16", include_str!("../../runtimes/nodejs16.toml")),
+    ("nodejs18", include_str!("../../runtimes/nodejs18.toml")),
+    ("nodejs20", include_str!("../../runtimes/nodejs20.toml")),
+    ("nodejs22", include_str!("../../runtimes/nodejs22.toml")),
+    ("corretto8", include_str!("../../runtimes/corretto8.toml")),
+    ("corretto11", include_str!("../../runtimes/corretto11.toml")),
+    ("dotnet6", include_str!("../../runtimes/dotnet6.toml")),
+    ("php81", include_str!("../../runtimes/php81.toml")),
+    ("ruby31", include_str!("../../runtimes/ruby31.toml")),
+    ("go1", include_str!("../../runtimes/go1.toml")),
 ];
+
+/// A runtime name or version the catalog does not have: always the user's to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("`{given}` is not a managed runtime; expected one of {names}{hint}")]
+    UnknownRuntime { given: String, names: String, hint: String },
+    #[error("run.runtime-version `{lock}` is not a {runtime} version; expected {syntax} (for example {example})")]
+    VersionSyntax { lock: String, runtime: String, syntax: String, example: String },
+    #[error("run.runtime-version `{lock}` is not a version of {runtime}; it belongs to runtime `{other}` (set `runtime: {other}`)")]
+    OtherRuntime { lock: String, runtime: String, other: String },
+    #[error(
+        "The specified runtime version is not supported: run.runtime-version `{lock}` is not a listed {runtime} release; listed: {listed}"
+    )]
+    Unlisted { lock: String, runtime: String, listed: String },
+}
+
+impl crate::error::Classified for CatalogError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::User
+    }
+}
+crate::error::classified_into_build_error!(CatalogError);
 
 #[derive(Debug, Clone)]
 pub struct RuntimeCatalog {
@@ -113,12 +135,12 @@ impl RuntimeCatalog {
 
     /// Looks a runtime up by its name (`python3`) or API enum (`PYTHON_3`), ignoring
     /// surrounding spaces; anything else is an error naming the closest catalog name.
-    pub fn lookup(&self, given: &str) -> Result<&Runtime, String> {
+    pub fn lookup(&self, given: &str) -> Result<&Runtime, CatalogError> {
         let name = given.trim();
         if let Some(rt) = self.runtimes.iter().find(|r| r.name == name || r.api_name == name) {
             return Ok(rt);
         }
-        let squashed: String = name.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let squashed: String = name.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect();
         let names: Vec<&str> = self.runtimes.iter().map(|r| r.name.as_str()).collect();
         let hint = match self.runtimes.iter().find(|r| r.name == squashed) {
             Some(r) => format!("; did you mean `{}`?", r.name),
@@ -127,39 +149,43 @@ impl RuntimeCatalog {
                 None => String::new(),
             },
         };
-        Err(format!("`{given}` is not a managed runtime; expected one of {}{hint}", names.join(", ")))
+        Err(CatalogError::UnknownRuntime { given: given.to_string(), names: names.join(", "), hint })
     }
 
     /// Resolves `runtime-version` (None: the newest release) to one release (SPEC.md §3.3).
-    pub fn resolve(&self, rt: &Runtime, lock: Option<&str>) -> Result<ResolvedRuntime, String> {
+    pub fn resolve(&self, rt: &Runtime, lock: Option<&str>) -> Result<ResolvedRuntime, CatalogError> {
         let version = match lock {
             None => rt.releases[0].version.clone(),
             Some(lock) => self.resolve_lock(rt, lock.trim())?,
         };
-        Ok(ResolvedRuntime {
-            name: rt.name.clone(),
-            build_process: rt.build_process,
-            build_image: rt.build_image.replace("{version}", &version),
-            run_image: rt.run_image.replace("{version}", &version),
-            version,
-        })
+        let (build_image, run_image) = rt.images(&version);
+        Ok(ResolvedRuntime { name: rt.name.clone(), build_process: rt.build_process, build_image, run_image, version })
     }
 
-    fn resolve_lock(&self, rt: &Runtime, lock: &str) -> Result<String, String> {
+    fn resolve_lock(&self, rt: &Runtime, lock: &str) -> Result<String, CatalogError> {
         let max_parts = rt.releases.iter().map(|r| r.version.split('.').count()).max().unwrap_or(3);
-        let parts = parse_components(lock).filter(|p| p.len() <= max_parts).ok_or_else(|| {
-            format!("run.runtime-version `{lock}` is not a {} version; expected {} (for example {})", rt.name, rt.version_syntax, rt.releases[0].version)
-        })?;
+        let parts =
+            parse_components(lock).filter(|p| p.len() <= max_parts).ok_or_else(|| CatalogError::VersionSyntax {
+                lock: lock.to_string(),
+                runtime: rt.name.clone(),
+                syntax: rt.version_syntax.clone(),
+                example: rt.releases[0].version.clone(),
+            })?;
         // Newest-first table: the first row matching component by component wins (A12).
         if let Some(r) = rt.releases.iter().find(|r| matches_prefix(&r.version, &parts)) {
             return Ok(r.version.clone());
         }
         // A version from another runtime's line (python3 + 3.11): point at that runtime (A15).
-        if let Some(other) = self.runtimes.iter().find(|o| o.name != rt.name && o.releases.iter().any(|r| matches_prefix(&r.version, &parts))) {
-            return Err(format!(
-                "run.runtime-version `{lock}` is not a version of {}; it belongs to runtime `{}` (set `runtime: {}`)",
-                rt.name, other.name, other.name
-            ));
+        if let Some(other) = self
+            .runtimes
+            .iter()
+            .find(|o| o.name != rt.name && o.releases.iter().any(|r| matches_prefix(&r.version, &parts)))
+        {
+            return Err(CatalogError::OtherRuntime {
+                lock: lock.to_string(),
+                runtime: rt.name.clone(),
+                other: other.name.clone(),
+            });
         }
         let near: Vec<&str> = [2usize, 1]
             .iter()
@@ -167,11 +193,7 @@ impl RuntimeCatalog {
             .map(|&n| listed(rt, |v| matches_prefix(v, &parts[..n])))
             .find(|l| !l.is_empty())
             .unwrap_or_else(|| listed(rt, |_| true));
-        Err(format!(
-            "The specified runtime version is not supported: run.runtime-version `{lock}` is not a listed {} release; listed: {}",
-            rt.name,
-            near.join(", ")
-        ))
+        Err(CatalogError::Unlisted { lock: lock.to_string(), runtime: rt.name.clone(), listed: near.join(", ") })
     }
 }
 
@@ -180,6 +202,11 @@ fn listed(rt: &Runtime, keep: impl Fn(&str) -> bool) -> Vec<&str> {
 }
 
 impl Runtime {
+    /// The build and run image of `version`, relative to the runtime registry.
+    pub fn images(&self, version: &str) -> (String, String) {
+        (self.build_image.replace("{version}", version), self.run_image.replace("{version}", version))
+    }
+
     /// The listed versions, newest first, each once (the tables repeat some, A12).
     pub fn versions(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
@@ -197,7 +224,9 @@ fn parse_components(v: &str) -> Option<Vec<u64>> {
     if v.is_empty() {
         return None;
     }
-    v.split('.').map(|c| if c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()) { None } else { c.parse().ok() }).collect()
+    v.split('.')
+        .map(|c| if c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()) { None } else { c.parse().ok() })
+        .collect()
 }
 
 fn matches_prefix(version: &str, lock: &[u64]) -> bool {
@@ -209,7 +238,12 @@ fn matches_prefix(version: &str, lock: &[u64]) -> bool {
 
 /// The candidate within a small edit distance of `word`, if any.
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates.iter().map(|c| (edit_distance(word, c), *c)).filter(|(d, c)| *d <= (c.len() / 3).max(2)).min_by_key(|(d, _)| *d).map(|(_, c)| c)
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -231,8 +265,8 @@ mod tests {
 
     fn resolve(rt: &str, lock: Option<&str>) -> Result<String, String> {
         let c = RuntimeCatalog::builtin();
-        let r = c.lookup(rt)?;
-        c.resolve(r, lock).map(|r| r.version)
+        let r = c.lookup(rt).map_err(|e| e.to_string())?;
+        c.resolve(r, lock).map(|r| r.version).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -307,8 +341,8 @@ mod tests {
     #[test]
     fn runtime_names_suggest_the_closest() {
         let c = RuntimeCatalog::builtin();
-        assert!(c.lookup("python3.11").unwrap_err().contains("did you mean `python311`?"));
-        assert!(c.lookup("Ruby 3.1").unwrap_err().contains("did you mean `ruby31`?"));
-        assert!(c.lookup("nodejs24").unwrap_err().contains("not a managed runtime"));
+        assert!(c.lookup("python3.11").unwrap_err().to_string().contains("did you mean `python311`?"));
+        assert!(c.lookup("Ruby 3.1").unwrap_err().to_string().contains("did you mean `ruby31`?"));
+        assert!(c.lookup("nodejs24").unwrap_err().to_string().contains("not a managed runtime"));
     }
 }

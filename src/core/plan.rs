@@ -1,8 +1,9 @@
 //! The build plan: App Runner's original or revised pipeline as plain data (SPEC.md §4).
 //! Pure: a validated configuration, a resolved runtime and facts about the images in, plan out.
 
-use crate::catalog::{BuildProcess, ResolvedRuntime};
-use crate::config::{AppConfig, EnvVar, SecretRef};
+use crate::core::catalog::{BuildProcess, ResolvedRuntime};
+use crate::core::config::{AppConfig, EnvVar, SecretRef};
+use crate::core::labels;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -50,7 +51,7 @@ impl ImageFacts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepNetwork {
-    /// BuildKit's sandboxed network: the internet, not the host's loopback services.
+    /// `BuildKit`'s sandboxed network: the internet, not the host's loopback services.
     Sandbox,
     /// The host's network; needs the `network.host` entitlement.
     Host,
@@ -204,7 +205,11 @@ pub fn merge_env(base: &[String], over: impl IntoIterator<Item = (String, String
 }
 
 fn steps(phase: Phase, commands: &[String]) -> Vec<Step> {
-    commands.iter().enumerate().map(|(i, c)| Step { phase, index: i + 1, of: commands.len(), command: c.clone() }).collect()
+    commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Step { phase, index: i + 1, of: commands.len(), command: c.clone() })
+        .collect()
 }
 
 /// Composes the pipeline for `cfg` (SPEC.md §4.1, §4.2; DECISIONS.md A9, A10).
@@ -266,33 +271,12 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
     if let Some(alias) = &cfg.port_env {
         run_over.push((alias.clone(), port.clone()));
     }
-    let mut labels = input.run_image.labels.clone();
-    let ours = [
-        ("dev.apprunner-build.runtime", Some(input.runtime.name.clone())),
-        ("dev.apprunner-build.runtime-version", Some(input.runtime.version.clone())),
-        ("dev.apprunner-build.build-process", Some(input.runtime.build_process.to_string())),
-        ("dev.apprunner-build.operation-id", Some(input.operation_id.clone())),
-        ("dev.apprunner-build.source-directory", Some(input.source_dir.clone())),
-        ("org.opencontainers.image.source", input.repository.clone()),
-        ("org.opencontainers.image.revision", input.revision.clone()),
-        ("org.opencontainers.image.base.name", Some(input.run_image.reference.clone())),
-        ("org.opencontainers.image.base.digest", input.run_image.digest.clone()),
-    ];
-    // The stand-in run image's own title and description describe it, not the app.
-    labels.remove("org.opencontainers.image.title");
-    labels.remove("org.opencontainers.image.description");
-    for (k, v) in ours {
-        match v {
-            Some(v) => labels.insert(k.to_string(), v),
-            None => labels.remove(k),
-        };
-    }
     let image = FinalImage {
         working_dir: APP_DIR.into(),
         cmd: vec!["/bin/sh".into(), "-c".into(), cfg.command.clone()],
         env: merge_env(&input.run_image.env, run_over),
         exposed_port: cfg.port,
-        labels,
+        labels: image_labels(input),
     };
     let mut warnings = cfg.warnings.clone();
     if input.runtime.build_process == BuildProcess::Revised && cfg.pre_run.is_empty() {
@@ -320,12 +304,42 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
     }
 }
 
+/// The run image's labels, without its own title and description, and ours over them.
+fn image_labels(input: &PlanInput) -> BTreeMap<String, String> {
+    let mut image_labels = input.run_image.labels.clone();
+    let ours = [
+        (labels::RUNTIME, Some(input.runtime.name.clone())),
+        (labels::RUNTIME_VERSION, Some(input.runtime.version.clone())),
+        (labels::BUILD_PROCESS, Some(input.runtime.build_process.to_string())),
+        (labels::OPERATION_ID, Some(input.operation_id.clone())),
+        (labels::SOURCE_DIRECTORY, Some(input.source_dir.clone())),
+        (labels::OCI_SOURCE, input.repository.clone()),
+        (labels::OCI_REVISION, input.revision.clone()),
+        (labels::OCI_BASE_NAME, Some(input.run_image.reference.clone())),
+        (labels::OCI_BASE_DIGEST, input.run_image.digest.clone()),
+    ];
+    // The stand-in run image's own title and description describe it, not the app.
+    image_labels.remove(labels::OCI_TITLE);
+    image_labels.remove(labels::OCI_DESCRIPTION);
+    for (k, v) in ours {
+        match v {
+            Some(v) => image_labels.insert(k.to_string(), v),
+            None => image_labels.remove(k),
+        };
+    }
+    image_labels
+}
+
 /// Commands that put packages outside /app unless told otherwise (pip into site-packages,
 /// global npm installs, system package managers).
 fn installs_outside_app(cmd: &str) -> bool {
     let c = cmd.trim();
     let pip = ["pip install", "pip3 install", "python -m pip install", "python3 -m pip install", "pipenv install"];
-    let local_target = c.contains("--target") || c.contains(" -t ") || c.contains("--prefix") || c.contains("--user") || c.contains("venv");
+    let local_target = c.contains("--target")
+        || c.contains(" -t ")
+        || c.contains("--prefix")
+        || c.contains("--user")
+        || c.contains("venv");
     (pip.iter().any(|p| c.contains(p)) && !local_target)
         || c.contains("npm install -g")
         || c.contains("npm i -g")

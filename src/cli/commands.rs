@@ -1,0 +1,219 @@
+//! Each command: read its arguments, call the library, print what a person needs.
+
+use super::{RebuildFailedArgs, SettingsArgs, SubmitArgs, What, WorkerArgs};
+use crate::core::catalog::RuntimeCatalog;
+use crate::core::image_ref::split_tag;
+use crate::core::request::{self, Revision, SourceLocation};
+use crate::edge::source;
+use crate::error::{BuildError, ErrorClass};
+use crate::log::{DeploymentLog, TerminalSink};
+use crate::pipeline;
+use crate::queue::amqp::Topology;
+use crate::queue::client::{self, FailedFilter};
+use crate::queue::job::{BuildJob, ImageTarget, JobStatus, Repository};
+use crate::queue::metrics::Metrics;
+use crate::queue::outcome::RetryPolicy;
+use crate::queue::worker::{self, WorkerConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) async fn plan(what: What, offline: bool, llb: bool, settings: SettingsArgs) -> Result<(), BuildError> {
+    let settings = settings.settings()?;
+    let req = what.request(&settings.registry, None, Some("0".repeat(32)))?;
+    let registry = settings.registry_client();
+    // The plan's own progress lines are not the point here; keep stdout for the JSON.
+    let log = DeploymentLog::new(&req.operation_id, vec![]);
+    let prepared = pipeline::prepare(&settings, &req, (!offline).then_some(&registry), &log).await?;
+    if llb {
+        println!("# image solve {}", prepared.solves.image.digest());
+        print!("{}", crate::llb::render(&prepared.solves.image));
+        if let Some(p) = &prepared.solves.post_build {
+            println!("# post-build solve {}", p.digest());
+            print!("{}", crate::llb::render(p));
+        }
+    } else {
+        let json = serde_json::to_string_pretty(&prepared.plan).map_err(|e| BuildError::internal(e.to_string()))?;
+        println!("{json}");
+    }
+    Ok(())
+}
+
+pub(super) async fn build(
+    what: What,
+    image: Option<String>,
+    operation_id: Option<String>,
+    result: Option<PathBuf>,
+    settings: SettingsArgs,
+) -> Result<(), BuildError> {
+    let settings = settings.settings()?;
+    let req = what.request(&settings.registry, image.as_deref(), operation_id)?;
+    let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(TerminalSink)]);
+    let outcome = pipeline::run(&settings, &req, &log).await?;
+    if let Some(path) = result {
+        let json = serde_json::to_string_pretty(&outcome).map_err(|e| BuildError::internal(e.to_string()))?;
+        std::fs::write(&path, json + "\n")
+            .map_err(|e| BuildError::internal(format!("--result {}: {e}", path.display())))?;
+    }
+    println!("{}", outcome.image);
+    Ok(())
+}
+
+pub(super) async fn runtimes(offline: bool, settings: SettingsArgs) -> Result<(), BuildError> {
+    let settings = settings.settings()?;
+    let catalog = RuntimeCatalog::builtin();
+    let host = settings.registry.as_str();
+    let present = if offline {
+        Default::default()
+    } else {
+        crate::edge::image::runtime_image_presence(&settings.registry_client(), host, catalog).await
+    };
+    for rt in catalog.runtimes() {
+        let versions = rt.versions();
+        let has = |v: &str| present.contains(&(rt.name.clone(), v.to_string()));
+        let shown: Vec<String> =
+            versions.iter().map(|v| if offline || has(v) { (*v).to_string() } else { format!("{v}!") }).collect();
+        let have = versions.iter().filter(|v| has(v)).count();
+        let images = if offline { String::new() } else { format!("  [images for {have}/{} versions]", versions.len()) };
+        println!("{:<11} {:<12} {:<9} {}{images}", rt.name, rt.api_name, rt.build_process, shown.join(" "));
+    }
+    if !offline {
+        println!("(a version marked ! has no build or run image in {host}; builds locked to it fail naming the missing image)");
+    }
+    Ok(())
+}
+
+pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
+    let settings = args.settings.settings()?;
+    let worker_id = args.worker_id.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "worker".into(), |h| h.trim().to_string());
+        format!("{host}-{}", std::process::id())
+    });
+    if args.concurrency == 0 || args.max_attempts == 0 || args.retry_delay.is_nan() || args.retry_delay < 0.0 {
+        return Err(BuildError::user(
+            "--concurrency and --max-attempts must be at least 1, --retry-delay a number of seconds",
+        ));
+    }
+    let metrics = Arc::new(Metrics::default());
+    if args.metrics_addr != "off" {
+        let listener = tokio::net::TcpListener::bind(&args.metrics_addr).await.map_err(|e| {
+            BuildError::user(format!("--metrics-addr {}: {e}; give HOST:PORT or off", args.metrics_addr))
+        })?;
+        tokio::spawn(crate::queue::metrics::serve(listener, metrics.clone()));
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        let _ = tx.send(true);
+    });
+    let cfg = WorkerConfig {
+        amqp_uri: args.queue.amqp,
+        topology: Topology::new(&args.queue.queue_prefix),
+        concurrency: args.concurrency,
+        retry: RetryPolicy { max_attempts: args.max_attempts, first_delay: Duration::from_secs_f64(args.retry_delay) },
+        grace: Duration::from_secs(args.grace),
+        worker_id,
+        settings,
+    };
+    worker::run(cfg, metrics, rx).await.map_err(|e| BuildError::internal(e.to_string()))
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, BuildError> {
+    tokio::signal::unix::signal(kind).map_err(|e| BuildError::internal(format!("signal handler: {e}")))
+}
+
+pub(super) async fn submit(args: SubmitArgs) -> Result<ExitCode, BuildError> {
+    let what = &args.what;
+    let (url, revision) = match what.location() {
+        SourceLocation::Git(u) => {
+            let revision = what.revision(&SourceLocation::Git(u.clone()));
+            (u, revision)
+        }
+        SourceLocation::Local(p) => {
+            // Workers fetch the source themselves: a local checkout is sent as file:// at its commit.
+            let root = p.canonicalize().map_err(|e| BuildError::user(format!("{}: {e}", p.display())))?;
+            let revision = match &what.reference {
+                Some(r) => Revision::from_ref(r),
+                None => Revision::Commit(source::head_commit(&root).await.ok_or_else(|| {
+                    BuildError::user(format!("{} is not a git repository with a commit; submit sends a repository the workers fetch (git URL, or a local git checkout on a shared filesystem)", root.display()))
+                })?),
+            };
+            (format!("file://{}", root.display()), revision)
+        }
+    };
+    let service = args
+        .service
+        .clone()
+        .unwrap_or_else(|| request::default_service_name(&SourceLocation::Git(url.clone()), &what.source_dir));
+    let image = args.image.clone().unwrap_or_else(|| request::default_repository(&args.registry, &service));
+    let (repository, tag) = split_tag(&image);
+    let image = ImageTarget { repository: repository.to_string(), tag: tag.map(str::to_string) };
+    let repository = Repository::at(url, &revision, what.source_dir.clone());
+    let job = BuildJob::deploy(&service, repository, &what.config()?, image, args.deadline.clone());
+    // The same checks a worker makes, so a bad job never reaches the queue from here.
+    let bytes = serde_json::to_vec(&job).map_err(|e| BuildError::internal(e.to_string()))?;
+    BuildJob::parse(&bytes).map_err(|e| BuildError::user(e.0))?;
+    let topology = Topology::new(&args.queue.queue_prefix);
+    let print = |line: &crate::log::LogLine| println!("{}", line.render());
+    let follow: Option<&(dyn Fn(&crate::log::LogLine) + Sync)> = if args.wait { Some(&print) } else { None };
+    let result = client::submit(&args.queue.amqp, &topology, &job, follow).await.map_err(BuildError::transient)?;
+    match result {
+        None => {
+            println!("submitted job {} (operation {})", job.job_id, job.operation_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(ev) if ev.status == JobStatus::Succeeded => {
+            println!("{}", ev.image.unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(ev) => {
+            let e = ev.error.map(|e| format!("{} error: {}", e.class, e.message)).unwrap_or_default();
+            eprintln!("error: build failed: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub(super) async fn rebuild_failed(args: RebuildFailedArgs) -> Result<(), BuildError> {
+    let class = args
+        .error_class
+        .as_deref()
+        .map(str::parse::<ErrorClass>)
+        .transpose()
+        .map_err(|e| BuildError::user(format!("--error-class {e}")))?;
+    let filter = FailedFilter {
+        service: args.service,
+        runtime: args.runtime,
+        class,
+        older_than: args.older_than.as_deref().map(client::parse_age).transpose().map_err(BuildError::user)?,
+        newer_than: args.newer_than.as_deref().map(client::parse_age).transpose().map_err(BuildError::user)?,
+    };
+    let topology = Topology::new(&args.queue.queue_prefix);
+    let dry_run = args.dry_run;
+    let done =
+        client::rebuild_failed(&args.queue.amqp, &topology, &filter, dry_run).await.map_err(BuildError::transient)?;
+    let mut n = 0;
+    for r in &done {
+        let (Some(new), Some(old)) = (&r.resubmitted, &r.entry.job) else { continue };
+        n += 1;
+        println!(
+            "{} {} (service {}, {} error, failed {}: {}) as {}",
+            if dry_run { "would resubmit" } else { "resubmitted" },
+            old.job_id,
+            old.service.name,
+            r.entry.class,
+            r.entry.failed_at,
+            r.entry.reason,
+            new.job_id
+        );
+    }
+    println!(
+        "{n} of {} failed jobs {}",
+        done.len(),
+        if dry_run { "match (dry run: nothing changed)" } else { "resubmitted" }
+    );
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! The command line: argument structs here, each command a thin call into the library in
+//! `commands`.
+
+mod commands;
+
+use commands::{build, plan, rebuild_failed, run_worker, runtimes, submit};
+
+use crate::core::image_ref::ImageRef;
+use crate::core::plan::StepNetwork;
+use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
+use crate::edge::buildkit::BuildkitAddr;
+use crate::edge::registry::Credentials;
+use crate::edge::source;
+use crate::error::{BuildError, ErrorClass};
+use crate::pipeline::Settings;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Builds web applications from source the way AWS App Runner builds a code-based service.
+#[derive(Parser)]
+#[command(name = "apprunner-build", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the resolved build plan as JSON (exit 2 with a one-line error if the input is bad).
+    Plan {
+        #[command(flatten)]
+        what: What,
+        /// Do not ask the registry to pin the runtime images by digest.
+        #[arg(long)]
+        offline: bool,
+        /// Print the LLB of each solve instead of the plan.
+        #[arg(long)]
+        llb: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Build an image, streaming the deployment log; prints image@sha256:… last.
+    Build {
+        #[command(flatten)]
+        what: What,
+        /// Where to push the image (REGISTRY/REPOSITORY:TAG).
+        #[arg(long)]
+        image: Option<String>,
+        /// Operation id for the log stream deployment/<id> (default: a new random one).
+        #[arg(long)]
+        operation_id: Option<String>,
+        /// Also write the build result as JSON to this file (on success).
+        #[arg(long)]
+        result: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List the managed runtime catalog: versions, pipeline, and which images the registry has.
+    Runtimes {
+        /// Do not ask the registry which images it has.
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Consume build jobs from `RabbitMQ`, publishing events, log lines and failed jobs.
+    Worker(WorkerArgs),
+    /// Publish a build job for a git repository (or a local git checkout the workers can read).
+    Submit(SubmitArgs),
+    /// Resubmit failed jobs that match a filter.
+    RebuildFailed(RebuildFailedArgs),
+}
+
+#[derive(Args)]
+struct QueueArgs {
+    /// `RabbitMQ` URI.
+    #[arg(long, env = "APPRUNNER_AMQP_URI", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp: String,
+    /// Prefix of every queue and exchange name.
+    #[arg(long, env = "APPRUNNER_QUEUE_PREFIX", default_value = "apprunner-build")]
+    queue_prefix: String,
+}
+
+#[derive(Args)]
+struct What {
+    /// A local directory or a git URL (file://, http(s)://, ssh://, user@host:path).
+    source: String,
+    /// The source directory, from the repository root.
+    #[arg(long, default_value = "/")]
+    source_dir: String,
+    /// Build settings as API values (JSON of `CodeConfigurationValues`); apprunner.yaml is then ignored.
+    #[arg(long)]
+    api_config: Option<PathBuf>,
+    /// Branch, tag or commit to build (git sources; default: the default branch, or a local directory as it is).
+    #[arg(long = "ref")]
+    reference: Option<String>,
+}
+
+impl What {
+    fn location(&self) -> SourceLocation {
+        source::locate(&self.source)
+    }
+
+    /// The revision `--ref` names, or else a git source's default branch, a directory as it is.
+    fn revision(&self, location: &SourceLocation) -> Revision {
+        match (&self.reference, location) {
+            (Some(r), _) => Revision::from_ref(r),
+            (None, SourceLocation::Git(_)) => Revision::DefaultBranch,
+            (None, SourceLocation::Local(_)) => Revision::WorkingTree,
+        }
+    }
+
+    /// The configuration source `--api-config` selects: API with its values, or the repository's file.
+    fn config(&self) -> Result<ConfigInput, BuildError> {
+        let Some(path) = &self.api_config else { return Ok(ConfigInput::Repository) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BuildError::user(format!("--api-config {}: {e}", path.display())))?;
+        let v = serde_json::from_str(&text)
+            .map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))?;
+        Ok(ConfigInput::Api(v))
+    }
+
+    fn request(
+        &self,
+        registry: &str,
+        image: Option<&str>,
+        operation_id: Option<String>,
+    ) -> Result<BuildRequest, BuildError> {
+        let operation_id = operation_id.unwrap_or_else(request::new_operation_id);
+        request::check_operation_id(&operation_id).map_err(BuildError::user)?;
+        let location = self.location();
+        let target = if let Some(i) = image {
+            ImageRef::parse(i)?
+        } else {
+            let service = request::default_service_name(&location, &self.source_dir);
+            ImageRef::parse(&format!("{}:{operation_id}", request::default_repository(registry, &service)))?
+        };
+        Ok(BuildRequest {
+            revision: self.revision(&location),
+            location,
+            source_dir: self.source_dir.clone(),
+            config: self.config()?,
+            target,
+            operation_id,
+            trigger: "SERVICE_DEPLOY".into(),
+        })
+    }
+}
+
+#[derive(Args)]
+struct SettingsArgs {
+    /// <docker-unix:///var/run/docker.sock>, <unix:///run/buildkit/buildkitd.sock> or tcp://host:port
+    #[arg(long, env = "APPRUNNER_BUILDKIT", default_value = "docker-unix:///var/run/docker.sock")]
+    buildkit: String,
+    /// Registry of the runtime images, source images and (by default) the built images.
+    #[arg(long, env = "APPRUNNER_REGISTRY", default_value = "127.0.0.1:5000")]
+    registry: String,
+    /// PEM bundle every build step trusts (mounted read-only, never in the image).
+    #[arg(long, env = "APPRUNNER_CA_BUNDLE", default_value = "/etc/ssl/certs/ca-certificates.crt")]
+    ca_bundle: PathBuf,
+    /// Registry hosts to reach over plain HTTP (loopback ones always are), comma-separated.
+    #[arg(long, env = "APPRUNNER_INSECURE_REGISTRIES", value_delimiter = ',')]
+    insecure_registries: Vec<String>,
+    /// Mount no CA bundle.
+    #[arg(long)]
+    no_ca_bundle: bool,
+    /// Run build steps on the host's network (the `network.host` entitlement) instead of `BuildKit`'s sandbox.
+    #[arg(long, env = "APPRUNNER_HOST_NETWORK")]
+    host_network: bool,
+    /// Time limit of one build, in seconds.
+    #[arg(long, env = "APPRUNNER_BUILD_TIMEOUT", default_value_t = 1800)]
+    timeout: u64,
+}
+
+impl SettingsArgs {
+    fn settings(&self) -> Result<Settings, BuildError> {
+        let buildkit: BuildkitAddr = self.buildkit.parse().map_err(BuildError::user)?;
+        let ca_bundle = (!self.no_ca_bundle).then(|| self.ca_bundle.clone());
+        if let Some(p) = &ca_bundle {
+            if !p.is_file() {
+                return Err(BuildError::user(format!(
+                    "CA bundle {} does not exist; give --ca-bundle PATH or --no-ca-bundle",
+                    p.display()
+                )));
+            }
+        }
+        let registry_credentials = std::env::var("APPRUNNER_REGISTRY_USERNAME").ok().map(|username| Credentials {
+            username,
+            password: std::env::var("APPRUNNER_REGISTRY_PASSWORD").unwrap_or_default(),
+        });
+        Ok(Settings {
+            buildkit,
+            registry: self.registry.clone(),
+            ca_bundle,
+            network: if self.host_network { StepNetwork::Host } else { StepNetwork::Sandbox },
+            timeout: Duration::from_secs(self.timeout),
+            registry_credentials,
+            insecure_registries: self.insecure_registries.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Builds at once (the consumer prefetch).
+    #[arg(long, env = "APPRUNNER_CONCURRENCY", default_value_t = 2)]
+    concurrency: u16,
+    /// Attempts a job gets when `BuildKit`, the registry or the git host cannot be reached.
+    #[arg(long, env = "APPRUNNER_MAX_ATTEMPTS", default_value_t = 4)]
+    max_attempts: u32,
+    /// Seconds before the first retry; doubled for each later one.
+    #[arg(long, env = "APPRUNNER_RETRY_DELAY", default_value_t = 10.0)]
+    retry_delay: f64,
+    /// Seconds running builds may go on after SIGTERM.
+    #[arg(long, env = "APPRUNNER_GRACE", default_value_t = 600)]
+    grace: u64,
+    /// Address of the /healthz and /metrics endpoint ("off" for none).
+    #[arg(long, env = "APPRUNNER_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    metrics_addr: String,
+    /// This worker's name in events and connection names (default: host name and pid).
+    #[arg(long, env = "APPRUNNER_WORKER_ID")]
+    worker_id: Option<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    #[command(flatten)]
+    what: What,
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Service name in the job (default: the source's name).
+    #[arg(long)]
+    service: Option<String>,
+    /// Image repository to push to, REGISTRY/REPOSITORY[:TAG] (default: <registry>/apprunner-apps/<service>).
+    #[arg(long)]
+    image: Option<String>,
+    /// RFC 3339 time after which the job must not start or go on.
+    #[arg(long)]
+    deadline: Option<String>,
+    /// Follow the build's log and exit with its outcome (0 succeeded, 1 failed).
+    #[arg(long)]
+    wait: bool,
+    #[arg(long, env = "APPRUNNER_REGISTRY", default_value = "127.0.0.1:5000")]
+    registry: String,
+}
+
+#[derive(Args)]
+struct RebuildFailedArgs {
+    #[command(flatten)]
+    queue: QueueArgs,
+    #[arg(long)]
+    service: Option<String>,
+    #[arg(long)]
+    runtime: Option<String>,
+    /// USER, TRANSIENT or INTERNAL
+    #[arg(long)]
+    error_class: Option<String>,
+    /// Only jobs that failed at least this long ago (30s, 15m, 2h, 7d).
+    #[arg(long)]
+    older_than: Option<String>,
+    /// Only jobs that failed at most this long ago.
+    #[arg(long)]
+    newer_than: Option<String>,
+    /// List what would be resubmitted; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Parses the command line and runs the command. Exit codes: 0 done, 1 the build failed, 2 bad
+/// input, 3 a service failed.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (result, bad_input_code) = match cli.command {
+        Command::Plan { what, offline, llb, settings } => (plan(what, offline, llb, settings).await, 2),
+        Command::Build { what, image, operation_id, result, settings } => {
+            (build(what, image, operation_id, result, settings).await, 1)
+        }
+        Command::Runtimes { offline, settings } => (runtimes(offline, settings).await, 2),
+        Command::Worker(args) => (run_worker(args).await, 2),
+        Command::Submit(args) => match submit(args).await {
+            Ok(code) => return code,
+            Err(e) => (Err(e), 2),
+        },
+        Command::RebuildFailed(args) => (rebuild_failed(args).await, 2),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.class == ErrorClass::User { bad_input_code } else { 3 })
+        }
+    }
+}

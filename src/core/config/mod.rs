@@ -1,0 +1,97 @@
+//! `apprunner.yaml` (configuration source REPOSITORY) and API values (API) become one validated
+//! [`AppConfig`]: every key of SPEC.md §2.3, the rules of §2.4–2.6 and DECISIONS.md.
+//! Pure: text in, configuration or one-line error out.
+
+mod api;
+mod file;
+mod keys;
+mod rules;
+
+pub use api::from_api;
+pub use file::from_yaml;
+
+use crate::core::yaml::Mark;
+use serde::{Deserialize, Serialize};
+
+pub const CONFIG_FILE: &str = "apprunner.yaml";
+pub const DEFAULT_PORT: u16 = 8080;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConfigSource {
+    #[serde(alias = "Repository", alias = "repository")]
+    Repository,
+    #[serde(alias = "Api", alias = "api")]
+    Api,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// A runtime secret: only ever a reference, resolved by whoever deploys the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRef {
+    pub name: String,
+    #[serde(rename = "value-from")]
+    pub value_from: String,
+}
+
+/// A validated build configuration: what App Runner would run, and how the image starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppConfig {
+    pub source: ConfigSource,
+    /// Catalog name of the runtime (`python3`, never `PYTHON_3`).
+    pub runtime: String,
+    /// `run.runtime-version` exactly as written.
+    pub runtime_version: Option<String>,
+    pub pre_build: Vec<String>,
+    pub build: Vec<String>,
+    pub post_build: Vec<String>,
+    pub build_env: Vec<EnvVar>,
+    pub pre_run: Vec<String>,
+    pub command: String,
+    pub port: u16,
+    pub port_env: Option<String>,
+    pub run_env: Vec<EnvVar>,
+    pub secrets: Vec<SecretRef>,
+    /// Things worth telling the user that do not stop the build (unknown keys, …).
+    pub warnings: Vec<String>,
+}
+
+/// A rejected configuration: where, which key, and what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: Option<String>,
+    pub mark: Option<Mark>,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.mark) {
+            (Some(file), Some(m)) => write!(f, "{file}:{m}: ")?,
+            (Some(file), None) => write!(f, "{file}: ")?,
+            (None, _) => {}
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl crate::error::Classified for ConfigError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::User
+    }
+}
+
+crate::error::classified_into_build_error!(ConfigError);
+
+type Result<T> = std::result::Result<T, ConfigError>;

@@ -1,0 +1,15 @@
+//! The labels the worker writes on every image it builds, and reads back to recognise its own
+//! work (a redelivered job whose image already exists). One list, so writer and reader agree.
+
+pub const RUNTIME: &str = "dev.apprunner-build.runtime";
+pub const RUNTIME_VERSION: &str = "dev.apprunner-build.runtime-version";
+pub const BUILD_PROCESS: &str = "dev.apprunner-build.build-process";
+pub const OPERATION_ID: &str = "dev.apprunner-build.operation-id";
+pub const SOURCE_DIRECTORY: &str = "dev.apprunner-build.source-directory";
+pub const OCI_SOURCE: &str = "org.opencontainers.image.source";
+pub const OCI_REVISION: &str = "org.opencontainers.image.revision";
+pub const OCI_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const OCI_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+/// The stand-in run image's own title and description describe it, not the app: dropped.
+pub const OCI_TITLE: &str = "org.opencontainers.image.title";
+pub const OCI_DESCRIPTION: &str = "org.opencontainers.image.description";

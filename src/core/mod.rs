@@ -1,0 +1,14 @@
+//! The pure core: configuration, catalog, platform rules, the plan, and the data that crosses
+//! the seams (request, result, log lines, progress). No I/O, no clock.
+
+pub mod catalog;
+pub mod config;
+pub mod digest;
+pub mod image_ref;
+pub mod labels;
+pub mod log;
+pub mod plan;
+pub mod platform;
+pub mod progress;
+pub mod request;
+pub mod yaml;

@@ -1,0 +1,184 @@
+//! What a build is asked to do, and what it hands back: the seam between whoever asks (the CLI,
+//! the queue) and the pipeline. Plain data.
+
+use crate::core::catalog::BuildProcess;
+use crate::core::config::{EnvVar, SecretRef};
+use crate::core::image_ref::{repository_component, ImageRef};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where the source is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceLocation {
+    Local(PathBuf),
+    Git(String),
+}
+
+impl SourceLocation {
+    /// A short name for the source: the directory's or the repository's last path component.
+    pub fn name(&self) -> Option<String> {
+        match self {
+            SourceLocation::Local(p) => p.file_name().map(|n| n.to_string_lossy().to_string()),
+            SourceLocation::Git(u) => u
+                .trim_end_matches('/')
+                .trim_end_matches(".git")
+                .rsplit(['/', ':'])
+                .next()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        }
+    }
+}
+
+/// Which version of the source to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revision {
+    /// The repository's default branch (git sources).
+    DefaultBranch,
+    /// A branch (or tag) by name.
+    Branch(String),
+    /// A commit by its hash (7 to 40 hex digits).
+    Commit(String),
+    /// A local directory as it is on disk, committed or not.
+    WorkingTree,
+}
+
+impl Revision {
+    /// A `--ref` as a person types it: 7 to 40 hex digits name a commit, anything else a branch
+    /// or tag.
+    pub fn from_ref(r: &str) -> Self {
+        if (7..=40).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit()) {
+            Revision::Commit(r.to_string())
+        } else {
+            Revision::Branch(r.to_string())
+        }
+    }
+
+    /// The deployment log's name for it: `[Branch: main]`, `[Commit: 0123…]`.
+    pub fn describe(&self) -> String {
+        match self {
+            Revision::Commit(c) => format!("[Commit: {c}]"),
+            Revision::Branch(b) => format!("[Branch: {b}]"),
+            Revision::DefaultBranch | Revision::WorkingTree => "[Branch: (default)]".to_string(),
+        }
+    }
+}
+
+/// Where the build settings come from (App Runner's `ConfigurationSource`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigInput {
+    /// `apprunner.yaml` in the source directory.
+    Repository,
+    /// API values (`CodeConfigurationValues`); any `apprunner.yaml` is ignored.
+    Api(serde_json::Value),
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub location: SourceLocation,
+    pub revision: Revision,
+    /// The source directory as given (normalised and confined by the pipeline).
+    pub source_dir: String,
+    pub config: ConfigInput,
+    /// Where the image goes.
+    pub target: ImageRef,
+    pub operation_id: String,
+    /// `SERVICE_CREATE`, `SERVICE_UPDATE` or `SERVICE_DEPLOY`, for the first log line.
+    pub trigger: String,
+}
+
+/// The repository images go to when nobody names one.
+pub const APPS_REPOSITORY: &str = "apprunner-apps";
+
+/// A service's default name: the source's name, with the source directory's path after it.
+pub fn default_service_name(location: &SourceLocation, source_dir: &str) -> String {
+    let dir = source_dir.trim_matches('/').replace('/', "-");
+    let base = location.name().unwrap_or_else(|| "app".into());
+    let name = [base, dir].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
+    repository_component(&name)
+}
+
+/// `<registry>/apprunner-apps/<service>`, the image repository when nobody names one.
+pub fn default_repository(registry: &str, service: &str) -> String {
+    format!("{registry}/{APPS_REPOSITORY}/{}", repository_component(service))
+}
+
+/// An operation id: letters, digits, `-` and `_` (App Runner's are 32 lower-case hex digits).
+pub fn check_operation_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!(
+            "operation id `{id}` must be 1-128 letters, digits, - and _ (App Runner uses 32 hex digits)"
+        ));
+    }
+    Ok(())
+}
+
+pub fn new_operation_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTiming {
+    pub stage: String,
+    pub seconds: f64,
+    pub cached: bool,
+}
+
+/// What the running service needs, secrets as references only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfiguration {
+    pub start_command: String,
+    pub port: u16,
+    pub env: Vec<EnvVar>,
+    pub secrets: Vec<SecretRef>,
+}
+
+/// What a successful build hands to whoever deploys it (`build --result`, the SUCCEEDED event).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuildResult {
+    /// `registry/repo@sha256:…`
+    pub image: String,
+    pub runtime: String,
+    pub runtime_version: String,
+    pub build_process: BuildProcess,
+    pub commit: Option<String>,
+    pub stages: Vec<StageTiming>,
+    pub start_command: String,
+    pub port: u16,
+    pub run_env: Vec<EnvVar>,
+    pub secrets: Vec<SecretRef>,
+    pub warnings: Vec<String>,
+    pub source_uploaded: bool,
+}
+
+impl BuildResult {
+    pub fn run_configuration(&self) -> RunConfiguration {
+        RunConfiguration {
+            start_command: self.start_command.clone(),
+            port: self.port,
+            env: self.run_env.clone(),
+            secrets: self.secrets.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_name_commits_or_branches() {
+        assert_eq!(Revision::from_ref("0123abc"), Revision::Commit("0123abc".into()));
+        assert_eq!(Revision::from_ref("main"), Revision::Branch("main".into()));
+        assert_eq!(Revision::from_ref("abc"), Revision::Branch("abc".into()));
+    }
+
+    #[test]
+    fn default_names() {
+        let git = SourceLocation::Git("https://github.com/u/Python-Hello.git".into());
+        assert_eq!(default_service_name(&git, "/"), "python-hello");
+        assert_eq!(default_service_name(&git, "/services/api/"), "python-hello-services-api");
+        assert_eq!(default_repository("r:5000", "web"), "r:5000/apprunner-apps/web");
+    }
+}

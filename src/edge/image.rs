@@ -1,0 +1,192 @@
+//! Images at the registry: the small one-layer images that carry the source and the CA bundle
+//! to `BuildKit`, facts about the runtime images, and the final image's config.
+
+use super::registry::{Registry, RegistryError, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
+use super::source::Layer;
+use crate::core::digest::sha256_digest;
+use crate::core::image_ref::ImageRef;
+use crate::core::plan::{FinalImage, ImageFacts};
+use crate::error::{Classified, ErrorClass};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(
+        "the {what} {reference} is missing from registry {registry}: build the stand-ins with docker/stack (docker/runtime-images), or push that runtime's image under this name"
+    )]
+    MissingRuntimeImage { what: String, reference: String, registry: String },
+    #[error("the pushed image {0} is not in the registry")]
+    PushedMissing(String),
+    #[error("config of {image} is not JSON: {detail}")]
+    BadConfig { image: String, detail: String },
+}
+
+impl Classified for ImageError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ImageError::Registry(e) => e.class(),
+            ImageError::MissingRuntimeImage { .. } => ErrorClass::User,
+            ImageError::PushedMissing(_) => ErrorClass::Transient,
+            ImageError::BadConfig { .. } => ErrorClass::Internal,
+        }
+    }
+}
+crate::error::classified_into_build_error!(ImageError);
+
+type Result<T> = std::result::Result<T, ImageError>;
+
+/// A one-layer image pushed for `BuildKit` to pull by digest.
+#[derive(Debug, Clone)]
+pub struct ContentImage {
+    /// `registry/repo@sha256:…`
+    pub pinned: String,
+    /// Whether this call uploaded anything (false: the registry already had it).
+    pub uploaded: bool,
+    pub bytes: usize,
+}
+
+fn content_manifest(layer: &Layer) -> (Vec<u8>, Vec<u8>) {
+    // serde_json with preserve_order writes keys as given: fixed order, fixed bytes.
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+    });
+    let config = serde_json::to_vec(&config).expect("json");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "size": config.len(), "digest": sha256_digest(&config)},
+        "layers": [{"mediaType": DOCKER_LAYER_GZIP, "size": layer.gzip.len(), "digest": layer.digest}],
+    });
+    (config, serde_json::to_vec(&manifest).expect("json"))
+}
+
+/// `host/repo@sha256:…` of the image `push_content` makes of `layer`, without pushing it.
+pub fn content_reference(host: &str, repo: &str, layer: &Layer) -> String {
+    let (_, manifest) = content_manifest(layer);
+    format!("{host}/{repo}@{}", sha256_digest(&manifest))
+}
+
+/// Pushes `layer` as an image to `host/repo`, unless the registry already has that manifest.
+pub async fn push_content(registry: &Registry, host: &str, repo: &str, layer: &Layer) -> Result<ContentImage> {
+    let (config, manifest) = content_manifest(layer);
+    let digest = sha256_digest(&manifest);
+    let pinned = format!("{host}/{repo}@{digest}");
+    if registry.manifest(host, repo, &digest).await?.is_some() {
+        return Ok(ContentImage { pinned, uploaded: false, bytes: 0 });
+    }
+    let mut bytes = 0;
+    if registry.put_blob(host, repo, &layer.gzip).await? {
+        bytes += layer.gzip.len();
+    }
+    registry.put_blob(host, repo, &config).await?;
+    // Tagged by content too, so registry garbage collection keeps it while it is in use.
+    let tag = format!("sha256-{}", &digest[7..39]);
+    registry.put_manifest(host, repo, &tag, &manifest, DOCKER_MANIFEST).await?;
+    Ok(ContentImage { pinned, uploaded: true, bytes })
+}
+
+/// The manifest digest and the config of the image at `r`, if the registry has it.
+async fn manifest_and_config(registry: &Registry, r: &ImageRef) -> Result<Option<(String, Value)>> {
+    let Some(manifest) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else { return Ok(None) };
+    let config: Value =
+        serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
+            .map_err(|e| ImageError::BadConfig { image: r.to_string(), detail: e.to_string() })?;
+    Ok(Some((manifest.digest, config)))
+}
+
+fn labels_of(config: &Value) -> BTreeMap<String, String> {
+    config["config"]["Labels"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+/// Digest, Env and Labels of a runtime image; a missing image is the user's (or operator's)
+/// to provide, and the message says how.
+pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Result<ImageFacts> {
+    let Some((digest, config)) = manifest_and_config(registry, r).await? else {
+        return Err(ImageError::MissingRuntimeImage {
+            what: what.to_string(),
+            reference: r.to_string(),
+            registry: r.registry.clone(),
+        });
+    };
+    let env = config["config"]["Env"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let labels = labels_of(&config);
+    Ok(ImageFacts {
+        reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())),
+        digest: Some(digest),
+        env,
+        labels,
+    })
+}
+
+/// Writes `image` into the config of the pushed `target` and re-pushes its manifest; returns
+/// the final manifest digest. The exporter's own config is kept where we have nothing to say
+/// (rootfs, history, architecture).
+pub async fn write_final_config(registry: &Registry, target: &ImageRef, image: &FinalImage) -> Result<String> {
+    let (host, repo, tag) = (&target.registry, &target.repository, target.reference());
+    let manifest =
+        registry.manifest(host, repo, &tag).await?.ok_or_else(|| ImageError::PushedMissing(target.to_string()))?;
+    let mut config: Value = serde_json::from_slice(&registry.blob(host, repo, &manifest.config_digest()?).await?)
+        .map_err(|e| ImageError::BadConfig { image: target.to_string(), detail: e.to_string() })?;
+    let mut ports = serde_json::Map::new();
+    ports.insert(format!("{}/tcp", image.exposed_port), json!({}));
+    let labels: BTreeMap<&String, &String> = image.labels.iter().collect();
+    let obj = config
+        .as_object_mut()
+        .ok_or_else(|| ImageError::BadConfig { image: target.to_string(), detail: "not an object".into() })?;
+    let cfg = obj.entry("config").or_insert_with(|| json!({}));
+    cfg["Env"] = json!(image.env);
+    cfg["Cmd"] = json!(image.cmd);
+    cfg["Entrypoint"] = Value::Null;
+    cfg["WorkingDir"] = json!(image.working_dir);
+    cfg["ExposedPorts"] = Value::Object(ports);
+    cfg["Labels"] = json!(labels);
+    obj.remove("container_config");
+    let config_bytes = serde_json::to_vec(&config).unwrap_or_default();
+    registry.put_blob(host, repo, &config_bytes).await?;
+    let mut m = manifest.json()?;
+    m["config"]["digest"] = json!(sha256_digest(&config_bytes));
+    m["config"]["size"] = json!(config_bytes.len());
+    let bytes = serde_json::to_vec(&m).unwrap_or_default();
+    Ok(registry.put_manifest(host, repo, &tag, &bytes, &manifest.media_type).await?)
+}
+
+/// The digest and labels of the image at `target`, if there is one.
+pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(String, BTreeMap<String, String>)>> {
+    Ok(manifest_and_config(registry, target).await?.map(|(digest, config)| (digest, labels_of(&config))))
+}
+
+/// For each version of each catalog runtime, whether the registry at `host` has both its build
+/// and its run image; asked a few at a time.
+pub async fn runtime_image_presence(
+    registry: &Registry,
+    host: &str,
+    catalog: &crate::core::catalog::RuntimeCatalog,
+) -> std::collections::HashSet<(String, String)> {
+    use futures_util::stream::{self, StreamExt};
+    let has = |image: String| async move {
+        let Ok(r) = ImageRef::parse(&format!("{host}/{image}")) else { return false };
+        matches!(registry.manifest(&r.registry, &r.repository, &r.reference()).await, Ok(Some(_)))
+    };
+    let wanted = catalog.runtimes().iter().flat_map(|rt| rt.versions().into_iter().map(move |v| (rt, v)));
+    stream::iter(wanted)
+        .map(|(rt, version)| async move {
+            let (build, run) = rt.images(version);
+            (has(build).await && has(run).await).then(|| (rt.name.clone(), version.to_string()))
+        })
+        .buffer_unordered(16)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await
+}

@@ -1,0 +1,296 @@
+//! A small OCI distribution (registry v2) client: manifests and blobs, with anonymous, basic
+//! and bearer-token auth. Plain HTTP for loopback registries, HTTPS for the rest.
+
+use crate::core::digest::sha256_digest;
+use crate::error::{error_chain, Classified, ErrorClass};
+use serde_json::Value;
+use std::sync::{Mutex, PoisonError};
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const ACCEPT_MANIFESTS: &str =
+    "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+
+/// What went wrong talking to a registry, and so whose it is to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry {host} unreachable: {detail}")]
+    Unreachable { host: String, detail: String },
+    #[error("registry {host} requires credentials; set APPRUNNER_REGISTRY_USERNAME and APPRUNNER_REGISTRY_PASSWORD")]
+    CredentialsRequired { host: String },
+    #[error("registry {host} refused the credentials for {scope}")]
+    TokenRefused { host: String, scope: String },
+    #[error("registry {host} refused access to {scope}: HTTP {status}")]
+    Refused { host: String, scope: String, status: reqwest::StatusCode },
+    #[error("registry {host} sent a bearer challenge without a realm")]
+    NoRealm { host: String },
+    /// A status the registry answered a request with: a 5xx is its fault and may pass, anything
+    /// else means we asked wrongly.
+    #[error("{what}: HTTP {status}: {body}")]
+    Status { what: String, status: reqwest::StatusCode, body: String },
+    #[error("blob {digest} of {image} arrived corrupted")]
+    Corrupt { digest: String, image: String },
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl Classified for RegistryError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RegistryError::Unreachable { .. } | RegistryError::NoRealm { .. } | RegistryError::Corrupt { .. } => {
+                ErrorClass::Transient
+            }
+            RegistryError::Status { status, .. } if status.is_server_error() => ErrorClass::Transient,
+            RegistryError::CredentialsRequired { .. }
+            | RegistryError::TokenRefused { .. }
+            | RegistryError::Refused { .. } => ErrorClass::User,
+            RegistryError::Status { .. } | RegistryError::Malformed(_) => ErrorClass::Internal,
+        }
+    }
+}
+crate::error::classified_into_build_error!(RegistryError);
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// Credentials for one registry host.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+pub struct Registry {
+    http: reqwest::Client,
+    credentials: Option<Credentials>,
+    insecure: Vec<String>,
+    /// The last bearer token per scope, reused until the registry refuses it.
+    tokens: Mutex<Vec<(String, String)>>,
+}
+
+/// A manifest as stored: its bytes (digests are over these), media type and digest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: String,
+}
+
+impl Manifest {
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| RegistryError::Malformed(format!("registry returned a manifest that is not JSON: {e}")))
+    }
+    pub fn config_digest(&self) -> Result<String> {
+        self.json()?["config"]["digest"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| RegistryError::Malformed("manifest has no config digest".into()))
+    }
+}
+
+/// Loopback registries speak plain HTTP (as Docker assumes); so do hosts named insecure.
+pub fn is_plain_http(host: &str, insecure: &[String]) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name == "localhost"
+        || name.starts_with("127.")
+        || name == "[::1]"
+        || insecure.iter().any(|i| i == host || i == name)
+}
+
+impl Registry {
+    pub fn new(credentials: Option<Credentials>, insecure: Vec<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(600))
+            .build()
+            .unwrap_or_default();
+        Self { http, credentials, insecure, tokens: Mutex::new(Vec::new()) }
+    }
+
+    fn scheme(&self, host: &str) -> &'static str {
+        if is_plain_http(host, &self.insecure) {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("{}://{host}/v2/{path}", self.scheme(host))
+    }
+
+    fn unreachable(host: &str, e: &reqwest::Error) -> RegistryError {
+        RegistryError::Unreachable { host: host.to_string(), detail: error_chain(e) }
+    }
+
+    /// Sends a request, answering one auth challenge if the registry makes it.
+    async fn send(
+        &self,
+        host: &str,
+        scope: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let token = self
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(s, _)| s == scope)
+            .map(|(_, t)| t.clone());
+        let first = match &token {
+            Some(t) => build().bearer_auth(t),
+            None => build(),
+        };
+        let resp = first.send().await.map_err(|e| Self::unreachable(host, &e))?;
+        if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let Some(creds) =
+            self.credentials.clone().or_else(|| challenge.starts_with("Bearer").then(Credentials::default))
+        else {
+            return Err(RegistryError::CredentialsRequired { host: host.to_string() });
+        };
+        let again = if let Some(params) = challenge.strip_prefix("Bearer ") {
+            let param = |k: &str| {
+                params
+                    .split(',')
+                    .filter_map(|p| p.trim().split_once('='))
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.trim_matches('"').to_string())
+            };
+            let realm = param("realm").ok_or_else(|| RegistryError::NoRealm { host: host.to_string() })?;
+            let mut req = self.http.get(&realm).query(&[("scope", scope)]);
+            if let Some(service) = param("service") {
+                req = req.query(&[("service", service)]);
+            }
+            if !creds.username.is_empty() {
+                req = req.basic_auth(&creds.username, Some(&creds.password));
+            }
+            let body: Value = req
+                .send()
+                .await
+                .map_err(|e| Self::unreachable(host, &e))?
+                .json()
+                .await
+                .map_err(|e| Self::unreachable(host, &e))?;
+            let token = body["token"].as_str().or(body["access_token"].as_str()).unwrap_or_default().to_string();
+            if token.is_empty() {
+                return Err(RegistryError::TokenRefused { host: host.to_string(), scope: scope.to_string() });
+            }
+            self.tokens.lock().unwrap_or_else(PoisonError::into_inner).push((scope.to_string(), token.clone()));
+            build().bearer_auth(token)
+        } else {
+            build().basic_auth(&creds.username, Some(&creds.password))
+        };
+        let resp = again.send().await.map_err(|e| Self::unreachable(host, &e))?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED || resp.status() == reqwest::StatusCode::FORBIDDEN {
+            let status = resp.status();
+            return Err(RegistryError::Refused { host: host.to_string(), scope: scope.to_string(), status });
+        }
+        Ok(resp)
+    }
+
+    async fn check(resp: reqwest::Response, what: &str) -> Result<reqwest::Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(RegistryError::Status { what: what.to_string(), status, body: body.chars().take(300).collect() })
+    }
+
+    fn pull_scope(repo: &str) -> String {
+        format!("repository:{repo}:pull")
+    }
+    fn push_scope(repo: &str) -> String {
+        format!("repository:{repo}:pull,push")
+    }
+
+    /// The manifest at `reference` (tag or digest), or None if the registry has none.
+    pub async fn manifest(&self, host: &str, repo: &str, reference: &str) -> Result<Option<Manifest>> {
+        let url = self.url(host, &format!("{repo}/manifests/{reference}"));
+        let resp =
+            self.send(host, &Self::pull_scope(repo), || self.http.get(&url).header("Accept", ACCEPT_MANIFESTS)).await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = Self::check(resp, &format!("reading manifest {host}/{repo}:{reference}")).await?;
+        let media_type =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or(DOCKER_MANIFEST).to_string();
+        let bytes = resp.bytes().await.map_err(|e| Self::unreachable(host, &e))?.to_vec();
+        let digest = sha256_digest(&bytes);
+        Ok(Some(Manifest { bytes, media_type, digest }))
+    }
+
+    pub async fn blob(&self, host: &str, repo: &str, digest: &str) -> Result<Vec<u8>> {
+        let url = self.url(host, &format!("{repo}/blobs/{digest}"));
+        let resp = self.send(host, &Self::pull_scope(repo), || self.http.get(&url)).await?;
+        let resp = Self::check(resp, &format!("reading blob {digest} of {host}/{repo}")).await?;
+        let bytes = resp.bytes().await.map_err(|e| Self::unreachable(host, &e))?.to_vec();
+        if sha256_digest(&bytes) != digest {
+            return Err(RegistryError::Corrupt { digest: digest.to_string(), image: format!("{host}/{repo}") });
+        }
+        Ok(bytes)
+    }
+
+    pub async fn has_blob(&self, host: &str, repo: &str, digest: &str) -> Result<bool> {
+        let url = self.url(host, &format!("{repo}/blobs/{digest}"));
+        let resp = self.send(host, &Self::pull_scope(repo), || self.http.head(&url)).await?;
+        Ok(resp.status().is_success())
+    }
+
+    /// Uploads a blob unless the repository already has it; returns whether bytes were sent.
+    pub async fn put_blob(&self, host: &str, repo: &str, bytes: &[u8]) -> Result<bool> {
+        let digest = sha256_digest(bytes);
+        if self.has_blob(host, repo, &digest).await? {
+            return Ok(false);
+        }
+        let scope = Self::push_scope(repo);
+        let start = self.url(host, &format!("{repo}/blobs/uploads/"));
+        let resp = self.send(host, &scope, || self.http.post(&start).header("Content-Length", "0")).await?;
+        let resp = Self::check(resp, &format!("starting an upload to {host}/{repo}")).await?;
+        let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let location =
+            if location.starts_with("http") { location } else { format!("{}://{host}{location}", self.scheme(host)) };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        let body = bytes.to_vec();
+        let resp = self
+            .send(host, &scope, || {
+                self.http.put(&put).header("Content-Type", "application/octet-stream").body(body.clone())
+            })
+            .await?;
+        Self::check(resp, &format!("uploading blob {digest} to {host}/{repo}")).await?;
+        Ok(true)
+    }
+
+    /// Stores a manifest under `reference` (a tag or its digest); returns its digest.
+    pub async fn put_manifest(
+        &self,
+        host: &str,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String> {
+        let url = self.url(host, &format!("{repo}/manifests/{reference}"));
+        let body = bytes.to_vec();
+        let resp = self
+            .send(host, &Self::push_scope(repo), || {
+                self.http.put(&url).header("Content-Type", media_type).body(body.clone())
+            })
+            .await?;
+        Self::check(resp, &format!("writing manifest {host}/{repo}:{reference}")).await?;
+        Ok(sha256_digest(bytes))
+    }
+
+    /// Whether the registry answers at all.
+    pub async fn ping(&self, host: &str) -> Result<()> {
+        let url = self.url(host, "");
+        self.http.get(&url).send().await.map_err(|e| Self::unreachable(host, &e))?;
+        Ok(())
+    }
+}

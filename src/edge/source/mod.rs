@@ -1,0 +1,256 @@
+//! The user's source: a local directory or a git repository at a revision, the source
+//! directory confined to it, the facts the platform rules need, and the packed layer (`pack`).
+
+pub mod pack;
+
+pub use pack::{pack_dir, pack_file, Layer};
+
+use crate::core::config::AppConfig;
+use crate::core::platform::{self, SourceFacts};
+use crate::core::request::{Revision, SourceLocation};
+use crate::error::{one_line, Classified, ErrorClass};
+use std::path::{Component, Path, PathBuf};
+
+/// Why the source could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The git host could not be reached or broke off: may pass.
+    #[error("{what} {url}: {detail}")]
+    GitUnreachable { what: String, url: String, detail: String },
+    /// The git host answered, and said no (no such repository, branch or commit).
+    #[error("{what} {url}: {detail}")]
+    GitRefused { what: String, url: String, detail: String },
+    #[error("source path {path}: {detail}")]
+    Path { path: String, detail: String },
+    #[error("source path {0} is not a directory")]
+    NotADirectory(String),
+    #[error("source directory {0}")]
+    SourceDir(String),
+    #[error("cannot read the source directory: {0}")]
+    Unreadable(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl Classified for SourceError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::GitUnreachable { .. } => ErrorClass::Transient,
+            SourceError::GitRefused { .. }
+            | SourceError::Path { .. }
+            | SourceError::NotADirectory(_)
+            | SourceError::SourceDir(_)
+            | SourceError::Unreadable(_) => ErrorClass::User,
+            SourceError::Io(_) => ErrorClass::Internal,
+        }
+    }
+}
+crate::error::classified_into_build_error!(SourceError);
+
+type Result<T> = std::result::Result<T, SourceError>;
+
+/// A source as a person names it: a URL (`file://`, `http(s)://`, `ssh://`, `git://`,
+/// `user@host:path`) is a git repository, anything else a local directory.
+pub fn locate(s: &str) -> SourceLocation {
+    let is_git = s.starts_with("file://")
+        || s.starts_with("http://")
+        || s.starts_with("https://")
+        || s.starts_with("ssh://")
+        || s.starts_with("git://")
+        || (s.contains('@') && s.contains(':') && !Path::new(s).exists());
+    if is_git {
+        SourceLocation::Git(s.to_string())
+    } else {
+        // Absolute, so the source's name is its directory's even for `.`.
+        let path = Path::new(s);
+        SourceLocation::Local(path.canonicalize().unwrap_or_else(|_| path.to_path_buf()))
+    }
+}
+
+/// A checked-out repository: where it is on disk and which commit it is.
+#[derive(Debug)]
+pub struct Checkout {
+    pub root: PathBuf,
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    /// A local working tree with changes not committed: what is built is not `commit`.
+    pub dirty: bool,
+    /// Keeps a temporary clone alive as long as the checkout.
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn git(args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, String> {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").kill_on_drop(true);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out = cmd.output().await.map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A git failure is transient when the host could not be reached, and the user's otherwise:
+/// git says which only in its words.
+fn git_error(url: &str, what: &str, stderr: String) -> SourceError {
+    const UNREACHABLE: &[&str] = &[
+        "Could not resolve host",
+        "Connection refused",
+        "Connection timed out",
+        "timed out",
+        "Connection reset",
+        "unable to access",
+        "early EOF",
+        "The remote end hung up",
+    ];
+    let detail = one_line(stderr);
+    let (what, url) = (what.to_string(), url.to_string());
+    if UNREACHABLE.iter().any(|t| detail.contains(t)) && !detail.contains("returned error: 404") {
+        SourceError::GitUnreachable { what, url, detail }
+    } else {
+        SourceError::GitRefused { what, url, detail }
+    }
+}
+
+/// The commit HEAD of a local git checkout is at, if it is one.
+pub async fn head_commit(dir: &Path) -> Option<String> {
+    git(&["rev-parse", "HEAD"], Some(dir)).await.ok()
+}
+
+/// Fetches `location` at `revision`.
+pub async fn fetch(location: &SourceLocation, revision: &Revision) -> Result<Checkout> {
+    match location {
+        SourceLocation::Local(path) => {
+            let shown = path.display().to_string();
+            let root =
+                path.canonicalize().map_err(|e| SourceError::Path { path: shown.clone(), detail: e.to_string() })?;
+            if !root.is_dir() {
+                return Err(SourceError::NotADirectory(shown));
+            }
+            if !matches!(revision, Revision::WorkingTree | Revision::DefaultBranch) {
+                // A revision of a local repository means that commit, not the working tree.
+                let url = format!("file://{}", root.display());
+                return Box::pin(fetch(&SourceLocation::Git(url), revision)).await;
+            }
+            let commit = head_commit(&root).await;
+            let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok();
+            let dirty =
+                commit.is_some() && git(&["status", "--porcelain"], Some(&root)).await.is_ok_and(|s| !s.is_empty());
+            Ok(Checkout { root, commit, branch, dirty, _dir: None })
+        }
+        SourceLocation::Git(url) => clone(url, revision).await,
+    }
+}
+
+async fn clone(url: &str, revision: &Revision) -> Result<Checkout> {
+    let dir = tempfile::Builder::new()
+        .prefix("apprunner-src-")
+        .tempdir()
+        .map_err(|e| SourceError::Io(format!("temporary directory: {e}")))?;
+    let root = dir.path().to_path_buf();
+    let root_s = root.to_string_lossy().to_string();
+    match revision {
+        Revision::Commit(r) => {
+            git(&["init", "-q", &root_s], None).await.map_err(|e| git_error(url, "cannot create a clone of", e))?;
+            git(&["remote", "add", "origin", url], Some(&root)).await.map_err(|e| git_error(url, "cannot use", e))?;
+            // Servers that refuse a fetch by commit get a full fetch instead.
+            if git(&["fetch", "-q", "--depth", "1", "origin", r], Some(&root)).await.is_err() {
+                git(&["fetch", "-q", "origin"], Some(&root)).await.map_err(|e| git_error(url, "cannot fetch", e))?;
+                git(&["checkout", "-q", "--detach", r], Some(&root))
+                    .await
+                    .map_err(|e| git_error(url, &format!("commit {r} is not in"), e))?;
+            } else {
+                git(&["checkout", "-q", "--detach", "FETCH_HEAD"], Some(&root))
+                    .await
+                    .map_err(|e| git_error(url, "cannot check out", e))?;
+            }
+        }
+        Revision::Branch(branch) => {
+            git(&["clone", "-q", "--depth", "1", "--branch", branch, "--", url, &root_s], None)
+                .await
+                .map_err(|e| git_error(url, &format!("cannot clone branch {branch} of"), e))?;
+        }
+        Revision::DefaultBranch | Revision::WorkingTree => {
+            git(&["clone", "-q", "--depth", "1", "--", url, &root_s], None)
+                .await
+                .map_err(|e| git_error(url, "cannot clone", e))?;
+        }
+    }
+    let commit = head_commit(&root).await;
+    let branch = match revision {
+        Revision::Branch(b) => Some(b.clone()),
+        _ => git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok().filter(|b| b != "HEAD"),
+    };
+    Ok(Checkout { root, commit, branch, dirty: false, _dir: Some(dir) })
+}
+
+/// What the platform rules need to know of the files in `dir`, the source directory.
+pub fn platform_facts(dir: &Path, cfg: &AppConfig) -> SourceFacts {
+    use std::os::unix::fs::PermissionsExt;
+    SourceFacts {
+        package_json: std::fs::read_to_string(dir.join("package.json")).ok(),
+        start_script_executable: platform::start_script(cfg)
+            .and_then(|script| std::fs::metadata(dir.join(script)).ok())
+            .map(|meta| meta.permissions().mode() & 0o111 != 0),
+    }
+}
+
+/// Normalises a source directory (`services/api/`, `/services/api`) to `/services/api`, and
+/// rejects one that climbs out of the repository.
+pub fn normalize_source_dir(given: &str) -> Result<String> {
+    let mut parts = Vec::new();
+    for c in Path::new(given.trim()).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => parts.push(p.to_string_lossy().to_string()),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(SourceError::SourceDir(format!(
+                    "`{given}` leaves the repository; give a path from the repository root such as /services/api"
+                )))
+            }
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// The source directory on disk, which must be a directory inside the repository even after
+/// symlinks are followed.
+pub fn confine(root: &Path, source_dir: &str) -> Result<PathBuf> {
+    let rel = source_dir.trim_start_matches('/');
+    let path = root.join(rel);
+    let real_root = root.canonicalize().map_err(|e| SourceError::Io(format!("{}: {e}", root.display())))?;
+    let real = path
+        .canonicalize()
+        .map_err(|_| SourceError::SourceDir(format!("{source_dir} does not exist in the repository")))?;
+    if !real.starts_with(&real_root) {
+        return Err(SourceError::SourceDir(format!(
+            "{source_dir} resolves outside the repository (through a symlink); point it at a directory inside it"
+        )));
+    }
+    if !real.is_dir() {
+        return Err(SourceError::SourceDir(format!("{source_dir} is not a directory")));
+    }
+    Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_dirs_are_normalized_and_confined() {
+        assert_eq!(normalize_source_dir("services/api/").unwrap(), "/services/api");
+        assert_eq!(normalize_source_dir("/").unwrap(), "/");
+        assert_eq!(normalize_source_dir("").unwrap(), "/");
+        assert!(normalize_source_dir("/a/../../etc").unwrap_err().to_string().contains("leaves the repository"));
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join("svc")).unwrap();
+        std::os::unix::fs::symlink("/etc", repo.path().join("escape")).unwrap();
+        assert!(confine(repo.path(), "/svc").is_ok());
+        assert!(confine(repo.path(), "/escape").unwrap_err().to_string().contains("outside the repository"));
+        assert!(confine(repo.path(), "/nope").unwrap_err().to_string().contains("does not exist"));
+    }
+}

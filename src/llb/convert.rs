@@ -1,0 +1,158 @@
+//! The plan's stages as LLB: the image solve and the post-build check, and a readable
+//! rendering of a Definition for snapshots and `plan --llb`.
+
+use super::graph::{input, linux_amd64, Graph, Output};
+use super::pb::{self, op::Kind, Op};
+use super::{Llb, Solves, VertexInfo, CA_FILE};
+use crate::core::digest::sha256_digest as digest_of;
+use crate::core::plan::{AppCopy, BuildPlan, Stage, StageBase, StageRole, StepNetwork, APP_DIR, CA_MOUNT};
+use prost::Message;
+use std::fmt::Write as _;
+
+pub fn from_plan(plan: &BuildPlan) -> Solves {
+    let image_stage = plan.image_stage();
+    let image = stage_graph(plan, image_stage);
+    let post_build = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| stage_graph(plan, s));
+    Solves { image, post_build }
+}
+
+/// A graph ending in `target`, built by walking its ancestry; shared stages give identical ops,
+/// so `BuildKit` solves them once across concurrent solves.
+fn stage_graph(plan: &BuildPlan, target: &Stage) -> Llb {
+    let mut g = Graph::default();
+    let out = emit_stage(plan, target, &mut g);
+    g.finish(&out)
+}
+
+fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
+    let mut state = match &stage.from {
+        StageBase::Image(r) => g.image(r),
+        StageBase::Stage(name) => {
+            let parent = plan.stage(name).expect("plan names only its own stages");
+            emit_stage(plan, parent, g)
+        }
+    };
+    match &stage.copy_app {
+        Some(AppCopy::Source) => {
+            let src = g.image(&plan.source_image);
+            let name = format!("[{}] copy source directory {} to {APP_DIR}", stage.name, plan.source_dir);
+            state = g.copy(
+                &state,
+                &src,
+                "/",
+                &name,
+                VertexInfo { stage: stage.name.clone(), step: None, name: name.clone() },
+            );
+        }
+        Some(AppCopy::FromStage(from)) => {
+            let parent = plan.stage(from).expect("plan names only its own stages");
+            let app = emit_stage(plan, parent, g);
+            let name = format!("[{}] copy {APP_DIR} from the {from} stage", stage.name);
+            state = g.copy(
+                &state,
+                &app,
+                APP_DIR,
+                &name,
+                VertexInfo { stage: stage.name.clone(), step: None, name: name.clone() },
+            );
+        }
+        None => {}
+    }
+    let ca = plan.ca_bundle_image.as_ref().map(|r| g.image(r));
+    for (i, step) in stage.steps.iter().enumerate() {
+        let mut inputs = vec![input(&state)];
+        let mut mounts =
+            vec![pb::Mount { input: 0, selector: String::new(), dest: "/".into(), output: 0, readonly: false }];
+        if let Some(ca) = &ca {
+            inputs.push(input(ca));
+            mounts.push(pb::Mount {
+                input: 1,
+                selector: CA_FILE.into(),
+                dest: CA_MOUNT.into(),
+                output: -1,
+                readonly: true,
+            });
+        }
+        let exec = pb::ExecOp {
+            meta: Some(pb::Meta {
+                args: vec!["/bin/sh".into(), "-c".into(), step.command.clone()],
+                env: stage.env.clone(),
+                cwd: APP_DIR.into(),
+                user: String::new(),
+            }),
+            mounts,
+            network: match plan.network {
+                StepNetwork::Sandbox => pb::NetMode::Unset as i32,
+                StepNetwork::Host => pb::NetMode::Host as i32,
+            },
+        };
+        let name = format!("[{}] {}: {}", stage.name, step.describe(), first_line(&step.command));
+        let op = Op { inputs, op: Some(Kind::Exec(exec)), platform: Some(linux_amd64()) };
+        state =
+            g.add(&op, Some(&name), Some(VertexInfo { stage: stage.name.clone(), step: Some(i), name: name.clone() }));
+    }
+    state
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if s.lines().nth(1).is_some() {
+        format!("{line} …")
+    } else {
+        line.to_string()
+    }
+}
+
+/// A readable rendering of a Definition, one op per line, for snapshots and `plan --llb`.
+pub fn render(llb: &Llb) -> String {
+    let def = llb.definition();
+    let mut out = String::new();
+    for bytes in &def.def {
+        let d = digest_of(bytes);
+        let op = Op::decode(bytes.as_slice()).expect("we encoded it");
+        let short = |x: &str| x.trim_start_matches("sha256:")[..12].to_string();
+        let ins: Vec<String> = op.inputs.iter().map(|i| short(&i.digest)).collect();
+        let body = match &op.op {
+            Some(Kind::Source(s)) => format!("source {}", s.identifier),
+            Some(Kind::File(f)) => {
+                let a = f.actions.iter().map(|a| match &a.action {
+                    Some(pb::file_action::Action::Copy(c)) => format!("copy {} -> {}", c.src, c.dest),
+                    None => "?".into(),
+                });
+                format!("file {}", a.collect::<Vec<_>>().join("; "))
+            }
+            Some(Kind::Exec(e)) => {
+                let m = e.meta.clone().unwrap_or_default();
+                let mounts: Vec<String> = e
+                    .mounts
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}{}{}",
+                            m.dest,
+                            if m.readonly { ":ro" } else { "" },
+                            if m.selector.is_empty() { String::new() } else { format!("<-{}", m.selector) }
+                        )
+                    })
+                    .collect();
+                format!(
+                    "exec {:?} cwd={} net={} mounts=[{}] env={}",
+                    m.args.last().cloned().unwrap_or_default(),
+                    m.cwd,
+                    e.network,
+                    mounts.join(","),
+                    m.env.len()
+                )
+            }
+            None => "terminal".into(),
+        };
+        let name = def
+            .metadata
+            .get(&d)
+            .and_then(|m| m.description.get("llb.customname"))
+            .map(|n| format!("  # {n}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "{} <- [{}] {body}{name}", short(&d), ins.join(","));
+    }
+    out
+}

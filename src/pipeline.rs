@@ -1,0 +1,321 @@
+//! One build, end to end: source -> configuration -> runtime -> plan -> LLB -> `BuildKit` ->
+//! image. The pure steps are in `core` and `llb`; this is where they meet the edges.
+
+use crate::core::catalog::RuntimeCatalog;
+use crate::core::config::{self, AppConfig, ConfigSource, CONFIG_FILE};
+use crate::core::image_ref::ImageRef;
+use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StepNetwork};
+use crate::core::platform;
+use crate::core::progress::{Progress, SolveEvent};
+use crate::core::request::{BuildRequest, BuildResult, ConfigInput, SourceLocation, StageTiming};
+use crate::edge::buildkit::{Backend, Buildkit, BuildkitAddr, SolveFailure};
+use crate::edge::image;
+use crate::edge::registry::{Credentials, Registry};
+use crate::edge::source::{self, Checkout, Layer};
+use crate::error::BuildError;
+use crate::llb::{self, Solves};
+use crate::log::DeploymentLog;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How this worker reaches its services; the same for every build it runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub buildkit: BuildkitAddr,
+    /// Registry host (`127.0.0.1:5000`) of the runtime images and the source images.
+    pub registry: String,
+    /// PEM bundle mounted read-only into every build step; None: no bundle.
+    pub ca_bundle: Option<PathBuf>,
+    pub network: StepNetwork,
+    pub timeout: Duration,
+    pub registry_credentials: Option<Credentials>,
+    /// Registry hosts reached over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+}
+
+impl Settings {
+    pub fn registry_client(&self) -> Registry {
+        Registry::new(self.registry_credentials.clone(), self.insecure_registries.clone())
+    }
+
+    fn entitlements(&self) -> Vec<String> {
+        match self.network {
+            StepNetwork::Host => vec!["network.host".to_string()],
+            StepNetwork::Sandbox => Vec::new(),
+        }
+    }
+}
+
+pub const SOURCE_REPOSITORY: &str = "apprunner-build/sources";
+pub const CA_REPOSITORY: &str = "apprunner-build/ca-bundles";
+
+/// A fetched, configured and planned build, before `BuildKit`.
+pub struct Prepared {
+    pub checkout: Checkout,
+    pub config: AppConfig,
+    pub plan: BuildPlan,
+    pub solves: Solves,
+    source_layer: Layer,
+    ca_layer: Option<Layer>,
+}
+
+/// Reads the configuration the request names (A21: a REPOSITORY build needs apprunner.yaml in
+/// `dir`, the source directory `source_dir` on disk).
+pub fn read_config(
+    input: &ConfigInput,
+    source_dir: &str,
+    dir: &Path,
+    catalog: &RuntimeCatalog,
+) -> Result<AppConfig, BuildError> {
+    match input {
+        ConfigInput::Api(values) => {
+            config::from_api(values, catalog).map_err(|e| BuildError::user(format!("invalid API configuration: {e}")))
+        }
+        ConfigInput::Repository => {
+            let shown = format!("{}/{CONFIG_FILE}", source_dir.trim_end_matches('/'));
+            let Ok(bytes) = std::fs::read(dir.join(CONFIG_FILE)) else {
+                let near = ["apprunner.yml", "apprunner.YAML", "AppRunner.yaml", "apprunner.json"]
+                    .iter()
+                    .find(|n| dir.join(n).exists());
+                let hint = near.map_or_else(
+                    || "; add it there, or use configuration source API with the build settings".to_string(),
+                    |n| format!("; found {n}, but App Runner reads only apprunner.yaml: rename it"),
+                );
+                return Err(BuildError::user(format!(
+                    "App Runner configuration file apprunner.yaml not found: looked for {shown} in source directory {source_dir}{hint}"
+                )));
+            };
+            let text = String::from_utf8(bytes).map_err(|_| BuildError::user(format!("{shown} is not UTF-8 text")))?;
+            Ok(config::from_yaml(&text, &shown, catalog)?)
+        }
+    }
+}
+
+/// Fetches the source and plans the build. With `registry` None nothing is asked of the
+/// registry (base images stay unpinned), which is what `plan --offline` shows.
+pub async fn prepare(
+    settings: &Settings,
+    req: &BuildRequest,
+    registry: Option<&Registry>,
+    log: &DeploymentLog,
+) -> Result<Prepared, BuildError> {
+    let catalog = RuntimeCatalog::builtin();
+    let source_dir = source::normalize_source_dir(&req.source_dir)?;
+    let (repo_type, repo_shown) = match &req.location {
+        SourceLocation::Local(p) => ("LOCAL", p.display().to_string()),
+        SourceLocation::Git(u) => ("GIT", u.clone()),
+    };
+    let version = req.revision.describe();
+    log.apprunner(format!("Deployment Artifact: [Repo Type: {repo_type}], [Repository: {repo_shown}], {version}, [SourceDirectory: {source_dir}]"));
+    log.apprunner(format!("Pulling source code from {repo_type} Repository ( {repo_shown} )."));
+    let checkout = source::fetch(&req.location, &req.revision).await?;
+    log.apprunner("Successfully pulled your application source code.");
+    log.apprunner(format!(
+        "Source at commit {}{}{}.",
+        checkout.commit.as_deref().unwrap_or("(not a git repository)"),
+        checkout.branch.as_deref().map(|b| format!(" (branch {b})")).unwrap_or_default(),
+        if checkout.dirty { ", with changes not committed (the working tree is built as it is)" } else { "" }
+    ));
+    let dir = source::confine(&checkout.root, &source_dir)?;
+    let cfg = read_config(&req.config, &source_dir, &dir, catalog)?;
+    match cfg.source {
+        ConfigSource::Repository => log.apprunner("Successfully validate configuration file."),
+        ConfigSource::Api => {
+            log.apprunner("Using the build settings from the API values; any apprunner.yaml is ignored.");
+        }
+    }
+    let resolved = catalog.resolve(catalog.lookup(&cfg.runtime)?, cfg.runtime_version.as_deref())?;
+    platform::check(&cfg, &resolved, &source::platform_facts(&dir, &cfg), &source_dir)?;
+
+    let host = settings.registry.as_str();
+    let build_ref = ImageRef::parse(&format!("{host}/{}", resolved.build_image))?;
+    let run_ref = ImageRef::parse(&format!("{host}/{}", resolved.run_image))?;
+    let (build_image, run_image) = match registry {
+        Some(r) => (
+            image::image_facts(r, &build_ref, "build image").await?,
+            image::image_facts(r, &run_ref, "run image").await?,
+        ),
+        None => (unpinned(&build_ref), unpinned(&run_ref)),
+    };
+    let source_layer = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || source::pack_dir(&dir)
+    })
+    .await
+    .map_err(|e| BuildError::internal(format!("packing task: {e}")))??;
+    let ca_layer = match &settings.ca_bundle {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| BuildError::internal(format!("CA bundle {}: {e}", path.display())))?;
+            Some(source::pack_file(llb::CA_FILE.trim_start_matches('/'), &pem, 0o644)?)
+        }
+        None => None,
+    };
+    let input = PlanInput {
+        runtime: resolved,
+        build_image,
+        run_image,
+        source_image: image::content_reference(host, SOURCE_REPOSITORY, &source_layer),
+        source_dir,
+        repository: match &req.location {
+            SourceLocation::Git(u) => Some(u.clone()),
+            SourceLocation::Local(_) => None,
+        },
+        revision: checkout.commit.clone(),
+        operation_id: req.operation_id.clone(),
+        ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(host, CA_REPOSITORY, l)),
+        network: settings.network,
+    };
+    let plan = plan::plan(&cfg, &input);
+    let solves = llb::from_plan(&plan);
+    Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer })
+}
+
+fn unpinned(r: &ImageRef) -> ImageFacts {
+    ImageFacts { reference: r.to_string(), digest: None, env: Vec::new(), labels: BTreeMap::new() }
+}
+
+/// Runs a whole build, streaming the deployment log; the result on success.
+pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
+    log.apprunner(format!("Deployment with ID : {} started. Triggering event : {}", req.operation_id, req.trigger));
+    let result = run_inner(settings, req, log).await;
+    match &result {
+        Ok(o) => {
+            log.apprunner(format!("Image: {}", o.image));
+            log.apprunner("Deployment completed successfully.");
+        }
+        Err(e) => {
+            log.apprunner(format!("Failed to build your application source code. Reason: {}", e.message));
+            log.apprunner(format!("Deployment failed ({} error). For details, see the lines above.", e.class));
+        }
+    }
+    result
+}
+
+async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
+    let registry = settings.registry_client();
+    let target = &req.target;
+    if target.digest.is_some() {
+        return Err(BuildError::user(format!(
+            "target image {target} names a digest; give a repository and tag, e.g. {}:latest",
+            target.name()
+        )));
+    }
+    let prepared = prepare(settings, req, Some(&registry), log).await?;
+    let plan = &prepared.plan;
+    for w in &plan.warnings {
+        log.apprunner(format!("Warning: {w}"));
+    }
+    log.apprunner(format!(
+        "Runtime {} {} ({} build). Build image {}, run image {}.",
+        plan.runtime, plan.runtime_version, plan.build_process, plan.build_image, plan.run_image
+    ));
+    if !plan.secrets.is_empty() {
+        let names: Vec<&str> = plan.secrets.iter().map(|s| s.name.as_str()).collect();
+        log.apprunner(format!(
+            "Runtime secrets {} stay references: they are not resolved at build time and not written into the image.",
+            names.join(", ")
+        ));
+    }
+
+    let host = settings.registry.as_str();
+    let src = image::push_content(&registry, host, SOURCE_REPOSITORY, &prepared.source_layer).await?;
+    if src.uploaded {
+        log.apprunner(format!(
+            "Source directory {} packed: {} files, {} bytes uploaded as {}.",
+            plan.source_dir, prepared.source_layer.files, src.bytes, src.pinned
+        ));
+    } else {
+        log.apprunner(format!(
+            "Source directory {} unchanged since an earlier build ({}); nothing uploaded.",
+            plan.source_dir, src.pinned
+        ));
+    }
+    if let Some(ca) = &prepared.ca_layer {
+        image::push_content(&registry, host, CA_REPOSITORY, ca).await?;
+    }
+
+    let buildkit = Buildkit::connect(&settings.buildkit).await?;
+    let backend = Backend::for_addr(&settings.buildkit);
+    log.apprunner("Starting source code build.");
+    let stages = solve(&buildkit, &backend, settings, target, &prepared, log).await?;
+    log.apprunner("Successfully built your application source code.");
+
+    if backend.pushes_after_solve() {
+        log.apprunner(format!("Pushing image {target}."));
+        backend.publish(target, settings.registry_credentials.as_ref()).await?;
+    }
+    let digest = image::write_final_config(&registry, target, &plan.image).await?;
+    let cfg = &prepared.config;
+    Ok(BuildResult {
+        image: target.with_digest(&digest),
+        runtime: plan.runtime.clone(),
+        runtime_version: plan.runtime_version.clone(),
+        build_process: plan.build_process,
+        commit: prepared.checkout.commit.clone(),
+        stages,
+        start_command: cfg.command.clone(),
+        port: cfg.port,
+        run_env: cfg.run_env.clone(),
+        secrets: cfg.secrets.clone(),
+        warnings: plan.warnings.clone(),
+        source_uploaded: src.uploaded,
+    })
+}
+
+/// Solves the image and (concurrently) the post-build check within the time limit, reporting
+/// progress as it comes; the stage timings.
+async fn solve(
+    buildkit: &Buildkit,
+    backend: &Backend,
+    settings: &Settings,
+    target: &ImageRef,
+    prepared: &Prepared,
+    log: &DeploymentLog,
+) -> Result<Vec<StageTiming>, BuildError> {
+    let plan = &prepared.plan;
+    let entitlements = settings.entitlements();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let reporter = tokio::spawn(report(rx, log.clone(), plan.clone()));
+    let (exporter, attrs) = backend.exporter(target, &settings.insecure_registries);
+    let image_solve = buildkit.solve(&prepared.solves.image, Some((exporter, attrs)), &entitlements, tx.clone());
+    let post_solve = async {
+        match &prepared.solves.post_build {
+            Some(llb) => buildkit.solve(llb, None, &entitlements, tx.clone()).await.map(|_| ()),
+            None => Ok(()),
+        }
+    };
+    let solved = tokio::time::timeout(settings.timeout, async { tokio::join!(image_solve, post_solve) }).await;
+    drop(tx);
+    let timings = reporter.await.unwrap_or_default();
+    let Ok((image_result, post_result)) = solved else {
+        return Err(BuildError::user(format!(
+            "the build did not finish within its time limit of {} seconds and was cancelled",
+            settings.timeout.as_secs()
+        )));
+    };
+    let failure = |f: SolveFailure| match &f {
+        SolveFailure::Step { vertex, .. } => {
+            let phase =
+                plan.stage(&vertex.stage).and_then(|s| vertex.step.map(|i| s.steps[i].phase.key())).unwrap_or("build");
+            BuildError::user(format!("Failed to execute '{phase}' command: {f}"))
+        }
+        _ => BuildError::from(f),
+    };
+    image_result.map_err(failure)?;
+    post_result.map_err(failure)?;
+    Ok(timings)
+}
+
+/// Turns solve events into deployment-log lines as they come, and measures each stage.
+async fn report(mut rx: UnboundedReceiver<SolveEvent>, log: DeploymentLog, plan: BuildPlan) -> Vec<StageTiming> {
+    let mut progress = Progress::new(&plan);
+    while let Some(ev) = rx.recv().await {
+        for (source, text) in progress.on_event(&ev, Instant::now()) {
+            log.emit(source, text);
+        }
+    }
+    progress.timings()
+}

@@ -1,0 +1,12 @@
+//! The queue: the message formats (`job`), `RabbitMQ` topology and confirmed publishing (`amqp`),
+//! the worker loop (`worker`) with its pure decisions (`outcome`) and the registry's record of
+//! what was built and reported (`ledger`), the clients (`client`), and the metrics.
+
+pub mod amqp;
+pub mod client;
+pub mod event;
+pub mod job;
+pub mod ledger;
+pub mod metrics;
+pub mod outcome;
+pub mod worker;
