@@ -75,7 +75,7 @@ pub fn read_config(
         }
         ConfigInput::Repository => {
             let shown = format!("{}/{CONFIG_FILE}", source_dir.trim_end_matches('/'));
-            let Ok(bytes) = std::fs::read(dir.join(CONFIG_FILE)) else {
+            let Some(bytes) = source::read_confined(dir, CONFIG_FILE, config::MAX_CONFIG_BYTES)? else {
                 let near = ["apprunner.yml", "apprunner.YAML", "AppRunner.yaml", "apprunner.json"]
                     .iter()
                     .find(|n| dir.join(n).exists());
@@ -127,7 +127,7 @@ pub async fn prepare(
         }
     }
     let resolved = catalog.resolve(catalog.lookup(&cfg.runtime)?, cfg.runtime_version.as_deref())?;
-    platform::check(&cfg, &resolved, &source::platform_facts(&dir, &cfg), &source_dir)?;
+    platform::check(&cfg, &resolved, &source::platform_facts(&dir, &cfg)?, &source_dir)?;
 
     let host = settings.registry.as_str();
     let build_ref = ImageRef::parse(&format!("{host}/{}", resolved.build_image))?;

@@ -1,7 +1,7 @@
 //! Every rejection of SPEC.md §2.6 and DECISIONS.md gives one line naming the key, and the
 //! lenient cases of real files are accepted with a warning. Pure: no services involved.
 // Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::format_collect, clippy::format_push_string)]
 
 use apprunner_build::core::catalog::RuntimeCatalog;
 use apprunner_build::core::config::{self, AppConfig};
@@ -231,4 +231,38 @@ fn corpus_of_real_files() {
     // The rest name runtimes App Runner never had (docker, java21, python3.11), versions outside
     // the release tables, a reserved PORT, or miss required keys.
     assert!(accepted >= 70, "only {accepted} corpus files accepted");
+}
+
+/// Hostile or careless inputs cost little and get one line that names the limit.
+#[test]
+fn limits_are_enforced_quickly_in_one_line_each() {
+    let started = std::time::Instant::now();
+    // A "billion laughs" file: nine levels of ten aliases, a few hundred bytes.
+    let mut bomb = String::from("version: 1.0\nruntime: python3\nx0: &x0 [a, a, a, a, a, a, a, a, a, a]\n");
+    for i in 1..10 {
+        bomb.push_str(&format!("x{i}: &x{i} [{}]\n", vec![format!("*x{}", i - 1); 10].join(", ")));
+    }
+    assert!(rejected(&bomb).contains("more than 20000 values once its aliases are expanded"));
+    let big = format!("{GOOD}# {}\n", "x".repeat(300 * 1024));
+    assert!(rejected(&big).contains("may have at most 262144"));
+    let many: String = (0..2000).map(|i| format!("      - echo {i}\n")).collect();
+    let e = rejected(&GOOD.replace("      - pip install -r requirements.txt\n", &many));
+    assert!(e.contains("build.commands.build: 2000 commands; a phase may have at most 1000"), "{e}");
+    let e = rejected(&GOOD.replace("runtime: python3", &format!("runtime: {}", "p".repeat(200 * 1024))));
+    assert!(e.contains("runtime: the value is 204800 bytes; at most 65536 are accepted"), "{e}");
+    let e = rejected(&GOOD.replace("runtime: python3", &format!("runtime: {}", "p".repeat(60 * 1024))));
+    assert!(e.contains("is not a managed runtime") && e.len() < 1000, "{e}");
+    let e = rejected(&GOOD.replace("runtime: python3", "runtime: \"py\\e[31mthon\""));
+    assert!(e.contains("py\\u{1b}[31mthon"), "{e}");
+    let unknown: String = (0..5000).map(|i| format!("extra{i}: 1\n")).collect();
+    let c = yaml(&format!("{GOOD}{unknown}")).unwrap();
+    assert_eq!(c.warnings.len(), 101);
+    assert!(c.warnings[100].contains("and 4900 more warnings"), "{:?}", c.warnings.last());
+    let e = api(&format!(
+        r#"{{"Runtime":"PYTHON_3","BuildCommand":[{}],"StartCommand":"s"}}"#,
+        vec!["\"b\""; 1001].join(",")
+    ))
+    .unwrap_err();
+    assert!(e.contains("1001 commands; at most 1000"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
 }

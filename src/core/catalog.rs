@@ -149,7 +149,7 @@ impl RuntimeCatalog {
                 None => String::new(),
             },
         };
-        Err(CatalogError::UnknownRuntime { given: given.to_string(), names: names.join(", "), hint })
+        Err(CatalogError::UnknownRuntime { given: crate::core::shown::cut(given), names: names.join(", "), hint })
     }
 
     /// Resolves `runtime-version` (None: the newest release) to one release (SPEC.md §3.3).
@@ -166,7 +166,7 @@ impl RuntimeCatalog {
         let max_parts = rt.releases.iter().map(|r| r.version.split('.').count()).max().unwrap_or(3);
         let parts =
             parse_components(lock).filter(|p| p.len() <= max_parts).ok_or_else(|| CatalogError::VersionSyntax {
-                lock: lock.to_string(),
+                lock: crate::core::shown::cut(lock),
                 runtime: rt.name.clone(),
                 syntax: rt.version_syntax.clone(),
                 example: rt.releases[0].version.clone(),
@@ -182,7 +182,7 @@ impl RuntimeCatalog {
             .find(|o| o.name != rt.name && o.releases.iter().any(|r| matches_prefix(&r.version, &parts)))
         {
             return Err(CatalogError::OtherRuntime {
-                lock: lock.to_string(),
+                lock: crate::core::shown::cut(lock),
                 runtime: rt.name.clone(),
                 other: other.name.clone(),
             });
@@ -193,7 +193,11 @@ impl RuntimeCatalog {
             .map(|&n| listed(rt, |v| matches_prefix(v, &parts[..n])))
             .find(|l| !l.is_empty())
             .unwrap_or_else(|| listed(rt, |_| true));
-        Err(CatalogError::Unlisted { lock: lock.to_string(), runtime: rt.name.clone(), listed: near.join(", ") })
+        Err(CatalogError::Unlisted {
+            lock: crate::core::shown::cut(lock),
+            runtime: rt.name.clone(),
+            listed: near.join(", "),
+        })
     }
 }
 
@@ -236,8 +240,12 @@ fn matches_prefix(version: &str, lock: &[u64]) -> bool {
     }
 }
 
-/// The candidate within a small edit distance of `word`, if any.
+/// The candidate within a small edit distance of `word`, if any. A word far longer than any
+/// name is no typo of one, and is not compared (the distance costs its length times theirs).
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    if word.len() > 64 {
+        return None;
+    }
     candidates
         .iter()
         .map(|c| (edit_distance(word, c), *c))

@@ -11,4 +11,5 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod request;
+pub mod shown;
 pub mod yaml;

@@ -19,6 +19,8 @@ pub struct Output {
 #[derive(Default)]
 pub(super) struct Graph {
     ops: Vec<(String, Vec<u8>)>,
+    /// The digests in `ops`, so adding an op is not linear in the graph's size.
+    known: std::collections::HashSet<String>,
     metadata: BTreeMap<String, pb::OpMetadata>,
     vertices: BTreeMap<String, VertexInfo>,
 }
@@ -31,7 +33,7 @@ impl Graph {
     pub(super) fn add(&mut self, op: &Op, name: Option<&str>, info: Option<VertexInfo>) -> Output {
         let bytes = op.encode_to_vec();
         let digest = digest_of(&bytes);
-        if !self.ops.iter().any(|(d, _)| *d == digest) {
+        if self.known.insert(digest.clone()) {
             self.ops.push((digest.clone(), bytes));
             let mut meta = pb::OpMetadata::default();
             if let Some(n) = name {

@@ -2,13 +2,25 @@
 //! them; any `apprunner.yaml` is ignored.
 
 use super::rules::{check_env_name, check_run_settings, parse_port};
-use super::{AppConfig, ConfigError, ConfigSource, EnvVar, Result, SecretRef, DEFAULT_PORT};
+use super::{
+    AppConfig, ConfigError, ConfigSource, EnvVar, Result, SecretRef, DEFAULT_PORT, MAX_COMMANDS, MAX_CONFIG_BYTES,
+    MAX_ENV, MAX_WARNINGS,
+};
 use crate::core::catalog::{closest, RuntimeCatalog};
+use crate::core::shown::cut;
 
 /// Reads API values (`CodeConfigurationValues`): `Runtime`, `BuildCommand`, `StartCommand`,
 /// `Port`, `RuntimeEnvironmentVariables`, `RuntimeEnvironmentSecrets`, in `PascalCase` or camelCase.
 pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<AppConfig> {
     let fail = |key: &str, message: String| ConfigError { file: None, mark: None, key: key.to_string(), message };
+    // Bounded like a file: every later check is linear in this size.
+    let size = serde_json::to_string(values).map_or(usize::MAX, |s| s.len());
+    if size > MAX_CONFIG_BYTES {
+        return Err(fail(
+            "CodeConfigurationValues",
+            format!("the values are {size} bytes; at most {MAX_CONFIG_BYTES} are accepted"),
+        ));
+    }
     let obj = values.as_object().ok_or_else(|| {
         fail("CodeConfigurationValues", "expected a JSON object of Runtime, BuildCommand, StartCommand, Port, …".into())
     })?;
@@ -16,22 +28,7 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
     if let Some(inner) = get(obj, "CodeConfigurationValues") {
         return from_api(inner, catalog);
     }
-    const KNOWN: &[&str] = &[
-        "Runtime",
-        "BuildCommand",
-        "StartCommand",
-        "Port",
-        "RuntimeEnvironmentVariables",
-        "RuntimeEnvironmentSecrets",
-        "ConfigurationSource",
-    ];
-    let mut warnings = Vec::new();
-    for k in obj.keys() {
-        if !KNOWN.iter().any(|n| n.eq_ignore_ascii_case(k)) {
-            let hint = closest(k, KNOWN).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-            warnings.push(format!("API values: unknown field `{k}` is ignored{hint}"));
-        }
-    }
+    let warnings = unknown_fields(obj);
     let string = |key: &str| -> Result<Option<String>> {
         match get(obj, key) {
             None | Some(serde_json::Value::Null) => Ok(None),
@@ -45,6 +42,9 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
     let rt = catalog.lookup(&runtime_text).map_err(|m| fail("Runtime", m.to_string()))?;
     // BuildCommand is one shell command line (A5); a list is taken as several commands.
     let build = match get(obj, "BuildCommand") {
+        Some(serde_json::Value::Array(items)) if items.len() > MAX_COMMANDS => {
+            return Err(fail("BuildCommand", format!("{} commands; at most {MAX_COMMANDS} are accepted", items.len())))
+        }
         Some(serde_json::Value::Array(items)) => items
             .iter()
             .map(|i| i.as_str().map(str::to_string).ok_or_else(|| fail("BuildCommand", "expected a string".into())))
@@ -105,6 +105,29 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
     Ok(cfg)
 }
 
+/// A warning for each field the API does not have, with the closest one it does.
+fn unknown_fields(obj: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    const KNOWN: &[&str] = &[
+        "Runtime",
+        "BuildCommand",
+        "StartCommand",
+        "Port",
+        "RuntimeEnvironmentVariables",
+        "RuntimeEnvironmentSecrets",
+        "ConfigurationSource",
+    ];
+    let mut warnings = Vec::new();
+    let unknown: Vec<&String> = obj.keys().filter(|k| !KNOWN.iter().any(|n| n.eq_ignore_ascii_case(k))).collect();
+    for k in unknown.iter().take(MAX_WARNINGS) {
+        let hint = closest(k, KNOWN).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+        warnings.push(format!("API values: unknown field `{}` is ignored{hint}", cut(k)));
+    }
+    if unknown.len() > MAX_WARNINGS {
+        warnings.push(format!("API values: … and {} more unknown fields", unknown.len() - MAX_WARNINGS));
+    }
+    warnings
+}
+
 fn get<'a>(obj: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> Option<&'a serde_json::Value> {
     obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
 }
@@ -126,6 +149,9 @@ fn name_values(v: Option<&serde_json::Value>, key: &str) -> Result<Vec<(String, 
     let mut out = Vec::new();
     let mut add = |obj: &serde_json::Map<String, serde_json::Value>| -> Result<()> {
         for (k, v) in obj {
+            if out.len() >= MAX_ENV {
+                return Err(fail(format!("more than {MAX_ENV} entries; at most {MAX_ENV} are accepted")));
+            }
             let value = match v {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Number(n) => n.to_string(),

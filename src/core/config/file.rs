@@ -3,13 +3,19 @@
 
 use super::keys::{key_mark, suggest_key, KNOWN_KEYS};
 use super::rules::{check_env_name, check_run_settings, parse_port};
-use super::{AppConfig, ConfigError, ConfigSource, EnvVar, Result, SecretRef, CONFIG_FILE, DEFAULT_PORT};
+use super::{
+    AppConfig, ConfigError, ConfigSource, EnvVar, Result, SecretRef, CONFIG_FILE, DEFAULT_PORT, MAX_COMMANDS,
+    MAX_CONFIG_BYTES, MAX_ENV, MAX_VALUE_BYTES, MAX_WARNINGS,
+};
 use crate::core::catalog::{Runtime, RuntimeCatalog};
+use crate::core::shown::cut;
 use crate::core::yaml::{self, Mark, Node, Value};
 
 struct FileReader<'a> {
     file: &'a str,
     warnings: Vec<String>,
+    /// Warnings past [`MAX_WARNINGS`], counted.
+    more_warnings: usize,
 }
 
 impl FileReader<'_> {
@@ -23,7 +29,23 @@ impl FileReader<'_> {
     }
 
     fn warn(&mut self, mark: Mark, message: impl std::fmt::Display) {
-        self.warnings.push(format!("{}:{mark}: {message}", self.file));
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(format!("{}:{mark}: {message}", self.file));
+        } else {
+            self.more_warnings += 1;
+        }
+    }
+
+    /// Refuses a value longer than [`MAX_VALUE_BYTES`].
+    fn bounded(&self, node: &Node, key: &str, text: &str) -> Result<()> {
+        if text.len() > MAX_VALUE_BYTES {
+            return Err(self.err(
+                node.mark,
+                key,
+                format!("the value is {} bytes; at most {MAX_VALUE_BYTES} are accepted", text.len()),
+            ));
+        }
+        Ok(())
     }
 
     /// The entries of a mapping node; unknown keys become warnings with a suggestion.
@@ -43,10 +65,13 @@ impl FileReader<'_> {
             };
             if known.contains(&key) {
                 out.push((key, v));
+            } else if self.warnings.len() >= MAX_WARNINGS {
+                self.more_warnings += 1;
             } else {
+                let key = cut(key);
                 let shown =
-                    if path.is_empty() { key.to_string() } else { format!("{}.{key}", path.replace("[]", "[…]")) };
-                let hint = suggest_key(path, key).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                    if path.is_empty() { key.clone() } else { format!("{}.{key}", path.replace("[]", "[…]")) };
+                let hint = suggest_key(path, &key).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
                 self.warn(k.mark, format!("unknown key `{shown}` is ignored{hint}"));
             }
         }
@@ -67,7 +92,10 @@ impl FileReader<'_> {
     fn scalar(&self, node: &Node, key: &str, expected: &str) -> Result<String> {
         self.tag_check(node, key)?;
         match node.as_scalar() {
-            Some(text) if !node.is_null() => Ok(text.to_string()),
+            Some(text) if !node.is_null() => {
+                self.bounded(node, key, text)?;
+                Ok(text.to_string())
+            }
             _ => Err(self.err(node.mark, key, format!("expected {expected}, found {}", node.kind()))),
         }
     }
@@ -84,13 +112,17 @@ impl FileReader<'_> {
             }
             Value::Map(_) => return Err(self.err(node.mark, key, "expected a list of commands, found a mapping")),
         };
+        if items.len() > MAX_COMMANDS {
+            let n = items.len();
+            return Err(self.err(node.mark, key, format!("{n} commands; a phase may have at most {MAX_COMMANDS}")));
+        }
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let at = format!("{key}[{i}]");
             match &item.value {
                 Value::Map(entries) if entries.len() == 1 && entries[0].0.as_scalar().is_some() => {
                     let (k, v) = &entries[0];
-                    let guess = format!("{}: {}", k.as_scalar().unwrap_or(""), v.as_scalar().unwrap_or("…"));
+                    let guess = cut(&format!("{}: {}", k.as_scalar().unwrap_or(""), v.as_scalar().unwrap_or("…")));
                     return Err(self.err(
                         item.mark,
                         &at,
@@ -102,6 +134,7 @@ impl FileReader<'_> {
                 }
                 Value::Scalar { text, .. } => {
                     self.tag_check(item, &at)?;
+                    self.bounded(item, &at, text)?;
                     out.push(text.clone());
                 }
                 _ => {
@@ -134,7 +167,10 @@ impl FileReader<'_> {
             self.tag_check(value, &format!("{at}.value"))?;
             let value = match value.as_scalar() {
                 Some(_) if value.is_null() => String::new(),
-                Some(text) => text.to_string(),
+                Some(text) => {
+                    self.bounded(value, &format!("{at}.value"), text)?;
+                    text.to_string()
+                }
                 None => {
                     return Err(self.err(
                         value.mark,
@@ -151,6 +187,10 @@ impl FileReader<'_> {
     fn list<'n>(&self, node: &'n Node, key: &str) -> Result<Vec<&'n Node>> {
         self.tag_check(node, key)?;
         match &node.value {
+            Value::Seq(items) if items.len() > MAX_ENV => {
+                let n = items.len();
+                Err(self.err(node.mark, key, format!("{n} entries; a list may have at most {MAX_ENV}")))
+            }
             Value::Seq(items) => Ok(items.iter().collect()),
             _ if node.is_null() => Ok(Vec::new()),
             _ => Err(self.err(node.mark, key, format!("expected a list, found {}", node.kind()))),
@@ -321,7 +361,15 @@ impl FileReader<'_> {
 /// Reads `apprunner.yaml`. `file` is the name used in messages (its path in the repository).
 pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<AppConfig> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text).replace("\r\n", "\n");
-    let mut r = FileReader { file, warnings: Vec::new() };
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError {
+            file: Some(file.to_string()),
+            mark: None,
+            key: String::new(),
+            message: format!("the file is {} bytes; {CONFIG_FILE} may have at most {MAX_CONFIG_BYTES}", text.len()),
+        });
+    }
+    let mut r = FileReader { file, warnings: Vec::new(), more_warnings: 0 };
     let fail = |mark: Option<Mark>, key: &str, message: String| ConfigError {
         file: Some(file.to_string()),
         mark,
@@ -371,14 +419,23 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
     })?;
     dedupe_env_warnings(&mut r.warnings, &cfg.build_env, "build.env", file);
     dedupe_env_warnings(&mut r.warnings, &cfg.run_env, "run.env", file);
+    if r.more_warnings > 0 {
+        r.warnings.push(format!("{file}: … and {} more warnings like these", r.more_warnings));
+    }
     cfg.warnings = r.warnings;
     Ok(cfg)
 }
 
+/// A warning for each entry whose name a later entry sets again.
 fn dedupe_env_warnings(warnings: &mut Vec<String>, env: &[EnvVar], key: &str, file: &str) {
-    for (i, e) in env.iter().enumerate() {
-        if env[i + 1..].iter().any(|o| o.name == e.name) {
-            warnings.push(format!("{file}: {key} sets `{}` more than once; the last value wins", e.name));
+    let mut later = std::collections::HashSet::new();
+    let mut repeated: Vec<&str> = Vec::new();
+    for e in env.iter().rev() {
+        if !later.insert(e.name.as_str()) {
+            repeated.push(&e.name);
         }
+    }
+    for name in repeated.into_iter().rev().take(MAX_WARNINGS) {
+        warnings.push(format!("{file}: {key} sets `{}` more than once; the last value wins", cut(name)));
     }
 }

@@ -16,6 +16,19 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_FILE: &str = "apprunner.yaml";
 pub const DEFAULT_PORT: u16 = 8080;
 
+// Limits on what a configuration may hold, each far above what a real one needs, so that a
+// hostile file costs the worker little: every check is linear in what is below them.
+/// Bytes of `apprunner.yaml` (or of API values).
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+/// Commands in one phase.
+pub const MAX_COMMANDS: usize = 1000;
+/// Entries of one env or secrets list.
+pub const MAX_ENV: usize = 1000;
+/// Bytes of one command, name or value.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Warnings kept; more are counted in one last line.
+pub const MAX_WARNINGS: usize = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConfigSource {

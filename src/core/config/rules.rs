@@ -3,6 +3,7 @@
 
 use super::AppConfig;
 use crate::core::catalog::{BuildProcess, RuntimeCatalog};
+use crate::core::shown::cut;
 
 pub(super) fn check_env_name(name: &str) -> std::result::Result<(), String> {
     let ok = !name.is_empty()
@@ -11,14 +12,17 @@ pub(super) fn check_env_name(name: &str) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{name}` is not a usable environment variable name; use letters, digits and `_` (not starting with a digit)"))
+        Err(format!(
+            "`{}` is not a usable environment variable name; use letters, digits and `_` (not starting with a digit)",
+            cut(name)
+        ))
     }
 }
 
 pub(super) fn parse_port(text: &str) -> std::result::Result<u16, String> {
     match text.trim().parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(u16::try_from(p).unwrap_or(u16::MAX)),
-        _ => Err(format!("`{text}` is not a port number; expected an integer from 1 to 65535")),
+        _ => Err(format!("`{}` is not a port number; expected an integer from 1 to 65535", cut(text))),
     }
 }
 
@@ -37,13 +41,13 @@ fn check_secret_reference(v: &str) -> std::result::Result<(), String> {
                 "ssm" => parts[4].strip_prefix("parameter").is_some_and(|s| s.len() > 1 && s.starts_with('/')),
                 _ => false,
             };
-        return if ok { Ok(()) } else { Err(format!("`{v}` is not a valid reference; {ACCEPTED}")) };
+        return if ok { Ok(()) } else { Err(format!("`{}` is not a valid reference; {ACCEPTED}", cut(v))) };
     }
     let ok = !v.is_empty() && v.len() <= 2048 && v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(format!("`{v}` is not a valid reference; {ACCEPTED}"))
+        Err(format!("`{}` is not a valid reference; {ACCEPTED}", cut(v)))
     }
 }
 

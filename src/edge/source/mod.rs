@@ -28,6 +28,9 @@ pub enum SourceError {
     SourceDir(String),
     #[error("cannot read the source directory: {0}")]
     Unreadable(String),
+    /// A file the worker will not read (a link out of the tree, a FIFO, too big).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Io(String),
 }
@@ -40,7 +43,8 @@ impl Classified for SourceError {
             | SourceError::Path { .. }
             | SourceError::NotADirectory(_)
             | SourceError::SourceDir(_)
-            | SourceError::Unreadable(_) => ErrorClass::User,
+            | SourceError::Unreadable(_)
+            | SourceError::Refused(_) => ErrorClass::User,
             SourceError::Io(_) => ErrorClass::Internal,
         }
     }
@@ -187,15 +191,74 @@ async fn clone(url: &str, revision: &Revision) -> Result<Checkout> {
     Ok(Checkout { root, commit, branch, dirty: false, _dir: Some(dir) })
 }
 
+/// The most of `package.json` the worker reads.
+pub const MAX_PACKAGE_JSON_BYTES: usize = 4 << 20;
+
 /// What the platform rules need to know of the files in `dir`, the source directory.
-pub fn platform_facts(dir: &Path, cfg: &AppConfig) -> SourceFacts {
+pub fn platform_facts(dir: &Path, cfg: &AppConfig) -> Result<SourceFacts> {
     use std::os::unix::fs::PermissionsExt;
-    SourceFacts {
-        package_json: std::fs::read_to_string(dir.join("package.json")).ok(),
-        start_script_executable: platform::start_script(cfg)
-            .and_then(|script| std::fs::metadata(dir.join(script)).ok())
-            .map(|meta| meta.permissions().mode() & 0o111 != 0),
+    let package_json = read_confined(dir, "package.json", MAX_PACKAGE_JSON_BYTES)?;
+    let start_script_executable = match platform::start_script(cfg) {
+        Some(script) => confined_file(dir, script)?.map(|(_, meta)| meta.permissions().mode() & 0o111 != 0),
+        None => None,
+    };
+    Ok(SourceFacts {
+        package_json: package_json.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        start_script_executable,
+    })
+}
+
+/// `name` in the source directory `dir`, if there is such an entry: its real path and metadata,
+/// once it is known to be a regular file inside `dir` after symlinks are resolved. Anything
+/// else (a link out of the tree, a FIFO, a device, a directory) is refused, never read.
+fn confined_file(dir: &Path, name: &str) -> Result<Option<(PathBuf, std::fs::Metadata)>> {
+    let path = dir.join(name);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
     }
+    let shown = crate::core::shown::cut(name);
+    let real = path.canonicalize().map_err(|_| SourceError::Refused(format!("{shown} is a link to nothing")))?;
+    let real_dir = dir.canonicalize().map_err(|e| SourceError::Io(format!("{}: {e}", dir.display())))?;
+    if !real.starts_with(&real_dir) {
+        return Err(SourceError::Refused(format!(
+            "{shown} is a link to a file outside the source directory; only files inside it are read"
+        )));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(SourceError::Refused(format!("{shown} is not a regular file; it must be a plain file")));
+    }
+    Ok(Some((real, meta)))
+}
+
+/// The bytes of `name` in the source directory `dir` (see `confined_file`), at most `limit`.
+pub fn read_confined(dir: &Path, name: &str, limit: usize) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some((real, meta)) = confined_file(dir, name)? else { return Ok(None) };
+    let shown = crate::core::shown::cut(name);
+    let too_big = |n: u64| SourceError::Refused(format!("{shown} is {n} bytes; at most {limit} are read"));
+    if meta.len() > limit as u64 {
+        return Err(too_big(meta.len()));
+    }
+    // No following a link swapped in since the check, and no blocking on a FIFO.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_NONBLOCK)
+        .open(&real)
+        .map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
+    if bytes.len() > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(Some(bytes))
+}
+
+/// The two open(2) flags `read_confined` needs (Linux values), without a libc dependency.
+mod libc_flags {
+    pub const O_NOFOLLOW: i32 = 0o400_000;
+    pub const O_NONBLOCK: i32 = 0o4000;
 }
 
 /// Normalises a source directory (`services/api/`, `/services/api`) to `/services/api`, and
@@ -252,5 +315,26 @@ mod tests {
         assert!(confine(repo.path(), "/svc").is_ok());
         assert!(confine(repo.path(), "/escape").unwrap_err().to_string().contains("outside the repository"));
         assert!(confine(repo.path(), "/nope").unwrap_err().to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn files_are_read_only_when_they_are_regular_and_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("apprunner.yaml"), "version: 1.0\n").unwrap();
+        assert_eq!(read_confined(d, "apprunner.yaml", 100).unwrap().unwrap(), b"version: 1.0\n");
+        assert_eq!(read_confined(d, "missing.yaml", 100).unwrap(), None);
+        let refused = |name: &str| read_confined(d, name, 100).unwrap_err().to_string();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("out")).unwrap();
+        assert!(refused("out").contains("outside the source directory"));
+        std::os::unix::fs::symlink("/dev/zero", d.join("zero")).unwrap();
+        assert!(refused("zero").contains("outside the source directory"));
+        let fifo = std::process::Command::new("mkfifo").arg(d.join("fifo")).status().unwrap();
+        assert!(fifo.success());
+        assert!(refused("fifo").contains("not a regular file"));
+        std::fs::write(d.join("big"), vec![b'x'; 101]).unwrap();
+        assert!(refused("big").contains("101 bytes; at most 100"));
+        std::os::unix::fs::symlink("apprunner.yaml", d.join("inside")).unwrap();
+        assert!(read_confined(d, "inside", 100).unwrap().is_some());
     }
 }
