@@ -51,6 +51,9 @@ pub trait Classified: fmt::Display {
     fn class(&self) -> ErrorClass;
 }
 
+/// The longest error message kept; what is past it is cut with `…`.
+pub const MAX_MESSAGE_CHARS: usize = 8 * 1024;
+
 /// A build failure: its class and one line a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -60,8 +63,10 @@ pub struct BuildError {
 }
 
 impl BuildError {
+    /// One line, without any credential a URL in it carried, control characters escaped.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self { class, message: one_line(message.into()) }
+        let line = one_line(crate::core::shown::redact_userinfo(&message.into()));
+        Self { class, message: crate::core::shown::message(&line, MAX_MESSAGE_CHARS) }
     }
     pub fn user(message: impl Into<String>) -> Self {
         Self::new(ErrorClass::User, message)

@@ -49,7 +49,9 @@ impl DeploymentLog {
         Self { stream: crate::core::log::stream_name(operation_id), sinks }
     }
 
-    pub fn emit(&self, source: LineSource, text: String) {
+    /// Stamps and sends one line; a credential in a URL in it is removed first.
+    pub fn emit(&self, source: LineSource, text: &str) {
+        let text = crate::core::shown::redact_userinfo(text);
         let timestamp_ms =
             i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let line = LogLine { stream: self.stream.clone(), timestamp_ms, source, text };
@@ -59,10 +61,10 @@ impl DeploymentLog {
     }
 
     pub fn apprunner(&self, text: impl Into<String>) {
-        self.emit(LineSource::AppRunner, text.into());
+        self.emit(LineSource::AppRunner, &text.into());
     }
 
     pub fn build(&self, text: impl Into<String>) {
-        self.emit(LineSource::Build, text.into());
+        self.emit(LineSource::Build, &text.into());
     }
 }

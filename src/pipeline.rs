@@ -8,6 +8,7 @@ use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StepNetwork};
 use crate::core::platform;
 use crate::core::progress::{Progress, SolveEvent};
 use crate::core::request::{BuildRequest, BuildResult, ConfigInput, SourceLocation, StageTiming};
+use crate::core::shown::redact_url;
 use crate::edge::buildkit::{Backend, Buildkit, BuildkitAddr, SolveFailure};
 use crate::edge::image;
 use crate::edge::registry::{Credentials, Registry};
@@ -33,6 +34,8 @@ pub struct Settings {
     pub registry_credentials: Option<Credentials>,
     /// Registry hosts reached over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// A git-credential-store file for private git hosts (credentials never go in job URLs' output).
+    pub git_credentials: Option<PathBuf>,
 }
 
 impl Settings {
@@ -105,12 +108,12 @@ pub async fn prepare(
     let source_dir = source::normalize_source_dir(&req.source_dir)?;
     let (repo_type, repo_shown) = match &req.location {
         SourceLocation::Local(p) => ("LOCAL", p.display().to_string()),
-        SourceLocation::Git(u) => ("GIT", u.clone()),
+        SourceLocation::Git(u) => ("GIT", redact_url(u)),
     };
     let version = req.revision.describe();
     log.apprunner(format!("Deployment Artifact: [Repo Type: {repo_type}], [Repository: {repo_shown}], {version}, [SourceDirectory: {source_dir}]"));
     log.apprunner(format!("Pulling source code from {repo_type} Repository ( {repo_shown} )."));
-    let checkout = source::fetch(&req.location, &req.revision).await?;
+    let checkout = source::fetch(&req.location, &req.revision, settings.git_credentials.as_deref()).await?;
     log.apprunner("Successfully pulled your application source code.");
     log.apprunner(format!(
         "Source at commit {}{}{}.",
@@ -160,7 +163,7 @@ pub async fn prepare(
         source_image: image::content_reference(host, SOURCE_REPOSITORY, &source_layer),
         source_dir,
         repository: match &req.location {
-            SourceLocation::Git(u) => Some(u.clone()),
+            SourceLocation::Git(u) => Some(redact_url(u)),
             SourceLocation::Local(_) => None,
         },
         revision: checkout.commit.clone(),
@@ -314,7 +317,7 @@ async fn report(mut rx: UnboundedReceiver<SolveEvent>, log: DeploymentLog, plan:
     let mut progress = Progress::new(&plan);
     while let Some(ev) = rx.recv().await {
         for (source, text) in progress.on_event(&ev, Instant::now()) {
-            log.emit(source, text);
+            log.emit(source, &text);
         }
     }
     progress.timings()

@@ -247,3 +247,47 @@ async fn git_branch_sources_build_at_that_branch() {
     assert_eq!(in_image(built.image(), "cat /app/which"), "print('main')");
     assert!(built.has_line("[Repo Type: GIT]") && built.has_line("(branch main)"));
 }
+
+/// A private repository over smart HTTP with basic auth, its token in the job's URL: the build
+/// authenticates, and the token shows in no log line, label or error.
+#[tokio::test]
+async fn a_token_in_a_git_url_never_shows() {
+    use std::io::BufRead;
+    let dir = app(&[
+        ("server.py", "print('private')\n"),
+        ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "echo private build")),
+    ]);
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "private"]);
+    let root = tempfile::tempdir().unwrap();
+    git(root.path(), &["clone", "-q", "--bare", dir.path().to_str().unwrap(), "repo.git"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/git-http/server.py");
+    let mut server = std::process::Command::new("python3")
+        .args([script.to_str().unwrap(), &port.to_string(), root.path().to_str().unwrap(), "ci", "s3cret-T0KEN"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+
+    let url = format!("http://ci:s3cret-T0KEN@127.0.0.1:{port}/repo.git");
+    let built = build_with(&settings(), request(&url, "/", None, Some("main"))).await;
+    let image = built.image().to_string();
+    assert!(built.has_line("[Build] private build") || built.has_line("cached."));
+    assert!(!built.log.iter().any(|l| l.contains("s3cret")), "a log line shows the token");
+    let r = apprunner_build::core::image_ref::ImageRef::parse(&image).unwrap();
+    let registry = apprunner_build::edge::registry::Registry::new(None, vec![]);
+    let (_, labels) = apprunner_build::edge::image::existing(&registry, &r).await.unwrap().unwrap();
+    assert_eq!(labels["org.opencontainers.image.source"], format!("http://127.0.0.1:{port}/repo.git"));
+
+    let wrong = format!("http://ci:wr0ng-T0KEN@127.0.0.1:{port}/repo.git");
+    let built = build_with(&settings(), request(&wrong, "/", None, Some("main"))).await;
+    let e = built.error();
+    assert!(!e.message.contains("wr0ng") && !built.log.iter().any(|l| l.contains("wr0ng")), "{e}");
+    assert!(e.message.contains(&format!("http://127.0.0.1:{port}/repo.git")), "{e}");
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -172,6 +172,9 @@ struct SettingsArgs {
     /// Time limit of one build, in seconds.
     #[arg(long, env = "APPRUNNER_BUILD_TIMEOUT", default_value_t = 1800)]
     timeout: u64,
+    /// A git-credential-store file (`https://user:token@host` lines) for private git hosts.
+    #[arg(long, env = "APPRUNNER_GIT_CREDENTIALS")]
+    git_credentials: Option<PathBuf>,
 }
 
 impl SettingsArgs {
@@ -198,6 +201,7 @@ impl SettingsArgs {
             timeout: Duration::from_secs(self.timeout),
             registry_credentials,
             insecure_registries: self.insecure_registries.clone(),
+            git_credentials: self.git_credentials.clone(),
         })
     }
 }

@@ -144,7 +144,7 @@ pub async fn rebuild_failed(
                         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok())
                         .unwrap_or_else(time::OffsetDateTime::now_utc);
                     let limit = u32::try_from(amqp::DELIVERY_LIMIT).unwrap_or(u32::MAX);
-                    FailedJob::dead_lettered(job, super::job::rfc3339(failed_at), limit)
+                    FailedJob::dead_lettered(&job, super::job::rfc3339(failed_at), limit)
                 }
                 Err(_) => continue, // not ours to judge; it stays
             },

@@ -4,6 +4,7 @@
 use super::job::{BuildJob, JobError, Service, JOB_VERSION};
 use crate::core::catalog::BuildProcess;
 use crate::core::request::{BuildResult, RunConfiguration, StageTiming};
+use crate::core::shown::redact_userinfo;
 use crate::error::{BuildError, Classified, ErrorClass};
 use serde::{Deserialize, Serialize};
 
@@ -195,7 +196,7 @@ impl FailedJob {
             class: error.class,
             failed_at: now_rfc3339(),
             runtime: job.runtime(),
-            job: Some(job.clone()),
+            job: Some(job.without_credentials()),
             raw_message: None,
             attempts,
             worker: Some(worker.to_string()),
@@ -209,7 +210,9 @@ impl FailedJob {
             class: error.class(),
             failed_at: now_rfc3339(),
             job: None,
-            raw_message: Some(String::from_utf8_lossy(raw).chars().take(64 * 1024).collect()),
+            raw_message: Some(redact_userinfo(
+                &String::from_utf8_lossy(raw).chars().take(64 * 1024).collect::<String>(),
+            )),
             runtime: None,
             attempts,
             worker: Some(worker.to_string()),
@@ -217,7 +220,7 @@ impl FailedJob {
     }
 
     /// A job the broker dead-lettered after its delivery limit: workers died on it each time.
-    pub fn dead_lettered(job: BuildJob, failed_at: String, delivery_limit: u32) -> Self {
+    pub fn dead_lettered(job: &BuildJob, failed_at: String, delivery_limit: u32) -> Self {
         Self {
             reason: format!(
                 "delivered {delivery_limit} times without finishing: a worker stopped while building it each time"
@@ -225,7 +228,7 @@ impl FailedJob {
             class: ErrorClass::Internal,
             failed_at,
             runtime: job.runtime(),
-            job: Some(job),
+            job: Some(job.without_credentials()),
             raw_message: None,
             attempts: delivery_limit,
             worker: None,

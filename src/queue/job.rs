@@ -222,6 +222,14 @@ impl BuildJob {
         new_job
     }
 
+    /// The job as it may be shown and kept: its repository URL without user information.
+    #[must_use]
+    pub fn without_credentials(&self) -> Self {
+        let mut job = self.clone();
+        job.repository.url = crate::core::shown::redact_url(&job.repository.url);
+        job
+    }
+
     /// The runtime the job asks for, when it can be told without fetching the source (API values).
     pub fn runtime(&self) -> Option<String> {
         let values = self.configuration.values.as_ref()?;

@@ -26,6 +26,7 @@ pub fn settings() -> Settings {
         timeout: Duration::from_secs(900),
         registry_credentials: None,
         insecure_registries: Vec::new(),
+        git_credentials: None,
     }
 }
 

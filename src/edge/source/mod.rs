@@ -83,8 +83,38 @@ pub struct Checkout {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// How git authenticates to a repository's host: never through the URL, so no credential
+/// is in a process's arguments or in anything git prints.
+#[derive(Debug, Clone, Default)]
+pub struct GitAuth {
+    /// User and password (or token) that were in the job's URL.
+    pub userinfo: Option<(String, String)>,
+    /// A git-credential-store file (`https://user:token@host` lines): the worker's setting.
+    pub store: Option<PathBuf>,
+}
+
+impl GitAuth {
+    /// git's `-c` options and environment for these credentials.
+    fn apply(&self, cmd: &mut tokio::process::Command) {
+        // Stalls end: a host that stops sending for a minute fails the fetch.
+        cmd.args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60", "-c", "credential.helper="]);
+        if let Some(store) = &self.store {
+            cmd.arg("-c").arg(format!("credential.helper=store --file={}", store.display()));
+        }
+        if let Some((user, password)) = &self.userinfo {
+            cmd.args(["-c", r#"credential.helper=!f() { test "$1" = get && printf 'username=%s\npassword=%s\n' "$APPRUNNER_GIT_USERNAME" "$APPRUNNER_GIT_PASSWORD"; }; f"#]);
+            cmd.env("APPRUNNER_GIT_USERNAME", user).env("APPRUNNER_GIT_PASSWORD", password);
+        }
+    }
+}
+
 async fn git(args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, String> {
+    git_with(&GitAuth::default(), args, cwd).await
+}
+
+async fn git_with(auth: &GitAuth, args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, String> {
     let mut cmd = tokio::process::Command::new("git");
+    auth.apply(&mut cmd);
     cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").kill_on_drop(true);
     if let Some(d) = cwd {
         cmd.current_dir(d);
@@ -124,8 +154,8 @@ pub async fn head_commit(dir: &Path) -> Option<String> {
     git(&["rev-parse", "HEAD"], Some(dir)).await.ok()
 }
 
-/// Fetches `location` at `revision`.
-pub async fn fetch(location: &SourceLocation, revision: &Revision) -> Result<Checkout> {
+/// Fetches `location` at `revision`; `store` is a git-credential-store file for private hosts.
+pub async fn fetch(location: &SourceLocation, revision: &Revision, store: Option<&Path>) -> Result<Checkout> {
     match location {
         SourceLocation::Local(path) => {
             let shown = path.display().to_string();
@@ -137,7 +167,7 @@ pub async fn fetch(location: &SourceLocation, revision: &Revision) -> Result<Che
             if !matches!(revision, Revision::WorkingTree | Revision::DefaultBranch) {
                 // A revision of a local repository means that commit, not the working tree.
                 let url = format!("file://{}", root.display());
-                return Box::pin(fetch(&SourceLocation::Git(url), revision)).await;
+                return Box::pin(fetch(&SourceLocation::Git(url), revision, store)).await;
             }
             let commit = head_commit(&root).await;
             let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok();
@@ -145,11 +175,14 @@ pub async fn fetch(location: &SourceLocation, revision: &Revision) -> Result<Che
                 commit.is_some() && git(&["status", "--porcelain"], Some(&root)).await.is_ok_and(|s| !s.is_empty());
             Ok(Checkout { root, commit, branch, dirty, _dir: None })
         }
-        SourceLocation::Git(url) => clone(url, revision).await,
+        SourceLocation::Git(url) => {
+            let (url, userinfo) = crate::core::shown::split_userinfo(url);
+            clone(&url, revision, &GitAuth { userinfo, store: store.map(Path::to_path_buf) }).await
+        }
     }
 }
 
-async fn clone(url: &str, revision: &Revision) -> Result<Checkout> {
+async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkout> {
     let dir = tempfile::Builder::new()
         .prefix("apprunner-src-")
         .tempdir()
@@ -159,10 +192,14 @@ async fn clone(url: &str, revision: &Revision) -> Result<Checkout> {
     match revision {
         Revision::Commit(r) => {
             git(&["init", "-q", &root_s], None).await.map_err(|e| git_error(url, "cannot create a clone of", e))?;
-            git(&["remote", "add", "origin", url], Some(&root)).await.map_err(|e| git_error(url, "cannot use", e))?;
+            git_with(auth, &["remote", "add", "origin", url], Some(&root))
+                .await
+                .map_err(|e| git_error(url, "cannot use", e))?;
             // Servers that refuse a fetch by commit get a full fetch instead.
-            if git(&["fetch", "-q", "--depth", "1", "origin", r], Some(&root)).await.is_err() {
-                git(&["fetch", "-q", "origin"], Some(&root)).await.map_err(|e| git_error(url, "cannot fetch", e))?;
+            if git_with(auth, &["fetch", "-q", "--depth", "1", "origin", r], Some(&root)).await.is_err() {
+                git_with(auth, &["fetch", "-q", "origin"], Some(&root))
+                    .await
+                    .map_err(|e| git_error(url, "cannot fetch", e))?;
                 git(&["checkout", "-q", "--detach", r], Some(&root))
                     .await
                     .map_err(|e| git_error(url, &format!("commit {r} is not in"), e))?;
@@ -173,12 +210,12 @@ async fn clone(url: &str, revision: &Revision) -> Result<Checkout> {
             }
         }
         Revision::Branch(branch) => {
-            git(&["clone", "-q", "--depth", "1", "--branch", branch, "--", url, &root_s], None)
+            git_with(auth, &["clone", "-q", "--depth", "1", "--branch", branch, "--", url, &root_s], None)
                 .await
                 .map_err(|e| git_error(url, &format!("cannot clone branch {branch} of"), e))?;
         }
         Revision::DefaultBranch | Revision::WorkingTree => {
-            git(&["clone", "-q", "--depth", "1", "--", url, &root_s], None)
+            git_with(auth, &["clone", "-q", "--depth", "1", "--", url, &root_s], None)
                 .await
                 .map_err(|e| git_error(url, "cannot clone", e))?;
         }
