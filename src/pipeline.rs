@@ -7,7 +7,7 @@ use crate::core::image_ref::ImageRef;
 use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StepNetwork};
 use crate::core::platform;
 use crate::core::progress::{Progress, SolveEvent};
-use crate::core::request::{BuildRequest, BuildResult, ConfigInput, SourceLocation, StageTiming};
+use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, SourceLocation, StageTiming};
 use crate::core::shown::redact_url;
 use crate::edge::buildkit::{Backend, Buildkit, BuildkitAddr, SolveFailure};
 use crate::edge::image;
@@ -36,6 +36,8 @@ pub struct Settings {
     pub insecure_registries: Vec<String>,
     /// A git-credential-store file for private git hosts (credentials never go in job URLs' output).
     pub git_credentials: Option<PathBuf>,
+    /// Repository prefixes (`registry/path`) built images may go to; empty: any but the worker's own.
+    pub allowed_targets: Vec<String>,
 }
 
 impl Settings {
@@ -200,6 +202,7 @@ pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -
 async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
     let registry = settings.registry_client();
     let target = &req.target;
+    request::check_target(target, &settings.allowed_targets).map_err(BuildError::user)?;
     if target.digest.is_some() {
         return Err(BuildError::user(format!(
             "target image {target} names a digest; give a repository and tag, e.g. {}:latest",

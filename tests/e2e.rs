@@ -291,3 +291,34 @@ async fn a_token_in_a_git_url_never_shows() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A job cannot push into the build service's own repositories: not over a runtime image
+/// every service builds on, not over another operation's "reported" marker.
+#[tokio::test]
+async fn the_services_own_repositories_are_never_a_target() {
+    use apprunner_build::core::image_ref::ImageRef;
+    let registry = apprunner_build::edge::registry::Registry::new(None, vec![]);
+    let runtime = ImageRef::parse("127.0.0.1:5000/apprunner-runtimes/python3:3.8.16-run").unwrap();
+    let before =
+        registry.manifest(&runtime.registry, &runtime.repository, &runtime.reference()).await.unwrap().unwrap();
+    for target in
+        ["127.0.0.1:5000/apprunner-runtimes/python3:3.8.16-run", "127.0.0.1:5000/apprunner-build/reported:someone-else"]
+    {
+        let mut req = request(guide_app().to_str().unwrap(), "/", None, None);
+        req.target = ImageRef::parse(target).unwrap();
+        let built = build_with(&settings(), req).await;
+        let e = built.error();
+        assert_eq!(e.class, apprunner_build::error::ErrorClass::User);
+        assert!(e.message.contains("holds the build service's own images"), "{e}");
+        assert!(!built.has_line("Starting source code build"));
+    }
+    let after = registry.manifest(&runtime.registry, &runtime.repository, &runtime.reference()).await.unwrap().unwrap();
+    assert_eq!(before.digest, after.digest);
+    let mut confined = settings();
+    confined.allowed_targets = vec!["127.0.0.1:5000/apprunner-tests".into()];
+    let built = build_with(&confined, request(guide_app().to_str().unwrap(), "/", None, None)).await;
+    assert!(built
+        .error()
+        .message
+        .contains("outside the repositories jobs may push to: 127.0.0.1:5000/apprunner-tests"));
+}

@@ -175,6 +175,10 @@ struct SettingsArgs {
     /// A git-credential-store file (`https://user:token@host` lines) for private git hosts.
     #[arg(long, env = "APPRUNNER_GIT_CREDENTIALS")]
     git_credentials: Option<PathBuf>,
+    /// Repository prefixes (REGISTRY/PATH) built images may go to, comma-separated (default: any
+    /// but the build service's own repositories).
+    #[arg(long, env = "APPRUNNER_ALLOWED_TARGETS", value_delimiter = ',')]
+    allowed_targets: Vec<String>,
 }
 
 impl SettingsArgs {
@@ -202,6 +206,7 @@ impl SettingsArgs {
             registry_credentials,
             insecure_registries: self.insecure_registries.clone(),
             git_credentials: self.git_credentials.clone(),
+            allowed_targets: self.allowed_targets.clone(),
         })
     }
 }

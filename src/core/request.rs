@@ -104,6 +104,34 @@ pub fn default_repository(registry: &str, service: &str) -> String {
     format!("{registry}/{APPS_REPOSITORY}/{}", repository_component(service))
 }
 
+/// The worker's own repositories: runtime images, source and CA-bundle images, markers, the
+/// stand-ins' base. No job may push to them, on any registry.
+pub const PROTECTED_REPOSITORIES: &[&str] = &["apprunner-runtimes", "apprunner-build", "apprunner-base"];
+
+/// Whether a job may push to `target`: never into the worker's own repositories, and, when
+/// `allowed` names prefixes (`registry/path`), only under one of them.
+pub fn check_target(target: &ImageRef, allowed: &[String]) -> Result<(), String> {
+    let first = target.repository.split('/').next().unwrap_or_default();
+    if PROTECTED_REPOSITORIES.contains(&first) {
+        return Err(format!(
+            "target image {target} is in {first}/, which holds the build service's own images; push to another repository, e.g. {}/{APPS_REPOSITORY}/<service>",
+            target.registry
+        ));
+    }
+    let name = target.name();
+    let under = |prefix: &String| {
+        let prefix = prefix.trim_end_matches('/');
+        name == prefix || name.starts_with(&format!("{prefix}/"))
+    };
+    if !allowed.is_empty() && !allowed.iter().any(under) {
+        return Err(format!(
+            "target image {target} is outside the repositories jobs may push to: {}",
+            allowed.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// An operation id: letters, digits, `-` and `_` (App Runner's are 32 lower-case hex digits).
 pub fn check_operation_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -172,6 +200,20 @@ mod tests {
         assert_eq!(Revision::from_ref("0123abc"), Revision::Commit("0123abc".into()));
         assert_eq!(Revision::from_ref("main"), Revision::Branch("main".into()));
         assert_eq!(Revision::from_ref("abc"), Revision::Branch("abc".into()));
+    }
+
+    #[test]
+    fn targets_are_confined() {
+        let t = |s: &str| ImageRef::parse(s).unwrap();
+        assert!(check_target(&t("r:5000/apprunner-runtimes/python3:3.8.16-run"), &[])
+            .unwrap_err()
+            .contains("build service's own"));
+        assert!(check_target(&t("r:5000/apprunner-build/reported:op"), &[]).is_err());
+        assert!(check_target(&t("r:5000/apps/web:1"), &[]).is_ok());
+        let allowed = vec!["r:5000/apps".to_string()];
+        assert!(check_target(&t("r:5000/apps/web:1"), &allowed).is_ok());
+        assert!(check_target(&t("r:5000/appsx/web:1"), &allowed).unwrap_err().contains("outside the repositories"));
+        assert!(check_target(&t("other:5000/apps/web:1"), &allowed).is_err());
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub fn settings() -> Settings {
         registry_credentials: None,
         insecure_registries: Vec::new(),
         git_credentials: None,
+        allowed_targets: Vec::new(),
     }
 }
 
