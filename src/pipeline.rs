@@ -185,7 +185,15 @@ fn unpinned(r: &ImageRef) -> ImageFacts {
 /// Runs a whole build, streaming the deployment log; the result on success.
 pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
     log.apprunner(format!("Deployment with ID : {} started. Triggering event : {}", req.operation_id, req.trigger));
-    let result = run_inner(settings, req, log).await;
+    // The time limit bounds the whole build: fetch, plan, solve, push. Whatever is running when
+    // it expires is dropped: git processes are killed, BuildKit's solves cancelled.
+    let result = match tokio::time::timeout(settings.timeout, run_inner(settings, req, log)).await {
+        Ok(result) => result,
+        Err(_) => Err(BuildError::user(format!(
+            "the build did not finish within its time limit of {} seconds and was cancelled",
+            settings.timeout.as_secs()
+        ))),
+    };
     match &result {
         Ok(o) => {
             log.apprunner(format!("Image: {}", o.image));
@@ -293,15 +301,9 @@ async fn solve(
             None => Ok(()),
         }
     };
-    let solved = tokio::time::timeout(settings.timeout, async { tokio::join!(image_solve, post_solve) }).await;
+    let (image_result, post_result) = tokio::join!(image_solve, post_solve);
     drop(tx);
     let timings = reporter.await.unwrap_or_default();
-    let Ok((image_result, post_result)) = solved else {
-        return Err(BuildError::user(format!(
-            "the build did not finish within its time limit of {} seconds and was cancelled",
-            settings.timeout.as_secs()
-        )));
-    };
     let failure = |f: SolveFailure| match &f {
         SolveFailure::Step { vertex, .. } => {
             let phase =

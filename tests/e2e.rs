@@ -322,3 +322,33 @@ async fn the_services_own_repositories_are_never_a_target() {
         .message
         .contains("outside the repositories jobs may push to: 127.0.0.1:5000/apprunner-tests"));
 }
+
+/// The time limit bounds the whole build, the fetch included: a git host that accepts and never
+/// answers fails the build at the limit, and no git process is left behind.
+#[tokio::test]
+async fn a_git_host_that_never_answers_ends_at_the_time_limit() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            keep.lock().unwrap().push(s); // accepted, never answered
+        }
+    });
+    let mut quick = settings();
+    quick.timeout = std::time::Duration::from_secs(4);
+    let url = format!("http://127.0.0.1:{port}/silent.git");
+    let started = std::time::Instant::now();
+    let built = build_with(&quick, request(&url, "/", None, Some("main"))).await;
+    assert!(built.error().message.contains("time limit of 4 seconds"), "{}", built.error());
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let ps =
+        std::process::Command::new("pgrep").args(["-f", &format!("127.0.0.1:{port}/silent.git")]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
+        "git processes left: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}

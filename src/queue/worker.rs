@@ -53,6 +53,7 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
         metrics,
         cfg,
     });
+    sweep_clones("start");
     let mut tasks = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(500);
     'outer: while !*shutdown.borrow() {
@@ -130,7 +131,16 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
         let _ = conn.close(200, "reconnecting".into()).await;
     }
     shared.publisher.close().await;
+    sweep_clones("exit");
     Ok(())
+}
+
+/// Clones left by workers that died mid-build go, at start and at exit.
+fn sweep_clones(when: &str) {
+    let removed = crate::edge::source::sweep_stale_clones();
+    if removed > 0 {
+        tracing::info!("removed {removed} clones left by stopped builds ({when})");
+    }
 }
 
 /// Log lines go to the logs exchange in order, pipelined; `finish` waits for every confirm.

@@ -80,7 +80,65 @@ pub struct Checkout {
     /// A local working tree with changes not committed: what is built is not `commit`.
     pub dirty: bool,
     /// Keeps a temporary clone alive as long as the checkout.
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<Clone>,
+}
+
+/// A temporary clone, removed when dropped, and a lock held while it lives: a clone whose lock
+/// nobody holds was left by a process that died, and [`sweep_stale_clones`] removes it.
+#[derive(Debug)]
+struct Clone {
+    dir: tempfile::TempDir,
+    lock_path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Drop for Clone {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+const CLONE_PREFIX: &str = "apprunner-src-";
+
+fn new_clone() -> Result<Clone> {
+    let io = |e: std::io::Error| SourceError::Io(format!("temporary directory: {e}"));
+    let dir = tempfile::Builder::new().prefix(CLONE_PREFIX).tempdir().map_err(io)?;
+    let lock_path = dir.path().with_extension("lock");
+    let lock = std::fs::File::create(&lock_path).map_err(io)?;
+    lock.try_lock().map_err(|e| SourceError::Io(format!("locking {}: {e}", lock_path.display())))?;
+    Ok(Clone { dir, lock_path, _lock: lock })
+}
+
+/// Removes the clones under the temporary directory that no living process holds (a worker
+/// killed mid-build leaves its clone); returns how many. A clone younger than a few seconds
+/// may be one whose lock is about to be taken, and is left.
+pub fn sweep_stale_clones() -> usize {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with(CLONE_PREFIX) || name.ends_with(".lock") || !path.is_dir() {
+            continue;
+        }
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() < 5);
+        let lock_path = path.with_extension("lock");
+        let held = std::fs::File::open(&lock_path).is_ok_and(|f| f.try_lock().is_err());
+        if young || held {
+            continue;
+        }
+        if std::fs::remove_dir_all(&path).is_ok() {
+            let _ = std::fs::remove_file(&lock_path);
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// How git authenticates to a repository's host: never through the URL, so no credential
@@ -115,11 +173,16 @@ async fn git(args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, S
 async fn git_with(auth: &GitAuth, args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, String> {
     let mut cmd = tokio::process::Command::new("git");
     auth.apply(&mut cmd);
-    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").kill_on_drop(true);
+    // Its own process group, so that a build dropped at its time limit ends git's helpers
+    // (git-remote-http) with it, not only git.
+    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").kill_on_drop(true).process_group(0);
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let out = cmd.output().await.map_err(|e| format!("cannot run git: {e}"))?;
+    let child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+    let mut group = ProcessGroup(child.id());
+    let out = child.wait_with_output().await.map_err(|e| format!("cannot run git: {e}"))?;
+    group.0 = None;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -183,11 +246,8 @@ pub async fn fetch(location: &SourceLocation, revision: &Revision, store: Option
 }
 
 async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkout> {
-    let dir = tempfile::Builder::new()
-        .prefix("apprunner-src-")
-        .tempdir()
-        .map_err(|e| SourceError::Io(format!("temporary directory: {e}")))?;
-    let root = dir.path().to_path_buf();
+    let dir = new_clone()?;
+    let root = dir.dir.path().to_path_buf();
     let root_s = root.to_string_lossy().to_string();
     match revision {
         Revision::Commit(r) => {
@@ -226,6 +286,18 @@ async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkou
         _ => git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok().filter(|b| b != "HEAD"),
     };
     Ok(Checkout { root, commit, branch, dirty: false, _dir: Some(dir) })
+}
+
+/// Kills a process group when dropped, unless it has been let go (`.0 = None`).
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let pgid = self.0.and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
+        if let Some(pgid) = pgid {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// The most of `package.json` the worker reads.
@@ -281,7 +353,7 @@ pub fn read_confined(dir: &Path, name: &str, limit: usize) -> Result<Option<Vec<
     // No following a link swapped in since the check, and no blocking on a FIFO.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_NONBLOCK)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits().cast_signed())
         .open(&real)
         .map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
     let mut bytes = Vec::new();
@@ -290,12 +362,6 @@ pub fn read_confined(dir: &Path, name: &str, limit: usize) -> Result<Option<Vec<
         return Err(too_big(bytes.len() as u64));
     }
     Ok(Some(bytes))
-}
-
-/// The two open(2) flags `read_confined` needs (Linux values), without a libc dependency.
-mod libc_flags {
-    pub const O_NOFOLLOW: i32 = 0o400_000;
-    pub const O_NONBLOCK: i32 = 0o4000;
 }
 
 /// Normalises a source directory (`services/api/`, `/services/api`) to `/services/api`, and
@@ -373,5 +439,23 @@ mod tests {
         assert!(refused("big").contains("101 bytes; at most 100"));
         std::os::unix::fs::symlink("apprunner.yaml", d.join("inside")).unwrap();
         assert!(read_confined(d, "inside", 100).unwrap().is_some());
+    }
+
+    #[test]
+    fn clones_nobody_holds_are_swept_and_held_ones_kept() {
+        let live = new_clone().unwrap();
+        let dead = tempfile::Builder::new().prefix(CLONE_PREFIX).tempdir().unwrap().keep();
+        std::fs::write(dead.with_extension("lock"), "").unwrap();
+        let old = |p: &Path| {
+            assert!(std::process::Command::new("touch").args(["-d", "1 hour ago"]).arg(p).status().unwrap().success());
+        };
+        old(&dead);
+        old(live.dir.path());
+        assert!(sweep_stale_clones() >= 1);
+        assert!(!dead.exists() && !dead.with_extension("lock").exists());
+        assert!(live.dir.path().exists(), "a clone whose lock is held stays");
+        let path = live.dir.path().to_path_buf();
+        drop(live);
+        assert!(!path.exists() && !path.with_extension("lock").exists());
     }
 }
