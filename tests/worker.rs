@@ -541,3 +541,37 @@ async fn sigterm_lets_the_running_build_finish_then_exits() {
     events.settle(Duration::from_secs(2)).await;
     assert_eq!(events.count(&after.job_id, JobStatus::InProgress), 0, "the stopping worker took a new job");
 }
+
+/// A job whose every delivery ends with its worker gone is failed, with a reason and a FAILED
+/// event, on the last delivery the broker allows; nothing is dead-lettered unreported.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_past_the_delivery_limit_is_reported_failed() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
+    let mut events = Events::listen(&topology).await;
+    let (_dir, url) = repo(&format!("echo {}; sleep 60", uuid::Uuid::new_v4()));
+    let j = job(&url, "doomed");
+    submit(&topology, &j).await;
+    let limit = usize::try_from(queue::DELIVERY_LIMIT).unwrap();
+    for round in 1..limit {
+        let mut w = Worker::start(&prefix, &format!("w{round}"), &["--concurrency", "1"]);
+        events
+            .until(Duration::from_secs(60), |seen| {
+                seen.iter().filter(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress).count() == round
+            })
+            .await;
+        w.kill9();
+    }
+    let _last = Worker::start(&prefix, "last", &["--concurrency", "1"]);
+    events.until(Duration::from_secs(60), |seen| terminal(seen, &j.job_id).is_some()).await;
+    let ev = terminal(&events.seen, &j.job_id).unwrap();
+    assert_eq!(ev.status, JobStatus::Failed);
+    let error = ev.error.unwrap();
+    assert_eq!(error.class, apprunner_build::error::ErrorClass::Internal);
+    assert!(error.message.contains(&format!("delivered {limit} times without finishing")), "{}", error.message);
+    let failed = drain_failed(&topology).await;
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].job.as_ref().unwrap().job_id, j.job_id);
+    assert!(!failed[0].failed_at.is_empty() && failed[0].reason.contains("without finishing"));
+}

@@ -158,7 +158,8 @@ pub(super) async fn submit(args: SubmitArgs) -> Result<ExitCode, BuildError> {
     BuildJob::parse(&bytes).map_err(|e| BuildError::user(e.0))?;
     let topology = Topology::new(&args.queue.queue_prefix);
     let print = |line: &crate::log::LogLine| println!("{}", line.render());
-    let follow: Option<&(dyn Fn(&crate::log::LogLine) + Sync)> = if args.wait { Some(&print) } else { None };
+    let wait = Duration::from_secs(args.wait_timeout);
+    let follow: Option<client::Follow<'_>> = args.wait.then_some((&print, wait));
     let result = client::submit(&args.queue.amqp, &topology, &job, follow).await.map_err(BuildError::transient)?;
     match result {
         None => {

@@ -255,6 +255,9 @@ struct SubmitArgs {
     /// Follow the build's log and exit with its outcome (0 succeeded, 1 failed).
     #[arg(long)]
     wait: bool,
+    /// With --wait: seconds to wait for the outcome before giving up (exit 3).
+    #[arg(long, default_value_t = 3600)]
+    wait_timeout: u64,
     #[arg(long, env = "APPRUNNER_REGISTRY", default_value = "127.0.0.1:5000")]
     registry: String,
 }

@@ -19,6 +19,8 @@ pub struct Topology {
 /// dead-lettered to the failed-jobs queue instead of looping.
 pub const DELIVERY_LIMIT: i64 = 5;
 pub const ATTEMPT_HEADER: &str = "x-apprunner-attempt";
+/// How many times a quorum queue delivered a message before, without an ack.
+pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
 impl Topology {
     pub fn new(prefix: &str) -> Self {
@@ -129,6 +131,9 @@ pub fn header_u32(props: &BasicProperties, key: &str) -> Option<u32> {
         AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
         AMQPValue::LongUInt(v) => Some(*v),
         AMQPValue::ShortInt(v) => u32::try_from(*v).ok(),
+        AMQPValue::ShortUInt(v) => Some(u32::from(*v)),
+        AMQPValue::ShortShortInt(v) => u32::try_from(*v).ok(),
+        AMQPValue::ShortShortUInt(v) => Some(u32::from(*v)),
         _ => None,
     }
 }

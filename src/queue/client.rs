@@ -10,13 +10,16 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, Queu
 use lapin::types::FieldTable;
 use std::time::Duration;
 
-/// Publishes `job` (and its QUEUED event). With `follow`, prints its log lines as they come
-/// and returns its terminal event.
+/// How `submit` follows a job: what prints each log line, and how long to wait for the outcome.
+pub type Follow<'a> = (&'a (dyn Fn(&LogLine) + Sync), Duration);
+
+/// Publishes `job` (and its QUEUED event). With `follow` (a printer and how long to wait),
+/// prints its log lines as they come and returns its terminal event.
 pub async fn submit(
     uri: &str,
     topology: &Topology,
     job: &BuildJob,
-    follow: Option<&(dyn Fn(&LogLine) + Sync)>,
+    follow: Option<Follow<'_>>,
 ) -> Result<Option<JobEvent>, String> {
     let conn = amqp::connect(uri, "apprunner-build-submit")
         .await
@@ -50,12 +53,23 @@ pub async fn submit(
         .publish(&Outgoing::new(&topology.events(), &Topology::event_key(&job.operation_id, "QUEUED"), &queued))
         .await?;
     publisher.close().await;
-    let (Some(print), Some(mut consumer)) = (follow, followed) else {
+    let (Some((print, wait)), Some(mut consumer)) = (follow, followed) else {
         let _ = conn.close(200, "submitted".into()).await;
         return Ok(None);
     };
     let events = topology.events();
-    while let Some(delivery) = consumer.next().await {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, consumer.next()).await else {
+            let _ = conn.close(200, "gave up waiting".into()).await;
+            return Err(format!(
+                "no outcome for job {} within {}s; it may still be queued or running (operation {})",
+                job.job_id,
+                wait.as_secs(),
+                job.operation_id
+            ));
+        };
+        let Some(delivery) = next else { break };
         let delivery = delivery.map_err(|e| format!("lost the broker while following the build: {e}"))?;
         if delivery.exchange.as_str() == events {
             if let Ok(ev) = serde_json::from_slice::<JobEvent>(&delivery.data) {

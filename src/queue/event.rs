@@ -219,7 +219,7 @@ impl FailedJob {
         }
     }
 
-    /// A job the broker dead-lettered after its delivery limit: workers died on it each time.
+    /// A job delivered `delivery_limit` times without finishing: workers died on it each time.
     pub fn dead_lettered(job: &BuildJob, failed_at: String, delivery_limit: u32) -> Self {
         Self {
             reason: format!(

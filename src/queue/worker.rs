@@ -5,8 +5,8 @@
 //! back, a bounded number of times. A redelivered job whose image already exists for the same
 //! operation is not built again, and its success is reported once.
 
-use super::amqp::{self, Outgoing, Publisher, Topology, ATTEMPT_HEADER};
-use super::job::{BuildJob, FailedJob, JobEvent, JobStatus};
+use super::amqp::{self, Outgoing, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT};
+use super::job::{now_rfc3339, BuildJob, FailedJob, JobEvent, JobStatus};
 use super::ledger::{Built, Ledger};
 use super::metrics::Metrics;
 use super::outcome::{Action, JobOutcome, RetryPolicy};
@@ -223,6 +223,21 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
             return;
         }
     };
+    // The last delivery the broker allows: every earlier one ended with its worker gone. Rather
+    // than let the broker dead-letter it unreported, the job fails here, with a reason.
+    let delivered_before = amqp::header_u32(&delivery.properties, DELIVERY_COUNT_HEADER).unwrap_or(0);
+    if i64::from(delivered_before) >= DELIVERY_LIMIT - 1 {
+        let deliveries = delivered_before + 1;
+        tracing::warn!("job {}: delivery {deliveries}, the last the broker allows; failing it", job.job_id);
+        let entry = FailedJob::dead_lettered(&job, now_rfc3339(), deliveries);
+        let error = BuildError::new(entry.class, entry.reason.clone());
+        let event = JobEvent::failed(&job, &error).by(&shared.cfg.worker_id, Some(attempt));
+        if publish_failed(shared, &entry).await.is_ok() && publish_event(shared, &event).await.is_ok() {
+            shared.metrics.job_finished(JobOutcome::Failed(entry.class).label());
+            ack(&delivery).await;
+        }
+        return;
+    }
     if let Some(ts) = delivery.properties.timestamp() {
         let lag = time::OffsetDateTime::now_utc().unix_timestamp() - i64::try_from(*ts).unwrap_or(i64::MAX);
         shared.metrics.queue_lag(lag.max(0) as f64);
