@@ -12,7 +12,7 @@ use crate::core::shown::redact_url;
 use crate::edge::buildkit::{Backend, Buildkit, BuildkitAddr, SolveFailure};
 use crate::edge::image;
 use crate::edge::registry::{Credentials, Registry};
-use crate::edge::source::{self, Checkout, Layer};
+use crate::edge::source::{self, Checkout, Layer, PackLimits};
 use crate::error::BuildError;
 use crate::llb::{self, Solves};
 use crate::log::DeploymentLog;
@@ -38,6 +38,8 @@ pub struct Settings {
     pub git_credentials: Option<PathBuf>,
     /// Repository prefixes (`registry/path`) built images may go to; empty: any but the worker's own.
     pub allowed_targets: Vec<String>,
+    /// The largest file and source directory packed.
+    pub pack_limits: PackLimits,
 }
 
 impl Settings {
@@ -146,7 +148,8 @@ pub async fn prepare(
     };
     let source_layer = tokio::task::spawn_blocking({
         let dir = dir.clone();
-        move || source::pack_dir(&dir)
+        let limits = settings.pack_limits;
+        move || source::pack_dir(&dir, limits)
     })
     .await
     .map_err(|e| BuildError::internal(format!("packing task: {e}")))??;
@@ -245,6 +248,12 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         log.apprunner(format!(
             "Source directory {} unchanged since an earlier build ({}); nothing uploaded.",
             plan.source_dir, src.pinned
+        ));
+    }
+    if prepared.source_layer.special_bits_dropped > 0 {
+        log.apprunner(format!(
+            "setuid and setgid bits dropped from {} files of the source; every file in /app is owned by root.",
+            prepared.source_layer.special_bits_dropped
         ));
     }
     if let Some(ca) = &prepared.ca_layer {

@@ -10,7 +10,7 @@ use crate::core::plan::StepNetwork;
 use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
 use crate::edge::buildkit::BuildkitAddr;
 use crate::edge::registry::Credentials;
-use crate::edge::source;
+use crate::edge::source::{self, PackLimits};
 use crate::error::{BuildError, ErrorClass};
 use crate::pipeline::Settings;
 use clap::{Args, Parser, Subcommand};
@@ -179,6 +179,12 @@ struct SettingsArgs {
     /// but the build service's own repositories).
     #[arg(long, env = "APPRUNNER_ALLOWED_TARGETS", value_delimiter = ',')]
     allowed_targets: Vec<String>,
+    /// Bytes of the largest file of a source directory that is packed.
+    #[arg(long, env = "APPRUNNER_MAX_FILE_SIZE", default_value_t = PackLimits::default().file)]
+    max_file_size: u64,
+    /// Bytes of the largest source directory that is packed.
+    #[arg(long, env = "APPRUNNER_MAX_SOURCE_SIZE", default_value_t = PackLimits::default().total)]
+    max_source_size: u64,
 }
 
 impl SettingsArgs {
@@ -207,6 +213,7 @@ impl SettingsArgs {
             insecure_registries: self.insecure_registries.clone(),
             git_credentials: self.git_credentials.clone(),
             allowed_targets: self.allowed_targets.clone(),
+            pack_limits: PackLimits { file: self.max_file_size, total: self.max_source_size },
         })
     }
 }

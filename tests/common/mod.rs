@@ -28,6 +28,7 @@ pub fn settings() -> Settings {
         insecure_registries: Vec::new(),
         git_credentials: None,
         allowed_targets: Vec::new(),
+        pack_limits: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 pub mod pack;
 
-pub use pack::{pack_dir, pack_file, Layer};
+pub use pack::{pack_dir, pack_file, Layer, PackLimits};
 
 use crate::core::config::AppConfig;
 use crate::core::platform::{self, SourceFacts};
@@ -179,6 +179,7 @@ async fn git_with(auth: &GitAuth, args: &[&str], cwd: Option<&Path>) -> std::res
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
     let mut group = ProcessGroup(child.id());
     let out = child.wait_with_output().await.map_err(|e| format!("cannot run git: {e}"))?;
@@ -340,22 +341,26 @@ fn confined_file(dir: &Path, name: &str) -> Result<Option<(PathBuf, std::fs::Met
     Ok(Some((real, meta)))
 }
 
+/// Opens a file known to be regular, without following a link swapped in since the check and
+/// without blocking on a FIFO swapped in.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits().cast_signed())
+        .open(path)
+}
+
 /// The bytes of `name` in the source directory `dir` (see `confined_file`), at most `limit`.
 pub fn read_confined(dir: &Path, name: &str, limit: usize) -> Result<Option<Vec<u8>>> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     let Some((real, meta)) = confined_file(dir, name)? else { return Ok(None) };
     let shown = crate::core::shown::cut(name);
     let too_big = |n: u64| SourceError::Refused(format!("{shown} is {n} bytes; at most {limit} are read"));
     if meta.len() > limit as u64 {
         return Err(too_big(meta.len()));
     }
-    // No following a link swapped in since the check, and no blocking on a FIFO.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits().cast_signed())
-        .open(&real)
-        .map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
+    let file = open_regular(&real).map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
     let mut bytes = Vec::new();
     file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
     if bytes.len() > limit {
