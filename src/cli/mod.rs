@@ -115,8 +115,16 @@ impl What {
     /// The configuration source `--api-config` selects: API with its values, or the repository's file.
     fn config(&self) -> Result<ConfigInput, BuildError> {
         let Some(path) = &self.api_config else { return Ok(ConfigInput::Repository) };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| BuildError::user(format!("--api-config {}: {e}", path.display())))?;
+        let unreadable = |e: std::io::Error| BuildError::user(format!("--api-config {}: {e}", path.display()));
+        let size = std::fs::metadata(path).map_err(unreadable)?.len();
+        let max = crate::core::config::MAX_CONFIG_BYTES;
+        if size > max as u64 {
+            return Err(BuildError::user(format!(
+                "--api-config {} is {size} bytes; at most {max} are read",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(unreadable)?;
         let v = serde_json::from_str(&text)
             .map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))?;
         Ok(ConfigInput::Api(v))

@@ -7,12 +7,15 @@ use crate::core::config::ConfigSource;
 use crate::core::image_ref::ImageRef;
 pub use crate::core::request::RunConfiguration;
 use crate::core::request::{BuildRequest, ConfigInput, Revision, SourceLocation};
+use crate::core::shown::cut;
 use crate::error::{BuildError, Classified, ErrorClass};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The job format this worker reads. A job of another version is refused, not guessed at.
 pub const JOB_VERSION: u64 = 1;
+/// The largest job message read; API values inside it are bounded again on their own.
+pub const MAX_JOB_BYTES: usize = 512 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
@@ -104,6 +107,9 @@ impl BuildJob {
     }
 
     fn parse_text(bytes: &[u8]) -> Result<BuildJob, String> {
+        if bytes.len() > MAX_JOB_BYTES {
+            return Err(format!("the message is {} bytes; a build job may have at most {MAX_JOB_BYTES}", bytes.len()));
+        }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
             format!("the message is not JSON ({e}); a build job is a JSON object with version {JOB_VERSION}")
         })?;
@@ -117,12 +123,12 @@ impl BuildJob {
         }
         let job: BuildJob = serde_json::from_value(value).map_err(|e| format!("the job is malformed: {e}"))?;
         if !valid_id(&job.job_id) {
-            return Err(format!("job_id `{}` must be 1-128 letters, digits, '-', '_' or '.'", job.job_id));
+            return Err(format!("job_id `{}` must be 1-128 letters, digits, '-', '_' or '.'", cut(&job.job_id)));
         }
         if !valid_id(&job.operation_id) {
             return Err(format!(
                 "operation_id `{}` must be 1-128 letters, digits, '-', '_' or '.' (App Runner uses 32 hex digits)",
-                job.operation_id
+                cut(&job.operation_id)
             ));
         }
         if job.repository.branch.is_some() && job.repository.commit.is_some() {
@@ -277,6 +283,12 @@ mod tests {
         let mut v = job();
         v["configuration"] = serde_json::json!({"source": "API"});
         assert!(BuildJob::parse(v.to_string().as_bytes()).unwrap_err().0.contains("configuration.values is missing"));
+        let huge = vec![b' '; MAX_JOB_BYTES + 1];
+        assert!(BuildJob::parse(&huge).unwrap_err().0.contains("a build job may have at most 524288"));
+        let mut v = job();
+        v["job_id"] = "\u{1b}[2J".repeat(1000).into();
+        let e = BuildJob::parse(v.to_string().as_bytes()).unwrap_err().0;
+        assert!(e.len() < 1000 && !e.contains('\u{1b}'), "{e}");
         let mut v = job();
         v["deadline"] = "tomorrow".into();
         assert!(BuildJob::parse(v.to_string().as_bytes()).unwrap_err().0.contains("RFC 3339"));
