@@ -11,7 +11,7 @@ use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, SourceL
 use crate::core::shown::redact_url;
 use crate::edge::buildkit::{Backend, Buildkit, BuildkitAddr, SolveFailure};
 use crate::edge::image;
-use crate::edge::registry::{Credentials, Registry};
+use crate::edge::registry::{Registry, RegistryAuth};
 use crate::edge::source::{self, Checkout, Layer, PackLimits};
 use crate::error::BuildError;
 use crate::llb::{self, Solves};
@@ -31,7 +31,8 @@ pub struct Settings {
     pub ca_bundle: Option<PathBuf>,
     pub network: StepNetwork,
     pub timeout: Duration,
-    pub registry_credentials: Option<Credentials>,
+    /// Registry credentials, each for its own host only.
+    pub registry_auth: RegistryAuth,
     /// Registry hosts reached over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
     /// A git-credential-store file for private git hosts (credentials never go in job URLs' output).
@@ -44,7 +45,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn registry_client(&self) -> Registry {
-        Registry::new(self.registry_credentials.clone(), self.insecure_registries.clone())
+        Registry::new(self.registry_auth.clone(), self.insecure_registries.clone())
     }
 
     fn entitlements(&self) -> Vec<String> {
@@ -268,7 +269,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
 
     if backend.pushes_after_solve() {
         log.apprunner(format!("Pushing image {target}."));
-        backend.publish(target, settings.registry_credentials.as_ref()).await?;
+        backend.publish(target, settings.registry_auth.get(&target.registry)).await?;
     }
     let digest = image::write_final_config(&registry, target, &plan.image).await?;
     let cfg = &prepared.config;

@@ -279,7 +279,7 @@ async fn a_token_in_a_git_url_never_shows() {
     assert!(built.has_line("[Build] private build") || built.has_line("cached."));
     assert!(!built.log.iter().any(|l| l.contains("s3cret")), "a log line shows the token");
     let r = apprunner_build::core::image_ref::ImageRef::parse(&image).unwrap();
-    let registry = apprunner_build::edge::registry::Registry::new(None, vec![]);
+    let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
     let (_, labels) = apprunner_build::edge::image::existing(&registry, &r).await.unwrap().unwrap();
     assert_eq!(labels["org.opencontainers.image.source"], format!("http://127.0.0.1:{port}/repo.git"));
 
@@ -297,7 +297,7 @@ async fn a_token_in_a_git_url_never_shows() {
 #[tokio::test]
 async fn the_services_own_repositories_are_never_a_target() {
     use apprunner_build::core::image_ref::ImageRef;
-    let registry = apprunner_build::edge::registry::Registry::new(None, vec![]);
+    let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
     let runtime = ImageRef::parse("127.0.0.1:5000/apprunner-runtimes/python3:3.8.16-run").unwrap();
     let before =
         registry.manifest(&runtime.registry, &runtime.repository, &runtime.reference()).await.unwrap().unwrap();

@@ -9,7 +9,7 @@ use crate::core::image_ref::ImageRef;
 use crate::core::plan::StepNetwork;
 use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
 use crate::edge::buildkit::BuildkitAddr;
-use crate::edge::registry::Credentials;
+use crate::edge::registry::{Credentials, RegistryAuth};
 use crate::edge::source::{self, PackLimits};
 use crate::error::{BuildError, ErrorClass};
 use crate::pipeline::Settings;
@@ -207,17 +207,29 @@ impl SettingsArgs {
                 )));
             }
         }
-        let registry_credentials = std::env::var("APPRUNNER_REGISTRY_USERNAME").ok().map(|username| Credentials {
+        let mut registry_auth = RegistryAuth::default();
+        if let Ok(path) = std::env::var("APPRUNNER_REGISTRY_AUTH") {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| BuildError::user(format!("APPRUNNER_REGISTRY_AUTH {path}: {e}")))?;
+            registry_auth.read_docker_config(&text).map_err(|e| {
+                BuildError::user(format!("APPRUNNER_REGISTRY_AUTH {path}: {e}; expected {{\"auths\": {{\"HOST\": {{\"auth\": \"base64(user:password)\"}}}}}}"))
+            })?;
+        }
+        let credentials = std::env::var("APPRUNNER_REGISTRY_USERNAME").ok().map(|username| Credentials {
             username,
             password: std::env::var("APPRUNNER_REGISTRY_PASSWORD").unwrap_or_default(),
         });
+        // The username and password are the worker's registry's (--registry), and go nowhere else.
+        if let Some(c) = credentials {
+            registry_auth.insert(&self.registry, c);
+        }
         Ok(Settings {
             buildkit,
             registry: self.registry.clone(),
             ca_bundle,
             network: if self.host_network { StepNetwork::Host } else { StepNetwork::Sandbox },
             timeout: Duration::from_secs(self.timeout),
-            registry_credentials,
+            registry_auth,
             insecure_registries: self.insecure_registries.clone(),
             git_credentials: self.git_credentials.clone(),
             allowed_targets: self.allowed_targets.clone(),

@@ -18,7 +18,7 @@ const ACCEPT_MANIFESTS: &str =
 pub enum RegistryError {
     #[error("registry {host} unreachable: {detail}")]
     Unreachable { host: String, detail: String },
-    #[error("registry {host} requires credentials; set APPRUNNER_REGISTRY_USERNAME and APPRUNNER_REGISTRY_PASSWORD")]
+    #[error("registry {host} requires credentials; set APPRUNNER_REGISTRY_USERNAME and APPRUNNER_REGISTRY_PASSWORD (for --registry) or APPRUNNER_REGISTRY_AUTH (a Docker auth file)")]
     CredentialsRequired { host: String },
     #[error("registry {host} refused the credentials for {scope}")]
     TokenRefused { host: String, scope: String },
@@ -55,15 +55,65 @@ crate::error::classified_into_build_error!(RegistryError);
 type Result<T> = std::result::Result<T, RegistryError>;
 
 /// Credentials for one registry host.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
 }
 
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"…").finish()
+    }
+}
+
+/// Credentials per registry host: each is sent to its own host and to no other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryAuth(std::collections::BTreeMap<String, Credentials>);
+
+impl RegistryAuth {
+    pub fn for_host(host: &str, username: &str, password: &str) -> Self {
+        let mut auth = Self::default();
+        auth.insert(host, Credentials { username: username.to_string(), password: password.to_string() });
+        auth
+    }
+
+    pub fn insert(&mut self, host: &str, credentials: Credentials) {
+        self.0.insert(host.to_string(), credentials);
+    }
+
+    /// The credentials for `host`, if it has any.
+    pub fn get(&self, host: &str) -> Option<&Credentials> {
+        self.0.get(host)
+    }
+
+    /// Reads a Docker-style auth file: `{"auths": {"HOST": {"auth": base64("user:password")}}}`
+    /// (or `username` and `password` fields).
+    pub fn read_docker_config(&mut self, text: &str) -> std::result::Result<(), String> {
+        use base64::Engine as _;
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let auths = v["auths"].as_object().ok_or("no `auths` object")?;
+        for (host, entry) in auths {
+            let creds = if let Some(auth) = entry["auth"].as_str() {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(auth)
+                    .map_err(|_| format!("{host}: `auth` is not base64"))?;
+                let text = String::from_utf8_lossy(&decoded);
+                let (u, p) = text.split_once(':').ok_or_else(|| format!("{host}: `auth` is not user:password"))?;
+                Credentials { username: u.to_string(), password: p.to_string() }
+            } else {
+                let field = |k: &str| entry[k].as_str().unwrap_or_default().to_string();
+                Credentials { username: field("username"), password: field("password") }
+            };
+            self.insert(host, creds);
+        }
+        Ok(())
+    }
+}
+
 pub struct Registry {
     http: reqwest::Client,
-    credentials: Option<Credentials>,
+    auth: RegistryAuth,
     insecure: Vec<String>,
     /// The last bearer token per scope, reused until the registry refuses it.
     tokens: Mutex<Vec<(String, String)>>,
@@ -100,13 +150,13 @@ pub fn is_plain_http(host: &str, insecure: &[String]) -> bool {
 }
 
 impl Registry {
-    pub fn new(credentials: Option<Credentials>, insecure: Vec<String>) -> Self {
+    pub fn new(auth: RegistryAuth, insecure: Vec<String>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(600))
             .build()
             .unwrap_or_default();
-        Self { http, credentials, insecure, tokens: Mutex::new(Vec::new()) }
+        Self { http, auth, insecure, tokens: Mutex::new(Vec::new()) }
     }
 
     fn scheme(&self, host: &str) -> &'static str {
@@ -149,7 +199,7 @@ impl Registry {
         }
         let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let Some(creds) =
-            self.credentials.clone().or_else(|| challenge.starts_with("Bearer").then(Credentials::default))
+            self.auth.get(host).cloned().or_else(|| challenge.starts_with("Bearer").then(Credentials::default))
         else {
             return Err(RegistryError::CredentialsRequired { host: host.to_string() });
         };

@@ -24,7 +24,7 @@ pub fn settings() -> Settings {
         ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
         network: StepNetwork::Sandbox,
         timeout: Duration::from_secs(900),
-        registry_credentials: None,
+        registry_auth: Default::default(),
         insecure_registries: Vec::new(),
         git_credentials: None,
         allowed_targets: Vec::new(),
