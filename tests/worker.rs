@@ -303,15 +303,7 @@ async fn a_dropped_broker_connection_is_re_established() {
     submit(&topology, &first).await;
     events.until(Duration::from_secs(120), |seen| terminal(seen, &first.job_id).is_some()).await;
     // Close the worker's consuming connection from the server side.
-    let list =
-        Command::new("rabbitmqctl").args(["list_connections", "pid", "client_properties", "-q"]).output().unwrap();
-    let text = String::from_utf8_lossy(&list.stdout);
-    let needle = format!("\"apprunner-build-worker-{id}\"}}");
-    let pids: Vec<&str> =
-        text.lines().filter(|l| l.contains(&needle)).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(pids.len(), 1, "the worker's connection: {text}");
-    let closed = Command::new("rabbitmqctl").args(["close_connection", pids[0], "test closes it"]).output().unwrap();
-    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    close_consumer_connection(&id);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = job(&url, "reconnect");
     submit(&topology, &later).await;
@@ -371,6 +363,19 @@ async fn bad_jobs_end_in_the_failed_queue_with_reasons() {
     let r = reason(&|f| f.raw_message.as_deref().is_some_and(|m| m.contains("\"version\":2")));
     assert_eq!(r, "job version 2 is not supported; this worker reads version 1");
     assert_eq!(failed.len(), 4);
+}
+
+/// Closes a worker's consuming connection from the broker's side, as a network fault would.
+fn close_consumer_connection(worker_id: &str) {
+    let list =
+        Command::new("rabbitmqctl").args(["list_connections", "pid", "client_properties", "-q"]).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    let needle = format!("\"apprunner-build-worker-{worker_id}\"}}");
+    let pids: Vec<&str> =
+        text.lines().filter(|l| l.contains(&needle)).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(pids.len(), 1, "the worker's connection: {text}");
+    let closed = Command::new("rabbitmqctl").args(["close_connection", pids[0], "test closes it"]).output().unwrap();
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
 }
 
 /// A unix-socket proxy to Docker Engine that the test can take down and bring back, so the
@@ -574,4 +579,37 @@ async fn a_job_past_the_delivery_limit_is_reported_failed() {
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert_eq!(failed[0].job.as_ref().unwrap().job_id, j.job_id);
     assert!(!failed[0].failed_at.is_empty() && failed[0].reason.contains("without finishing"));
+}
+
+/// The consuming connection lost mid-build: the broker redelivers the job (to the same worker
+/// here) while the first build still runs. The lease keeps the copy waiting, and it finds the
+/// operation built and reported: one SUCCEEDED, no FAILED.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_lost_mid_build_gives_one_success() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
+    let mut events = Events::listen(&topology).await;
+    let (_dir, url) = repo(&format!("echo {}; sleep 8", uuid::Uuid::new_v4()));
+    let id = format!("{prefix}-w");
+    let _w = Worker::start(&prefix, &id, &["--concurrency", "2"]);
+    let j = job(&url, "lost");
+    submit(&topology, &j).await;
+    events
+        .until(Duration::from_secs(60), |seen| {
+            seen.iter().any(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    close_consumer_connection(&id);
+    events.until(Duration::from_secs(120), |seen| terminal(seen, &j.job_id).is_some()).await;
+    events.settle(Duration::from_secs(15)).await;
+    assert_eq!(
+        events.count(&j.job_id, JobStatus::Succeeded),
+        1,
+        "{:#?}",
+        events.seen.iter().map(|e| (e.status, &e.worker)).collect::<Vec<_>>()
+    );
+    assert_eq!(events.count(&j.job_id, JobStatus::Failed), 0);
+    assert_eq!(failed_count(&topology).await, 0);
 }

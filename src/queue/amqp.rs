@@ -43,6 +43,10 @@ impl Topology {
         format!("{}.logs", self.prefix)
     }
     /// A holding queue whose messages return to the jobs queue after `delay`.
+    /// The exclusive queue whose existence says an operation is being built: its lease.
+    pub fn lease(&self, operation_id: &str) -> String {
+        format!("{}.lease.{operation_id}", self.prefix)
+    }
     pub fn retry(&self, delay: Duration) -> String {
         format!("{}.retry.{}ms", self.prefix, delay.as_millis())
     }

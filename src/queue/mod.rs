@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod client;
 pub mod event;
 pub mod job;
+pub mod lease;
 pub mod ledger;
 pub mod metrics;
 pub mod outcome;

@@ -50,6 +50,8 @@ pub enum JobOutcome {
     /// A redelivery of an operation already built and reported.
     Duplicate,
     Retried,
+    /// Another build of the operation was running; the job waits and comes back.
+    Deferred,
     Failed(ErrorClass),
     /// Not a job at all.
     Rejected,
@@ -61,6 +63,7 @@ impl JobOutcome {
             JobOutcome::Succeeded => "succeeded",
             JobOutcome::Duplicate => "duplicate",
             JobOutcome::Retried => "retried",
+            JobOutcome::Deferred => "deferred",
             JobOutcome::Failed(ErrorClass::User) => "failed",
             JobOutcome::Failed(ErrorClass::Transient) => "failed_transient",
             JobOutcome::Failed(ErrorClass::Internal) => "failed_internal",

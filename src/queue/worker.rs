@@ -7,6 +7,7 @@
 
 use super::amqp::{self, Outgoing, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT};
 use super::job::{now_rfc3339, BuildJob, FailedJob, JobEvent, JobStatus};
+use super::lease::{Lease, Leases, NoLease};
 use super::ledger::{Built, Ledger};
 use super::metrics::Metrics;
 use super::outcome::{Action, JobOutcome, RetryPolicy};
@@ -40,15 +41,24 @@ pub struct WorkerConfig {
 struct Shared {
     cfg: WorkerConfig,
     publisher: Publisher,
+    leases: Leases,
     registry: Registry,
     metrics: Arc<Metrics>,
 }
+
+/// How long a job waits when another build of its operation is running.
+const DEFER: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true: consume, reconnecting with backoff whenever the broker
 /// connection is lost; then let running builds finish (up to the grace period).
 pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         publisher: Publisher::new(&cfg.amqp_uri, &format!("apprunner-build-worker-{}-publisher", cfg.worker_id)),
+        leases: Leases::new(
+            &cfg.amqp_uri,
+            &format!("apprunner-build-worker-{}-leases", cfg.worker_id),
+            cfg.topology.clone(),
+        ),
         registry: cfg.settings.registry_client(),
         metrics,
         cfg,
@@ -131,6 +141,7 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
         let _ = conn.close(200, "reconnecting".into()).await;
     }
     shared.publisher.close().await;
+    shared.leases.close().await;
     sweep_clones("exit");
     Ok(())
 }
@@ -254,8 +265,43 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
     }
 }
 
-/// Builds one job and publishes its outcome. Ok when the job may be acked.
+/// Builds one job under its operation's lease and publishes its outcome. Ok when the job may
+/// be acked. While another build of the operation runs, the job waits in a delay queue.
 async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<JobOutcome, String> {
+    let lease = match shared.leases.acquire(&job.operation_id).await {
+        Ok(lease) => lease,
+        Err(NoLease::Held) => {
+            tracing::info!("job {}: its operation is being built elsewhere; it waits {DEFER:?}", job.job_id);
+            requeue(shared, job, attempt, DEFER).await?;
+            return Ok(JobOutcome::Deferred);
+        }
+        Err(NoLease::Broker(e)) => return Err(format!("no lease: {e}")),
+    };
+    let outcome = run_leased(shared, job, attempt, &lease).await;
+    shared.leases.release(lease).await;
+    outcome
+}
+
+/// Publishes `job` to the delay queue of `delay`, to come back as attempt `attempt`.
+async fn requeue(shared: &Shared, job: &BuildJob, attempt: u32, delay: Duration) -> Result<(), String> {
+    let ch = shared.publisher.channel().await.map_err(|e| e.to_string())?;
+    let retry_queue = shared.cfg.topology.declare_retry(&ch, delay).await.map_err(|e| e.to_string())?;
+    let payload = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+    let msg =
+        Outgoing { message_id: Some(&job.job_id), attempt: Some(attempt), ..Outgoing::new("", &retry_queue, &payload) };
+    shared.publisher.publish(&msg).await
+}
+
+/// The rest of `run_job`, with the lease held. Nothing is reported once the lease is lost:
+/// another worker may already be building the operation.
+async fn run_leased(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, lease: &Lease) -> Result<JobOutcome, String> {
+    let still_held = || async {
+        if shared.leases.holds(lease).await {
+            Ok(())
+        } else {
+            Err(format!("job {}: lost its lease during the build; its outcome is left to the redelivery", job.job_id))
+        }
+    };
     let ledger = Ledger::new(&shared.registry, &shared.cfg.settings.registry);
     let worker = shared.cfg.worker_id.as_str();
 
@@ -266,6 +312,7 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<J
                 tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
                 return Ok(JobOutcome::Duplicate);
             }
+            still_held().await?;
             publish_event(shared, &already_built(job, &target, &built).by(worker, None)).await?;
             ledger.mark_reported(&job.operation_id, &job.job_id).await;
             return Ok(JobOutcome::Succeeded);
@@ -290,6 +337,7 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<J
     let _ = forwarder.await;
     shared.metrics.build_seconds(began.elapsed().as_secs_f64());
 
+    still_held().await?;
     match action {
         Action::Succeed(result) => {
             // The same job may have been redelivered and finished elsewhere meanwhile (this
@@ -302,15 +350,7 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<J
             Ok(JobOutcome::Succeeded)
         }
         Action::Retry { next_attempt, delay, error } => {
-            let ch = shared.publisher.channel().await.map_err(|e| e.to_string())?;
-            let retry_queue = shared.cfg.topology.declare_retry(&ch, delay).await.map_err(|e| e.to_string())?;
-            let payload = serde_json::to_vec(job).map_err(|e| e.to_string())?;
-            let msg = Outgoing {
-                message_id: Some(&job.job_id),
-                attempt: Some(next_attempt),
-                ..Outgoing::new("", &retry_queue, &payload)
-            };
-            shared.publisher.publish(&msg).await?;
+            requeue(shared, job, next_attempt, delay).await?;
             let mut ev = JobEvent::new(job, JobStatus::Queued);
             ev.attempt = Some(next_attempt);
             ev.error = Some((&error).into());

@@ -1,0 +1,121 @@
+//! One build per operation at a time, across the fleet: a lease is an exclusive queue named
+//! after the operation, declared on a connection of the worker's own. The broker refuses a
+//! second declaration while the first connection lives and deletes the queue when that
+//! connection goes, so a lease survives nothing but its holder. A build reports its outcome
+//! only while its lease still holds.
+
+use super::amqp::{self, Topology};
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::Connection;
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::Mutex as AsyncMutex;
+
+/// A held lease; release it with [`Leases::release`].
+#[derive(Debug)]
+pub struct Lease {
+    operation_id: String,
+    /// Which connection holds it: a reconnect means the lease was lost.
+    generation: u64,
+}
+
+pub struct Leases {
+    uri: String,
+    name: String,
+    topology: Topology,
+    conn: AsyncMutex<Option<(Connection, u64)>>,
+    /// Operations this worker is building: its own connection could declare them again.
+    mine: Mutex<HashSet<String>>,
+}
+
+/// Why no lease was had.
+#[derive(Debug)]
+pub enum NoLease {
+    /// Another build of the operation is running (here or on another worker).
+    Held,
+    /// The broker could not be asked.
+    Broker(String),
+}
+
+impl Leases {
+    pub fn new(uri: &str, name: &str, topology: Topology) -> Self {
+        Self {
+            uri: uri.to_string(),
+            name: name.to_string(),
+            topology,
+            conn: AsyncMutex::new(None),
+            mine: Mutex::default(),
+        }
+    }
+
+    /// A new channel on the lease connection (connected anew if it was lost), and the
+    /// connection's generation.
+    async fn channel(&self) -> Result<(lapin::Channel, u64), String> {
+        let mut state = self.conn.lock().await;
+        if let Some((conn, generation)) = state.as_ref() {
+            if conn.status().connected() {
+                let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+                return Ok((ch, *generation));
+            }
+        }
+        let generation = state.as_ref().map_or(1, |(_, g)| g + 1);
+        let conn = amqp::connect(&self.uri, &self.name).await.map_err(|e| format!("cannot reach the broker: {e}"))?;
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        *state = Some((conn, generation));
+        Ok((ch, generation))
+    }
+
+    /// Takes the lease of `operation_id`, unless a build of it runs anywhere.
+    pub async fn acquire(&self, operation_id: &str) -> Result<Lease, NoLease> {
+        if !self.mine.lock().unwrap_or_else(PoisonError::into_inner).insert(operation_id.to_string()) {
+            return Err(NoLease::Held);
+        }
+        let taken = async {
+            // A refused declaration closes its channel, so each attempt has its own.
+            let (ch, generation) = self.channel().await.map_err(NoLease::Broker)?;
+            let options = QueueDeclareOptions { exclusive: true, auto_delete: false, ..Default::default() };
+            match ch.queue_declare(self.topology.lease(operation_id).into(), options, FieldTable::default()).await {
+                Ok(_) => {
+                    let _ = ch.close(200, "leased".into()).await;
+                    Ok(Lease { operation_id: operation_id.to_string(), generation })
+                }
+                Err(e) => match e.kind() {
+                    // RESOURCE_LOCKED: another connection holds it.
+                    lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 405 => Err(NoLease::Held),
+                    _ => Err(NoLease::Broker(e.to_string())),
+                },
+            }
+        }
+        .await;
+        if taken.is_err() {
+            self.mine.lock().unwrap_or_else(PoisonError::into_inner).remove(operation_id);
+        }
+        taken
+    }
+
+    /// Whether `lease` still holds: its connection is the one that took it, and alive.
+    pub async fn holds(&self, lease: &Lease) -> bool {
+        let state = self.conn.lock().await;
+        state.as_ref().is_some_and(|(conn, generation)| *generation == lease.generation && conn.status().connected())
+    }
+
+    /// Gives the lease up (its queue goes; a lost connection took it already).
+    pub async fn release(&self, lease: Lease) {
+        if self.holds(&lease).await {
+            if let Ok((ch, _)) = self.channel().await {
+                let _ = ch
+                    .queue_delete(self.topology.lease(&lease.operation_id).into(), QueueDeleteOptions::default())
+                    .await;
+                let _ = ch.close(200, "released".into()).await;
+            }
+        }
+        self.mine.lock().unwrap_or_else(PoisonError::into_inner).remove(&lease.operation_id);
+    }
+
+    pub async fn close(&self) {
+        if let Some((conn, _)) = self.conn.lock().await.take() {
+            let _ = conn.close(200, "bye".into()).await;
+        }
+    }
+}
