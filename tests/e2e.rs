@@ -352,3 +352,30 @@ async fn a_git_host_that_never_answers_ends_at_the_time_limit() {
         String::from_utf8_lossy(&ps.stdout)
     );
 }
+
+/// Hostile sources: an apprunner.yaml that links out of the tree is never read; the source
+/// layer drops setuid bits and foreign owners.
+#[tokio::test]
+async fn links_out_of_the_source_are_refused_and_the_layer_is_normalised() {
+    use std::os::unix::fs::PermissionsExt;
+    let outside = app(&[("apprunner.yaml", PY_CFG)]);
+    let dir = app(&[("server.py", "print('x')\n")]);
+    std::os::unix::fs::symlink(outside.path().join("apprunner.yaml"), dir.path().join("apprunner.yaml")).unwrap();
+    let built = build(dir.path(), "/", None).await;
+    assert!(
+        built.error().message.contains("apprunner.yaml is a link to a file outside the source directory"),
+        "{}",
+        built.error()
+    );
+
+    let dir = app(&[
+        ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "echo modes")),
+        ("tool.sh", "#!/bin/sh\necho tool\n"),
+    ]);
+    // chown clears setuid bits, so it comes first.
+    std::os::unix::fs::chown(dir.path().join("tool.sh"), Some(4242), Some(4242)).unwrap();
+    std::fs::set_permissions(dir.path().join("tool.sh"), std::fs::Permissions::from_mode(0o6755)).unwrap();
+    let built = build(dir.path(), "/", None).await;
+    assert!(built.has_line("setuid and setgid bits dropped from 1 files"));
+    assert_eq!(in_image(built.image(), "stat -c '%a %u:%g' /app/tool.sh"), "755 0:0");
+}

@@ -1,7 +1,7 @@
 //! The queue worker against a real `RabbitMQ`, a real `BuildKit` and a real registry: worker
 //! processes of the built binary, each test on queues of its own prefix.
 // Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::format_push_string)]
 
 mod common;
 use apprunner_build::core::config::ConfigSource;
@@ -612,4 +612,38 @@ async fn a_connection_lost_mid_build_gives_one_success() {
     );
     assert_eq!(events.count(&j.job_id, JobStatus::Failed), 0);
     assert_eq!(failed_count(&topology).await, 0);
+}
+
+/// A few hundred bytes of apprunner.yaml that would expand to gigabytes: the job fails with the
+/// limit named, and the same worker goes on to build the next job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_yaml_bomb_fails_its_job_and_the_worker_survives() {
+    let prefix = prefix();
+    let topology = Topology::new(&prefix);
+    let _cleanup = Cleanup(topology.clone());
+    let mut events = Events::listen(&topology).await;
+    let mut bomb = String::from("version: 1.0\nruntime: python3\nx0: &x0 [a, a, a, a, a, a, a, a, a, a]\n");
+    for i in 1..10 {
+        bomb.push_str(&format!("x{i}: &x{i} [{}]\n", vec![format!("*x{}", i - 1); 10].join(", ")));
+    }
+    let dir = app(&[("apprunner.yaml", &bomb)]);
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "bomb"]);
+    let bomb_job = job(&format!("file://{}", dir.path().display()), "bomb");
+    let (_d, good_url) = repo("echo after the bomb");
+    let good = job(&good_url, "good");
+    let mut w = Worker::start(&prefix, "w", &["--concurrency", "1"]);
+    submit(&topology, &bomb_job).await;
+    submit(&topology, &good).await;
+    events
+        .until(Duration::from_secs(120), |seen| {
+            terminal(seen, &bomb_job.job_id).is_some() && terminal(seen, &good.job_id).is_some()
+        })
+        .await;
+    let ev = terminal(&events.seen, &bomb_job.job_id).unwrap();
+    assert_eq!(ev.status, JobStatus::Failed);
+    assert!(ev.error.unwrap().message.contains("more than 20000 values once its aliases are expanded"));
+    assert_eq!(terminal(&events.seen, &good.job_id).unwrap().status, JobStatus::Succeeded);
+    assert!(w.child.try_wait().unwrap().is_none(), "the worker is still running");
 }
