@@ -101,12 +101,42 @@ pub fn read_config(
     }
 }
 
-/// Fetches the source and plans the build. With `registry` None nothing is asked of the
-/// registry (base images stay unpinned), which is what `plan --offline` shows.
+/// How `prepare` treats the runtime images.
+#[derive(Clone, Copy)]
+pub enum ImageLookup<'r> {
+    /// Pinned by digest; a missing image fails the build.
+    Required(&'r Registry),
+    /// Pinned where the registry has them; a missing one is a warning in the plan (DECISIONS.md
+    /// B7: the environment lacks it, the configuration is not wrong).
+    IfPresent(&'r Registry),
+    /// Not asked for; left unpinned (`plan --offline`).
+    Offline,
+}
+
+/// A runtime image's facts as `images` asks for them, and a warning when it is missing but may be.
+async fn runtime_image(
+    images: ImageLookup<'_>,
+    r: &ImageRef,
+    what: &str,
+) -> Result<(ImageFacts, Option<String>), BuildError> {
+    match images {
+        ImageLookup::Offline => Ok((unpinned(r), None)),
+        ImageLookup::Required(registry) => Ok((image::image_facts(registry, r, what).await?, None)),
+        ImageLookup::IfPresent(registry) => match image::image_facts(registry, r, what).await {
+            Ok(facts) => Ok((facts, None)),
+            Err(e @ image::ImageError::MissingRuntimeImage { .. }) => {
+                Ok((unpinned(r), Some(format!("{e}; a build fails until it is there"))))
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// Fetches the source and plans the build.
 pub async fn prepare(
     settings: &Settings,
     req: &BuildRequest,
-    registry: Option<&Registry>,
+    images: ImageLookup<'_>,
     log: &DeploymentLog,
 ) -> Result<Prepared, BuildError> {
     let catalog = RuntimeCatalog::builtin();
@@ -140,13 +170,8 @@ pub async fn prepare(
     let host = settings.registry.as_str();
     let build_ref = ImageRef::parse(&format!("{host}/{}", resolved.build_image))?;
     let run_ref = ImageRef::parse(&format!("{host}/{}", resolved.run_image))?;
-    let (build_image, run_image) = match registry {
-        Some(r) => (
-            image::image_facts(r, &build_ref, "build image").await?,
-            image::image_facts(r, &run_ref, "run image").await?,
-        ),
-        None => (unpinned(&build_ref), unpinned(&run_ref)),
-    };
+    let (build_image, build_missing) = runtime_image(images, &build_ref, "build image").await?;
+    let (run_image, run_missing) = runtime_image(images, &run_ref, "run image").await?;
     let source_layer = tokio::task::spawn_blocking({
         let dir = dir.clone();
         let limits = settings.pack_limits;
@@ -177,7 +202,8 @@ pub async fn prepare(
         ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(host, CA_REPOSITORY, l)),
         network: settings.network,
     };
-    let plan = plan::plan(&cfg, &input);
+    let mut plan = plan::plan(&cfg, &input);
+    plan.warnings.extend(build_missing.into_iter().chain(run_missing));
     let solves = llb::from_plan(&plan);
     Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer })
 }
@@ -221,7 +247,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
             target.name()
         )));
     }
-    let prepared = prepare(settings, req, Some(&registry), log).await?;
+    let prepared = prepare(settings, req, ImageLookup::Required(&registry), log).await?;
     let plan = &prepared.plan;
     for w in &plan.warnings {
         log.apprunner(format!("Warning: {w}"));

@@ -48,27 +48,74 @@ fn required_keys() {
     }
 }
 
+/// DECISIONS.md B3: `PORT` among the variables is accepted with a warning (App Runner ran such
+/// services); the image's PORT is the network port.
 #[test]
-fn port_is_reserved() {
-    let e = rejected(&GOOD.replace(
+fn port_among_the_variables_is_a_warning() {
+    let c = yaml(&GOOD.replace(
         "  command: python server.py\n",
         "  command: python server.py\n  env:\n    - name: PORT\n      value: \"80\"\n",
-    ));
-    assert!(e.starts_with("apprunner.yaml:10:") && e.contains("run.env[0].name: `PORT` is reserved"), "{e}");
-    let e = rejected(&GOOD.replace(
+    ))
+    .unwrap();
+    assert!(
+        c.warnings[0].starts_with(
+            "apprunner.yaml:10:13: run.env[0].name: `PORT` is set by App Runner to the port (8080), not to `80`"
+        ),
+        "{:?}",
+        c.warnings
+    );
+    let c = yaml(&GOOD.replace(
+        "  command: python server.py\n",
+        "  command: python server.py\n  network:\n    port: 8000\n  env:\n    - name: PORT\n      value: \"8000\"\n",
+    ))
+    .unwrap();
+    assert!(c.warnings[0].contains("this line changes nothing and can go"), "{:?}", c.warnings);
+    let c = yaml(&GOOD.replace(
         "  command: python server.py\n",
         "  command: python server.py\n  secrets:\n    - name: PORT\n      value-from: p\n",
-    ));
-    assert!(e.contains("run.secrets[0].name: `PORT` is reserved"), "{e}");
-    let e = api(
+    ))
+    .unwrap();
+    assert!(c.warnings[0].contains("run.secrets[0].name: `PORT` is set by App Runner"), "{:?}", c.warnings);
+    let c = api(
         r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","RuntimeEnvironmentVariables":{"PORT":"1"}}"#,
     )
-    .unwrap_err();
-    assert!(e.contains("RuntimeEnvironmentVariables: `PORT` is reserved"), "{e}");
-    let e =
+    .unwrap();
+    assert!(
+        c.warnings[0]
+            .starts_with("RuntimeEnvironmentVariables: `PORT` is set by App Runner to the port (8080), not to `1`"),
+        "{:?}",
+        c.warnings
+    );
+    let c =
         api(r#"{"Runtime":"PYTHON_3","BuildCommand":"b","StartCommand":"s","RuntimeEnvironmentSecrets":{"PORT":"p"}}"#)
-            .unwrap_err();
-    assert!(e.contains("RuntimeEnvironmentSecrets: `PORT` is reserved"), "{e}");
+            .unwrap();
+    assert!(c.warnings[0].starts_with("RuntimeEnvironmentSecrets: `PORT` is set by App Runner"), "{:?}", c.warnings);
+}
+
+/// DECISIONS.md B4: names as App Runner takes them; one a shell cannot use is a warning.
+#[test]
+fn unusual_variable_names_are_warnings() {
+    let c = yaml(&GOOD.replace(
+        "  command: python server.py\n",
+        "  command: python server.py\n  secrets:\n    - name: myapp/env\n      value-from: p\n",
+    ))
+    .unwrap();
+    assert!(
+        c.warnings[0].contains("run.secrets[0].name: `myapp/env` is not a name a shell can use"),
+        "{:?}",
+        c.warnings
+    );
+    let c = yaml(&GOOD.replace(
+        "  command: python server.py\n",
+        "  command: python server.py\n  env:\n    - name: 1st.value\n      value: x\n",
+    ))
+    .unwrap();
+    assert!(c.warnings[0].contains("run.env[0].name: `1st.value` is not a name a shell can use"), "{:?}", c.warnings);
+    let e = rejected(&GOOD.replace(
+        "  command: python server.py\n",
+        "  command: python server.py\n  env:\n    - name: A=B\n      value: x\n",
+    ));
+    assert!(e.contains("`A=B` is not an environment variable name; a name is not empty and has no `=` or NUL"), "{e}");
 }
 
 #[test]

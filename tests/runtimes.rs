@@ -54,6 +54,7 @@ async fn nodejs18() {
 #[tokio::test]
 async fn nodejs20() {
     let (built, body) = serve("nodejs20", 3000).await;
+    assert!(built.has_line("Warning: nodejs20 is an extension runtime: App Runner has no such managed runtime"));
     let version = built.result.as_ref().unwrap().runtime_version.clone();
     assert_eq!(body, format!("Hello from Node.js v{version}; is-number(42) is true\n"));
     assert!(version.starts_with("20."));
@@ -182,4 +183,33 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &dest).unwrap();
         }
     }
+}
+
+/// DECISIONS.md B7: a missing runtime image is the environment's, not the configuration's:
+/// `plan` prints the plan with a warning and exits 0; a bad configuration exits 2.
+#[test]
+fn plan_without_the_runtime_image_prints_the_plan_with_a_warning() {
+    let dir = app(&[(
+        "apprunner.yaml",
+        "version: 1.0\nruntime: dotnet6\nbuild:\n  commands:\n    build:\n      - dotnet publish -c Release -o out\nrun:\n  command: dotnet out/App.dll\n",
+    )]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apprunner-build"))
+        .args(["plan", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["runtime"], "dotnet6");
+    let warnings = plan["warnings"].to_string();
+    assert!(
+        warnings.contains("dotnet6:6.0.28-build is missing from registry 127.0.0.1:5000")
+            && warnings.contains("a build fails until it is there"),
+        "{warnings}"
+    );
+    std::fs::write(dir.path().join("apprunner.yaml"), "version: 1.0\nruntime: dotnet6\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apprunner-build"))
+        .args(["plan", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -7,7 +7,7 @@ use crate::core::request::{self, Revision, SourceLocation};
 use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
-use crate::pipeline;
+use crate::pipeline::{self, ImageLookup};
 use crate::queue::amqp::Topology;
 use crate::queue::client::{self, FailedFilter};
 use crate::queue::job::{BuildJob, ImageTarget, JobStatus, Repository};
@@ -25,7 +25,11 @@ pub(super) async fn plan(what: What, offline: bool, llb: bool, settings: Setting
     let registry = settings.registry_client();
     // The plan's own progress lines are not the point here; keep stdout for the JSON.
     let log = DeploymentLog::new(&req.operation_id, vec![]);
-    let prepared = pipeline::prepare(&settings, &req, (!offline).then_some(&registry), &log).await?;
+    let images = if offline { ImageLookup::Offline } else { ImageLookup::IfPresent(&registry) };
+    let prepared = pipeline::prepare(&settings, &req, images, &log).await?;
+    for w in &prepared.plan.warnings {
+        eprintln!("warning: {w}");
+    }
     if llb {
         println!("# image solve {}", prepared.solves.image.digest());
         print!("{}", crate::llb::render(&prepared.solves.image));

@@ -48,6 +48,9 @@ pub struct Runtime {
     /// How many of the newest releases get stand-ins (default: all).
     #[serde(default)]
     pub stand_in_versions: Option<usize>,
+    /// A runtime App Runner never had, built here as its nearest relative is (B6).
+    #[serde(default)]
+    pub extension: bool,
     #[serde(rename = "release")]
     pub releases: Vec<Release>,
 }
@@ -58,6 +61,8 @@ pub struct ResolvedRuntime {
     pub name: String,
     pub version: String,
     pub build_process: BuildProcess,
+    /// App Runner has no such runtime (see [`Runtime::extension`]).
+    pub extension: bool,
     pub build_image: String,
     pub run_image: String,
 }
@@ -159,7 +164,14 @@ impl RuntimeCatalog {
             Some(lock) => self.resolve_lock(rt, lock.trim())?,
         };
         let (build_image, run_image) = rt.images(&version);
-        Ok(ResolvedRuntime { name: rt.name.clone(), build_process: rt.build_process, build_image, run_image, version })
+        Ok(ResolvedRuntime {
+            name: rt.name.clone(),
+            build_process: rt.build_process,
+            extension: rt.extension,
+            build_image,
+            run_image,
+            version,
+        })
     }
 
     fn resolve_lock(&self, rt: &Runtime, lock: &str) -> Result<String, CatalogError> {

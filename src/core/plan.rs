@@ -279,6 +279,12 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         labels: image_labels(input),
     };
     let mut warnings = cfg.warnings.clone();
+    if input.runtime.extension {
+        warnings.push(format!(
+            "{} is an extension runtime: App Runner has no such managed runtime; it is built here with the {} build like App Runner's newest runtimes",
+            input.runtime.name, input.runtime.build_process
+        ));
+    }
     if input.runtime.build_process == BuildProcess::Revised && cfg.pre_run.is_empty() {
         if let Some(cmd) = cfg.build.iter().chain(&cfg.pre_build).find(|c| installs_outside_app(c)) {
             warnings.push(format!(

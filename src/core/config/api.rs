@@ -68,15 +68,16 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
         Some(p) => parse_port(&p).map_err(|m| fail("Port", m))?,
         None => DEFAULT_PORT,
     };
-    let run_env = name_values(get(obj, "RuntimeEnvironmentVariables"), "RuntimeEnvironmentVariables")?
+    let mut warnings = warnings;
+    let run_env = name_values(get(obj, "RuntimeEnvironmentVariables"), "RuntimeEnvironmentVariables", &mut warnings)?
         .into_iter()
         .map(|(name, value)| EnvVar { name, value })
         .collect();
-    let secrets = name_values(get(obj, "RuntimeEnvironmentSecrets"), "RuntimeEnvironmentSecrets")?
+    let secrets = name_values(get(obj, "RuntimeEnvironmentSecrets"), "RuntimeEnvironmentSecrets", &mut warnings)?
         .into_iter()
         .map(|(name, value_from)| SecretRef { name, value_from })
         .collect();
-    let cfg = AppConfig {
+    let mut cfg = AppConfig {
         source: ConfigSource::Api,
         runtime: rt.name.clone(),
         runtime_version: None,
@@ -92,16 +93,17 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
         secrets,
         warnings,
     };
-    check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| {
-        let api_key = if key.starts_with("run.env") {
+    let api_key = |key: &str| {
+        if key.starts_with("run.env") {
             "RuntimeEnvironmentVariables"
         } else if key.starts_with("run.secrets") {
             "RuntimeEnvironmentSecrets"
         } else {
             "StartCommand"
-        };
-        fail(api_key, m)
-    })?;
+        }
+    };
+    let notes = check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| fail(api_key(&key), m))?;
+    cfg.warnings.extend(notes.into_iter().map(|(key, note)| format!("{}: {note}", api_key(&key))));
     Ok(cfg)
 }
 
@@ -144,7 +146,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 }
 
 /// `{"A": "1"}` or `[{"A": "1"}]` (the describe-service form) -> ordered pairs.
-fn name_values(v: Option<&serde_json::Value>, key: &str) -> Result<Vec<(String, String)>> {
+fn name_values(v: Option<&serde_json::Value>, key: &str, notes: &mut Vec<String>) -> Result<Vec<(String, String)>> {
     let fail = |message: String| ConfigError { file: None, mark: None, key: key.to_string(), message };
     let mut out = Vec::new();
     let mut add = |obj: &serde_json::Map<String, serde_json::Value>| -> Result<()> {
@@ -158,7 +160,9 @@ fn name_values(v: Option<&serde_json::Value>, key: &str) -> Result<Vec<(String, 
                 serde_json::Value::Bool(b) => b.to_string(),
                 other => return Err(fail(format!("`{k}` must be a string, found {}", json_kind(other)))),
             };
-            check_env_name(k).map_err(fail)?;
+            if let Some(w) = check_env_name(k).map_err(fail)? {
+                notes.push(format!("{key}: {w}"));
+            }
             out.push((k.clone(), value));
         }
         Ok(())

@@ -160,7 +160,9 @@ impl FileReader<'_> {
                 self.err(item.mark, &at, "missing `name`; each entry is `- name: NAME` with `value: VALUE`")
             })?;
             let name = self.scalar(name, &format!("{at}.name"), "a variable name")?;
-            check_env_name(&name).map_err(|m| self.err(item.mark, &format!("{at}.name"), m))?;
+            if let Some(w) = check_env_name(&name).map_err(|m| self.err(item.mark, &format!("{at}.name"), m))? {
+                self.warn(item.mark, format!("{at}.name: {w}"));
+            }
             let value = field(&entries, "value").ok_or_else(|| {
                 self.err(item.mark, &at, format!("`{name}` has no `value`; write `value: \"\"` for an empty one"))
             })?;
@@ -413,10 +415,14 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
     let build = r.build_section(build_node)?;
     let run_node = field(&top, "run").ok_or_else(|| missing("run", "add `run:` with `command:`"))?;
     let mut cfg = r.run_section(run_node, rt, catalog, build)?;
-    check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| {
+    let notes = check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| {
         let mark = key_mark(&root, &key).unwrap_or(run_node.mark);
         r.err(mark, &key, m)
     })?;
+    for (key, note) in notes {
+        let mark = key_mark(&root, &key).unwrap_or(run_node.mark);
+        r.warn(mark, format!("{key}: {note}"));
+    }
     dedupe_env_warnings(&mut r.warnings, &cfg.build_env, "build.env", file);
     dedupe_env_warnings(&mut r.warnings, &cfg.run_env, "run.env", file);
     if r.more_warnings > 0 {

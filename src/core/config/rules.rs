@@ -5,18 +5,24 @@ use super::AppConfig;
 use crate::core::catalog::{BuildProcess, RuntimeCatalog};
 use crate::core::shown::cut;
 
-pub(super) fn check_env_name(name: &str) -> std::result::Result<(), String> {
-    let ok = !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{}` is not a usable environment variable name; use letters, digits and `_` (not starting with a digit)",
+/// An environment variable or secret name, taken as App Runner takes it (DECISIONS.md B4):
+/// any non-empty name without `=` or NUL. One a shell cannot use (`myapp/env`) is accepted
+/// with the warning returned.
+pub(super) fn check_env_name(name: &str) -> std::result::Result<Option<String>, String> {
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Err(format!(
+            "`{}` is not an environment variable name; a name is not empty and has no `=` or NUL",
             cut(name)
-        ))
+        ));
     }
+    let shell_usable =
+        !name.starts_with(|c: char| c.is_ascii_digit()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    Ok((!shell_usable).then(|| {
+        format!(
+            "`{}` is not a name a shell can use (`$NAME` needs letters, digits and `_`); the app can still read it from its environment",
+            cut(name)
+        )
+    }))
 }
 
 pub(super) fn parse_port(text: &str) -> std::result::Result<u16, String> {
@@ -51,30 +57,44 @@ fn check_secret_reference(v: &str) -> std::result::Result<(), String> {
     }
 }
 
-/// Rules shared by both configuration sources, checked once everything is read.
+/// A finding about one key: the key's path (`run.env[2].name`) and what is said of it.
+pub(super) type KeyNote = (String, String);
+
+/// Rules shared by both configuration sources, checked once everything is read: the first
+/// problem, or the warnings.
 pub(super) fn check_run_settings(
     cfg: &AppConfig,
     process: BuildProcess,
     catalog: &RuntimeCatalog,
-) -> std::result::Result<(), (String, String)> {
+) -> std::result::Result<Vec<KeyNote>, KeyNote> {
+    let mut warnings = Vec::new();
+    // B3: App Runner accepted PORT among a service's variables; the image's PORT is the port.
+    let port = cfg.port.to_string();
+    let port_note = |value: Option<&str>| match value {
+        Some(v) if v == port => {
+            format!("`PORT` is set by App Runner to the port ({port}); this line changes nothing and can go")
+        }
+        Some(v) => format!(
+            "`PORT` is set by App Runner to the port ({port}), not to `{}`; to listen elsewhere set run.network.port",
+            cut(v)
+        ),
+        None => format!("`PORT` is set by App Runner to the port ({port}); the secret is not used for it"),
+    };
     for (i, e) in cfg.run_env.iter().enumerate() {
         if e.name == "PORT" {
-            return Err((
-                format!("run.env[{i}].name"),
-                "`PORT` is reserved: App Runner sets it to the port; set run.network.port instead".into(),
-            ));
+            warnings.push((format!("run.env[{i}].name"), port_note(Some(&e.value))));
         }
     }
+    let run_env_names: std::collections::HashSet<&str> = cfg.run_env.iter().map(|e| e.name.as_str()).collect();
     for (i, s) in cfg.secrets.iter().enumerate() {
         if s.name == "PORT" {
-            return Err((
-                format!("run.secrets[{i}].name"),
-                "`PORT` is reserved: App Runner sets it to the port; set run.network.port instead".into(),
-            ));
+            warnings.push((format!("run.secrets[{i}].name"), port_note(None)));
         }
-        check_env_name(&s.name).map_err(|m| (format!("run.secrets[{i}].name"), m))?;
+        if let Some(w) = check_env_name(&s.name).map_err(|m| (format!("run.secrets[{i}].name"), m))? {
+            warnings.push((format!("run.secrets[{i}].name"), w));
+        }
         check_secret_reference(&s.value_from).map_err(|m| (format!("run.secrets[{i}].value-from"), m))?;
-        if cfg.run_env.iter().any(|e| e.name == s.name) {
+        if run_env_names.contains(s.name.as_str()) {
             return Err((
                 format!("run.secrets[{i}].name"),
                 format!("`{}` is set both in run.env and run.secrets; keep one", s.name),
@@ -82,7 +102,9 @@ pub(super) fn check_run_settings(
         }
     }
     if let Some(alias) = &cfg.port_env {
-        check_env_name(alias).map_err(|m| ("run.network.env".to_string(), m))?;
+        if let Some(w) = check_env_name(alias).map_err(|m| ("run.network.env".to_string(), m))? {
+            warnings.push(("run.network.env".to_string(), w));
+        }
         if cfg.run_env.iter().any(|e| &e.name == alias) || cfg.secrets.iter().any(|s| &s.name == alias) {
             return Err((
                 "run.network.env".into(),
@@ -106,5 +128,5 @@ pub(super) fn check_run_settings(
             "the start command is empty; give the command that starts the web service".into(),
         ));
     }
-    Ok(())
+    Ok(warnings)
 }
