@@ -313,3 +313,19 @@ fn limits_are_enforced_quickly_in_one_line_each() {
     assert!(e.contains("1001 commands; at most 1000"), "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+/// Messages that used to mislead (issue 9): each now says what is wrong and what to write.
+#[test]
+fn messages_say_what_to_write() {
+    let e = rejected(&GOOD.replace("- pip install -r requirements.txt", "- echo \"a: b\""));
+    assert!(e.contains("quote the whole command, e.g. - 'echo \"a: b\"'"), "{e}");
+    let quoted = GOOD.replace("- pip install -r requirements.txt", "- 'echo \"a: b\"'");
+    assert_eq!(yaml(&quoted).unwrap().build, ["echo \"a: b\""], "the suggestion reads back as the command");
+    let e = rejected(&format!("<<<<<<< HEAD\n{GOOD}=======\n{GOOD}>>>>>>> feature\n"));
+    assert!(e.starts_with("apprunner.yaml:1:1: the file has an unresolved merge conflict (`<<<<<<<`)"), "{e}");
+    let e = rejected(&GOOD.replace("runtime: python3\n", "").replace("run:\n", "run:\n  runtime: python3\n"));
+    assert!(e.contains("runtime: `runtime` is under `run:`; it belongs at the top level"), "{e}");
+    let c = yaml(&GOOD.replace("      - pip install -r requirements.txt", "      – pip install -r requirements.txt"))
+        .unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("starts with a dash that is not a hyphen")), "{:?}", c.warnings);
+}

@@ -1,17 +1,17 @@
 //! `apprunner.yaml` (configuration source REPOSITORY): the YAML tree read key by key, with
 //! positions in every error and warnings for what real files get wrong but App Runner ran.
 
-use super::keys::{key_mark, suggest_key, KNOWN_KEYS};
-use super::rules::{check_env_name, check_run_settings, parse_port};
+use super::keys::{conflict_marker, key_mark, misplaced, suggest_key, yaml_quoted, KNOWN_KEYS};
+use super::rules::{check_env_name, check_run_settings};
 use super::{
-    AppConfig, ConfigError, ConfigSource, EnvVar, Result, SecretRef, CONFIG_FILE, DEFAULT_PORT, MAX_COMMANDS,
-    MAX_CONFIG_BYTES, MAX_ENV, MAX_VALUE_BYTES, MAX_WARNINGS,
+    AppConfig, ConfigError, EnvVar, Result, CONFIG_FILE, MAX_COMMANDS, MAX_CONFIG_BYTES, MAX_ENV, MAX_VALUE_BYTES,
+    MAX_WARNINGS,
 };
-use crate::core::catalog::{Runtime, RuntimeCatalog};
+use crate::core::catalog::RuntimeCatalog;
 use crate::core::shown::cut;
 use crate::core::yaml::{self, Mark, Node, Value};
 
-struct FileReader<'a> {
+pub(super) struct FileReader<'a> {
     file: &'a str,
     warnings: Vec<String>,
     /// Warnings past [`MAX_WARNINGS`], counted.
@@ -19,7 +19,7 @@ struct FileReader<'a> {
 }
 
 impl FileReader<'_> {
-    fn err(&self, mark: Mark, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, mark: Mark, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: Some(self.file.to_string()),
             mark: Some(mark),
@@ -28,7 +28,7 @@ impl FileReader<'_> {
         }
     }
 
-    fn warn(&mut self, mark: Mark, message: impl std::fmt::Display) {
+    pub(super) fn warn(&mut self, mark: Mark, message: impl std::fmt::Display) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(format!("{}:{mark}: {message}", self.file));
         } else {
@@ -37,7 +37,7 @@ impl FileReader<'_> {
     }
 
     /// Refuses a value longer than [`MAX_VALUE_BYTES`].
-    fn bounded(&self, node: &Node, key: &str, text: &str) -> Result<()> {
+    pub(super) fn bounded(&self, node: &Node, key: &str, text: &str) -> Result<()> {
         if text.len() > MAX_VALUE_BYTES {
             return Err(self.err(
                 node.mark,
@@ -49,7 +49,7 @@ impl FileReader<'_> {
     }
 
     /// The entries of a mapping node; unknown keys become warnings with a suggestion.
-    fn mapping<'n>(&mut self, node: &'n Node, path: &str) -> Result<Vec<(&'n str, &'n Node)>> {
+    pub(super) fn mapping<'n>(&mut self, node: &'n Node, path: &str) -> Result<Vec<(&'n str, &'n Node)>> {
         if node.is_null() {
             // `network:` with nothing under it is an empty mapping, not a mistake worth failing for.
             return Ok(Vec::new());
@@ -78,7 +78,7 @@ impl FileReader<'_> {
         Ok(out)
     }
 
-    fn tag_check(&self, node: &Node, key: &str) -> Result<()> {
+    pub(super) fn tag_check(&self, node: &Node, key: &str) -> Result<()> {
         match &node.tag {
             Some(tag) => Err(self.err(
                 node.mark,
@@ -89,7 +89,7 @@ impl FileReader<'_> {
         }
     }
 
-    fn scalar(&self, node: &Node, key: &str, expected: &str) -> Result<String> {
+    pub(super) fn scalar(&self, node: &Node, key: &str, expected: &str) -> Result<String> {
         self.tag_check(node, key)?;
         match node.as_scalar() {
             Some(text) if !node.is_null() => {
@@ -101,7 +101,7 @@ impl FileReader<'_> {
     }
 
     /// A list of shell commands. A single string is taken as a one-command list.
-    fn commands(&mut self, node: &Node, key: &str) -> Result<Vec<String>> {
+    pub(super) fn commands(&mut self, node: &Node, key: &str) -> Result<Vec<String>> {
         self.tag_check(node, key)?;
         let items: Vec<&Node> = match &node.value {
             Value::Seq(items) => items.iter().collect(),
@@ -126,7 +126,10 @@ impl FileReader<'_> {
                     return Err(self.err(
                         item.mark,
                         &at,
-                        format!("YAML read this command as a mapping because of the `: ` in it; quote the whole command, e.g. - \"{guess}\""),
+                        format!(
+                            "YAML read this command as a mapping because of the `: ` in it; quote the whole command, e.g. - {}",
+                            yaml_quoted(&guess)
+                        ),
                     ));
                 }
                 Value::Scalar { .. } if item.is_null() => {
@@ -135,6 +138,9 @@ impl FileReader<'_> {
                 Value::Scalar { text, .. } => {
                     self.tag_check(item, &at)?;
                     self.bounded(item, &at, text)?;
+                    if text.starts_with(['\u{2013}', '\u{2014}']) {
+                        self.warn(item.mark, format!("{at} starts with a dash that is not a hyphen (– or —): YAML reads the line as text, not as a list item; it runs as the command `{}`; write `- ` with a hyphen", cut(text)));
+                    }
                     out.push(text.clone());
                 }
                 _ => {
@@ -149,7 +155,7 @@ impl FileReader<'_> {
         Ok(out)
     }
 
-    fn env_list(&mut self, node: &Node, key: &str) -> Result<Vec<EnvVar>> {
+    pub(super) fn env_list(&mut self, node: &Node, key: &str) -> Result<Vec<EnvVar>> {
         let path = format!("{key}[]");
         let items = self.list(node, key)?;
         let mut out = Vec::new();
@@ -186,7 +192,7 @@ impl FileReader<'_> {
         Ok(out)
     }
 
-    fn list<'n>(&self, node: &'n Node, key: &str) -> Result<Vec<&'n Node>> {
+    pub(super) fn list<'n>(&self, node: &'n Node, key: &str) -> Result<Vec<&'n Node>> {
         self.tag_check(node, key)?;
         match &node.value {
             Value::Seq(items) if items.len() > MAX_ENV => {
@@ -200,164 +206,8 @@ impl FileReader<'_> {
     }
 }
 
-fn field<'n>(entries: &[(&str, &'n Node)], key: &str) -> Option<&'n Node> {
+pub(super) fn field<'n>(entries: &[(&str, &'n Node)], key: &str) -> Option<&'n Node> {
     entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-}
-
-/// The build phases' commands and the build environment.
-struct BuildSection {
-    pre_build: Vec<String>,
-    build: Vec<String>,
-    post_build: Vec<String>,
-    env: Vec<EnvVar>,
-}
-
-impl FileReader<'_> {
-    /// `build:`: the commands of each phase and `env`.
-    fn build_section(&mut self, build_node: &Node) -> Result<BuildSection> {
-        let r = self;
-        let build = r.mapping(build_node, "build")?;
-        let commands_node = field(&build, "commands").ok_or_else(|| {
-            r.err(build_node.mark, "build.commands", "required key is missing; add `commands:` with a `build:` list")
-        })?;
-        let (mut pre_build, mut build_cmds, mut post_build) = (Vec::new(), Vec::new(), Vec::new());
-        if let Value::Seq(_) = &commands_node.value {
-            r.warn(
-                commands_node.mark,
-                "build.commands is a plain list; it is taken as the build phase (canonical form: `commands:` then `build:` with the list)",
-            );
-            build_cmds = r.commands(commands_node, "build.commands")?;
-        } else {
-            let phases = r.mapping(commands_node, "build.commands")?;
-            if let Some(n) = field(&phases, "pre-build") {
-                pre_build = r.commands(n, "build.commands.pre-build")?;
-            }
-            if let Some(n) = field(&phases, "build") {
-                build_cmds = r.commands(n, "build.commands.build")?;
-            }
-            if let Some(n) = field(&phases, "post-build") {
-                post_build = r.commands(n, "build.commands.post-build")?;
-            }
-        }
-        if build_cmds.is_empty() {
-            return Err(r.err(
-                commands_node.mark,
-                "build.commands.build",
-                "at least one build command is required (App Runner requires build commands; `- echo nothing to build` will do)",
-            ));
-        }
-        let build_env = match field(&build, "env") {
-            Some(n) => r.env_list(n, "build.env")?,
-            None => Vec::new(),
-        };
-        Ok(BuildSection { pre_build, build: build_cmds, post_build, env: build_env })
-    }
-
-    /// `run:`, completing the configuration of runtime `rt` whose build section is `b`.
-    fn run_section(
-        &mut self,
-        run_node: &Node,
-        rt: &Runtime,
-        catalog: &RuntimeCatalog,
-        b: BuildSection,
-    ) -> Result<AppConfig> {
-        let r = self;
-        let run = r.mapping(run_node, "run")?;
-        let runtime_version = match field(&run, "runtime-version") {
-            Some(n) if !n.is_null() => Some(r.scalar(n, "run.runtime-version", "a version such as 3.8 or 3.8.16")?),
-            _ => None,
-        };
-        if let Some(lock) = &runtime_version {
-            let n = field(&run, "runtime-version").expect("just read");
-            catalog.resolve(rt, Some(lock)).map_err(|m| r.err(n.mark, "run.runtime-version", m.to_string()))?;
-        }
-        let pre_run = match field(&run, "pre-run") {
-            Some(n) => r.commands(n, "run.pre-run")?,
-            None => Vec::new(),
-        };
-        let command_node = field(&run, "command").ok_or_else(|| {
-            r.err(
-                run_node.mark,
-                "run.command",
-                "required key is missing; add the command that starts the service, e.g. `command: python app.py`",
-            )
-        })?;
-        if let Value::Seq(_) = command_node.value {
-            return Err(r.err(
-                command_node.mark,
-                "run.command",
-                "expected a single command (a string), found a list; join the commands with && or use a start script",
-            ));
-        }
-        if let Value::Map(_) = command_node.value {
-            return Err(r.err(
-                command_node.mark,
-                "run.command",
-                "YAML read the command as a mapping because of the `: ` in it; quote the whole command",
-            ));
-        }
-        let command = r.scalar(command_node, "run.command", "the start command")?;
-        let (mut port, mut port_env) = (DEFAULT_PORT, None);
-        if let Some(n) = field(&run, "network") {
-            let net = r.mapping(n, "run.network")?;
-            if let Some(p) = field(&net, "port") {
-                let text = r.scalar(p, "run.network.port", "a port number")?;
-                port = parse_port(&text).map_err(|m| r.err(p.mark, "run.network.port", m))?;
-            }
-            if let Some(e) = field(&net, "env") {
-                port_env = Some(r.scalar(e, "run.network.env", "an environment variable name")?);
-            }
-        }
-        let run_env = match field(&run, "env") {
-            Some(n) => r.env_list(n, "run.env")?,
-            None => Vec::new(),
-        };
-        let secrets = r.secrets(&run)?;
-        Ok(AppConfig {
-            source: ConfigSource::Repository,
-            runtime: rt.name.clone(),
-            runtime_version,
-            pre_build: b.pre_build,
-            build: b.build,
-            post_build: b.post_build,
-            build_env: b.env,
-            pre_run,
-            command,
-            port,
-            port_env,
-            run_env,
-            secrets,
-            warnings: Vec::new(),
-        })
-    }
-
-    /// `run.secrets`: names and their `value-from` references.
-    fn secrets(&mut self, run: &[(&str, &Node)]) -> Result<Vec<SecretRef>> {
-        let r = self;
-        let mut secrets = Vec::new();
-        if let Some(n) = field(run, "secrets") {
-            for (i, item) in r.list(n, "run.secrets")?.into_iter().enumerate() {
-                let at = format!("run.secrets[{i}]");
-                let entries = r.mapping(item, "run.secrets[]")?;
-                let name = field(&entries, "name").ok_or_else(|| {
-                    r.err(item.mark, &at, "missing `name`; each entry is `- name: NAME` with `value-from: ARN`")
-                })?;
-                let name = r.scalar(name, &format!("{at}.name"), "a variable name")?;
-                let from = field(&entries, "value-from").ok_or_else(|| {
-                    r.err(
-                        item.mark,
-                        &at,
-                        format!(
-                            "`{name}` has no `value-from`; give a Secrets Manager ARN, an SSM parameter ARN or name"
-                        ),
-                    )
-                })?;
-                let value_from = r.scalar(from, &format!("{at}.value-from"), "a secret reference")?;
-                secrets.push(SecretRef { name, value_from });
-            }
-        }
-        Ok(secrets)
-    }
 }
 
 /// Reads `apprunner.yaml`. `file` is the name used in messages (its path in the repository).
@@ -378,6 +228,13 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
         key: key.to_string(),
         message,
     };
+    if let Some((n, marker)) = conflict_marker(&text) {
+        return Err(fail(
+            Some(Mark { line: n, col: 1 }),
+            "",
+            format!("the file has an unresolved merge conflict (`{marker}`); resolve it, keep one side, and commit"),
+        ));
+    }
     let root = yaml::parse(&text)
         .map_err(|e| fail(Some(e.mark), "", format!("not valid YAML: {}", e.message)))?
         .ok_or_else(|| {
@@ -406,7 +263,14 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
         );
     }
 
-    let runtime_node = field(&top, "runtime").ok_or_else(|| missing("runtime", "add e.g. `runtime: python3`"))?;
+    let runtime_node = field(&top, "runtime").ok_or_else(|| match misplaced(&root, "runtime") {
+        Some((section, mark)) => r.err(
+            mark,
+            "runtime",
+            format!("`runtime` is under `{section}:`; it belongs at the top level, beside `version` (no indentation)"),
+        ),
+        None => missing("runtime", "add e.g. `runtime: python3`"),
+    })?;
     let runtime_text = r.scalar(runtime_node, "runtime", "a runtime name")?;
     let rt = catalog.lookup(&runtime_text).map_err(|m| r.err(runtime_node.mark, "runtime", m.to_string()))?;
 

@@ -1,4 +1,5 @@
-//! The keys `apprunner.yaml` has, the closest one to a misspelled key, and where a key sits.
+//! The keys `apprunner.yaml` has, the closest one to a misspelled key, where a key sits, and
+//! the other hints a message gives (how to quote a command, a merge conflict, a misplaced key).
 
 use crate::core::catalog::closest;
 use crate::core::yaml::{Mark, Node, Value};
@@ -51,4 +52,33 @@ pub(super) fn key_mark(root: &Node, key: &str) -> Option<Mark> {
         }
     }
     Some(node.mark)
+}
+
+/// `text` quoted as YAML would read it back: double quotes, or single quotes when it has some.
+pub(super) fn yaml_quoted(text: &str) -> String {
+    if text.contains('"') {
+        format!("'{}'", text.replace('\'', "''"))
+    } else {
+        format!("\"{text}\"")
+    }
+}
+
+/// The first line that is a git merge-conflict marker, and the marker.
+pub(super) fn conflict_marker(text: &str) -> Option<(usize, &'static str)> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        ["<<<<<<<", "=======", ">>>>>>>"]
+            .into_iter()
+            .find(|m| l.starts_with(m) && l[m.len()..].chars().next().is_none_or(|c| c == ' '))
+            .map(|m| (i + 1, m))
+    })
+}
+
+/// The top-level section (`run`, `build`) that holds `key` when it belongs at the top level.
+pub(super) fn misplaced(root: &Node, key: &str) -> Option<(&'static str, Mark)> {
+    let Value::Map(top) = &root.value else { return None };
+    ["run", "build"].into_iter().find_map(|section| {
+        let (_, node) = top.iter().find(|(k, _)| k.as_scalar() == Some(section))?;
+        let Value::Map(entries) = &node.value else { return None };
+        entries.iter().find(|(k, _)| k.as_scalar() == Some(key)).map(|(k, _)| (section, k.mark))
+    })
 }

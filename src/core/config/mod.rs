@@ -6,6 +6,7 @@ mod api;
 mod file;
 mod keys;
 mod rules;
+mod sections;
 
 pub use api::from_api;
 pub use file::from_yaml;

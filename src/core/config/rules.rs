@@ -15,8 +15,9 @@ pub(super) fn check_env_name(name: &str) -> std::result::Result<Option<String>, 
             cut(name)
         ));
     }
-    let shell_usable =
-        !name.starts_with(|c: char| c.is_ascii_digit()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    // `.` and `-` are common (the guide's own `my-secret`) and pass silently, as they always did.
+    let shell_usable = !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     Ok((!shell_usable).then(|| {
         format!(
             "`{}` is not a name a shell can use (`$NAME` needs letters, digits and `_`); the app can still read it from its environment",
