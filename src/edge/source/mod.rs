@@ -1,12 +1,16 @@
 //! The user's source: a local directory or a git repository at a revision, the source
 //! directory confined to it, the facts the platform rules need, and the packed layer (`pack`).
 
+mod clones;
+mod files;
 pub mod pack;
+
+pub use clones::sweep_stale_clones;
+use clones::{new_clone, Clone};
+pub use files::{platform_facts, read_confined, MAX_PACKAGE_JSON_BYTES};
 
 pub use pack::{pack_dir, pack_file, Layer, PackLimits};
 
-use crate::core::config::AppConfig;
-use crate::core::platform::{self, SourceFacts};
 use crate::core::request::{Revision, SourceLocation};
 use crate::error::{one_line, Classified, ErrorClass};
 use std::path::{Component, Path, PathBuf};
@@ -81,64 +85,6 @@ pub struct Checkout {
     pub dirty: bool,
     /// Keeps a temporary clone alive as long as the checkout.
     _dir: Option<Clone>,
-}
-
-/// A temporary clone, removed when dropped, and a lock held while it lives: a clone whose lock
-/// nobody holds was left by a process that died, and [`sweep_stale_clones`] removes it.
-#[derive(Debug)]
-struct Clone {
-    dir: tempfile::TempDir,
-    lock_path: PathBuf,
-    _lock: std::fs::File,
-}
-
-impl Drop for Clone {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.lock_path);
-    }
-}
-
-const CLONE_PREFIX: &str = "apprunner-src-";
-
-fn new_clone() -> Result<Clone> {
-    let io = |e: std::io::Error| SourceError::Io(format!("temporary directory: {e}"));
-    let dir = tempfile::Builder::new().prefix(CLONE_PREFIX).tempdir().map_err(io)?;
-    let lock_path = dir.path().with_extension("lock");
-    let lock = std::fs::File::create(&lock_path).map_err(io)?;
-    lock.try_lock().map_err(|e| SourceError::Io(format!("locking {}: {e}", lock_path.display())))?;
-    Ok(Clone { dir, lock_path, _lock: lock })
-}
-
-/// Removes the clones under the temporary directory that no living process holds (a worker
-/// killed mid-build leaves its clone); returns how many. A clone younger than a few seconds
-/// may be one whose lock is about to be taken, and is left.
-pub fn sweep_stale_clones() -> usize {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !name.starts_with(CLONE_PREFIX) || name.ends_with(".lock") || !path.is_dir() {
-            continue;
-        }
-        let young = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() < 5);
-        let lock_path = path.with_extension("lock");
-        let held = std::fs::File::open(&lock_path).is_ok_and(|f| f.try_lock().is_err());
-        if young || held {
-            continue;
-        }
-        if std::fs::remove_dir_all(&path).is_ok() {
-            let _ = std::fs::remove_file(&lock_path);
-            removed += 1;
-        }
-    }
-    removed
 }
 
 /// How git authenticates to a repository's host: never through the URL, so no credential
@@ -301,74 +247,6 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// The most of `package.json` the worker reads.
-pub const MAX_PACKAGE_JSON_BYTES: usize = 4 << 20;
-
-/// What the platform rules need to know of the files in `dir`, the source directory.
-pub fn platform_facts(dir: &Path, cfg: &AppConfig) -> Result<SourceFacts> {
-    use std::os::unix::fs::PermissionsExt;
-    let package_json = read_confined(dir, "package.json", MAX_PACKAGE_JSON_BYTES)?;
-    let start_script_executable = match platform::start_script(cfg) {
-        Some(script) => confined_file(dir, script)?.map(|(_, meta)| meta.permissions().mode() & 0o111 != 0),
-        None => None,
-    };
-    Ok(SourceFacts {
-        package_json: package_json.map(|b| String::from_utf8_lossy(&b).into_owned()),
-        start_script_executable,
-    })
-}
-
-/// `name` in the source directory `dir`, if there is such an entry: its real path and metadata,
-/// once it is known to be a regular file inside `dir` after symlinks are resolved. Anything
-/// else (a link out of the tree, a FIFO, a device, a directory) is refused, never read.
-fn confined_file(dir: &Path, name: &str) -> Result<Option<(PathBuf, std::fs::Metadata)>> {
-    let path = dir.join(name);
-    if std::fs::symlink_metadata(&path).is_err() {
-        return Ok(None);
-    }
-    let shown = crate::core::shown::cut(name);
-    let real = path.canonicalize().map_err(|_| SourceError::Refused(format!("{shown} is a link to nothing")))?;
-    let real_dir = dir.canonicalize().map_err(|e| SourceError::Io(format!("{}: {e}", dir.display())))?;
-    if !real.starts_with(&real_dir) {
-        return Err(SourceError::Refused(format!(
-            "{shown} is a link to a file outside the source directory; only files inside it are read"
-        )));
-    }
-    let meta = std::fs::metadata(&real).map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
-    if !meta.is_file() {
-        return Err(SourceError::Refused(format!("{shown} is not a regular file; it must be a plain file")));
-    }
-    Ok(Some((real, meta)))
-}
-
-/// Opens a file known to be regular, without following a link swapped in since the check and
-/// without blocking on a FIFO swapped in.
-fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits().cast_signed())
-        .open(path)
-}
-
-/// The bytes of `name` in the source directory `dir` (see `confined_file`), at most `limit`.
-pub fn read_confined(dir: &Path, name: &str, limit: usize) -> Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let Some((real, meta)) = confined_file(dir, name)? else { return Ok(None) };
-    let shown = crate::core::shown::cut(name);
-    let too_big = |n: u64| SourceError::Refused(format!("{shown} is {n} bytes; at most {limit} are read"));
-    if meta.len() > limit as u64 {
-        return Err(too_big(meta.len()));
-    }
-    let file = open_regular(&real).map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| SourceError::Refused(format!("{shown}: {e}")))?;
-    if bytes.len() > limit {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok(Some(bytes))
-}
-
 /// Normalises a source directory (`services/api/`, `/services/api`) to `/services/api`, and
 /// rejects one that climbs out of the repository.
 pub fn normalize_source_dir(given: &str) -> Result<String> {
@@ -423,44 +301,5 @@ mod tests {
         assert!(confine(repo.path(), "/svc").is_ok());
         assert!(confine(repo.path(), "/escape").unwrap_err().to_string().contains("outside the repository"));
         assert!(confine(repo.path(), "/nope").unwrap_err().to_string().contains("does not exist"));
-    }
-
-    #[test]
-    fn files_are_read_only_when_they_are_regular_and_inside() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::write(d.join("apprunner.yaml"), "version: 1.0\n").unwrap();
-        assert_eq!(read_confined(d, "apprunner.yaml", 100).unwrap().unwrap(), b"version: 1.0\n");
-        assert_eq!(read_confined(d, "missing.yaml", 100).unwrap(), None);
-        let refused = |name: &str| read_confined(d, name, 100).unwrap_err().to_string();
-        std::os::unix::fs::symlink("/etc/passwd", d.join("out")).unwrap();
-        assert!(refused("out").contains("outside the source directory"));
-        std::os::unix::fs::symlink("/dev/zero", d.join("zero")).unwrap();
-        assert!(refused("zero").contains("outside the source directory"));
-        let fifo = std::process::Command::new("mkfifo").arg(d.join("fifo")).status().unwrap();
-        assert!(fifo.success());
-        assert!(refused("fifo").contains("not a regular file"));
-        std::fs::write(d.join("big"), vec![b'x'; 101]).unwrap();
-        assert!(refused("big").contains("101 bytes; at most 100"));
-        std::os::unix::fs::symlink("apprunner.yaml", d.join("inside")).unwrap();
-        assert!(read_confined(d, "inside", 100).unwrap().is_some());
-    }
-
-    #[test]
-    fn clones_nobody_holds_are_swept_and_held_ones_kept() {
-        let live = new_clone().unwrap();
-        let dead = tempfile::Builder::new().prefix(CLONE_PREFIX).tempdir().unwrap().keep();
-        std::fs::write(dead.with_extension("lock"), "").unwrap();
-        let old = |p: &Path| {
-            assert!(std::process::Command::new("touch").args(["-d", "1 hour ago"]).arg(p).status().unwrap().success());
-        };
-        old(&dead);
-        old(live.dir.path());
-        assert!(sweep_stale_clones() >= 1);
-        assert!(!dead.exists() && !dead.with_extension("lock").exists());
-        assert!(live.dir.path().exists(), "a clone whose lock is held stays");
-        let path = live.dir.path().to_path_buf();
-        drop(live);
-        assert!(!path.exists() && !path.with_extension("lock").exists());
     }
 }

@@ -114,7 +114,7 @@ pub fn pack_dir(dir: &Path, limits: PackLimits) -> Result<Layer, SourceError> {
                     limits.total
                 )));
             }
-            let f = super::open_regular(entry.path()).map_err(io)?;
+            let f = super::files::open_regular(entry.path()).map_err(io)?;
             tar.append_data(&mut h, rel, f.take(meta.len())).map_err(io)?;
             files += 1;
         }
