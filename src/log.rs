@@ -10,13 +10,15 @@ pub trait LogSink: Send + Sync {
     fn line(&self, line: &LogLine);
 }
 
-/// Writes rendered lines to stdout as they come.
-pub struct TerminalSink;
+/// Writes rendered lines to stdout as they come, with App Runner's time prefix unless told not to.
+pub struct TerminalSink {
+    pub timestamps: bool,
+}
 
 impl LogSink for TerminalSink {
     fn line(&self, line: &LogLine) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", line.render());
+        let _ = writeln!(out, "{}", if self.timestamps { line.render_timed() } else { line.render() });
         let _ = out.flush();
     }
 }

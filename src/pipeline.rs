@@ -4,7 +4,7 @@
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::config::{self, AppConfig, ConfigSource, CONFIG_FILE};
 use crate::core::image_ref::ImageRef;
-use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StepNetwork};
+use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StageRole, StepNetwork};
 use crate::core::platform;
 use crate::core::progress::{Progress, SolveEvent};
 use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, SourceLocation, StageTiming};
@@ -157,6 +157,9 @@ pub async fn prepare(
         if checkout.dirty { ", with changes not committed (the working tree is built as it is)" } else { "" }
     ));
     let dir = source::confine(&checkout.root, &source_dir)?;
+    if req.config == ConfigInput::Repository {
+        log.apprunner(format!("Reading {CONFIG_FILE} config file."));
+    }
     let cfg = read_config(&req.config, &source_dir, &dir, catalog)?;
     match cfg.source {
         ConfigSource::Repository => log.apprunner("Successfully validate configuration file."),
@@ -227,11 +230,14 @@ pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -
     match &result {
         Ok(o) => {
             log.apprunner(format!("Image: {}", o.image));
-            log.apprunner("Deployment completed successfully.");
+            log.apprunner(format!("Deployment with ID : {} completed successfully.", req.operation_id));
         }
         Err(e) => {
             log.apprunner(format!("Failed to build your application source code. Reason: {}", e.message));
-            log.apprunner(format!("Deployment failed ({} error). For details, see the lines above.", e.class));
+            log.apprunner(format!(
+                "Deployment with ID : {} failed. Failure reason : {} ({} error; see the lines above).",
+                req.operation_id, e.message, e.class
+            ));
         }
     }
     result
@@ -331,13 +337,28 @@ async fn solve(
     let reporter = tokio::spawn(report(rx, log.clone(), plan.clone()));
     let (exporter, attrs) = backend.exporter(target, &settings.insecure_registries);
     let image_solve = buildkit.solve(&prepared.solves.image, Some((exporter, attrs)), &entitlements, tx.clone());
+    // The post-build solve shares the build stage with the image's; only its own stage is
+    // reported from it, so each step shows once.
+    let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
+    let (post_tx, mut post_rx) = tokio::sync::mpsc::unbounded_channel::<SolveEvent>();
+    let forward = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = post_rx.recv().await {
+                if ev.stage() == check_stage.as_deref() {
+                    let _ = tx.send(ev);
+                }
+            }
+        })
+    };
     let post_solve = async {
         match &prepared.solves.post_build {
-            Some(llb) => buildkit.solve(llb, None, &entitlements, tx.clone()).await.map(|_| ()),
+            Some(llb) => buildkit.solve(llb, None, &entitlements, post_tx).await.map(|_| ()),
             None => Ok(()),
         }
     };
     let (image_result, post_result) = tokio::join!(image_solve, post_solve);
+    let _ = forward.await;
     drop(tx);
     let timings = reporter.await.unwrap_or_default();
     let failure = |f: SolveFailure| match &f {

@@ -50,6 +50,19 @@ async fn revised_build_keeps_pre_run_and_drops_build_and_post_build_effects() {
         "/app/from-build: app\n/opt/from-pre-run: build=b run=\nenv PORT=8000 APP_PORT=8000 RUN_ONLY=r BUILD_ONLY="
     );
     assert!(built.has_line("Stage post-build started"));
+    // The build stage is shared by the image's and the post-build solve: each step shows once.
+    for step in ["[build] copy source directory / to /app", "[build] build command 1/2: echo built > /opt/from-build"] {
+        let ends = built
+            .log
+            .iter()
+            .filter(|l| {
+                l.starts_with(&format!("[AppRunner] {step}"))
+                    && (l.contains(" finished in ") || l.ends_with(" cached."))
+            })
+            .count();
+        assert_eq!(ends, 1, "{step}: {:#?}", built.log);
+    }
+    assert_eq!(built.log.iter().filter(|l| l.starts_with("[AppRunner] Stage build started")).count(), 1);
     let server = Running::start(image, 8000, &[]);
     assert!(server.get("/").await.contains("from-build"), "the app serves /app");
 

@@ -498,7 +498,13 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("[Build] hello from the build"), "{stdout}");
-    assert!(stdout.contains("[AppRunner] Deployment completed successfully."), "{stdout}");
+    assert!(
+        stdout.contains(&"completed successfully.".to_string()) && stdout.contains("[AppRunner] Deployment with ID : "),
+        "{stdout}"
+    );
+    // The terminal shows App Runner's time prefix: `MM-DD-YYYY HH:MM:SS AM|PM [AppRunner] …`.
+    let first = stdout.lines().next().unwrap();
+    assert!(first.len() > 23 && &first[2..3] == "-" && (&first[20..22] == "AM" || &first[20..22] == "PM"), "{first}");
     assert!(stdout.trim_end().lines().last().unwrap().contains("@sha256:"), "{stdout}");
 
     let (dir, _) = repo("echo broken >&2; exit 5");

@@ -1,6 +1,6 @@
 //! Each command: read its arguments, call the library, print what a person needs.
 
-use super::{RebuildFailedArgs, SettingsArgs, SubmitArgs, What, WorkerArgs};
+use super::{BuildArgs, RebuildFailedArgs, SettingsArgs, SubmitArgs, What, WorkerArgs};
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::split_tag;
 use crate::core::request::{self, Revision, SourceLocation};
@@ -14,7 +14,6 @@ use crate::queue::job::{BuildJob, ImageTarget, JobStatus, Repository};
 use crate::queue::metrics::Metrics;
 use crate::queue::outcome::RetryPolicy;
 use crate::queue::worker::{self, WorkerConfig};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,18 +43,12 @@ pub(super) async fn plan(what: What, offline: bool, llb: bool, settings: Setting
     Ok(())
 }
 
-pub(super) async fn build(
-    what: What,
-    image: Option<String>,
-    operation_id: Option<String>,
-    result: Option<PathBuf>,
-    settings: SettingsArgs,
-) -> Result<(), BuildError> {
-    let settings = settings.settings()?;
-    let req = what.request(&settings.registry, image.as_deref(), operation_id)?;
-    let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(TerminalSink)]);
+pub(super) async fn build(args: BuildArgs) -> Result<(), BuildError> {
+    let settings = args.settings.settings()?;
+    let req = args.what.request(&settings.registry, args.image.as_deref(), args.operation_id)?;
+    let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
     let outcome = pipeline::run(&settings, &req, &log).await?;
-    if let Some(path) = result {
+    if let Some(path) = args.result {
         let json = serde_json::to_string_pretty(&outcome).map_err(|e| BuildError::internal(e.to_string()))?;
         std::fs::write(&path, json + "\n")
             .map_err(|e| BuildError::internal(format!("--result {}: {e}", path.display())))?;
@@ -161,7 +154,8 @@ pub(super) async fn submit(args: SubmitArgs) -> Result<ExitCode, BuildError> {
     let bytes = serde_json::to_vec(&job).map_err(|e| BuildError::internal(e.to_string()))?;
     BuildJob::parse(&bytes).map_err(|e| BuildError::user(e.0))?;
     let topology = Topology::new(&args.queue.queue_prefix);
-    let print = |line: &crate::log::LogLine| println!("{}", line.render());
+    let timed = !args.no_timestamps;
+    let print = |line: &crate::log::LogLine| println!("{}", if timed { line.render_timed() } else { line.render() });
     let wait = Duration::from_secs(args.wait_timeout);
     let follow: Option<client::Follow<'_>> = args.wait.then_some((&print, wait));
     let result = client::submit(&args.queue.amqp, &topology, &job, follow).await.map_err(BuildError::transient)?;

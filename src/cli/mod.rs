@@ -42,21 +42,7 @@ enum Command {
         settings: SettingsArgs,
     },
     /// Build an image, streaming the deployment log; prints image@sha256:… last.
-    Build {
-        #[command(flatten)]
-        what: What,
-        /// Where to push the image (REGISTRY/REPOSITORY:TAG).
-        #[arg(long)]
-        image: Option<String>,
-        /// Operation id for the log stream deployment/<id> (default: a new random one).
-        #[arg(long)]
-        operation_id: Option<String>,
-        /// Also write the build result as JSON to this file (on success).
-        #[arg(long)]
-        result: Option<PathBuf>,
-        #[command(flatten)]
-        settings: SettingsArgs,
-    },
+    Build(BuildArgs),
     /// List the managed runtime catalog: versions, pipeline, and which images the registry has.
     Runtimes {
         /// Do not ask the registry which images it has.
@@ -239,6 +225,26 @@ impl SettingsArgs {
 }
 
 #[derive(Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    what: What,
+    /// Where to push the image (REGISTRY/REPOSITORY:TAG).
+    #[arg(long)]
+    image: Option<String>,
+    /// Operation id for the log stream deployment/<id> (default: a new random one).
+    #[arg(long)]
+    operation_id: Option<String>,
+    /// Also write the build result as JSON to this file (on success).
+    #[arg(long)]
+    result: Option<PathBuf>,
+    /// Print log lines without App Runner's time prefix.
+    #[arg(long)]
+    no_timestamps: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Args)]
 struct WorkerArgs {
     #[command(flatten)]
     queue: QueueArgs,
@@ -285,6 +291,9 @@ struct SubmitArgs {
     /// With --wait: seconds to wait for the outcome before giving up (exit 3).
     #[arg(long, default_value_t = 3600)]
     wait_timeout: u64,
+    /// With --wait: print log lines without App Runner's time prefix.
+    #[arg(long)]
+    no_timestamps: bool,
     #[arg(long, env = "APPRUNNER_REGISTRY", default_value = "127.0.0.1:5000")]
     registry: String,
 }
@@ -317,9 +326,7 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (result, bad_input_code) = match cli.command {
         Command::Plan { what, offline, llb, settings } => (plan(what, offline, llb, settings).await, 2),
-        Command::Build { what, image, operation_id, result, settings } => {
-            (build(what, image, operation_id, result, settings).await, 1)
-        }
+        Command::Build(args) => (build(args).await, 1),
         Command::Runtimes { offline, settings } => (runtimes(offline, settings).await, 2),
         Command::Worker(args) => (run_worker(args).await, 2),
         Command::Submit(args) => match submit(args).await {

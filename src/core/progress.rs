@@ -44,6 +44,11 @@ pub enum SolveEvent {
 }
 
 impl SolveEvent {
+    /// The plan stage the event is about; None for what is not one of our steps.
+    pub fn stage(&self) -> Option<&str> {
+        self.vertex().map(|v| v.stage.as_str())
+    }
+
     fn vertex(&self) -> Option<&VertexInfo> {
         match self {
             SolveEvent::Started(v)
@@ -87,9 +92,7 @@ impl<'p> Progress<'p> {
             SolveEvent::Cached(v) => out.push((LineSource::AppRunner, format!("{} cached.", v.name))),
             SolveEvent::Completed { vertex, seconds } => {
                 *self.ran.entry(vertex.stage.clone()).or_default() = true;
-                if vertex.step.is_some() {
-                    out.push((LineSource::AppRunner, format!("{} finished in {seconds:.1}s.", vertex.name)));
-                }
+                out.push((LineSource::AppRunner, format!("{} finished in {seconds:.1}s.", vertex.name)));
             }
             SolveEvent::Failed { vertex, error } => {
                 let error = crate::error::one_line(error.clone());
