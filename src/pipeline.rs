@@ -304,6 +304,9 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         backend.publish(target, settings.registry_auth.get(&target.registry)).await?;
     }
     let digest = image::write_final_config(&registry, target, &plan.image).await?;
+    if let Err(e) = backend.forget_local(target).await {
+        log.apprunner(format!("Warning: the Engine's local copy of {target} (without the final config) stays: {e}"));
+    }
     let cfg = &prepared.config;
     Ok(BuildResult {
         image: target.with_digest(&digest),

@@ -392,3 +392,17 @@ async fn links_out_of_the_source_are_refused_and_the_layer_is_normalised() {
     assert!(built.has_line("setuid and setgid bits dropped from 1 files"));
     assert_eq!(in_image(built.image(), "stat -c '%a %u:%g' /app/tool.sh"), "755 0:0");
 }
+
+/// No local image under the final name that differs from the pushed one: `docker run` of the
+/// name on the build machine pulls the finished image.
+#[tokio::test]
+async fn no_unfinished_local_image_under_the_final_name() {
+    let target = format!("127.0.0.1:5000/apprunner-tests/local-copy:{}", uuid::Uuid::new_v4().simple());
+    let mut req = request(guide_app().to_str().unwrap(), "/", None, None);
+    req.target = apprunner_build::core::image_ref::ImageRef::parse(&target).unwrap();
+    let built = build_with(&settings(), req).await;
+    built.image();
+    let local = std::process::Command::new(DOCKER).args(["image", "inspect", &target]).output().unwrap();
+    assert!(!local.status.success(), "the Engine keeps {target}");
+    assert_eq!(in_image(&target, "cd /app && ls server.py"), "server.py");
+}

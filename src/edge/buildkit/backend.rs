@@ -49,6 +49,15 @@ impl Backend {
         matches!(self, Backend::DockerEngine { .. })
     }
 
+    /// Drops what the export left outside the registry: the Engine's local image under the
+    /// target's name (unfinished: the registry's has the final config).
+    pub async fn forget_local(&self, target: &ImageRef) -> Result<(), PushError> {
+        match self {
+            Backend::DockerEngine { socket } => docker::remove(socket, &target.name(), &target.reference()).await,
+            Backend::Buildkitd => Ok(()),
+        }
+    }
+
     /// Puts the exported image into the registry, where the exporter did not already.
     pub async fn publish(&self, target: &ImageRef, credentials: Option<&Credentials>) -> Result<(), PushError> {
         match self {

@@ -87,3 +87,15 @@ pub async fn push(
     }
     Ok(())
 }
+
+/// Removes `repo:tag` from the Engine's store: the image the `moby` exporter left there lacks
+/// the final config the registry's has, and nobody should run it by that name.
+pub async fn remove(socket: &Path, repository: &str, tag: &str) -> Result<(), PushError> {
+    let (status, body) =
+        request(socket, "DELETE", &format!("/v1.41/images/{repository}:{tag}?noprune=false"), None).await?;
+    if status == 200 || status == 404 {
+        return Ok(());
+    }
+    let detail = format!("Docker Engine answered {status}: {}", String::from_utf8_lossy(&body).trim());
+    Err(PushError::Failed { image: format!("{repository}:{tag}"), detail })
+}
