@@ -92,6 +92,11 @@ pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
             "--concurrency and --max-attempts must be at least 1, --retry-delay a number of seconds",
         ));
     }
+    if let Some(v) = pipeline::check_buildkit(&settings).await? {
+        tracing::info!("{v} at {}", settings.buildkit);
+    } else {
+        tracing::warn!("BuildKit at {} cannot be reached now; jobs wait and retry", settings.buildkit);
+    }
     let metrics = Arc::new(Metrics::default());
     if args.metrics_addr != "off" {
         let listener = tokio::net::TcpListener::bind(&args.metrics_addr).await.map_err(|e| {

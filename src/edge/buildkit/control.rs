@@ -67,6 +67,25 @@ pub struct VertexLog {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct InfoRequest {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct InfoResponse {
+    #[prost(message, optional, tag = "1")]
+    pub buildkit_version: Option<BuildkitVersion>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BuildkitVersion {
+    #[prost(string, tag = "1")]
+    pub package: String,
+    #[prost(string, tag = "2")]
+    pub version: String,
+    #[prost(string, tag = "3")]
+    pub revision: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct ListWorkersRequest {}
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -112,6 +131,12 @@ impl ControlClient {
         let codec = tonic_prost::ProstCodec::default();
         let req = StatusRequest { r#ref: r#ref.to_string() };
         Ok(self.grpc.server_streaming(tonic::Request::new(req), Self::path("Status"), codec).await?.into_inner())
+    }
+
+    pub async fn info(&mut self) -> Result<InfoResponse, tonic::Status> {
+        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let codec = tonic_prost::ProstCodec::default();
+        Ok(self.grpc.unary(tonic::Request::new(InfoRequest {}), Self::path("Info"), codec).await?.into_inner())
     }
 
     pub async fn list_workers(&mut self) -> Result<ListWorkersResponse, tonic::Status> {

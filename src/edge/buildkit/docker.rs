@@ -99,3 +99,10 @@ pub async fn remove(socket: &Path, repository: &str, tag: &str) -> Result<(), Pu
     let detail = format!("Docker Engine answered {status}: {}", String::from_utf8_lossy(&body).trim());
     Err(PushError::Failed { image: format!("{repository}:{tag}"), detail })
 }
+
+/// The Engine's own version (`26.1.5+dfsg1`), as `GET /version` says it.
+pub async fn engine_version(socket: &Path) -> Option<String> {
+    let (status, body) = request(socket, "GET", "/v1.41/version", None).await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok().filter(|_| status == 200)?;
+    v["Version"].as_str().map(str::to_string)
+}

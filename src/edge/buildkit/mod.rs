@@ -87,4 +87,57 @@ impl Buildkit {
     pub fn addr(&self) -> &BuildkitAddr {
         &self.addr
     }
+
+    /// BuildKit's version (`v0.13.2`); None where the daemon does not say (BuildKit before
+    /// v0.11, as Docker Engine 20.10 embeds, has no Info).
+    pub async fn version(&self) -> Option<String> {
+        let mut client = self.client.clone();
+        let info = client.info().await.ok()?;
+        info.buildkit_version.map(|v| v.version).filter(|v| !v.is_empty())
+    }
+}
+
+/// The oldest BuildKit this worker drives (v0.11, Docker Engine 23's); Engine 26, which
+/// `docker/stack` installs, embeds v0.13.
+pub const MIN_BUILDKIT: (u64, u64) = (0, 11);
+/// The oldest Docker Engine, for the Engines that do not say their BuildKit's version
+/// (Debian's builds report `v0.0.0+unknown`).
+pub const MIN_ENGINE: (u64, u64) = (23, 0);
+
+/// What runs at `addr`, refused when it is older than this worker drives.
+pub async fn check_version(buildkit: &Buildkit) -> Result<String, String> {
+    let reported = buildkit.version().await;
+    if let Some(v) = reported.as_deref().filter(|v| supported(v, MIN_BUILDKIT)) {
+        return Ok(format!("BuildKit {v}"));
+    }
+    if let BuildkitAddr::Docker(socket) = &buildkit.addr {
+        if let Some(engine) = docker::engine_version(socket).await {
+            let shown =
+                format!("Docker Engine {engine} (BuildKit {})", reported.as_deref().unwrap_or("of no stated version"));
+            return if supported(&engine, MIN_ENGINE) { Ok(shown) } else { Err(shown) };
+        }
+    }
+    Err(format!("BuildKit {}", reported.unwrap_or_else(|| "older than v0.11 (it does not say its version)".into())))
+}
+
+/// Whether a version (`v0.13.2`, `26.1.5+dfsg1`) is at least `min` (major, minor).
+pub fn supported(version: &str, min: (u64, u64)) -> bool {
+    let mut parts = version.trim_start_matches('v').split(['.', '-', '+']).map(|p| p.parse::<u64>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= min
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_are_compared_numerically() {
+        use super::{supported, MIN_BUILDKIT, MIN_ENGINE};
+        assert!(supported("v0.13.2", MIN_BUILDKIT));
+        assert!(supported("0.11.0+dfsg", MIN_BUILDKIT));
+        assert!(supported("v1.0.0", MIN_BUILDKIT));
+        assert!(!supported("v0.8.3", MIN_BUILDKIT));
+        assert!(!supported("v0.0.0+unknown", MIN_BUILDKIT));
+        assert!(supported("26.1.5+dfsg1", MIN_ENGINE));
+        assert!(!supported("20.10.24+dfsg1", MIN_ENGINE));
+    }
 }
