@@ -59,14 +59,17 @@ pub const MAX_MESSAGE_CHARS: usize = 8 * 1024;
 #[error("{message}")]
 pub struct BuildError {
     pub class: ErrorClass,
+    /// One line.
     pub message: String,
+    /// For a failure of several problems, one line each (the message joins them).
+    pub lines: Vec<String>,
 }
 
 impl BuildError {
     /// One line, without any credential a URL in it carried, control characters escaped.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         let line = one_line(crate::core::shown::redact_userinfo(&message.into()));
-        Self { class, message: crate::core::shown::message(&line, MAX_MESSAGE_CHARS) }
+        Self { class, message: crate::core::shown::message(&line, MAX_MESSAGE_CHARS), lines: Vec::new() }
     }
     pub fn user(message: impl Into<String>) -> Self {
         Self::new(ErrorClass::User, message)
@@ -80,7 +83,7 @@ impl BuildError {
     /// The same failure with context in front of its message.
     #[must_use]
     pub fn context(self, what: &str) -> Self {
-        Self { class: self.class, message: format!("{what}: {}", self.message) }
+        Self { class: self.class, message: format!("{what}: {}", self.message), lines: self.lines }
     }
 }
 

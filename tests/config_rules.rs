@@ -265,7 +265,7 @@ fn corpus_of_real_files() {
                 assert!(!c.build.is_empty() && !c.command.is_empty());
             }
             Err(e) => {
-                assert!(!e.contains('\n') && e.starts_with("apprunner.yaml"), "{}: {e}", path.display());
+                assert!(e.lines().all(|l| l.starts_with("apprunner.yaml")), "{}: {e}", path.display());
                 rejected.push(format!("{}: {e}", path.file_name().unwrap().to_string_lossy()));
             }
         }
@@ -328,4 +328,27 @@ fn messages_say_what_to_write() {
     let c = yaml(&GOOD.replace("      - pip install -r requirements.txt", "      – pip install -r requirements.txt"))
         .unwrap();
     assert!(c.warnings.iter().any(|w| w.contains("starts with a dash that is not a hyphen")), "{:?}", c.warnings);
+}
+
+/// DECISIONS.md B5: every problem in one run, one per line in file order, the first line
+/// saying how many.
+#[test]
+fn every_problem_in_one_run() {
+    let text = "version: 1.0\nruntime: python3.11\nbuild:\n  commands:\n    build:\n      - echo a: b\nrun:\n  runtime-version: 3.7.7\n  command: python app.py\n  network:\n    port: http\n";
+    let e = yaml(text).unwrap_err();
+    let lines: Vec<&str> = e.lines().collect();
+    // The runtime is wrong, so its version is not checked against it.
+    assert_eq!(lines[0], "apprunner.yaml: 3 problems, one per line:", "{e}");
+    assert!(lines[1].starts_with("apprunner.yaml:2:10: runtime: `python3.11` is not a managed runtime"), "{e}");
+    assert!(
+        lines[2].starts_with("apprunner.yaml:6:9: build.commands.build[0]: YAML read this command as a mapping"),
+        "{e}"
+    );
+    assert!(lines[3].starts_with("apprunner.yaml:11:11: run.network.port: `http` is not a port number"), "{e}");
+    assert_eq!(lines.len(), 4);
+    let e = yaml(&text.replace("python3.11", "python3")).unwrap_err();
+    assert!(
+        e.starts_with("apprunner.yaml: 3 problems") && e.contains("apprunner.yaml:8:20: run.runtime-version: "),
+        "{e}"
+    );
 }

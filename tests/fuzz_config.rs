@@ -1,5 +1,5 @@
 //! A short fuzz run of the YAML reader and both configuration readers (proptest), run by CI
-//! with every `cargo test`: whatever the input, no panic, one line per error, bounded time.
+//! with every `cargo test`: whatever the input, no panic, one line per problem, bounded time.
 //! `PROPTEST_CASES=100000 cargo test --release --test fuzz_config` runs a longer one.
 #![allow(clippy::unwrap_used)]
 
@@ -12,10 +12,13 @@ const GOOD: &str = "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    pre
 
 fn check_yaml(text: &str) {
     let started = Instant::now();
-    if let Err(e) = config::from_yaml(text, "apprunner.yaml", RuntimeCatalog::builtin()) {
-        let e = e.to_string();
-        assert!(!e.contains('\n') && !e.contains('\r'), "not one line: {e:?}");
-        assert!(e.starts_with("apprunner.yaml"), "{e}");
+    if let Err(errors) = config::from_yaml(text, "apprunner.yaml", RuntimeCatalog::builtin()) {
+        // One line per problem, each naming the file; as a build error, one line in all.
+        let e = errors.to_string();
+        assert!(!e.contains('\r') && e.lines().all(|l| l.starts_with("apprunner.yaml")), "{e:?}");
+        assert_eq!(e.lines().count(), if errors.0.len() == 1 { 1 } else { errors.0.len() + 1 }, "{e:?}");
+        let build_error = apprunner_build::error::BuildError::from(errors);
+        assert!(!build_error.message.contains('\n'), "{:?}", build_error.message);
     }
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
 }

@@ -337,6 +337,13 @@ pub async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if !e.lines.is_empty() => {
+            eprintln!("error: {} problems, one per line:", e.lines.len());
+            for line in &e.lines {
+                eprintln!("{line}");
+            }
+            ExitCode::from(if e.class == ErrorClass::User { bad_input_code } else { 3 })
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(if e.class == ErrorClass::User { bad_input_code } else { 3 })

@@ -4,8 +4,8 @@
 use super::keys::{conflict_marker, key_mark, misplaced, suggest_key, yaml_quoted, KNOWN_KEYS};
 use super::rules::{check_env_name, check_run_settings};
 use super::{
-    AppConfig, ConfigError, EnvVar, Result, CONFIG_FILE, MAX_COMMANDS, MAX_CONFIG_BYTES, MAX_ENV, MAX_VALUE_BYTES,
-    MAX_WARNINGS,
+    AppConfig, ConfigError, ConfigErrors, EnvVar, Result, CONFIG_FILE, MAX_COMMANDS, MAX_CONFIG_BYTES, MAX_ENV,
+    MAX_VALUE_BYTES, MAX_WARNINGS,
 };
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::shown::cut;
@@ -16,9 +16,24 @@ pub(super) struct FileReader<'a> {
     warnings: Vec<String>,
     /// Warnings past [`MAX_WARNINGS`], counted.
     more_warnings: usize,
+    /// Problems found so far; reading goes on past one to find the others (B5).
+    problems: Vec<ConfigError>,
 }
 
 impl FileReader<'_> {
+    /// The value, or None with the problem kept for the report.
+    pub(super) fn keep<T>(&mut self, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if self.problems.len() < MAX_WARNINGS {
+                    self.problems.push(e);
+                }
+                None
+            }
+        }
+    }
+
     pub(super) fn err(&self, mark: Mark, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: Some(self.file.to_string()),
@@ -211,56 +226,56 @@ pub(super) fn field<'n>(entries: &[(&str, &'n Node)], key: &str) -> Option<&'n N
 }
 
 /// Reads `apprunner.yaml`. `file` is the name used in messages (its path in the repository).
-pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<AppConfig> {
+pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> std::result::Result<AppConfig, ConfigErrors> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text).replace("\r\n", "\n");
-    if text.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigError {
-            file: Some(file.to_string()),
-            mark: None,
-            key: String::new(),
-            message: format!("the file is {} bytes; {CONFIG_FILE} may have at most {MAX_CONFIG_BYTES}", text.len()),
-        });
-    }
-    let mut r = FileReader { file, warnings: Vec::new(), more_warnings: 0 };
     let fail = |mark: Option<Mark>, key: &str, message: String| ConfigError {
         file: Some(file.to_string()),
         mark,
         key: key.to_string(),
         message,
     };
+    let one = |e: ConfigError| ConfigErrors::new(vec![e]);
+    if text.len() > MAX_CONFIG_BYTES {
+        let message = format!("the file is {} bytes; {CONFIG_FILE} may have at most {MAX_CONFIG_BYTES}", text.len());
+        return Err(one(fail(None, "", message)));
+    }
     if let Some((n, marker)) = conflict_marker(&text) {
-        return Err(fail(
+        return Err(one(fail(
             Some(Mark { line: n, col: 1 }),
             "",
             format!("the file has an unresolved merge conflict (`{marker}`); resolve it, keep one side, and commit"),
-        ));
+        )));
     }
     let root = yaml::parse(&text)
-        .map_err(|e| fail(Some(e.mark), "", format!("not valid YAML: {}", e.message)))?
+        .map_err(|e| one(fail(Some(e.mark), "", format!("not valid YAML: {}", e.message))))?
         .ok_or_else(|| {
-            fail(
-                None,
-                "",
-                "the file is empty; it needs at least version, runtime, build.commands.build and run.command".into(),
-            )
-        })?;
+        one(fail(
+            None,
+            "",
+            "the file is empty; it needs at least version, runtime, build.commands.build and run.command".into(),
+        ))
+    })?;
     if !matches!(root.value, Value::Map(_)) {
-        return Err(fail(
+        return Err(one(fail(
             Some(root.mark),
             "",
             format!("expected a mapping of version, runtime, build and run at the top, found {}", root.kind()),
-        ));
+        )));
     }
-    let top = r.mapping(&root, "")?;
+    let mut r = FileReader { file, warnings: Vec::new(), more_warnings: 0, problems: Vec::new() };
+    let top = r.mapping(&root, "").map_err(one)?;
     let missing = |key: &str, hint: &str| fail(Some(root.mark), key, format!("required key is missing; {hint}"));
 
-    let version_node = field(&top, "version").ok_or_else(|| missing("version", "add `version: 1.0`"))?;
-    let version = r.scalar(version_node, "version", "the configuration version 1.0")?;
-    if !matches!(version.trim(), "1.0" | "1") {
-        r.warn(
-            version_node.mark,
-            format!("version `{version}` is not a configuration-file version this worker knows; it is read as 1.0"),
-        );
+    let version = field(&top, "version").ok_or_else(|| missing("version", "add `version: 1.0`"));
+    let version = version.and_then(|n| Ok((n, r.scalar(n, "version", "the configuration version 1.0")?)));
+    if let Some((node, version)) = r.keep(version) {
+        if !matches!(version.trim(), "1.0" | "1") {
+            let message = format!(
+                "version `{}` is not a configuration-file version this worker knows; it is read as 1.0",
+                cut(&version)
+            );
+            r.warn(node.mark, message);
+        }
     }
 
     let runtime_node = field(&top, "runtime").ok_or_else(|| match misplaced(&root, "runtime") {
@@ -270,18 +285,30 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> Result<App
             format!("`runtime` is under `{section}:`; it belongs at the top level, beside `version` (no indentation)"),
         ),
         None => missing("runtime", "add e.g. `runtime: python3`"),
-    })?;
-    let runtime_text = r.scalar(runtime_node, "runtime", "a runtime name")?;
-    let rt = catalog.lookup(&runtime_text).map_err(|m| r.err(runtime_node.mark, "runtime", m.to_string()))?;
+    });
+    let rt = runtime_node.and_then(|n| {
+        let text = r.scalar(n, "runtime", "a runtime name")?;
+        catalog.lookup(&text).map_err(|m| r.err(n.mark, "runtime", m.to_string()))
+    });
+    let rt = r.keep(rt);
 
     let build_node = field(&top, "build")
-        .ok_or_else(|| missing("build", "add `build:` with `commands:` and a `build:` list of commands"))?;
-    let build = r.build_section(build_node)?;
-    let run_node = field(&top, "run").ok_or_else(|| missing("run", "add `run:` with `command:`"))?;
-    let mut cfg = r.run_section(run_node, rt, catalog, build)?;
+        .ok_or_else(|| missing("build", "add `build:` with `commands:` and a `build:` list of commands"));
+    let build = r.keep(build_node).and_then(|n| r.build_section(n));
+    let run_node = field(&top, "run").ok_or_else(|| missing("run", "add `run:` with `command:`"));
+    let run_node = r.keep(run_node);
+    let cfg = run_node.and_then(|n| r.run_section(n, rt, catalog));
+    let (Some(rt), Some(build), Some(mut cfg), Some(run_node), true) =
+        (rt, build, cfg, run_node, r.problems.is_empty())
+    else {
+        return Err(ConfigErrors::new(r.problems));
+    };
+    cfg.runtime.clone_from(&rt.name);
+    (cfg.pre_build, cfg.build, cfg.post_build, cfg.build_env) =
+        (build.pre_build, build.build, build.post_build, build.env);
     let notes = check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| {
         let mark = key_mark(&root, &key).unwrap_or(run_node.mark);
-        r.err(mark, &key, m)
+        one(r.err(mark, &key, m))
     })?;
     for (key, note) in notes {
         let mark = key_mark(&root, &key).unwrap_or(run_node.mark);

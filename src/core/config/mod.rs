@@ -100,6 +100,46 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Every problem a configuration file has, in file order (DECISIONS.md B5): the first line
+/// says how many, then one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The problems sorted into file order (those without a position first).
+    pub fn new(mut problems: Vec<ConfigError>) -> Self {
+        problems.sort_by_key(|p| p.mark.map(|m| (m.line, m.col)));
+        Self(problems)
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let [only] = self.0.as_slice() {
+            return write!(f, "{only}");
+        }
+        let file = self.0.iter().find_map(|p| p.file.as_deref()).unwrap_or(CONFIG_FILE);
+        write!(f, "{file}: {} problems, one per line:", self.0.len())?;
+        for p in &self.0 {
+            write!(f, "\n{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigErrors> for crate::error::BuildError {
+    fn from(e: ConfigErrors) -> Self {
+        let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        let mut error = crate::error::BuildError::user(e.to_string());
+        if lines.len() > 1 {
+            error.lines = lines;
+        }
+        error
+    }
+}
+
 impl crate::error::Classified for ConfigError {
     fn class(&self) -> crate::error::ErrorClass {
         crate::error::ErrorClass::User

@@ -8,76 +8,129 @@ use crate::core::yaml::{Node, Value};
 
 /// The build phases' commands and the build environment.
 pub(super) struct BuildSection {
-    pre_build: Vec<String>,
-    build: Vec<String>,
-    post_build: Vec<String>,
-    env: Vec<EnvVar>,
+    pub(super) pre_build: Vec<String>,
+    pub(super) build: Vec<String>,
+    pub(super) post_build: Vec<String>,
+    pub(super) env: Vec<EnvVar>,
 }
 
 impl FileReader<'_> {
-    /// `build:`: the commands of each phase and `env`.
-    pub(super) fn build_section(&mut self, build_node: &Node) -> Result<BuildSection> {
+    /// `build:`: the commands of each phase and `env`. Problems are kept, each part read.
+    pub(super) fn build_section(&mut self, build_node: &Node) -> Option<BuildSection> {
         let r = self;
-        let build = r.mapping(build_node, "build")?;
+        let build = r.mapping(build_node, "build");
+        let build = r.keep(build)?;
         let commands_node = field(&build, "commands").ok_or_else(|| {
             r.err(build_node.mark, "build.commands", "required key is missing; add `commands:` with a `build:` list")
-        })?;
-        let (mut pre_build, mut build_cmds, mut post_build) = (Vec::new(), Vec::new(), Vec::new());
+        });
+        let commands_node = r.keep(commands_node);
+        let env = match field(&build, "env") {
+            Some(n) => {
+                let env = r.env_list(n, "build.env");
+                r.keep(env)
+            }
+            None => Some(Vec::new()),
+        };
+        let commands_node = commands_node?;
+        let (mut pre_build, mut build_cmds, mut post_build) = (Some(Vec::new()), Some(Vec::new()), Some(Vec::new()));
         if let Value::Seq(_) = &commands_node.value {
             r.warn(
                 commands_node.mark,
                 "build.commands is a plain list; it is taken as the build phase (canonical form: `commands:` then `build:` with the list)",
             );
-            build_cmds = r.commands(commands_node, "build.commands")?;
+            let c = r.commands(commands_node, "build.commands");
+            build_cmds = r.keep(c);
         } else {
-            let phases = r.mapping(commands_node, "build.commands")?;
-            if let Some(n) = field(&phases, "pre-build") {
-                pre_build = r.commands(n, "build.commands.pre-build")?;
-            }
-            if let Some(n) = field(&phases, "build") {
-                build_cmds = r.commands(n, "build.commands.build")?;
-            }
-            if let Some(n) = field(&phases, "post-build") {
-                post_build = r.commands(n, "build.commands.post-build")?;
+            let phases = r.mapping(commands_node, "build.commands");
+            let phases = r.keep(phases)?;
+            for (key, slot) in
+                [("pre-build", &mut pre_build), ("build", &mut build_cmds), ("post-build", &mut post_build)]
+            {
+                if let Some(n) = field(&phases, key) {
+                    let c = r.commands(n, &format!("build.commands.{key}"));
+                    *slot = r.keep(c);
+                }
             }
         }
-        if build_cmds.is_empty() {
-            return Err(r.err(
+        if build_cmds.as_ref().is_some_and(Vec::is_empty) {
+            let e = r.err(
                 commands_node.mark,
                 "build.commands.build",
                 "at least one build command is required (App Runner requires build commands; `- echo nothing to build` will do)",
-            ));
+            );
+            r.keep::<()>(Err(e));
         }
-        let build_env = match field(&build, "env") {
-            Some(n) => r.env_list(n, "build.env")?,
-            None => Vec::new(),
-        };
-        Ok(BuildSection { pre_build, build: build_cmds, post_build, env: build_env })
+        Some(BuildSection { pre_build: pre_build?, build: build_cmds?, post_build: post_build?, env: env? })
     }
 
-    /// `run:`, completing the configuration of runtime `rt` whose build section is `b`.
+    /// `run:` of runtime `rt` (None: the runtime is wrong, its version is not checked); the
+    /// build section's fields are left empty for the caller. Problems are kept, each key read.
     pub(super) fn run_section(
         &mut self,
         run_node: &Node,
-        rt: &Runtime,
+        rt: Option<&Runtime>,
         catalog: &RuntimeCatalog,
-        b: BuildSection,
-    ) -> Result<AppConfig> {
+    ) -> Option<AppConfig> {
         let r = self;
-        let run = r.mapping(run_node, "run")?;
+        let run = r.mapping(run_node, "run");
+        let run = r.keep(run)?;
         let runtime_version = match field(&run, "runtime-version") {
-            Some(n) if !n.is_null() => Some(r.scalar(n, "run.runtime-version", "a version such as 3.8 or 3.8.16")?),
-            _ => None,
+            Some(n) if !n.is_null() => {
+                let lock =
+                    r.scalar(n, "run.runtime-version", "a version such as 3.8 or 3.8.16").and_then(|lock| match rt {
+                        Some(rt) => catalog
+                            .resolve(rt, Some(&lock))
+                            .map(|_| lock)
+                            .map_err(|m| r.err(n.mark, "run.runtime-version", m.to_string())),
+                        None => Ok(lock),
+                    });
+                Some(r.keep(lock))
+            }
+            _ => Some(None),
         };
-        if let Some(lock) = &runtime_version {
-            let n = field(&run, "runtime-version").expect("just read");
-            catalog.resolve(rt, Some(lock)).map_err(|m| r.err(n.mark, "run.runtime-version", m.to_string()))?;
-        }
         let pre_run = match field(&run, "pre-run") {
-            Some(n) => r.commands(n, "run.pre-run")?,
-            None => Vec::new(),
+            Some(n) => {
+                let c = r.commands(n, "run.pre-run");
+                r.keep(c)
+            }
+            None => Some(Vec::new()),
         };
-        let command_node = field(&run, "command").ok_or_else(|| {
+        let command = r.command(run_node, &run);
+        let command = r.keep(command);
+        let network = r.network(&run);
+        let network = r.keep(network);
+        let run_env = match field(&run, "env") {
+            Some(n) => {
+                let env = r.env_list(n, "run.env");
+                r.keep(env)
+            }
+            None => Some(Vec::new()),
+        };
+        let secrets = r.secrets(&run);
+        let secrets = r.keep(secrets);
+        let (port, port_env) = network?;
+        Some(AppConfig {
+            source: ConfigSource::Repository,
+            runtime: String::new(),
+            runtime_version: runtime_version?,
+            pre_build: Vec::new(),
+            build: Vec::new(),
+            post_build: Vec::new(),
+            build_env: Vec::new(),
+            pre_run: pre_run?,
+            command: command?,
+            port,
+            port_env,
+            run_env: run_env?,
+            secrets: secrets?,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// `run.command`: one command.
+    fn command(&mut self, run_node: &Node, run: &[(&str, &Node)]) -> Result<String> {
+        let r = self;
+        let command_node = field(run, "command").ok_or_else(|| {
             r.err(
                 run_node.mark,
                 "run.command",
@@ -98,9 +151,14 @@ impl FileReader<'_> {
                 "YAML read the command as a mapping because of the `: ` in it; quote the whole command",
             ));
         }
-        let command = r.scalar(command_node, "run.command", "the start command")?;
+        r.scalar(command_node, "run.command", "the start command")
+    }
+
+    /// `run.network`: the port and its alias variable.
+    fn network(&mut self, run: &[(&str, &Node)]) -> Result<(u16, Option<String>)> {
+        let r = self;
         let (mut port, mut port_env) = (DEFAULT_PORT, None);
-        if let Some(n) = field(&run, "network") {
+        if let Some(n) = field(run, "network") {
             let net = r.mapping(n, "run.network")?;
             if let Some(p) = field(&net, "port") {
                 let text = r.scalar(p, "run.network.port", "a port number")?;
@@ -110,27 +168,7 @@ impl FileReader<'_> {
                 port_env = Some(r.scalar(e, "run.network.env", "an environment variable name")?);
             }
         }
-        let run_env = match field(&run, "env") {
-            Some(n) => r.env_list(n, "run.env")?,
-            None => Vec::new(),
-        };
-        let secrets = r.secrets(&run)?;
-        Ok(AppConfig {
-            source: ConfigSource::Repository,
-            runtime: rt.name.clone(),
-            runtime_version,
-            pre_build: b.pre_build,
-            build: b.build,
-            post_build: b.post_build,
-            build_env: b.env,
-            pre_run,
-            command,
-            port,
-            port_env,
-            run_env,
-            secrets,
-            warnings: Vec::new(),
-        })
+        Ok((port, port_env))
     }
 
     /// `run.secrets`: names and their `value-from` references.
