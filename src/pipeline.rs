@@ -215,19 +215,6 @@ fn unpinned(r: &ImageRef) -> ImageFacts {
     ImageFacts { reference: r.to_string(), digest: None, env: Vec::new(), labels: BTreeMap::new() }
 }
 
-/// What BuildKit `settings` name runs, refused when it is older than this worker drives; None
-/// when it cannot be reached now (jobs then wait and retry).
-pub async fn check_buildkit(settings: &Settings) -> Result<Option<String>, BuildError> {
-    let Ok(buildkit) = Buildkit::connect(&settings.buildkit).await else { return Ok(None) };
-    let (major, minor) = crate::edge::buildkit::MIN_BUILDKIT;
-    crate::edge::buildkit::check_version(&buildkit).await.map(Some).map_err(|found| {
-        BuildError::user(format!(
-            "{found} at {} is too old: this worker needs BuildKit v{major}.{minor} or later (Docker Engine 23 or later); run docker/stack (Docker Engine 26) or point --buildkit at a newer buildkitd",
-            settings.buildkit
-        ))
-    })
-}
-
 /// Runs a whole build, streaming the deployment log; the result on success.
 pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
     log.apprunner(format!("Deployment with ID : {} started. Triggering event : {}", req.operation_id, req.trigger));

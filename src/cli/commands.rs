@@ -92,7 +92,7 @@ pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
             "--concurrency and --max-attempts must be at least 1, --retry-delay a number of seconds",
         ));
     }
-    if let Some(v) = pipeline::check_buildkit(&settings).await? {
+    if let Some(v) = crate::edge::buildkit::check(&settings.buildkit).await? {
         tracing::info!("{v} at {}", settings.buildkit);
     } else {
         tracing::warn!("BuildKit at {} cannot be reached now; jobs wait and retry", settings.buildkit);

@@ -127,6 +127,18 @@ pub fn supported(version: &str, min: (u64, u64)) -> bool {
     (major, minor) >= min
 }
 
+/// What BuildKit `addr` names runs, refused when it is older than this worker drives; None
+/// when it cannot be reached now (jobs then wait and retry).
+pub async fn check(addr: &BuildkitAddr) -> Result<Option<String>, crate::error::BuildError> {
+    let Ok(buildkit) = Buildkit::connect(addr).await else { return Ok(None) };
+    let (major, minor) = MIN_BUILDKIT;
+    check_version(&buildkit).await.map(Some).map_err(|found| {
+        crate::error::BuildError::user(format!(
+            "{found} at {addr} is too old: this worker needs BuildKit v{major}.{minor} or later (Docker Engine 23 or later); run docker/stack (Docker Engine 26) or point --buildkit at a newer buildkitd"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
