@@ -352,3 +352,33 @@ fn every_problem_in_one_run() {
         "{e}"
     );
 }
+
+/// What every real file of the corpus becomes, in one reviewed snapshot: a change of what is
+/// accepted, resolved or refused (and why) shows up in review.
+#[test]
+fn corpus_outcomes_snapshot() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/apprunner-yaml");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    let catalog = RuntimeCatalog::builtin();
+    let mut out = String::new();
+    for path in paths {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+        let line = match yaml(&text) {
+            Ok(c) => {
+                let rt = catalog.resolve(catalog.lookup(&c.runtime).unwrap(), c.runtime_version.as_deref()).unwrap();
+                format!(
+                    "accepted: {} {} ({} build), {} warnings",
+                    rt.name,
+                    rt.version,
+                    rt.build_process,
+                    c.warnings.len()
+                )
+            }
+            Err(e) => format!("rejected: {}", e.replace('\n', "\n    ")),
+        };
+        out.push_str(&format!("{name}\n  {line}\n"));
+    }
+    insta::assert_snapshot!("corpus", out);
+}

@@ -106,7 +106,10 @@ pub(super) fn check_run_settings(
         if let Some(w) = check_env_name(alias).map_err(|m| ("run.network.env".to_string(), m))? {
             warnings.push(("run.network.env".to_string(), w));
         }
-        if cfg.run_env.iter().any(|e| &e.name == alias) || cfg.secrets.iter().any(|s| &s.name == alias) {
+        // An alias named PORT is PORT itself: B3's warning above covers a PORT line.
+        let set_elsewhere =
+            cfg.run_env.iter().any(|e| &e.name == alias) || cfg.secrets.iter().any(|s| &s.name == alias);
+        if alias != "PORT" && set_elsewhere {
             return Err((
                 "run.network.env".into(),
                 format!("`{alias}` is also set in run.env or run.secrets; App Runner sets it to the port, so remove the other one"),
