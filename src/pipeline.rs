@@ -8,7 +8,7 @@ use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StageRole, StepN
 use crate::core::platform;
 use crate::core::progress::{Progress, SolveEvent};
 use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, SourceLocation, StageTiming};
-use crate::core::shown::redact_url;
+use crate::core::shown::redact_userinfo;
 use crate::edge::buildkit::{Backend, Buildkit, BuildkitAddr, SolveFailure};
 use crate::edge::image;
 use crate::edge::registry::{Registry, RegistryAuth};
@@ -143,7 +143,7 @@ pub async fn prepare(
     let source_dir = source::normalize_source_dir(&req.source_dir)?;
     let (repo_type, repo_shown) = match &req.location {
         SourceLocation::Local(p) => ("LOCAL", p.display().to_string()),
-        SourceLocation::Git(u) => ("GIT", redact_url(u)),
+        SourceLocation::Git(u) => ("GIT", redact_userinfo(u)),
     };
     let version = req.revision.describe();
     log.apprunner(format!("Deployment Artifact: [Repo Type: {repo_type}], [Repository: {repo_shown}], {version}, [SourceDirectory: {source_dir}]"));
@@ -197,7 +197,7 @@ pub async fn prepare(
         source_image: image::content_reference(host, SOURCE_REPOSITORY, &source_layer),
         source_dir,
         repository: match &req.location {
-            SourceLocation::Git(u) => Some(redact_url(u)),
+            SourceLocation::Git(u) => Some(redact_userinfo(u)),
             SourceLocation::Local(_) => None,
         },
         revision: checkout.commit.clone(),

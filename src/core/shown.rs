@@ -7,19 +7,7 @@ pub const MAX_SHOWN: usize = 120;
 /// `value` with control characters escaped (`\n`, `\u{1b}`) and cut after [`MAX_SHOWN`]
 /// characters with `…`.
 pub fn cut(value: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in value.chars().enumerate() {
-        if i == MAX_SHOWN {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    message(value, MAX_SHOWN)
 }
 
 /// A whole message made safe to print: control characters escaped, at most `max` characters.
@@ -39,13 +27,9 @@ pub fn message(text: &str, max: usize) -> String {
     out
 }
 
-/// `scheme://user:secret@host/path` without its user information (`scheme://host/path`):
-/// a credential in a URL never reaches a log line, a label, an event or an error.
-pub fn redact_url(url: &str) -> String {
-    redact_userinfo(url)
-}
-
-/// `text` with the user information of every URL in it removed.
+/// `text` with the user information of every URL in it removed (`scheme://user:secret@host/path`
+/// becomes `scheme://host/path`): a credential in a URL never reaches a log line, a label, an
+/// event or an error.
 pub fn redact_userinfo(text: &str) -> String {
     if !text.contains("://") {
         return text.to_string();
@@ -115,9 +99,9 @@ mod tests {
 
     #[test]
     fn credentials_in_urls_never_show() {
-        assert_eq!(redact_url("https://user:TOKEN@github.com/o/r.git"), "https://github.com/o/r.git");
-        assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
-        assert_eq!(redact_url("git@github.com:o/r.git"), "git@github.com:o/r.git");
+        assert_eq!(redact_userinfo("https://user:TOKEN@github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(redact_userinfo("https://github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(redact_userinfo("git@github.com:o/r.git"), "git@github.com:o/r.git");
         assert_eq!(
             redact_userinfo("fatal: unable to access 'https://u:p%40ss@h:8/r/': refused; see http://x@y/z"),
             "fatal: unable to access 'https://h:8/r/': refused; see http://y/z"

@@ -232,7 +232,7 @@ impl BuildJob {
     #[must_use]
     pub fn without_credentials(&self) -> Self {
         let mut job = self.clone();
-        job.repository.url = crate::core::shown::redact_url(&job.repository.url);
+        job.repository.url = crate::core::shown::redact_userinfo(&job.repository.url);
         job
     }
 
