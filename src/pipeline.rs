@@ -6,7 +6,7 @@ use crate::core::config::{self, AppConfig, ConfigSource, CONFIG_FILE};
 use crate::core::image_ref::ImageRef;
 use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StageRole, StepNetwork};
 use crate::core::platform;
-use crate::core::progress::{Progress, SolveEvent};
+use crate::core::progress::{first_line, Progress, SolveEvent};
 use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, SourceLocation, StageTiming};
 use crate::core::shown::redact_userinfo;
 use crate::edge::buildkit::{Backend, Buildkit, BuildkitAddr, SolveFailure};
@@ -363,12 +363,26 @@ async fn solve(
     let (image_result, post_result) = tokio::join!(image_solve, post_solve);
     let _ = forward.await;
     drop(tx);
-    let timings = reporter.await.unwrap_or_default();
+    let (timings, failed_step) = reporter.await.unwrap_or_default();
     let failure = |f: SolveFailure| match &f {
-        SolveFailure::Step { vertex, .. } => {
-            let phase =
-                plan.stage(&vertex.stage).and_then(|s| vertex.step.map(|i| s.steps[i].phase.key())).unwrap_or("build");
-            BuildError::user(format!("Failed to execute '{phase}' command: {f}"))
+        SolveFailure::Step { vertex, exit_code, .. } => {
+            // The command that failed, as its shell's markers said; else the phase's vertex.
+            let failed = failed_step.as_ref().filter(|(stage, _)| *stage == vertex.stage);
+            let step = failed.map(|(_, i)| *i).or(vertex.step);
+            let found = plan.stage(&vertex.stage).and_then(|s| step.and_then(|i| s.steps.get(i)));
+            let phase = found.map_or("build", |s| s.phase.key());
+            let what = match (failed.and(found), exit_code) {
+                (Some(s), Some(code)) => {
+                    format!(
+                        "[{}] {}: {} failed with exit code {code}",
+                        vertex.stage,
+                        s.describe(),
+                        first_line(&s.command)
+                    )
+                }
+                _ => f.to_string(),
+            };
+            BuildError::user(format!("Failed to execute '{phase}' command: {what}"))
         }
         _ => BuildError::from(f),
     };
@@ -377,13 +391,19 @@ async fn solve(
     Ok(timings)
 }
 
-/// Turns solve events into deployment-log lines as they come, and measures each stage.
-async fn report(mut rx: UnboundedReceiver<SolveEvent>, log: DeploymentLog, plan: BuildPlan) -> Vec<StageTiming> {
+/// Turns solve events into deployment-log lines as they come; each stage's timing, and the
+/// command that failed, if one did.
+async fn report(
+    mut rx: UnboundedReceiver<SolveEvent>,
+    log: DeploymentLog,
+    plan: BuildPlan,
+) -> (Vec<StageTiming>, Option<(String, usize)>) {
     let mut progress = Progress::new(&plan);
     while let Some(ev) = rx.recv().await {
         for (source, text) in progress.on_event(&ev, Instant::now()) {
             log.emit(source, &text);
         }
     }
-    progress.timings()
+    let failed = progress.failed_step();
+    (progress.timings(), failed)
 }

@@ -406,3 +406,27 @@ async fn no_unfinished_local_image_under_the_final_name() {
     assert!(!local.status.success(), "the Engine keeps {target}");
     assert_eq!(in_image(&target, "cd /app && ls server.py"), "server.py");
 }
+
+/// DECISIONS.md B2: the commands of a phase share one shell, so `cd` and `export` carry to the
+/// next command of the phase; the next phase starts in /app again; the log names each command.
+#[tokio::test]
+async fn a_cd_carries_to_the_next_command_of_its_phase() {
+    let dir = app(&[
+        ("client/index.html", "hi\n"),
+        (
+            "apprunner.yaml",
+            &format!(
+                "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    pre-build:\n      - cd client\n      - export WHERE=$(pwd)\n      - echo \"pre-build in $WHERE {}\" > /app/pre.txt\n    build:\n      - pwd > /app/build.txt\nrun:\n  command: python3 -m http.server 8080\n",
+                uuid::Uuid::new_v4()
+            ),
+        ),
+    ]);
+    let built = build(dir.path(), "/", None).await;
+    let image = built.image();
+    let seen = in_image(image, "cut -d' ' -f1-3 /app/pre.txt; cat /app/build.txt");
+    assert_eq!(seen, "pre-build in /app/client\n/app");
+    for n in 1..=3 {
+        assert!(built.has_line(&format!("[AppRunner] [build] pre-build command {n}/3: ")), "{n}: {:#?}", built.log);
+    }
+    assert!(built.has_line("[build] pre-build command 1/3: cd client finished in "));
+}

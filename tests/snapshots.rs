@@ -74,3 +74,14 @@ fn guide_examples() {
         insta::assert_snapshot!(name.clone(), render(&name, result));
     }
 }
+
+/// DECISIONS.md B2: a phase's last command `cd dir` carries nowhere; the plan says so.
+#[test]
+fn a_phase_ending_in_a_bare_cd_is_warned_about() {
+    let text = "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - pip3 install -r requirements.txt -t deps\n      - cd client\nrun:\n  command: python3 app.py\n";
+    let cfg = config::from_yaml(text, "apprunner.yaml", RuntimeCatalog::builtin()).unwrap();
+    let plan = plan_for(&cfg);
+    assert!(plan.warnings.iter().any(|w| w.starts_with("the build phase ends in `cd client`")), "{:?}", plan.warnings);
+    let solves = llb::from_plan(&plan);
+    assert!(llb::render(&solves.image).contains(r#"exec ["pip3 install -r requirements.txt -t deps", "cd client"]"#));
+}

@@ -279,6 +279,7 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         labels: image_labels(input),
     };
     let mut warnings = cfg.warnings.clone();
+    warnings.extend(bare_cd_warnings(cfg));
     if input.runtime.extension {
         warnings.push(format!(
             "{} is an extension runtime: App Runner has no such managed runtime; it is built here with the {} build like App Runner's newest runtimes",
@@ -334,6 +335,33 @@ fn image_labels(input: &PlanInput) -> BTreeMap<String, String> {
         };
     }
     image_labels
+}
+
+/// B2: a phase's commands share one shell, but each phase starts anew in /app; a phase that
+/// ends in a bare `cd` is warned about.
+fn bare_cd_warnings(cfg: &AppConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (phase, commands) in [
+        (Phase::PreBuild, &cfg.pre_build),
+        (Phase::Build, &cfg.build),
+        (Phase::PostBuild, &cfg.post_build),
+        (Phase::PreRun, &cfg.pre_run),
+    ] {
+        if let Some(last) = commands.last().filter(|c| ends_in_bare_cd(c)) {
+            warnings.push(format!(
+                "the {} phase ends in `{}`: a `cd` carries to the next command of its phase only; the next phase starts in /app",
+                phase.key(),
+                crate::core::shown::cut(last.trim())
+            ));
+        }
+    }
+    warnings
+}
+
+/// `cd dir` alone, with nothing after it in the same command.
+fn ends_in_bare_cd(command: &str) -> bool {
+    let c = command.trim();
+    (c == "cd" || c.starts_with("cd ")) && !c.contains(['&', ';', '|', '\n'])
 }
 
 /// Commands that put packages outside /app unless told otherwise (pip into site-packages,

@@ -11,9 +11,53 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VertexInfo {
     pub stage: String,
-    /// Index into the stage's steps; None for the copy and image ops.
+    /// Index into the stage's steps of the first command this vertex runs; None for the copy
+    /// and image ops.
     pub step: Option<usize>,
+    /// How many of the stage's steps it runs: a phase's commands run in one shell (B2).
+    pub steps: usize,
     pub name: String,
+}
+
+/// What a phase's shell prints (on stderr, its own line) before and after each command, so the
+/// log can name each command, its exit code and its time: `\x1eapprunner-build:start 2`,
+/// `\x1eapprunner-build:end 2 0`.
+pub const MARKER: &str = "\u{1e}apprunner-build:";
+
+/// The shell program that runs a phase's commands (its arguments) in order in one shell, so a
+/// `cd` or `export` carries to the next command; it stops at the first that fails.
+pub const PHASE_SCRIPT: &str = r#"__apprunner_n=0
+for __apprunner_c in "$@"; do
+  __apprunner_n=$((__apprunner_n + 1))
+  printf '\036apprunner-build:start %s\n' "$__apprunner_n" >&2
+  set --
+  eval "$__apprunner_c"
+  __apprunner_s=$?
+  printf '\036apprunner-build:end %s %s\n' "$__apprunner_n" "$__apprunner_s" >&2
+  [ "$__apprunner_s" -eq 0 ] || exit "$__apprunner_s"
+done"#;
+
+/// A marker line's meaning: command `n` (1-based within its vertex) started, or ended with a
+/// status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    Start(usize),
+    End(usize, i32),
+}
+
+/// Splits a printed line into what the user's command printed before a marker, and the marker.
+fn split_marker(text: &str) -> (&str, Option<Marker>) {
+    let Some(i) = text.find(MARKER) else { return (text, None) };
+    let mut words = text[i + MARKER.len()..].split_whitespace();
+    let marker = match (words.next(), words.next().and_then(|n| n.parse().ok()), words.next()) {
+        (Some("start"), Some(n), _) => Some(Marker::Start(n)),
+        (Some("end"), Some(n), Some(s)) => s.parse().ok().map(|s| Marker::End(n, s)),
+        _ => None,
+    };
+    match marker {
+        Some(m) => (&text[..i], Some(m)),
+        None => (text, None),
+    }
 }
 
 /// What happened to a named vertex of ours, as `BuildKit` reports it.
@@ -61,17 +105,37 @@ impl SolveEvent {
     }
 }
 
-/// The state of one build's report: when each stage started, whether any step of it ran.
+/// The state of one build's report: when each stage started, whether any step of it ran, and
+/// which command of a phase's shell is running.
 pub struct Progress<'p> {
     plan: &'p BuildPlan,
     started: HashMap<String, Instant>,
     ran: HashMap<String, bool>,
     timings: Vec<StageTiming>,
+    /// Per stage: the step running now and since when.
+    running: HashMap<String, (usize, Instant)>,
+    /// The step that failed last: (stage, step index).
+    failed: Option<(String, usize)>,
 }
 
 impl<'p> Progress<'p> {
     pub fn new(plan: &'p BuildPlan) -> Self {
-        Self { plan, started: HashMap::new(), ran: HashMap::new(), timings: Vec::new() }
+        Self {
+            plan,
+            started: HashMap::new(),
+            ran: HashMap::new(),
+            timings: Vec::new(),
+            running: HashMap::new(),
+            failed: None,
+        }
+    }
+
+    /// `[build] build command 2/3: npm ci`: how the log names step `index` of `stage`.
+    fn step_name(&self, stage: &str, index: usize) -> String {
+        match self.plan.stage(stage).and_then(|s| s.steps.get(index)) {
+            Some(step) => format!("[{stage}] {}: {}", step.describe(), first_line(&step.command)),
+            None => format!("[{stage}] step {}", index + 1),
+        }
     }
 
     /// The log lines `ev`, seen at `now`, makes.
@@ -87,36 +151,108 @@ impl<'p> Progress<'p> {
             };
             out.push((LineSource::AppRunner, format!("Stage {} started{what}.", info.stage)));
         }
-        match ev {
-            SolveEvent::Started(v) => out.push((LineSource::AppRunner, format!("{} started.", v.name))),
-            SolveEvent::Cached(v) => out.push((LineSource::AppRunner, format!("{} cached.", v.name))),
-            SolveEvent::Completed { vertex, seconds } => {
+        let app = |text: String| (LineSource::AppRunner, text);
+        match (ev, info.step) {
+            // A phase's shell: its commands speak for themselves through the markers. What is
+            // not one of our steps says nothing.
+            (SolveEvent::Started(_), Some(_)) | (SolveEvent::Other { .. }, _) => {}
+            (SolveEvent::Started(v), None) => out.push(app(format!("{} started.", v.name))),
+            (SolveEvent::Cached(v), Some(first)) => {
+                out.extend((first..first + v.steps).map(|i| app(format!("{} cached.", self.step_name(&v.stage, i)))));
+            }
+            (SolveEvent::Cached(v), None) => out.push(app(format!("{} cached.", v.name))),
+            (SolveEvent::Completed { vertex, seconds }, step) => {
                 *self.ran.entry(vertex.stage.clone()).or_default() = true;
-                out.push((LineSource::AppRunner, format!("{} finished in {seconds:.1}s.", vertex.name)));
+                if step.is_none() {
+                    out.push(app(format!("{} finished in {seconds:.1}s.", vertex.name)));
+                }
             }
-            SolveEvent::Failed { vertex, error } => {
+            (SolveEvent::Failed { vertex, error }, step) => {
                 let error = crate::error::one_line(error.clone());
-                out.push((LineSource::AppRunner, format!("{} failed: {error}", vertex.name)));
+                let name = match (step, self.running.get(&vertex.stage)) {
+                    (Some(_), Some((i, _))) => self.step_name(&vertex.stage, *i),
+                    _ => vertex.name.clone(),
+                };
+                out.push(app(format!("{name} failed: {error}")));
             }
-            SolveEvent::Line { text, .. } => out.push((LineSource::Build, text.clone())),
-            SolveEvent::Other { .. } => {}
+            (SolveEvent::Line { vertex, text, .. }, step) => {
+                let (printed, marker) = split_marker(text);
+                if marker.is_none() || !printed.is_empty() {
+                    out.push((LineSource::Build, printed.to_string()));
+                }
+                if let (Some(marker), Some(first)) = (marker, step) {
+                    out.extend(self.on_marker(vertex, first, marker, now));
+                }
+            }
         }
         let done = matches!(ev, SolveEvent::Cached(_) | SolveEvent::Completed { .. });
-        let last_step = self.plan.stage(&info.stage).map(|s| s.steps.len().checked_sub(1));
-        let is_end = done && last_step == Some(info.step);
-        if is_end && !self.timings.iter().any(|t| t.stage == info.stage) {
+        if done && self.is_last(info) && !self.timings.iter().any(|t| t.stage == info.stage) {
             let secs = now.saturating_duration_since(self.started[&info.stage]).as_secs_f64();
             let cached = !self.ran.get(&info.stage).copied().unwrap_or(false);
             let note = if cached { " (all cached)" } else { "" };
-            out.push((LineSource::AppRunner, format!("Stage {} finished in {secs:.1}s{note}.", info.stage)));
+            out.push(app(format!("Stage {} finished in {secs:.1}s{note}.", info.stage)));
             self.timings.push(StageTiming { stage: info.stage.clone(), seconds: secs, cached });
         }
         out
     }
 
+    /// A command of a phase's shell started or ended.
+    fn on_marker(
+        &mut self,
+        vertex: &VertexInfo,
+        first: usize,
+        marker: Marker,
+        now: Instant,
+    ) -> Vec<(LineSource, String)> {
+        match marker {
+            Marker::Start(n) => {
+                let index = first + n.saturating_sub(1);
+                self.running.insert(vertex.stage.clone(), (index, now));
+                vec![(LineSource::AppRunner, format!("{} started.", self.step_name(&vertex.stage, index)))]
+            }
+            Marker::End(n, status) => {
+                let index = first + n.saturating_sub(1);
+                let began = self.running.remove(&vertex.stage).map_or(now, |(_, t)| t);
+                let secs = now.saturating_duration_since(began).as_secs_f64();
+                let name = self.step_name(&vertex.stage, index);
+                if status == 0 {
+                    vec![(LineSource::AppRunner, format!("{name} finished in {secs:.1}s."))]
+                } else {
+                    self.failed = Some((vertex.stage.clone(), index));
+                    vec![(LineSource::AppRunner, format!("{name} failed with exit code {status} after {secs:.1}s."))]
+                }
+            }
+        }
+    }
+
+    /// Whether `info` is the last vertex of its stage: its last phase, or its copy when the
+    /// stage has no steps.
+    fn is_last(&self, info: &VertexInfo) -> bool {
+        let Some(stage) = self.plan.stage(&info.stage) else { return false };
+        match info.step {
+            Some(first) => first + info.steps == stage.steps.len(),
+            None => stage.steps.is_empty(),
+        }
+    }
+
+    /// The command that failed (or was running when its shell failed): its stage and step index.
+    pub fn failed_step(&self) -> Option<(String, usize)> {
+        self.failed.clone().or_else(|| self.running.iter().next().map(|(s, (i, _))| (s.clone(), *i)))
+    }
+
     /// Each stage that finished, with its time and whether all of it came from the cache.
     pub fn timings(self) -> Vec<StageTiming> {
         self.timings
+    }
+}
+
+/// The first line of a command, with `…` when it has more.
+pub fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if s.lines().nth(1).is_some() {
+        format!("{line} …")
+    } else {
+        line.to_string()
     }
 }
 
@@ -151,32 +287,53 @@ mod tests {
         )
     }
 
-    fn step(stage: &str, i: usize) -> VertexInfo {
-        VertexInfo { stage: stage.into(), step: Some(i), name: format!("[{stage}] build command {}/2", i + 1) }
+    fn phase(stage: &str) -> VertexInfo {
+        VertexInfo {
+            stage: stage.into(),
+            step: Some(0),
+            steps: 2,
+            name: format!("[{stage}] build commands 1-2 (one shell)"),
+        }
+    }
+
+    fn marker(stage: &str, text: &str) -> SolveEvent {
+        SolveEvent::Line { vertex: phase(stage), stream: 2, text: format!("{MARKER}{text}") }
     }
 
     #[test]
-    fn stages_start_finish_and_are_timed_by_the_given_clock() {
+    fn a_phases_commands_are_named_timed_and_the_stage_by_the_given_clock() {
         let plan = plan();
         let mut p = Progress::new(&plan);
         let t0 = Instant::now();
-        let lines = p.on_event(&SolveEvent::Started(step("build", 0)), t0);
         assert_eq!(
-            lines,
-            [
-                (LineSource::AppRunner, "Stage build started.".to_string()),
-                (LineSource::AppRunner, "[build] build command 1/2 started.".to_string())
-            ]
+            p.on_event(&SolveEvent::Started(phase("build")), t0),
+            [(LineSource::AppRunner, "Stage build started.".to_string())]
         );
-        let line = SolveEvent::Line { vertex: step("build", 0), stream: 1, text: "hello".into() };
+        assert_eq!(
+            p.on_event(&marker("build", "start 1"), t0),
+            [(LineSource::AppRunner, "[build] build command 1/2: a started.".to_string())]
+        );
+        let line = SolveEvent::Line { vertex: phase("build"), stream: 1, text: "hello".into() };
         assert_eq!(p.on_event(&line, t0), [(LineSource::Build, "hello".to_string())]);
-        p.on_event(&SolveEvent::Completed { vertex: step("build", 0), seconds: 1.0 }, t0 + Duration::from_secs(1));
-        let end = p.on_event(&SolveEvent::Cached(step("build", 1)), t0 + Duration::from_millis(2500));
+        // Output without a newline before the marker is the command's, then the marker's line.
+        let joined = SolveEvent::Line { vertex: phase("build"), stream: 2, text: format!("partial{MARKER}end 1 0") };
+        let lines = p.on_event(&joined, t0 + Duration::from_secs(1));
+        assert_eq!(lines[0], (LineSource::Build, "partial".to_string()));
+        assert_eq!(lines[1].1, "[build] build command 1/2: a finished in 1.0s.");
+        p.on_event(&marker("build", "start 2"), t0 + Duration::from_secs(1));
+        let failed = p.on_event(&marker("build", "end 2 3"), t0 + Duration::from_millis(1500));
+        assert_eq!(failed[0].1, "[build] build command 2/2: b failed with exit code 3 after 0.5s.");
+        assert_eq!(p.failed_step(), Some(("build".to_string(), 1)));
+        let end = p.on_event(
+            &SolveEvent::Completed { vertex: phase("build"), seconds: 2.0 },
+            t0 + Duration::from_millis(2500),
+        );
         assert_eq!(end.last().unwrap().1, "Stage build finished in 2.5s.");
-        // The run stage comes wholly from the cache.
-        p.on_event(&SolveEvent::Cached(step("run", 0)), t0 + Duration::from_secs(3));
-        let end = p.on_event(&SolveEvent::Cached(step("run", 1)), t0 + Duration::from_secs(3));
-        assert!(end[1].1.starts_with("Stage run finished in 0.0s (all cached)"), "{end:?}");
+        // The run stage comes wholly from the cache: each command is named.
+        let cached = p.on_event(&SolveEvent::Cached(phase("run")), t0 + Duration::from_secs(3));
+        assert_eq!(cached[1].1, "[run] build command 1/2: a cached.");
+        assert_eq!(cached[2].1, "[run] build command 2/2: b cached.");
+        assert!(cached[3].1.starts_with("Stage run finished in 0.0s (all cached)"), "{cached:?}");
         assert!(p.on_event(&SolveEvent::Other { name: "pull".into(), cached: false, done: true }, t0).is_empty());
         let t = p.timings();
         assert_eq!((t[0].stage.as_str(), t[0].seconds, t[0].cached), ("build", 2.5, false));

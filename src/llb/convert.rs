@@ -6,6 +6,7 @@ use super::pb::{self, op::Kind, Op};
 use super::{Llb, Solves, VertexInfo, CA_FILE};
 use crate::core::digest::sha256_digest as digest_of;
 use crate::core::plan::{AppCopy, BuildPlan, Stage, StageBase, StageRole, StepNetwork, APP_DIR, CA_MOUNT};
+use crate::core::progress::{first_line, PHASE_SCRIPT};
 use prost::Message;
 use std::fmt::Write as _;
 
@@ -41,7 +42,7 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
                 &src,
                 "/",
                 &name,
-                VertexInfo { stage: stage.name.clone(), step: None, name: name.clone() },
+                VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() },
             );
         }
         Some(AppCopy::FromStage(from)) => {
@@ -53,13 +54,18 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
                 &app,
                 APP_DIR,
                 &name,
-                VertexInfo { stage: stage.name.clone(), step: None, name: name.clone() },
+                VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() },
             );
         }
         None => {}
     }
     let ca = plan.ca_bundle_image.as_ref().map(|r| g.image(r));
-    for (i, step) in stage.steps.iter().enumerate() {
+    // One exec per phase: its commands share one shell (DECISIONS.md B2).
+    let mut first = 0;
+    while first < stage.steps.len() {
+        let phase = stage.steps[first].phase;
+        let count = stage.steps[first..].iter().take_while(|s| s.phase == phase).count();
+        let steps = &stage.steps[first..first + count];
         let mut inputs = vec![input(&state)];
         let mut mounts =
             vec![pb::Mount { input: 0, selector: String::new(), dest: "/".into(), output: 0, readonly: false }];
@@ -73,34 +79,26 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
                 readonly: true,
             });
         }
+        let mut args = vec!["/bin/sh".to_string(), "-c".into(), PHASE_SCRIPT.into(), "apprunner-build".into()];
+        args.extend(steps.iter().map(|s| s.command.clone()));
         let exec = pb::ExecOp {
-            meta: Some(pb::Meta {
-                args: vec!["/bin/sh".into(), "-c".into(), step.command.clone()],
-                env: stage.env.clone(),
-                cwd: APP_DIR.into(),
-                user: String::new(),
-            }),
+            meta: Some(pb::Meta { args, env: stage.env.clone(), cwd: APP_DIR.into(), user: String::new() }),
             mounts,
             network: match plan.network {
                 StepNetwork::Sandbox => pb::NetMode::Unset as i32,
                 StepNetwork::Host => pb::NetMode::Host as i32,
             },
         };
-        let name = format!("[{}] {}: {}", stage.name, step.describe(), first_line(&step.command));
+        let name = match steps {
+            [only] => format!("[{}] {}: {}", stage.name, only.describe(), first_line(&only.command)),
+            _ => format!("[{}] {} commands 1-{count} (one shell)", stage.name, phase.key()),
+        };
         let op = Op { inputs, op: Some(Kind::Exec(exec)), platform: Some(linux_amd64()) };
-        state =
-            g.add(&op, Some(&name), Some(VertexInfo { stage: stage.name.clone(), step: Some(i), name: name.clone() }));
+        let info = VertexInfo { stage: stage.name.clone(), step: Some(first), steps: count, name: name.clone() };
+        state = g.add(&op, Some(&name), Some(info));
+        first += count;
     }
     state
-}
-
-fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("");
-    if s.lines().nth(1).is_some() {
-        format!("{line} …")
-    } else {
-        line.to_string()
-    }
 }
 
 /// A readable rendering of a Definition, one op per line, for snapshots and `plan --llb`.
@@ -135,9 +133,12 @@ pub fn render(llb: &Llb) -> String {
                         )
                     })
                     .collect();
+                // A phase's shell: its commands are the arguments after the script.
+                let shown =
+                    if m.args.get(2).map(String::as_str) == Some(PHASE_SCRIPT) { &m.args[4..] } else { &m.args[2..] };
                 format!(
                     "exec {:?} cwd={} net={} mounts=[{}] env={}",
-                    m.args.last().cloned().unwrap_or_default(),
+                    shown,
                     m.cwd,
                     e.network,
                     mounts.join(","),
