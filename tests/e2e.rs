@@ -15,7 +15,7 @@ async fn guide_python_app_from_api_values_serves_hello() {
     let api = json!({"Runtime": "PYTHON_3", "BuildCommand": "pip install -r requirements.txt", "StartCommand": "python server.py", "Port": "8080"});
     let built = build(&guide_app(), "/", Some(api)).await;
     let image = built.image();
-    assert!(built.has_line("[AppRunner] Runtime python3 3.8.16 (original build)"));
+    assert!(built.has_line("[AppRunner] Runtime python3 3.8.20 (original build)"));
     // pip's output reaches the log as [Build] lines, unless an earlier run left the step cached.
     assert!(
         built.has_line("[Build] Successfully installed")
@@ -96,11 +96,11 @@ async fn nodejs18_app_serves_http() {
     let dir = app(&[
         ("package.json", r#"{"name":"hello","version":"1.0.0","engines":{"node":">=18"},"scripts":{"start":"node app.js"},"dependencies":{"is-number":"7.0.0"}}"#),
         ("app.js", "const isNumber = require('is-number');\nrequire('http').createServer((q, s) => s.end(`node ${process.version} ${isNumber(5)}`)).listen(process.env.PORT);\n"),
-        ("apprunner.yaml", "version: 1.0\nruntime: nodejs18\nbuild:\n  commands:\n    build:\n      - npm install --omit=dev\nrun:\n  runtime-version: 18.19.0\n  command: npm start\n  network:\n    port: 3000\n"),
+        ("apprunner.yaml", "version: 1.0\nruntime: nodejs18\nbuild:\n  commands:\n    build:\n      - npm install --omit=dev\nrun:\n  runtime-version: 18.20.7\n  command: npm start\n  network:\n    port: 3000\n"),
     ]);
     let built = build(dir.path(), "/", None).await;
     let app = Running::start(built.image(), 3000, &[]);
-    assert_eq!(app.get("/").await, "node v18.19.0 true");
+    assert_eq!(app.get("/").await, "node v18.20.7 true");
 }
 
 #[tokio::test]
@@ -131,6 +131,17 @@ async fn failing_build_command_names_step_and_exit_code() {
     assert_eq!(e.class, apprunner_build::error::ErrorClass::User);
     assert!(built.has_line("[Build] error: missing module"), "stderr reaches the log");
     assert!(built.has_line("[AppRunner] Failed to build your application source code. Reason: Failed to execute 'build' command: [build] build command 2/2: echo 'error: missing module' >&2; exit 3 failed with exit code 3"), "{e}");
+    // App Runner's phrasing, line by line: reading the file, each command with its outcome,
+    // and the failure line with the deployment ID and reason.
+    assert!(built.has_line("[AppRunner] Reading apprunner.yaml config file."));
+    assert!(built.has_line("[AppRunner] [build] build command 1/2: echo compiling finished in "));
+    assert!(built.has_line("[AppRunner] [build] build command 2/2: echo 'error: missing module' >&2; exit 3 started."));
+    let last = built.log.last().unwrap();
+    assert!(
+        last.starts_with("[AppRunner] Deployment with ID : ")
+            && last.contains(" failed. Failure reason : Failed to execute 'build' command"),
+        "{last}"
+    );
 }
 
 #[tokio::test]
@@ -162,7 +173,7 @@ async fn bad_configuration_is_rejected_before_buildkit() {
     ]);
     let built = build_with(&settings, request(dir.path().to_str().unwrap(), "/", None, None)).await;
     assert!(
-        built.error().message.contains("engines.node `12.21.0`") && built.error().message.contains("nodejs18 18.19.1"),
+        built.error().message.contains("engines.node `12.21.0`") && built.error().message.contains("nodejs18 18.20.8"),
         "{}",
         built.error()
     );
@@ -311,11 +322,11 @@ async fn a_token_in_a_git_url_never_shows() {
 async fn the_services_own_repositories_are_never_a_target() {
     use apprunner_build::core::image_ref::ImageRef;
     let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
-    let runtime = ImageRef::parse("127.0.0.1:5000/apprunner-runtimes/python3:3.8.16-run").unwrap();
+    let runtime = ImageRef::parse("127.0.0.1:5000/apprunner-runtimes/python3:3.8.20-run").unwrap();
     let before =
         registry.manifest(&runtime.registry, &runtime.repository, &runtime.reference()).await.unwrap().unwrap();
     for target in
-        ["127.0.0.1:5000/apprunner-runtimes/python3:3.8.16-run", "127.0.0.1:5000/apprunner-build/reported:someone-else"]
+        ["127.0.0.1:5000/apprunner-runtimes/python3:3.8.20-run", "127.0.0.1:5000/apprunner-build/reported:someone-else"]
     {
         let mut req = request(guide_app().to_str().unwrap(), "/", None, None);
         req.target = ImageRef::parse(target).unwrap();

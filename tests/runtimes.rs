@@ -23,7 +23,7 @@ async fn serve(name: &str, port: u16) -> (Built, String) {
 async fn python311_with_pre_run() {
     let (built, body) = serve("python311", 8000).await;
     assert_eq!(body, "Hello, python311!\n");
-    assert!(built.has_line("Runtime python311 3.11.8 (revised build)"));
+    assert!(built.has_line("Runtime python311 3.11.14 (revised build)"));
 }
 
 #[tokio::test]
@@ -48,7 +48,7 @@ async fn nodejs16_runs_exactly_the_resolved_version() {
 #[tokio::test]
 async fn nodejs18() {
     let (_, body) = serve("nodejs18", 3000).await;
-    assert_eq!(body, "Hello from Node.js v18.19.1; is-number(42) is true\n");
+    assert_eq!(body, "Hello from Node.js v18.20.8; is-number(42) is true\n");
 }
 
 #[tokio::test]
@@ -126,7 +126,7 @@ async fn php_source_directory_needs_8_1_22() {
     std::fs::write(svc.join("apprunner.yaml"), yaml).unwrap();
     let built = build(dir.path(), "/svc", None).await;
     built.image();
-    assert!(built.has_line("Runtime php81 8.1.27"));
+    assert!(built.has_line("Runtime php81 8.1.33"));
 }
 
 #[tokio::test]
@@ -157,7 +157,7 @@ async fn dotnet6_without_its_image_says_which_is_missing() {
     let built = build(dir.path(), "/", None).await;
     let e = built.error();
     assert_eq!(e.class, apprunner_build::error::ErrorClass::User);
-    assert!(e.message.contains("the build image 127.0.0.1:5000/apprunner-runtimes/dotnet6:6.0.28-build is missing from registry 127.0.0.1:5000"), "{e}");
+    assert!(e.message.contains("the build image 127.0.0.1:5000/apprunner-runtimes/dotnet6:6.0.36-build is missing from registry 127.0.0.1:5000"), "{e}");
     assert!(e.message.contains("push that runtime's image under this name"), "{e}");
 }
 
@@ -202,7 +202,7 @@ fn plan_without_the_runtime_image_prints_the_plan_with_a_warning() {
     assert_eq!(plan["runtime"], "dotnet6");
     let warnings = plan["warnings"].to_string();
     assert!(
-        warnings.contains("dotnet6:6.0.28-build is missing from registry 127.0.0.1:5000")
+        warnings.contains("dotnet6:6.0.36-build is missing from registry 127.0.0.1:5000")
             && warnings.contains("a build fails until it is there"),
         "{warnings}"
     );

@@ -299,25 +299,27 @@ mod tests {
     }
 
     #[test]
+    /// The guide's cases (SPEC.md §3.3), on App Runner's current tables (DECISIONS.md B1):
+    /// unpinned and prefix locks take the newest current row, exact guide versions still resolve.
     fn resolution_cases_of_the_guide() {
-        assert_eq!(resolve("python3", None).unwrap(), "3.8.16");
+        assert_eq!(resolve("python3", None).unwrap(), "3.8.20");
         assert_eq!(resolve("python3", Some("3.7")).unwrap(), "3.7.16");
         assert_eq!(resolve("python3", Some("3.8.5")).unwrap(), "3.8.5");
-        assert_eq!(resolve("php81", Some("8.1")).unwrap(), "8.1.27");
+        assert_eq!(resolve("php81", Some("8.1")).unwrap(), "8.1.33");
         assert_eq!(resolve("corretto11", Some("11.0.13")).unwrap(), "11.0.13.08.1");
         assert_eq!(resolve("corretto11", Some("11.0.13.8.1")).unwrap(), "11.0.13.08.1");
-        assert_eq!(resolve("corretto11", Some("11")).unwrap(), "11.0.22.7.1");
+        assert_eq!(resolve("corretto11", Some("11")).unwrap(), "11.0.28.6.1");
         assert_eq!(resolve("corretto8", Some("8.342")).unwrap(), "8.342.07.4");
         assert_eq!(resolve("nodejs16", Some("16.19")).unwrap(), "16.19.1");
-        assert_eq!(resolve("python311", Some("3.11")).unwrap(), "3.11.8");
-        assert_eq!(resolve("PYTHON_311", None).unwrap(), "3.11.8");
+        assert_eq!(resolve("python311", Some("3.11")).unwrap(), "3.11.14");
+        assert_eq!(resolve("PYTHON_311", None).unwrap(), "3.11.14");
         assert_eq!(resolve(" nodejs18 ", Some("18.19.0")).unwrap(), "18.19.0");
     }
 
     #[test]
     fn locks_resolve_for_every_runtime() {
         for (rt, lock, want) in [
-            ("python3", None, "3.8.16"),
+            ("python3", None, "3.8.20"),
             ("python311", Some("3.11.7"), "3.11.7"),
             ("nodejs12", Some("12"), "12.22.12"),
             ("nodejs12", Some("12.21"), "12.21.0"),
@@ -325,19 +327,24 @@ mod tests {
             ("nodejs14", Some("14.20.1"), "14.20.1"),
             ("nodejs16", None, "16.20.2"),
             ("nodejs16", Some("16.17"), "16.17.1"),
-            ("nodejs18", Some("18"), "18.19.1"),
-            ("corretto11", Some("11.0"), "11.0.22.7.1"),
+            ("nodejs18", Some("18"), "18.20.8"),
+            ("nodejs18", Some("18.19"), "18.19.1"),
+            ("nodejs22", None, "22.21.1"),
+            ("nodejs22", Some("22.16"), "22.16.0"),
+            ("corretto11", Some("11.0"), "11.0.28.6.1"),
+            ("corretto11", Some("11.0.22"), "11.0.22.7.1"),
             ("corretto11", Some("11.0.18"), "11.0.18.10.1"),
             ("corretto11", Some("11.0.18.10"), "11.0.18.10.1"),
             ("corretto11", Some("11.0.13.08"), "11.0.13.08.1"),
-            ("corretto8", None, "8.402.08.1"),
+            ("corretto8", None, "8.472.08.1"),
+            ("corretto8", Some("8.402"), "8.402.08.1"),
             ("corretto8", Some("8.392"), "8.392.08.1"),
             ("corretto8", Some("8.342.07.4"), "8.342.07.4"),
             ("corretto8", Some("8.312.7"), "8.312.07.1"),
-            ("dotnet6", Some("6.0"), "6.0.28"),
+            ("dotnet6", Some("6.0"), "6.0.36"),
             ("dotnet6", Some("6.0.9"), "6.0.9"),
             ("php81", Some("8.1.21"), "8.1.21"),
-            ("ruby31", Some("3.1"), "3.1.4"),
+            ("ruby31", Some("3.1"), "3.1.7"),
             ("ruby31", Some("3.1.3"), "3.1.3"),
             ("go1", Some("1.18"), "1.18.10"),
             ("go1", Some("1.18.7"), "1.18.7"),
@@ -346,6 +353,10 @@ mod tests {
         }
         assert!(resolve("corretto8", Some("8.342.07.4.1")).unwrap_err().contains("is not a corretto8 version"));
         assert!(resolve("go1", Some("1.19")).unwrap_err().contains("listed: 1.18.10"));
+        // nodejs22 has exactly App Runner's versions, not every Node.js 22 release.
+        assert!(resolve("nodejs22", Some("22.18.0"))
+            .unwrap_err()
+            .contains("listed: 22.21.1, 22.20.0, 22.17.0, 22.16.0, 22.14.0"));
     }
 
     #[test]
