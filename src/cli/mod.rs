@@ -91,11 +91,7 @@ impl What {
 
     /// The revision `--ref` names, or else a git source's default branch, a directory as it is.
     fn revision(&self, location: &SourceLocation) -> Revision {
-        match (&self.reference, location) {
-            (Some(r), _) => Revision::from_ref(r),
-            (None, SourceLocation::Git(_)) => Revision::DefaultBranch,
-            (None, SourceLocation::Local(_)) => Revision::WorkingTree,
-        }
+        Revision::for_source(self.reference.as_deref(), location)
     }
 
     /// The configuration source `--api-config` selects: API with its values, or the repository's file.

@@ -54,6 +54,16 @@ impl Revision {
         }
     }
 
+    /// The revision a person's `--ref` names for a source, or else a git repository's default
+    /// branch and a local directory as it is.
+    pub fn for_source(reference: Option<&str>, location: &SourceLocation) -> Self {
+        match (reference, location) {
+            (Some(r), _) => Revision::from_ref(r),
+            (None, SourceLocation::Git(_)) => Revision::DefaultBranch,
+            (None, SourceLocation::Local(_)) => Revision::WorkingTree,
+        }
+    }
+
     /// The deployment log's name for it: `[Branch: main]`, `[Commit: 0123…]`.
     pub fn describe(&self) -> String {
         match self {

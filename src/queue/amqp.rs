@@ -219,18 +219,7 @@ impl Publisher {
                     continue;
                 }
             };
-            let res = async {
-                ch.basic_publish(
-                    msg.exchange.into(),
-                    msg.routing_key.into(),
-                    BasicPublishOptions::default(),
-                    msg.payload,
-                    msg.properties(),
-                )
-                .await?
-                .await
-            }
-            .await;
+            let res = async { send(&ch, msg).await?.await }.await;
             match res {
                 Ok(c) if c.is_ack() => return Ok(()),
                 Ok(_) => last = "the broker refused the message (nack)".into(),
@@ -247,15 +236,7 @@ impl Publisher {
     /// Log lines use this so a chatty build is not slowed to one round trip per line.
     pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<lapin::PublisherConfirm, String> {
         let ch = self.channel().await.map_err(|e| format!("cannot reach the broker: {e}"))?;
-        ch.basic_publish(
-            msg.exchange.into(),
-            msg.routing_key.into(),
-            BasicPublishOptions::default(),
-            msg.payload,
-            msg.properties(),
-        )
-        .await
-        .map_err(|e| format!("publishing failed: {e}"))
+        send(&ch, msg).await.map_err(|e| format!("publishing failed: {e}"))
     }
 
     pub async fn close(&self) {
@@ -263,4 +244,16 @@ impl Publisher {
             let _ = conn.close(200, "bye".into()).await;
         }
     }
+}
+
+/// Hands `msg` to the broker on `ch`; the returned confirm resolves when the broker takes it.
+async fn send(ch: &Channel, msg: &Outgoing<'_>) -> lapin::Result<lapin::PublisherConfirm> {
+    ch.basic_publish(
+        msg.exchange.into(),
+        msg.routing_key.into(),
+        BasicPublishOptions::default(),
+        msg.payload,
+        msg.properties(),
+    )
+    .await
 }

@@ -4,7 +4,7 @@
 
 use apprunner_build::core::image_ref::ImageRef;
 use apprunner_build::core::plan::StepNetwork;
-use apprunner_build::core::request::{self, BuildRequest, BuildResult, ConfigInput, Revision, SourceLocation};
+use apprunner_build::core::request::{self, BuildRequest, BuildResult, ConfigInput, Revision};
 use apprunner_build::edge::buildkit::BuildkitAddr;
 use apprunner_build::edge::source;
 use apprunner_build::error::BuildError;
@@ -81,11 +81,7 @@ pub fn request(
     reference: Option<&str>,
 ) -> BuildRequest {
     let location = source::locate(source);
-    let revision = match (reference, &location) {
-        (Some(r), _) => Revision::from_ref(r),
-        (None, SourceLocation::Git(_)) => Revision::DefaultBranch,
-        (None, SourceLocation::Local(_)) => Revision::WorkingTree,
-    };
+    let revision = Revision::for_source(reference, &location);
     let operation_id = request::new_operation_id();
     let target =
         ImageRef::parse(&format!("{}:{operation_id}", request::default_repository("127.0.0.1:5000", "e2e"))).unwrap();
