@@ -7,11 +7,12 @@ use crate::core::image_ref::ImageRef;
 use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StageRole, StepNetwork};
 use crate::core::platform;
 use crate::core::progress::{first_line, Progress, SolveEvent};
-use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, SourceLocation, StageTiming};
+use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, PhaseTimings, SourceLocation, StageTiming};
 use crate::core::shown::redact_userinfo;
-use crate::edge::buildkit::{Backend, Buildkit, BuildkitAddr, SolveFailure};
+use crate::edge::buildkit::session::Session;
+use crate::edge::buildkit::{image_exporter, Buildkit, BuildkitAddr, FleetCache, SolveFailure, SolveOptions};
 use crate::edge::image;
-use crate::edge::registry::{Registry, RegistryAuth};
+use crate::edge::registry::{is_plain_http, Registry, RegistryAuth};
 use crate::edge::source::{self, Checkout, Layer, PackLimits};
 use crate::error::BuildError;
 use crate::llb::{self, Solves};
@@ -41,11 +42,19 @@ pub struct Settings {
     pub allowed_targets: Vec<String>,
     /// The largest file and source directory packed.
     pub pack_limits: PackLimits,
+    /// Where the fleet's registry cache lives (`registry/path`; each service's under it), or None
+    /// for no registry cache.
+    pub fleet_cache: Option<String>,
 }
 
 impl Settings {
     pub fn registry_client(&self) -> Registry {
         Registry::new(self.registry_auth.clone(), self.insecure_registries.clone())
+    }
+
+    /// `<registry>/apprunner-build/cache`: the fleet cache's default home.
+    pub fn default_fleet_cache(registry: &str) -> String {
+        format!("{registry}/{CACHE_REPOSITORY}")
     }
 
     fn entitlements(&self) -> Vec<String> {
@@ -58,6 +67,7 @@ impl Settings {
 
 pub const SOURCE_REPOSITORY: &str = "apprunner-build/sources";
 pub const CA_REPOSITORY: &str = "apprunner-build/ca-bundles";
+pub const CACHE_REPOSITORY: &str = "apprunner-build/cache";
 
 /// A fetched, configured and planned build, before `BuildKit`.
 pub struct Prepared {
@@ -67,6 +77,8 @@ pub struct Prepared {
     pub solves: Solves,
     source_layer: Layer,
     ca_layer: Option<Layer>,
+    /// Seconds the source took to arrive.
+    fetch_seconds: f64,
 }
 
 /// Reads the configuration the request names (A21: a REPOSITORY build needs apprunner.yaml in
@@ -148,7 +160,9 @@ pub async fn prepare(
     let version = req.revision.describe();
     log.apprunner(format!("Deployment Artifact: [Repo Type: {repo_type}], [Repository: {repo_shown}], {version}, [SourceDirectory: {source_dir}]"));
     log.apprunner(format!("Pulling source code from {repo_type} Repository ( {repo_shown} )."));
+    let fetching = Instant::now();
     let checkout = source::fetch(&req.location, &req.revision, settings.git_credentials.as_deref()).await?;
+    let fetch_seconds = fetching.elapsed().as_secs_f64();
     log.apprunner("Successfully pulled your application source code.");
     log.apprunner(format!(
         "Source at commit {}{}{}.",
@@ -208,7 +222,7 @@ pub async fn prepare(
     let mut plan = plan::plan(&cfg, &input);
     plan.warnings.extend(build_missing.into_iter().chain(run_missing));
     let solves = llb::from_plan(&plan);
-    Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer })
+    Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer, fetch_seconds })
 }
 
 fn unpinned(r: &ImageRef) -> ImageFacts {
@@ -253,6 +267,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
             target.name()
         )));
     }
+    let preparing = Instant::now();
     let prepared = prepare(settings, req, ImageLookup::Required(&registry), log).await?;
     let plan = &prepared.plan;
     for w in &plan.warnings {
@@ -292,21 +307,27 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     if let Some(ca) = &prepared.ca_layer {
         image::push_content(&registry, host, CA_REPOSITORY, ca).await?;
     }
+    let plan_seconds = preparing.elapsed().as_secs_f64() - prepared.fetch_seconds;
 
     let buildkit = Buildkit::connect(&settings.buildkit).await?;
-    let backend = Backend::for_addr(&settings.buildkit);
+    // BuildKit asks the session for registry credentials: to push, and to reach the fleet cache.
+    let session = Session::attach(&settings.buildkit, settings.registry_client()).await.map_err(|e| {
+        BuildError::transient(format!("cannot open a session with BuildKit at {}: {e}", settings.buildkit))
+    })?;
+    let fleet_cache = settings.fleet_cache.as_deref().map(|prefix| {
+        let cache_host = prefix.split('/').next().unwrap_or_default();
+        FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))
+    });
     log.apprunner("Starting source code build.");
-    let stages = solve(&buildkit, &backend, settings, target, &prepared, log).await?;
+    let solving = Instant::now();
+    let solved = solve(&buildkit, &session, fleet_cache.as_ref(), settings, target, &prepared, log).await?;
     log.apprunner("Successfully built your application source code.");
-
-    if backend.pushes_after_solve() {
-        log.apprunner(format!("Pushing image {target}."));
-        backend.publish(target, settings.registry_auth.get(&target.registry)).await?;
-    }
-    let digest = image::write_final_config(&registry, target, &plan.image).await?;
-    if let Err(e) = backend.forget_local(target).await {
-        log.apprunner(format!("Warning: the Engine's local copy of {target} (without the final config) stays: {e}"));
-    }
+    let digest = solved
+        .exporter_response
+        .get("containerimage.digest")
+        .cloned()
+        .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
+    let solve_seconds = solving.elapsed().as_secs_f64();
     let cfg = &prepared.config;
     Ok(BuildResult {
         image: target.with_digest(&digest),
@@ -314,32 +335,54 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         runtime_version: plan.runtime_version.clone(),
         build_process: plan.build_process,
         commit: prepared.checkout.commit.clone(),
-        stages,
+        stages: solved.timings,
         start_command: cfg.command.clone(),
         port: cfg.port,
         run_env: cfg.run_env.clone(),
         secrets: cfg.secrets.clone(),
         warnings: plan.warnings.clone(),
         source_uploaded: src.uploaded,
+        phases: PhaseTimings {
+            fetch: prepared.fetch_seconds,
+            plan: plan_seconds,
+            solve: (solve_seconds - solved.export_seconds).max(0.0),
+            export: solved.export_seconds,
+        },
     })
 }
 
+/// What the solves of a build gave: the image exporter's response, each stage's timing, and the
+/// seconds `BuildKit` spent exporting.
+struct Solved {
+    exporter_response: BTreeMap<String, String>,
+    timings: Vec<StageTiming>,
+    export_seconds: f64,
+}
+
 /// Solves the image and (concurrently) the post-build check within the time limit, reporting
-/// progress as it comes; the stage timings.
+/// progress as it comes.
 async fn solve(
     buildkit: &Buildkit,
-    backend: &Backend,
+    session: &Session,
+    fleet_cache: Option<&FleetCache>,
     settings: &Settings,
     target: &ImageRef,
     prepared: &Prepared,
     log: &DeploymentLog,
-) -> Result<Vec<StageTiming>, BuildError> {
+) -> Result<Solved, BuildError> {
     let plan = &prepared.plan;
-    let entitlements = settings.entitlements();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let reporter = tokio::spawn(report(rx, log.clone(), plan.clone()));
-    let (exporter, attrs) = backend.exporter(target, &settings.insecure_registries);
-    let image_solve = buildkit.solve(&prepared.solves.image, Some((exporter, attrs)), &entitlements, tx.clone());
+    let options = |exporter, export_cache| SolveOptions {
+        exporter,
+        cache: fleet_cache.map(|c| c.options(export_cache)),
+        session: Some(session.id.clone()),
+        entitlements: settings.entitlements(),
+    };
+    let plain_http = is_plain_http(&target.registry, &settings.insecure_registries);
+    let (name, attrs) = image_exporter(target, &plan.image, plain_http);
+    let image_solve =
+        buildkit.solve(&prepared.solves.image, options(Some((name.to_string(), attrs)), true), tx.clone());
     // The post-build solve shares the build stage with the image's; only its own stage is
     // reported from it, so each step shows once.
     let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
@@ -356,14 +399,15 @@ async fn solve(
     };
     let post_solve = async {
         match &prepared.solves.post_build {
-            Some(llb) => buildkit.solve(llb, None, &entitlements, post_tx).await.map(|_| ()),
+            Some(llb) => buildkit.solve(llb, options(None, false), post_tx).await.map(|_| ()),
             None => Ok(()),
         }
     };
     let (image_result, post_result) = tokio::join!(image_solve, post_solve);
     let _ = forward.await;
     drop(tx);
-    let (timings, failed_step) = reporter.await.unwrap_or_default();
+    let report = reporter.await.unwrap_or_default();
+    let failed_step = report.failed_step;
     let failure = |f: SolveFailure| match &f {
         SolveFailure::Step { vertex, exit_code, .. } => {
             // The command that failed, as its shell's markers said; else the phase's vertex.
@@ -386,24 +430,40 @@ async fn solve(
         }
         _ => BuildError::from(f),
     };
-    image_result.map_err(failure)?;
+    let exporter_response = image_result.map_err(failure)?;
     post_result.map_err(failure)?;
-    Ok(timings)
+    let (cached, all) = report.cached_steps;
+    if cached > 0 {
+        let from = match fleet_cache {
+            Some(c) => format!("this BuildKit's cache or the fleet cache {}", c.reference),
+            None => "this BuildKit's cache".to_string(),
+        };
+        log.apprunner(format!("{cached} of {all} steps came from {from}."));
+    }
+    Ok(Solved { exporter_response, timings: report.timings, export_seconds: report.export_seconds })
 }
 
-/// Turns solve events into deployment-log lines as they come; each stage's timing, and the
-/// command that failed, if one did.
-async fn report(
-    mut rx: UnboundedReceiver<SolveEvent>,
-    log: DeploymentLog,
-    plan: BuildPlan,
-) -> (Vec<StageTiming>, Option<(String, usize)>) {
+/// What the report of a build's solves found.
+#[derive(Default)]
+struct SolveReport {
+    timings: Vec<StageTiming>,
+    failed_step: Option<(String, usize)>,
+    export_seconds: f64,
+    cached_steps: (usize, usize),
+}
+
+/// Turns solve events into deployment-log lines as they come; what they told in the end.
+async fn report(mut rx: UnboundedReceiver<SolveEvent>, log: DeploymentLog, plan: BuildPlan) -> SolveReport {
     let mut progress = Progress::new(&plan);
     while let Some(ev) = rx.recv().await {
         for (source, text) in progress.on_event(&ev, Instant::now()) {
             log.emit(source, &text);
         }
     }
-    let failed = progress.failed_step();
-    (progress.timings(), failed)
+    SolveReport {
+        failed_step: progress.failed_step(),
+        export_seconds: progress.export_seconds(),
+        cached_steps: progress.cached_steps(),
+        timings: progress.timings(),
+    }
 }

@@ -18,3 +18,39 @@ fn compose_file_is_valid() {
     assert!(config.contains("BUILDKIT_STEP_LOG_MAX_SIZE: '-1'"), "{config}");
     assert!(config.contains("replicas: 3"), "{config}");
 }
+
+/// The compose file and the worker image describe the worker the binary is: every setting the
+/// compose file gives is one the worker reads, its command parses, and the image copies what
+/// the build needs and starts the worker.
+#[test]
+fn compose_and_worker_image_match_the_binary() {
+    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = env!("CARGO_BIN_EXE_apprunner-build");
+    let help = Command::new(bin).args(["worker", "--help"]).output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    let compose = std::fs::read_to_string(top.join("docker/compose.yaml")).unwrap();
+    let names: Vec<&str> = compose
+        .lines()
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+        .filter(|k| k.starts_with("APPRUNNER_"))
+        .collect();
+    assert!(names.len() >= 5, "{names:?}");
+    // APPRUNNER_LOG is read before the arguments, for the log filter.
+    let main = std::fs::read_to_string(top.join("src/main.rs")).unwrap();
+    for name in &names {
+        let read = help.contains(&format!("[env: {name}=")) || main.contains(&format!("\"{name}\""));
+        assert!(read, "compose sets {name}, which the worker does not read");
+    }
+    let dockerfile = std::fs::read_to_string(top.join("docker/worker.Dockerfile")).unwrap();
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from=")) {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(top.join(src).exists(), "worker.Dockerfile copies {src}, which the repository lacks");
+        }
+    }
+    assert!(dockerfile.contains("ENTRYPOINT [\"apprunner-build\"]") && dockerfile.contains("CMD [\"worker\"]"));
+    // The compose file's worker command, as the binary parses it (up to the broker connection).
+    let parsed = Command::new(bin).args(["worker", "--concurrency", "2", "--help"]).output().unwrap();
+    assert!(parsed.status.success());
+}

@@ -175,6 +175,13 @@ struct SettingsArgs {
     /// Bytes of the largest source directory that is packed.
     #[arg(long, env = "APPRUNNER_MAX_SOURCE_SIZE", default_value_t = PackLimits::default().total)]
     max_source_size: u64,
+    /// Where the fleet's registry cache lives (REGISTRY/PATH; each service's under it); default
+    /// REGISTRY/apprunner-build/cache on the worker's registry.
+    #[arg(long, env = "APPRUNNER_FLEET_CACHE")]
+    fleet_cache: Option<String>,
+    /// Import and export no registry cache: each worker keeps only its own BuildKit's.
+    #[arg(long, env = "APPRUNNER_NO_FLEET_CACHE", conflicts_with = "fleet_cache")]
+    no_fleet_cache: bool,
 }
 
 impl SettingsArgs {
@@ -216,6 +223,8 @@ impl SettingsArgs {
             git_credentials: self.git_credentials.clone(),
             allowed_targets: self.allowed_targets.clone(),
             pack_limits: PackLimits { file: self.max_file_size, total: self.max_source_size },
+            fleet_cache: (!self.no_fleet_cache)
+                .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),
         })
     }
 }

@@ -80,10 +80,12 @@ pub enum SolveEvent {
         text: String,
     },
     /// Something `BuildKit` did that is not one of our steps (pulling an image, say).
+    /// Reported once it is done.
     Other {
         name: String,
         cached: bool,
-        done: bool,
+        seconds: f64,
+        error: Option<String>,
     },
 }
 
@@ -116,6 +118,11 @@ pub struct Progress<'p> {
     running: HashMap<String, (usize, Instant)>,
     /// The step that failed last: (stage, step index).
     failed: Option<(String, usize)>,
+    /// Seconds `BuildKit` spent exporting: the image (and its push) and the fleet cache.
+    export_seconds: f64,
+    /// Steps (phases' commands and copies) that ran, and that came from a cache.
+    steps_ran: usize,
+    steps_cached: usize,
 }
 
 impl<'p> Progress<'p> {
@@ -127,7 +134,34 @@ impl<'p> Progress<'p> {
             timings: Vec::new(),
             running: HashMap::new(),
             failed: None,
+            export_seconds: 0.0,
+            steps_ran: 0,
+            steps_cached: 0,
         }
+    }
+
+    /// What `BuildKit` did besides our steps: the cache import, the exports.
+    fn on_other(&mut self, name: &str, seconds: f64, error: Option<&str>) -> Vec<(LineSource, String)> {
+        let app = |text: String| vec![(LineSource::AppRunner, text)];
+        if let Some(reference) = name.strip_prefix("importing cache manifest from ") {
+            return match error {
+                None => app(format!("Fleet cache {reference} imported in {seconds:.1}s.")),
+                Some(e) => app(format!(
+                    "Fleet cache {reference} not imported ({}); this build fills it.",
+                    crate::error::one_line(e.to_string())
+                )),
+            };
+        }
+        if name.starts_with("exporting") || name.starts_with("pushing") || name.starts_with("preparing build cache") {
+            self.export_seconds += seconds;
+            return match (name, error) {
+                ("exporting to image", None) => app(format!("Image exported and pushed in {seconds:.1}s.")),
+                ("exporting cache to registry", None) => app(format!("Fleet cache exported in {seconds:.1}s.")),
+                (_, Some(e)) => app(format!("{name} failed: {}", crate::error::one_line(e.to_string()))),
+                _ => Vec::new(),
+            };
+        }
+        Vec::new()
     }
 
     /// `[build] build command 2/3: npm ci`: how the log names step `index` of `stage`.
@@ -140,6 +174,9 @@ impl<'p> Progress<'p> {
 
     /// The log lines `ev`, seen at `now`, makes.
     pub fn on_event(&mut self, ev: &SolveEvent, now: Instant) -> Vec<(LineSource, String)> {
+        if let SolveEvent::Other { name, seconds, error, .. } = ev {
+            return self.on_other(name, *seconds, error.as_deref());
+        }
         let Some(info) = ev.vertex() else { return Vec::new() };
         let mut out = Vec::new();
         if !self.started.contains_key(&info.stage) {
@@ -158,10 +195,15 @@ impl<'p> Progress<'p> {
             (SolveEvent::Started(_), Some(_)) | (SolveEvent::Other { .. }, _) => {}
             (SolveEvent::Started(v), None) => out.push(app(format!("{} started.", v.name))),
             (SolveEvent::Cached(v), Some(first)) => {
+                self.steps_cached += v.steps;
                 out.extend((first..first + v.steps).map(|i| app(format!("{} cached.", self.step_name(&v.stage, i)))));
             }
-            (SolveEvent::Cached(v), None) => out.push(app(format!("{} cached.", v.name))),
+            (SolveEvent::Cached(v), None) => {
+                self.steps_cached += 1;
+                out.push(app(format!("{} cached.", v.name)));
+            }
             (SolveEvent::Completed { vertex, seconds }, step) => {
+                self.steps_ran += step.map_or(1, |_| vertex.steps);
                 *self.ran.entry(vertex.stage.clone()).or_default() = true;
                 if step.is_none() {
                     out.push(app(format!("{} finished in {seconds:.1}s.", vertex.name)));
@@ -238,6 +280,16 @@ impl<'p> Progress<'p> {
     /// The command that failed (or was running when its shell failed): its stage and step index.
     pub fn failed_step(&self) -> Option<(String, usize)> {
         self.failed.clone().or_else(|| self.running.iter().next().map(|(s, (i, _))| (s.clone(), *i)))
+    }
+
+    /// Seconds `BuildKit` spent exporting the image and the cache, as it reported them.
+    pub fn export_seconds(&self) -> f64 {
+        self.export_seconds
+    }
+
+    /// Steps that came from a cache, and steps in all that finished.
+    pub fn cached_steps(&self) -> (usize, usize) {
+        (self.steps_cached, self.steps_cached + self.steps_ran)
     }
 
     /// Each stage that finished, with its time and whether all of it came from the cache.
@@ -334,7 +386,9 @@ mod tests {
         assert_eq!(cached[1].1, "[run] build command 1/2: a cached.");
         assert_eq!(cached[2].1, "[run] build command 2/2: b cached.");
         assert!(cached[3].1.starts_with("Stage run finished in 0.0s (all cached)"), "{cached:?}");
-        assert!(p.on_event(&SolveEvent::Other { name: "pull".into(), cached: false, done: true }, t0).is_empty());
+        assert!(p
+            .on_event(&SolveEvent::Other { name: "pull".into(), cached: false, seconds: 1.0, error: None }, t0)
+            .is_empty());
         let t = p.timings();
         assert_eq!((t[0].stage.as_str(), t[0].seconds, t[0].cached), ("build", 2.5, false));
         assert_eq!((t[1].stage.as_str(), t[1].cached), ("run", true));

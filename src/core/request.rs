@@ -188,6 +188,18 @@ pub struct BuildResult {
     pub secrets: Vec<SecretRef>,
     pub warnings: Vec<String>,
     pub source_uploaded: bool,
+    pub phases: PhaseTimings,
+}
+
+/// Where a build's time went, in seconds: fetching the source; reading the configuration,
+/// planning, packing and uploading the source; `BuildKit` running the steps; `BuildKit` exporting
+/// and pushing the image and the fleet cache (as it reported them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTimings {
+    pub fetch: f64,
+    pub plan: f64,
+    pub solve: f64,
+    pub export: f64,
 }
 
 impl BuildResult {

@@ -5,7 +5,7 @@ use super::registry::{Registry, RegistryError, DOCKER_CONFIG, DOCKER_LAYER_GZIP,
 use super::source::Layer;
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::ImageRef;
-use crate::core::plan::{FinalImage, ImageFacts};
+use crate::core::plan::ImageFacts;
 use crate::error::{Classified, ErrorClass};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -18,8 +18,6 @@ pub enum ImageError {
         "the {what} {reference} is missing from registry {registry}: build the stand-ins with docker/stack (docker/runtime-images), or push that runtime's image under this name"
     )]
     MissingRuntimeImage { what: String, reference: String, registry: String },
-    #[error("the pushed image {0} is not in the registry")]
-    PushedMissing(String),
     #[error("config of {image} is not JSON: {detail}")]
     BadConfig { image: String, detail: String },
 }
@@ -29,7 +27,6 @@ impl Classified for ImageError {
         match self {
             ImageError::Registry(e) => e.class(),
             ImageError::MissingRuntimeImage { .. } => ErrorClass::User,
-            ImageError::PushedMissing(_) => ErrorClass::Transient,
             ImageError::BadConfig { .. } => ErrorClass::Internal,
         }
     }
@@ -128,38 +125,6 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Resul
         env,
         labels,
     })
-}
-
-/// Writes `image` into the config of the pushed `target` and re-pushes its manifest; returns
-/// the final manifest digest. The exporter's own config is kept where we have nothing to say
-/// (rootfs, history, architecture).
-pub async fn write_final_config(registry: &Registry, target: &ImageRef, image: &FinalImage) -> Result<String> {
-    let (host, repo, tag) = (&target.registry, &target.repository, target.reference());
-    let manifest =
-        registry.manifest(host, repo, &tag).await?.ok_or_else(|| ImageError::PushedMissing(target.to_string()))?;
-    let mut config: Value = serde_json::from_slice(&registry.blob(host, repo, &manifest.config_digest()?).await?)
-        .map_err(|e| ImageError::BadConfig { image: target.to_string(), detail: e.to_string() })?;
-    let mut ports = serde_json::Map::new();
-    ports.insert(format!("{}/tcp", image.exposed_port), json!({}));
-    let labels: BTreeMap<&String, &String> = image.labels.iter().collect();
-    let obj = config
-        .as_object_mut()
-        .ok_or_else(|| ImageError::BadConfig { image: target.to_string(), detail: "not an object".into() })?;
-    let cfg = obj.entry("config").or_insert_with(|| json!({}));
-    cfg["Env"] = json!(image.env);
-    cfg["Cmd"] = json!(image.cmd);
-    cfg["Entrypoint"] = Value::Null;
-    cfg["WorkingDir"] = json!(image.working_dir);
-    cfg["ExposedPorts"] = Value::Object(ports);
-    cfg["Labels"] = json!(labels);
-    obj.remove("container_config");
-    let config_bytes = serde_json::to_vec(&config).unwrap_or_default();
-    registry.put_blob(host, repo, &config_bytes).await?;
-    let mut m = manifest.json()?;
-    m["config"]["digest"] = json!(sha256_digest(&config_bytes));
-    m["config"]["size"] = json!(config_bytes.len());
-    let bytes = serde_json::to_vec(&m).unwrap_or_default();
-    Ok(registry.put_manifest(host, repo, &tag, &bytes, &manifest.media_type).await?)
 }
 
 /// The digest and labels of the image at `target`, if there is one.

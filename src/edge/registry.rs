@@ -54,6 +54,14 @@ crate::error::classified_into_build_error!(RegistryError);
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
+/// A bearer token from a registry's token service.
+pub struct Token {
+    pub token: String,
+    pub expires_in: Option<i64>,
+    /// Unix seconds.
+    pub issued_at: Option<i64>,
+}
+
 /// Credentials for one registry host.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
@@ -175,6 +183,49 @@ impl Registry {
         RegistryError::Unreachable { host: host.to_string(), detail: error_chain(e) }
     }
 
+    /// Asks a registry's token service (`realm`) for a bearer token for `scopes`, with the
+    /// worker's credentials for `host` if it has any (anonymous otherwise).
+    pub async fn fetch_token(
+        &self,
+        host: &str,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        creds: &Credentials,
+    ) -> Result<Token> {
+        let mut req = self.http.get(realm);
+        for scope in scopes {
+            req = req.query(&[("scope", scope)]);
+        }
+        if let Some(service) = service {
+            req = req.query(&[("service", service)]);
+        }
+        if !creds.username.is_empty() {
+            req = req.basic_auth(&creds.username, Some(&creds.password));
+        }
+        let body: Value = req
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(host, &e))?
+            .json()
+            .await
+            .map_err(|e| Self::unreachable(host, &e))?;
+        let token = body["token"].as_str().or(body["access_token"].as_str()).unwrap_or_default().to_string();
+        if token.is_empty() {
+            return Err(RegistryError::TokenRefused { host: host.to_string(), scope: scopes.join(" ") });
+        }
+        let issued_at = body["issued_at"]
+            .as_str()
+            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+            .map(time::OffsetDateTime::unix_timestamp);
+        Ok(Token { token, expires_in: body["expires_in"].as_i64(), issued_at })
+    }
+
+    /// The worker's credentials for `host`, if it has any.
+    pub fn credentials(&self, host: &str) -> Option<&Credentials> {
+        self.auth.get(host)
+    }
+
     /// Sends a request, answering one auth challenge if the registry makes it.
     async fn send(
         &self,
@@ -212,24 +263,8 @@ impl Registry {
                     .map(|(_, v)| v.trim_matches('"').to_string())
             };
             let realm = param("realm").ok_or_else(|| RegistryError::NoRealm { host: host.to_string() })?;
-            let mut req = self.http.get(&realm).query(&[("scope", scope)]);
-            if let Some(service) = param("service") {
-                req = req.query(&[("service", service)]);
-            }
-            if !creds.username.is_empty() {
-                req = req.basic_auth(&creds.username, Some(&creds.password));
-            }
-            let body: Value = req
-                .send()
-                .await
-                .map_err(|e| Self::unreachable(host, &e))?
-                .json()
-                .await
-                .map_err(|e| Self::unreachable(host, &e))?;
-            let token = body["token"].as_str().or(body["access_token"].as_str()).unwrap_or_default().to_string();
-            if token.is_empty() {
-                return Err(RegistryError::TokenRefused { host: host.to_string(), scope: scope.to_string() });
-            }
+            let scopes = [scope.to_string()];
+            let token = self.fetch_token(host, &realm, param("service").as_deref(), &scopes, &creds).await?.token;
             self.tokens.lock().unwrap_or_else(PoisonError::into_inner).push((scope.to_string(), token.clone()));
             build().bearer_auth(token)
         } else {

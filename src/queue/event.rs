@@ -3,7 +3,7 @@
 
 use super::job::{BuildJob, JobError, Service, JOB_VERSION};
 use crate::core::catalog::BuildProcess;
-use crate::core::request::{BuildResult, RunConfiguration, StageTiming};
+use crate::core::request::{BuildResult, PhaseTimings, RunConfiguration, StageTiming};
 use crate::core::shown::redact_userinfo;
 use crate::error::{BuildError, Classified, ErrorClass};
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,9 @@ pub struct JobEvent {
     pub commit: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageTiming>,
+    /// Where the build's time went (fetch, plan, solve, export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<PhaseTimings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_configuration: Option<RunConfiguration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -130,6 +133,7 @@ impl JobEvent {
             build_process: None,
             commit: None,
             stages: Vec::new(),
+            phases: None,
             run_configuration: None,
             warnings: Vec::new(),
             error: None,
@@ -144,6 +148,7 @@ impl JobEvent {
         e.build_process = Some(r.build_process);
         e.commit.clone_from(&r.commit);
         e.stages.clone_from(&r.stages);
+        e.phases = Some(r.phases);
         e.run_configuration = Some(r.run_configuration());
         e.warnings.clone_from(&r.warnings);
         e

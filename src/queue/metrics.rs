@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+const BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -29,13 +29,19 @@ impl Histogram {
         self.count += 1;
     }
 
-    fn render(&self, name: &str, out: &mut String) {
+    /// Renders the series; `labels` (`phase="fetch"`) go before `le`.
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let (pre, braces) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{labels},"), format!("{{{labels}}}"))
+        };
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", self.counts.get(i).copied().unwrap_or(0));
+            let _ = writeln!(out, "{name}_bucket{{{pre}le=\"{b}\"}} {}", self.counts.get(i).copied().unwrap_or(0));
         }
         let _ = write!(
             out,
-            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
+            "{name}_bucket{{{pre}le=\"+Inf\"}} {}\n{name}_sum{braces} {}\n{name}_count{braces} {}\n",
             self.count, self.sum, self.count
         );
     }
@@ -50,6 +56,7 @@ pub struct Metrics {
     jobs: Mutex<BTreeMap<String, u64>>,
     durations: Mutex<Histogram>,
     lag: Mutex<Histogram>,
+    phases: Mutex<BTreeMap<&'static str, Histogram>>,
 }
 
 impl Metrics {
@@ -59,6 +66,11 @@ impl Metrics {
     pub fn build_seconds(&self, s: f64) {
         self.durations.lock().unwrap_or_else(PoisonError::into_inner).observe(s);
     }
+    /// Where a successful build's time went; `report` is the worker publishing its outcome.
+    pub fn phase_seconds(&self, phase: &'static str, s: f64) {
+        self.phases.lock().unwrap_or_else(PoisonError::into_inner).entry(phase).or_default().observe(s);
+    }
+
     /// Seconds between a job's publication and a worker starting it.
     pub fn queue_lag(&self, s: f64) {
         self.lag.lock().unwrap_or_else(PoisonError::into_inner).observe(s);
@@ -77,14 +89,23 @@ impl Metrics {
         out.push_str("# HELP apprunner_build_queue_depth Ready jobs in the jobs queue when last checked.\n# TYPE apprunner_build_queue_depth gauge\n");
         let _ = writeln!(out, "apprunner_build_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
         out.push_str("# HELP apprunner_build_duration_seconds Build durations.\n# TYPE apprunner_build_duration_seconds histogram\n");
-        self.durations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .render("apprunner_build_duration_seconds", &mut out);
+        self.durations.lock().unwrap_or_else(PoisonError::into_inner).render(
+            "apprunner_build_duration_seconds",
+            "",
+            &mut out,
+        );
+        out.push_str("# HELP apprunner_build_phase_seconds Where successful builds' time went: fetch, plan, solve, export (and push), report.\n# TYPE apprunner_build_phase_seconds histogram\n");
+        for (phase, h) in self.phases.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            h.render("apprunner_build_phase_seconds", &format!("phase=\"{phase}\""), &mut out);
+        }
         out.push_str(
             "# HELP apprunner_build_queue_lag_seconds Time from a job's publication to its start.\n# TYPE apprunner_build_queue_lag_seconds histogram\n",
         );
-        self.lag.lock().unwrap_or_else(PoisonError::into_inner).render("apprunner_build_queue_lag_seconds", &mut out);
+        self.lag.lock().unwrap_or_else(PoisonError::into_inner).render(
+            "apprunner_build_queue_lag_seconds",
+            "",
+            &mut out,
+        );
         let _ = write!(
             out,
             "# TYPE apprunner_build_broker_connected gauge\napprunner_build_broker_connected {}\n",

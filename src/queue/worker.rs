@@ -345,8 +345,14 @@ async fn run_leased(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, lease: &
             if ledger.reported(&job.operation_id).await {
                 return Ok(JobOutcome::Duplicate);
             }
+            let reporting = Instant::now();
             publish_event(shared, &JobEvent::succeeded(job, &result).by(worker, Some(attempt))).await?;
             ledger.mark_reported(&job.operation_id, &job.job_id).await;
+            let p = result.phases;
+            for (phase, secs) in [("fetch", p.fetch), ("plan", p.plan), ("solve", p.solve), ("export", p.export)] {
+                shared.metrics.phase_seconds(phase, secs);
+            }
+            shared.metrics.phase_seconds("report", reporting.elapsed().as_secs_f64());
             Ok(JobOutcome::Succeeded)
         }
         Action::Retry { next_attempt, delay, error } => {

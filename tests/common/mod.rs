@@ -29,6 +29,7 @@ pub fn settings() -> Settings {
         git_credentials: None,
         allowed_targets: Vec::new(),
         pack_limits: Default::default(),
+        fleet_cache: Some(Settings::default_fleet_cache("127.0.0.1:5000")),
     }
 }
 

@@ -44,23 +44,31 @@ impl std::fmt::Display for BuildkitAddr {
     }
 }
 
-/// The Engine API version whose `/grpc` endpoint Docker 20.10 serves (1.42 is refused as too new).
+/// The Engine API version the worker speaks: its `/grpc` and `/session` endpoints are served by
+/// every Engine from 20.10 on.
+pub const DOCKER_API: &str = "/v1.41";
 const DOCKER_GRPC_PATH: &str = "/v1.41/grpc";
 
-/// Opens the Engine socket and upgrades it to h2c. The 101 reply is read byte by byte so not one
-/// byte of the HTTP/2 stream that follows is swallowed.
-async fn docker_upgrade(socket: PathBuf) -> io::Result<UnixStream> {
-    let mut s = UnixStream::connect(&socket).await?;
-    let req = format!("POST {DOCKER_GRPC_PATH} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
+/// Reads an HTTP/1.1 reply head byte by byte, so not one byte of the HTTP/2 stream an upgrade
+/// starts is swallowed.
+pub async fn read_upgrade_head(s: &mut UnixStream) -> io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if s.read(&mut byte).await? == 0 || head.len() > 16 * 1024 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Docker Engine closed the /grpc upgrade"));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Docker Engine closed the upgraded connection"));
         }
         head.push(byte[0]);
     }
+    Ok(head)
+}
+
+/// Opens the Engine socket and upgrades it to h2c.
+async fn docker_upgrade(socket: PathBuf) -> io::Result<UnixStream> {
+    let mut s = UnixStream::connect(&socket).await?;
+    let req = format!("POST {DOCKER_GRPC_PATH} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let head = read_upgrade_head(&mut s).await?;
     if !head.starts_with(b"HTTP/1.1 101") {
         let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
         return Err(io::Error::other(format!(

@@ -16,8 +16,34 @@ pub struct SolveRequest {
     pub exporter_attrs: BTreeMap<String, String>,
     #[prost(string, tag = "5")]
     pub session: String,
+    #[prost(message, optional, tag = "8")]
+    pub cache: Option<CacheOptions>,
     #[prost(string, repeated, tag = "9")]
     pub entitlements: Vec<String>,
+}
+
+/// Where a solve imports cache from and exports it to.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CacheOptions {
+    #[prost(message, repeated, tag = "4")]
+    pub exports: Vec<CacheOptionsEntry>,
+    #[prost(message, repeated, tag = "5")]
+    pub imports: Vec<CacheOptionsEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CacheOptionsEntry {
+    #[prost(string, tag = "1")]
+    pub r#type: String,
+    #[prost(btree_map = "string, string", tag = "2")]
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// A chunk of a session's byte stream (`Control.Session`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BytesMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub data: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -137,6 +163,24 @@ impl ControlClient {
         self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let codec = tonic_prost::ProstCodec::default();
         Ok(self.grpc.unary(tonic::Request::new(InfoRequest {}), Self::path("Info"), codec).await?.into_inner())
+    }
+
+    /// Opens `Control.Session`: `headers` tell `BuildKit` the session's id and methods.
+    pub async fn session(
+        &mut self,
+        outgoing: impl tokio_stream::Stream<Item = BytesMessage> + Send + 'static,
+        headers: Vec<(String, String)>,
+    ) -> Result<tonic::Streaming<BytesMessage>, tonic::Status> {
+        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let codec = tonic_prost::ProstCodec::default();
+        let mut req = tonic::Request::new(outgoing);
+        for (name, value) in headers {
+            let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes())
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            let value = value.parse().map_err(|_| tonic::Status::internal(format!("session header {name}")))?;
+            req.metadata_mut().append(name, value);
+        }
+        Ok(self.grpc.streaming(req, Self::path("Session"), codec).await?.into_inner())
     }
 
     pub async fn list_workers(&mut self) -> Result<ListWorkersResponse, tonic::Status> {

@@ -1,15 +1,16 @@
 //! `BuildKit`: reaching a daemon (`connect`), its Control API (`control`), solving LLB with its
 //! progress (`solve`), and the two kinds of daemon the worker drives (`backend`).
 
-pub mod backend;
 pub mod connect;
 pub mod control;
 mod docker;
+pub mod export;
+pub mod session;
 mod solve;
+pub use solve::SolveOptions;
 
-pub use backend::Backend;
 pub use connect::BuildkitAddr;
-pub use docker::PushError;
+pub use export::{image_exporter, FleetCache};
 
 use crate::core::progress::VertexInfo;
 use crate::error::{error_chain, Classified, ErrorClass};
@@ -104,20 +105,34 @@ pub const MIN_BUILDKIT: (u64, u64) = (0, 11);
 /// (Debian's builds report `v0.0.0+unknown`).
 pub const MIN_ENGINE: (u64, u64) = (23, 0);
 
-/// What runs at `addr`, refused when it is older than this worker drives.
+/// What runs at `addr`, refused when it is older than this worker drives, or an Engine that keeps
+/// its images in its classic store (its `BuildKit` cannot push an image or a registry cache).
 pub async fn check_version(buildkit: &Buildkit) -> Result<String, String> {
     let reported = buildkit.version().await;
-    if let Some(v) = reported.as_deref().filter(|v| supported(v, MIN_BUILDKIT)) {
-        return Ok(format!("BuildKit {v}"));
-    }
-    if let BuildkitAddr::Docker(socket) = &buildkit.addr {
-        if let Some(engine) = docker::engine_version(socket).await {
+    let shown = match (&buildkit.addr, reported.as_deref().filter(|v| supported(v, MIN_BUILDKIT))) {
+        (BuildkitAddr::Unix(_) | BuildkitAddr::Tcp(_), Some(v)) => return Ok(format!("BuildKit {v}")),
+        (BuildkitAddr::Docker(socket), known) => {
+            let engine = docker::engine_version(socket).await.unwrap_or_else(|| "of no stated version".into());
             let shown =
                 format!("Docker Engine {engine} (BuildKit {})", reported.as_deref().unwrap_or("of no stated version"));
-            return if supported(&engine, MIN_ENGINE) { Ok(shown) } else { Err(shown) };
+            if known.is_none() && !supported(&engine, MIN_ENGINE) {
+                return Err(format!("{shown} is too old"));
+            }
+            if docker::uses_containerd_store(socket).await == Some(false) {
+                return Err(format!(
+                    "{shown} keeps its images in its classic store, where its BuildKit cannot push images or a registry cache: set {{\"features\": {{\"containerd-snapshotter\": true}}}} in /etc/docker/daemon.json and restart dockerd (docker/stack does)"
+                ));
+            }
+            shown
         }
-    }
-    Err(format!("BuildKit {}", reported.unwrap_or_else(|| "older than v0.11 (it does not say its version)".into())))
+        (_, None) => {
+            return Err(format!(
+                "BuildKit {} is too old",
+                reported.unwrap_or_else(|| "older than v0.11 (it does not say its version)".into())
+            ))
+        }
+    };
+    Ok(shown)
 }
 
 /// Whether a version (`v0.13.2`, `26.1.5+dfsg1`) is at least `min` (major, minor).
@@ -134,7 +149,7 @@ pub async fn check(addr: &BuildkitAddr) -> Result<Option<String>, crate::error::
     let (major, minor) = MIN_BUILDKIT;
     check_version(&buildkit).await.map(Some).map_err(|found| {
         crate::error::BuildError::user(format!(
-            "{found} at {addr} is too old: this worker needs BuildKit v{major}.{minor} or later (Docker Engine 23 or later); run docker/stack (Docker Engine 26) or point --buildkit at a newer buildkitd"
+            "{found} at {addr}: this worker needs BuildKit v{major}.{minor} or later (Docker Engine 23 or later, with the containerd image store); run docker/stack (Docker Engine 26) or point --buildkit at a newer buildkitd"
         ))
     })
 }

@@ -1,7 +1,7 @@
 //! Solving LLB on `BuildKit`: Control.Solve with Control.Status read alongside, turned into
 //! per-step events with the users' output split into lines.
 
-use super::control::SolveRequest;
+use super::control::{CacheOptions, SolveRequest};
 use super::{Buildkit, SolveFailure};
 use crate::core::progress::{SolveEvent, VertexInfo};
 use crate::llb::Llb;
@@ -11,14 +11,23 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::StreamExt;
 
+/// What a solve does besides solving: where its result and its cache go, which session
+/// `BuildKit` calls back on, what its steps may do.
+#[derive(Debug, Clone, Default)]
+pub struct SolveOptions {
+    pub exporter: Option<(String, BTreeMap<String, String>)>,
+    pub cache: Option<CacheOptions>,
+    pub session: Option<String>,
+    pub entitlements: Vec<String>,
+}
+
 impl Buildkit {
-    /// Solves `llb`, optionally exporting it, sending events as they come. Status is read until
-    /// `BuildKit` closes it, so the last lines of a failed step are not lost.
+    /// Solves `llb` as `options` say, sending events as they come; the exporter's response.
+    /// Status is read until `BuildKit` closes it, so the last lines of a failed step are not lost.
     pub async fn solve(
         &self,
         llb: &Llb,
-        exporter: Option<(&str, BTreeMap<String, String>)>,
-        entitlements: &[String],
+        options: SolveOptions,
         events: UnboundedSender<SolveEvent>,
     ) -> Result<BTreeMap<String, String>, SolveFailure> {
         let r#ref = uuid::Uuid::new_v4().simple().to_string();
@@ -36,9 +45,15 @@ impl Buildkit {
                     let started = v.started.is_some();
                     let done = v.completed.is_some();
                     let before = seen.insert(v.digest.clone(), (started, done)).unwrap_or((false, false));
+                    let seconds = vertex_seconds(&v);
                     let Some(info) = vertices.get(&v.digest) else {
                         if done && !before.1 {
-                            let _ = events.send(SolveEvent::Other { name: v.name.clone(), cached: v.cached, done });
+                            let _ = events.send(SolveEvent::Other {
+                                name: v.name.clone(),
+                                cached: v.cached,
+                                seconds,
+                                error: Some(v.error.clone()).filter(|e| !e.is_empty()),
+                            });
                         }
                         continue;
                     };
@@ -56,13 +71,7 @@ impl Buildkit {
                         } else if v.cached {
                             let _ = events.send(SolveEvent::Cached(info.clone()));
                         } else {
-                            let secs = match (&v.started, &v.completed) {
-                                (Some(a), Some(b)) => {
-                                    (b.seconds - a.seconds) as f64 + f64::from(b.nanos - a.nanos) / 1e9
-                                }
-                                _ => 0.0,
-                            };
-                            let _ = events.send(SolveEvent::Completed { vertex: info.clone(), seconds: secs });
+                            let _ = events.send(SolveEvent::Completed { vertex: info.clone(), seconds });
                         }
                     }
                 }
@@ -84,14 +93,15 @@ impl Buildkit {
 
         // A solve dropped half way (its build's time limit) takes its Status reader with it.
         let _abort_status = AbortOnDrop(status_task.abort_handle());
-        let (exporter, exporter_attrs) = exporter.map(|(e, a)| (e.to_string(), a)).unwrap_or_default();
+        let (exporter, exporter_attrs) = options.exporter.unwrap_or_default();
         let req = SolveRequest {
             r#ref,
             definition: Some(llb.definition()),
             exporter,
             exporter_attrs,
-            session: String::new(),
-            entitlements: entitlements.to_vec(),
+            session: options.session.unwrap_or_default(),
+            cache: options.cache,
+            entitlements: options.entitlements,
         };
         let mut client = self.client.clone();
         let result = client.solve(req).await;
@@ -121,6 +131,14 @@ impl Buildkit {
                 Err(SolveFailure::Refused(summarize(&message)))
             }
         }
+    }
+}
+
+/// How long a finished vertex ran, as `BuildKit`'s clock says.
+fn vertex_seconds(v: &super::control::Vertex) -> f64 {
+    match (&v.started, &v.completed) {
+        (Some(a), Some(b)) => (b.seconds - a.seconds) as f64 + f64::from(b.nanos - a.nanos) / 1e9,
+        _ => 0.0,
     }
 }
 

@@ -1,0 +1,135 @@
+//! What a solve sends out of `BuildKit`, the same for Docker Engine (containerd image store) and a
+//! standalone buildkitd: the `image` exporter pushes the finished image to the registry itself,
+//! with its final config; the registry cache is imported and exported beside it.
+
+use super::control::{CacheOptions, CacheOptionsEntry};
+use crate::core::image_ref::ImageRef;
+use crate::core::plan::FinalImage;
+use std::collections::BTreeMap;
+
+/// The exporter's name and attributes for an image solve that ends in `target`.
+pub fn image_exporter(
+    target: &ImageRef,
+    image: &FinalImage,
+    plain_http: bool,
+) -> (&'static str, BTreeMap<String, String>) {
+    let mut attrs = BTreeMap::from([
+        ("name".to_string(), target.to_string()),
+        ("push".to_string(), "true".to_string()),
+        // The registry holds the image; a copy in the daemon's own store would only fill its disk.
+        ("store".to_string(), "false".to_string()),
+        ("oci-mediatypes".to_string(), "true".to_string()),
+        // BuildKit takes an attribute it does not know as the result's metadata: this one is the
+        // image config it writes, completed with the layers' rootfs and history.
+        ("containerimage.config".to_string(), image_config(image).to_string()),
+    ]);
+    if plain_http {
+        attrs.insert("registry.insecure".into(), "true".into());
+    }
+    ("image", attrs)
+}
+
+/// The OCI image config of the image that runs (DECISIONS.md, "Image config").
+pub fn image_config(image: &FinalImage) -> serde_json::Value {
+    let ports = serde_json::Map::from_iter([(format!("{}/tcp", image.exposed_port), serde_json::json!({}))]);
+    serde_json::json!({
+        "architecture": oci_architecture(),
+        "os": "linux",
+        "config": {
+            "Env": image.env,
+            "Cmd": image.cmd,
+            "WorkingDir": image.working_dir,
+            "ExposedPorts": ports,
+            "Labels": image.labels,
+        },
+    })
+}
+
+/// The machine's architecture as OCI names it; `BuildKit` runs the steps on this machine.
+fn oci_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+/// The registry cache a fleet of workers shares for one service: every worker imports it, and
+/// the one that builds exports to it (`mode=max`: every step's result, not only the image's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetCache {
+    /// `127.0.0.1:5000/apprunner-build/cache/apprunner-apps/hello:cache`
+    pub reference: String,
+    pub plain_http: bool,
+}
+
+impl FleetCache {
+    /// The cache of the service whose image is `target`, under `prefix` (a registry host and
+    /// repository path): one repository per target repository, so no job reaches another
+    /// service's cache.
+    pub fn for_target(prefix: &str, target: &ImageRef, plain_http: bool) -> Self {
+        Self { reference: format!("{}/{}:cache", prefix.trim_end_matches('/'), target.repository), plain_http }
+    }
+
+    fn attrs(&self) -> BTreeMap<String, String> {
+        let mut attrs = BTreeMap::from([("ref".to_string(), self.reference.clone())]);
+        if self.plain_http {
+            attrs.insert("registry.insecure".into(), "true".into());
+        }
+        attrs
+    }
+
+    /// Import only (the post-build check), or import and export (the image).
+    pub fn options(&self, export: bool) -> CacheOptions {
+        let imports = vec![CacheOptionsEntry { r#type: "registry".into(), attrs: self.attrs() }];
+        let exports = if export {
+            let mut attrs = self.attrs();
+            attrs.insert("mode".into(), "max".into());
+            attrs.insert("oci-mediatypes".into(), "true".into());
+            vec![CacheOptionsEntry { r#type: "registry".into(), attrs }]
+        } else {
+            Vec::new()
+        };
+        CacheOptions { exports, imports }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_scoped_to_the_target_repository() {
+        let target = ImageRef::parse("reg.example:5000/team/api:v2").unwrap();
+        let cache = FleetCache::for_target("127.0.0.1:5000/apprunner-build/cache/", &target, true);
+        assert_eq!(cache.reference, "127.0.0.1:5000/apprunner-build/cache/team/api:cache");
+        let opts = cache.options(false);
+        assert!(opts.exports.is_empty());
+        assert_eq!(opts.imports[0].attrs["registry.insecure"], "true");
+        assert_eq!(cache.options(true).exports[0].attrs["mode"], "max");
+    }
+
+    #[test]
+    fn the_exporter_pushes_with_the_final_config() {
+        let target = ImageRef::parse("127.0.0.1:5000/apprunner-apps/hello:latest").unwrap();
+        let image = FinalImage {
+            working_dir: "/app".into(),
+            cmd: vec!["/bin/sh".into(), "-c".into(), "python3 app.py".into()],
+            env: vec!["PORT=8080".into()],
+            exposed_port: 8080,
+            labels: BTreeMap::from([("a".into(), "b".into())]),
+        };
+        let (name, attrs) = image_exporter(&target, &image, false);
+        assert_eq!(name, "image");
+        assert_eq!(attrs["push"], "true");
+        assert!(!attrs.contains_key("registry.insecure"));
+        let config: serde_json::Value = serde_json::from_str(&attrs["containerimage.config"]).unwrap();
+        assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+        assert_eq!(config["config"]["Cmd"][2], "python3 app.py");
+        assert_eq!(config["os"], "linux");
+    }
+}
