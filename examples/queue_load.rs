@@ -161,14 +161,23 @@ async fn main() {
     }
     let mut peak = idle.clone();
     let (mut ok, mut failed) = (0, 0);
+    // Summed over the successful jobs: fetch, plan, solve, export, and the whole job as the
+    // event's consumer sees it (from submission).
+    let mut phases = [0.0f64; 4];
     while ok + failed < jobs {
         match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
             Ok(Some(Ok(d))) => {
                 let ev: JobEvent = serde_json::from_slice(&d.data).unwrap();
                 if ev.status == JobStatus::Succeeded {
                     ok += 1;
+                    if let Some(p) = ev.phases {
+                        for (sum, v) in phases.iter_mut().zip([p.fetch, p.plan, p.solve, p.export]) {
+                            *sum += v;
+                        }
+                    }
                 } else {
                     failed += 1;
+                    eprintln!("{} failed: {:?}", ev.job_id, ev.error);
                 }
             }
             Ok(_) => panic!("event stream ended"),
@@ -193,6 +202,15 @@ async fn main() {
         "queue, 2 workers x 4 concurrent:       {queue_rate:.2} jobs/s over {jobs} ({ok} succeeded, {failed} failed)"
     );
     println!("ratio queue/direct:                     {:.2}", queue_rate / direct_rate);
+    let per_job = |v: f64| v / f64::from(u32::try_from(ok.max(1)).unwrap_or(u32::MAX));
+    println!(
+        "mean seconds per job in the queue:      fetch {:.2}, plan {:.2}, solve {:.2}, export {:.2}; {:.2} slot-seconds per job in all",
+        per_job(phases[0]),
+        per_job(phases[1]),
+        per_job(phases[2]),
+        per_job(phases[3]),
+        8.0 / queue_rate
+    );
     for (i, id) in ["a", "b"].iter().enumerate() {
         println!(
             "worker {id}: RSS idle {} KiB, busy peak {} KiB (ratio {:.2})",

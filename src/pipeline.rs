@@ -382,7 +382,7 @@ async fn solve(
     let plain_http = is_plain_http(&target.registry, &settings.insecure_registries);
     let (name, attrs) = image_exporter(target, &plan.image, plain_http);
     let image_solve =
-        buildkit.solve(&prepared.solves.image, options(Some((name.to_string(), attrs)), true), tx.clone());
+        buildkit.solve(&prepared.solves.image, options(Some((name.to_string(), attrs)), false), tx.clone());
     // The post-build solve shares the build stage with the image's; only its own stage is
     // reported from it, so each step shows once.
     let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
@@ -440,7 +440,40 @@ async fn solve(
         };
         log.apprunner(format!("{cached} of {all} steps came from {from}."));
     }
-    Ok(Solved { exporter_response, timings: report.timings, export_seconds: report.export_seconds })
+    let mut export_seconds = report.export_seconds;
+    if let Some(cache) = fleet_cache {
+        // A build whose every step came from a cache while the fleet cache was there adds
+        // nothing to it: exporting would only rewrite it (a second or more, paid by every no-op
+        // rebuild). Otherwise the image's definition is solved again, all of it cached now, to
+        // export every step's result.
+        if cached < all || report.fleet_imported != Some(true) {
+            export_seconds +=
+                export_fleet_cache(buildkit, &prepared.solves.image, options(None, true), cache, log).await;
+        }
+    }
+    Ok(Solved { exporter_response, timings: report.timings, export_seconds })
+}
+
+/// Exports the fleet cache of a solved definition; the seconds it took. A cache that cannot be
+/// written is a warning: the image is already pushed.
+async fn export_fleet_cache(
+    buildkit: &Buildkit,
+    llb: &llb::Llb,
+    options: SolveOptions,
+    cache: &FleetCache,
+    log: &DeploymentLog,
+) -> f64 {
+    let started = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let result = buildkit.solve(llb, options, tx).await;
+    let _ = drain.await;
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(_) => log.apprunner(format!("Fleet cache {} exported in {seconds:.1}s.", cache.reference)),
+        Err(e) => log.apprunner(format!("Warning: the fleet cache {} was not exported: {e}", cache.reference)),
+    }
+    seconds
 }
 
 /// What the report of a build's solves found.
@@ -450,6 +483,8 @@ struct SolveReport {
     failed_step: Option<(String, usize)>,
     export_seconds: f64,
     cached_steps: (usize, usize),
+    /// Whether the fleet cache was found (None: not asked for).
+    fleet_imported: Option<bool>,
 }
 
 /// Turns solve events into deployment-log lines as they come; what they told in the end.
@@ -464,6 +499,7 @@ async fn report(mut rx: UnboundedReceiver<SolveEvent>, log: DeploymentLog, plan:
         failed_step: progress.failed_step(),
         export_seconds: progress.export_seconds(),
         cached_steps: progress.cached_steps(),
+        fleet_imported: progress.fleet_imported(),
         timings: progress.timings(),
     }
 }

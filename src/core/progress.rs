@@ -123,6 +123,8 @@ pub struct Progress<'p> {
     /// Steps (phases' commands and copies) that ran, and that came from a cache.
     steps_ran: usize,
     steps_cached: usize,
+    /// Whether the fleet cache was imported; None until `BuildKit` says.
+    fleet_imported: Option<bool>,
 }
 
 impl<'p> Progress<'p> {
@@ -137,6 +139,7 @@ impl<'p> Progress<'p> {
             export_seconds: 0.0,
             steps_ran: 0,
             steps_cached: 0,
+            fleet_imported: None,
         }
     }
 
@@ -144,6 +147,7 @@ impl<'p> Progress<'p> {
     fn on_other(&mut self, name: &str, seconds: f64, error: Option<&str>) -> Vec<(LineSource, String)> {
         let app = |text: String| vec![(LineSource::AppRunner, text)];
         if let Some(reference) = name.strip_prefix("importing cache manifest from ") {
+            self.fleet_imported = Some(error.is_none());
             return match error {
                 None => app(format!("Fleet cache {reference} imported in {seconds:.1}s.")),
                 Some(e) => app(format!(
@@ -156,7 +160,6 @@ impl<'p> Progress<'p> {
             self.export_seconds += seconds;
             return match (name, error) {
                 ("exporting to image", None) => app(format!("Image exported and pushed in {seconds:.1}s.")),
-                ("exporting cache to registry", None) => app(format!("Fleet cache exported in {seconds:.1}s.")),
                 (_, Some(e)) => app(format!("{name} failed: {}", crate::error::one_line(e.to_string()))),
                 _ => Vec::new(),
             };
@@ -285,6 +288,11 @@ impl<'p> Progress<'p> {
     /// Seconds `BuildKit` spent exporting the image and the cache, as it reported them.
     pub fn export_seconds(&self) -> f64 {
         self.export_seconds
+    }
+
+    /// Whether the fleet cache was imported; None when no import was reported.
+    pub fn fleet_imported(&self) -> Option<bool> {
+        self.fleet_imported
     }
 
     /// Steps that came from a cache, and steps in all that finished.
