@@ -10,7 +10,9 @@ use crate::core::progress::{first_line, Progress, SolveEvent};
 use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, PhaseTimings, SourceLocation, StageTiming};
 use crate::core::shown::redact_userinfo;
 use crate::edge::buildkit::session::Session;
-use crate::edge::buildkit::{image_exporter, Buildkit, BuildkitAddr, FleetCache, SolveFailure, SolveOptions};
+use crate::edge::buildkit::{
+    attestations, image_exporter, Buildkit, BuildkitAddr, FleetCache, SolveFailure, SolveOptions,
+};
 use crate::edge::image;
 use crate::edge::registry::{is_plain_http, Registry, RegistryAuth};
 use crate::edge::source::{self, Checkout, Layer, PackLimits};
@@ -378,11 +380,13 @@ async fn solve(
         cache: fleet_cache.map(|c| c.options(export_cache)),
         session: Some(session.id.clone()),
         entitlements: settings.entitlements(),
+        frontend_attrs: BTreeMap::new(),
     };
     let plain_http = is_plain_http(&target.registry, &settings.insecure_registries);
     let (name, attrs) = image_exporter(target, &plan.image, plain_http);
-    let image_solve =
-        buildkit.solve(&prepared.solves.image, options(Some((name.to_string(), attrs)), false), tx.clone());
+    let image_options =
+        SolveOptions { frontend_attrs: attestations(), ..options(Some((name.to_string(), attrs)), false) };
+    let image_solve = buildkit.solve(&prepared.solves.image, image_options, tx.clone());
     // The post-build solve shares the build stage with the image's; only its own stage is
     // reported from it, so each step shows once.
     let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());

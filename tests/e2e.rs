@@ -441,3 +441,47 @@ async fn a_cd_carries_to_the_next_command_of_its_phase() {
     }
     assert!(built.has_line("[build] pre-build command 1/3: cd client finished in "));
 }
+
+/// The image is an OCI index holding the image for this platform and, beside it, a SLSA
+/// provenance attestation (mode=max) that pins the runtime's build and run images by digest;
+/// registry UIs see the annotations.
+#[tokio::test]
+async fn images_are_oci_indexes_with_a_provenance_attestation() {
+    use apprunner_build::edge::registry::Registry;
+    let built = build(&guide_app(), "/", None).await;
+    let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
+    let registry = Registry::new(Default::default(), vec![]);
+    let index = registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap();
+    assert_eq!(index.media_type, "application/vnd.oci.image.index.v1+json");
+    let json = index.json().unwrap();
+    assert_eq!(json["annotations"]["org.opencontainers.image.title"], "e2e", "{json:#}");
+    let manifests = json["manifests"].as_array().unwrap();
+    let image = manifests.iter().find(|m| m["platform"]["os"] == "linux").unwrap();
+    assert_eq!(image["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    let attestation = manifests
+        .iter()
+        .find(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+        .expect("an attestation manifest beside the image");
+    assert_eq!(attestation["annotations"]["vnd.docker.reference.digest"], image["digest"]);
+    let digest = attestation["digest"].as_str().unwrap();
+    let statements = registry.manifest(&r.registry, &r.repository, digest).await.unwrap().unwrap().json().unwrap();
+    let layer = &statements["layers"][0];
+    assert!(layer["annotations"]["in-toto.io/predicate-type"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://slsa.dev/provenance/"));
+    let statement: serde_json::Value = serde_json::from_slice(
+        &registry.blob(&r.registry, &r.repository, layer["digest"].as_str().unwrap()).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v0.2");
+    let materials: Vec<&str> =
+        statement["predicate"]["materials"].as_array().unwrap().iter().map(|m| m["uri"].as_str().unwrap()).collect();
+    for runtime_image in [
+        "apprunner-runtimes/python3@3.8.20-build?digest=sha256:",
+        "apprunner-runtimes/python3@3.8.20-run?digest=sha256:",
+    ] {
+        assert!(materials.iter().any(|m| m.contains(runtime_image)), "{runtime_image} not in {materials:#?}");
+    }
+    assert!(statement["predicate"]["buildConfig"]["llbDefinition"].as_array().is_some_and(|d| !d.is_empty()));
+}

@@ -88,13 +88,22 @@ pub async fn push_content(registry: &Registry, host: &str, repo: &str, layer: &L
     Ok(ContentImage { pinned, uploaded: true, bytes })
 }
 
-/// The manifest digest and the config of the image at `r`, if the registry has it.
+/// The digest and the config of the image at `r`, if the registry has it. The digest is of what
+/// `r` names: an index (the image with its attestations) or a manifest; the config is of the
+/// image for this machine's platform.
 async fn manifest_and_config(registry: &Registry, r: &ImageRef) -> Result<Option<(String, Value)>> {
-    let Some(manifest) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else { return Ok(None) };
+    let Some(top) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else { return Ok(None) };
+    let manifest = if top.is_index() {
+        let digest = top.platform_manifest("linux", crate::edge::buildkit::export::oci_architecture())?;
+        let missing = || RegistryError::Malformed(format!("{r}: index names {digest}, which the registry lacks"));
+        registry.manifest(&r.registry, &r.repository, &digest).await?.ok_or_else(missing)?
+    } else {
+        top.clone()
+    };
     let config: Value =
         serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
             .map_err(|e| ImageError::BadConfig { image: r.to_string(), detail: e.to_string() })?;
-    Ok(Some((manifest.digest, config)))
+    Ok(Some((top.digest, config)))
 }
 
 fn labels_of(config: &Value) -> BTreeMap<String, String> {

@@ -10,8 +10,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const ACCEPT_MANIFESTS: &str =
-    "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+const ACCEPT_MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// What went wrong talking to a registry, and so whose it is to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +139,25 @@ impl Manifest {
         serde_json::from_slice(&self.bytes)
             .map_err(|e| RegistryError::Malformed(format!("registry returned a manifest that is not JSON: {e}")))
     }
+    /// Whether this is an index (or a Docker manifest list) of manifests rather than an image.
+    pub fn is_index(&self) -> bool {
+        self.media_type.contains("index") || self.media_type.contains("manifest.list")
+    }
+
+    /// In an index: the digest of the image manifest for `os`/`architecture` (attestation
+    /// manifests name the platform `unknown/unknown`).
+    pub fn platform_manifest(&self, os: &str, architecture: &str) -> Result<String> {
+        let json = self.json()?;
+        json["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == architecture)
+            .and_then(|m| m["digest"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| RegistryError::Malformed(format!("index {} has no {os}/{architecture} image", self.digest)))
+    }
+
     pub fn config_digest(&self) -> Result<String> {
         self.json()?["config"]["digest"]
             .as_str()

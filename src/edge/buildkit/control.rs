@@ -16,6 +16,9 @@ pub struct SolveRequest {
     pub exporter_attrs: BTreeMap<String, String>,
     #[prost(string, tag = "5")]
     pub session: String,
+    /// With no frontend, what the request asks of the solver (`attest:provenance`).
+    #[prost(btree_map = "string, string", tag = "7")]
+    pub frontend_attrs: BTreeMap<String, String>,
     #[prost(message, optional, tag = "8")]
     pub cache: Option<CacheOptions>,
     #[prost(string, repeated, tag = "9")]

@@ -4,8 +4,13 @@
 
 use super::control::{CacheOptions, CacheOptionsEntry};
 use crate::core::image_ref::ImageRef;
+use crate::core::labels;
 use crate::core::plan::FinalImage;
 use std::collections::BTreeMap;
+
+/// The OCI annotations a registry's UI shows, from the image's labels, on the index and on the
+/// image manifest.
+const ANNOTATED: &[&str] = &[labels::OCI_SOURCE, labels::OCI_REVISION];
 
 /// The exporter's name and attributes for an image solve that ends in `target`.
 pub fn image_exporter(
@@ -26,7 +31,24 @@ pub fn image_exporter(
     if plain_http {
         attrs.insert("registry.insecure".into(), "true".into());
     }
+    let title = target.repository.rsplit('/').next().unwrap_or_default().to_string();
+    let annotations = ANNOTATED
+        .iter()
+        .filter_map(|k| image.labels.get(*k).map(|v| ((*k).to_string(), v.clone())))
+        .chain([(labels::OCI_TITLE.to_string(), title)]);
+    for (key, value) in annotations {
+        attrs.insert(format!("annotation-index.{key}"), value.clone());
+        attrs.insert(format!("annotation.{key}"), value);
+    }
     ("image", attrs)
+}
+
+/// What a build asks `BuildKit` to record besides the image: a SLSA provenance attestation
+/// (`mode=max`: every source pinned by digest, the runtime images among them, and the whole LLB),
+/// beside the image in an OCI index. (A solve without a frontend has no parameters to record;
+/// the image's labels say the runtime, its version and the build process.)
+pub fn attestations() -> BTreeMap<String, String> {
+    BTreeMap::from([("attest:provenance".to_string(), "mode=max".to_string())])
 }
 
 /// The OCI image config of the image that runs (DECISIONS.md, "Image config").
@@ -46,7 +68,7 @@ pub fn image_config(image: &FinalImage) -> serde_json::Value {
 }
 
 /// The machine's architecture as OCI names it; `BuildKit` runs the steps on this machine.
-fn oci_architecture() -> &'static str {
+pub fn oci_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

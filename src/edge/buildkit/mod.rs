@@ -1,5 +1,6 @@
 //! `BuildKit`: reaching a daemon (`connect`), its Control API (`control`), solving LLB with its
-//! progress (`solve`), and the two kinds of daemon the worker drives (`backend`).
+//! progress (`solve`), the session it calls back on for registry credentials (`session`), where a
+//! solve's image and cache go (`export`), and what a Docker Engine says of itself (`docker`).
 
 pub mod connect;
 pub mod control;
@@ -10,7 +11,7 @@ mod solve;
 pub use solve::SolveOptions;
 
 pub use connect::BuildkitAddr;
-pub use export::{image_exporter, FleetCache};
+pub use export::{attestations, image_exporter, FleetCache};
 
 use crate::core::progress::VertexInfo;
 use crate::error::{error_chain, Classified, ErrorClass};

@@ -19,6 +19,8 @@ pub struct SolveOptions {
     pub cache: Option<CacheOptions>,
     pub session: Option<String>,
     pub entitlements: Vec<String>,
+    /// Attestations to make, and what they record.
+    pub frontend_attrs: BTreeMap<String, String>,
 }
 
 impl Buildkit {
@@ -100,6 +102,7 @@ impl Buildkit {
             exporter,
             exporter_attrs,
             session: options.session.unwrap_or_default(),
+            frontend_attrs: options.frontend_attrs,
             cache: options.cache,
             entitlements: options.entitlements,
         };
