@@ -220,6 +220,7 @@ pub async fn prepare(
         operation_id: req.operation_id.clone(),
         ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(host, CA_REPOSITORY, l)),
         network: settings.network,
+        cache_scope: req.target.repository.clone(),
     };
     let mut plan = plan::plan(&cfg, &input);
     plan.warnings.extend(build_missing.into_iter().chain(run_missing));

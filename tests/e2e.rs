@@ -485,3 +485,46 @@ async fn images_are_oci_indexes_with_a_provenance_attestation() {
     }
     assert!(statement["predicate"]["buildConfig"]["llbDefinition"].as_array().is_some_and(|d| !d.is_empty()));
 }
+
+/// #11: npm's download cache is a BuildKit cache mount of the service: the original build's run
+/// stage finds what its build stage downloaded, a rebuild after a code change finds it too, and
+/// no cache lands in the image. (pip's cache works the same way, but the proxy this machine
+/// reaches `PyPI` through strips the headers pip's HTTP cache needs, so pip stores nothing here.)
+#[tokio::test]
+async fn package_downloads_are_cached_per_service_and_never_in_the_image() {
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let config = "version: 1.0\nruntime: nodejs16\nbuild:\n  commands:\n    build:\n      - echo \"npm cache files=$(find /root/.npm/_cacache -type f 2>/dev/null | wc -l)\"\n      - npm install --omit=dev\nrun:\n  command: node app.js\n";
+    let package = r#"{"name":"cached","version":"1.0.0","dependencies":{"is-number":"7.0.0"}}"#;
+    let service =
+        apprunner_build::core::image_ref::ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/npm-{marker}:1"))
+            .unwrap();
+    let build_version = |version: &str| {
+        let dir = app(&[
+            ("apprunner.yaml", config),
+            ("package.json", package),
+            ("app.js", &format!("console.log('{marker} {version}')\n")),
+        ]);
+        let mut req = request(dir.path().to_str().unwrap(), "/", None, None);
+        req.target = service.clone();
+        async move { (build_with(&settings(), req).await, dir) }
+    };
+    // What each stage's first command saw: no cache file, or some.
+    let seen = |b: &Built| -> Vec<bool> {
+        b.log
+            .iter()
+            .filter(|l| l.starts_with("[Build]"))
+            .filter_map(|l| l.split("npm cache files=").nth(1))
+            .map(|n| n.trim().parse::<usize>().unwrap() > 0)
+            .collect()
+    };
+    let (first, _dir) = build_version("v1").await;
+    first.image();
+    assert_eq!(seen(&first), [false, true], "build stage: empty; run stage: filled by it");
+    let (second, _dir) = build_version("v2").await;
+    assert_eq!(seen(&second), [true, true], "the rebuild finds the downloads");
+    let inside = in_image(
+        second.image(),
+        "cat node_modules/is-number/package.json | grep -c '\"version\": \"7.0.0\"'; find /root/.npm/_cacache -type f 2>/dev/null | wc -l",
+    );
+    assert_eq!(inside, "1\n0");
+}

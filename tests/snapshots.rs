@@ -34,6 +34,7 @@ fn plan_for(cfg: &config::AppConfig) -> plan::BuildPlan {
         operation_id: "c2c8eeedea164f459cf78f12a8953390".into(),
         ca_bundle_image: Some(format!("127.0.0.1:5000/apprunner-build/ca-bundles@sha256:{}", "c".repeat(64))),
         network: StepNetwork::Sandbox,
+        cache_scope: "apprunner-apps/guide".into(),
     };
     plan::plan(cfg, &input)
 }

@@ -1,6 +1,7 @@
 //! The pure core: configuration, catalog, platform rules, the plan, and the data that crosses
 //! the seams (request, result, log lines, progress). No I/O, no clock.
 
+pub mod caches;
 pub mod catalog;
 pub mod config;
 pub mod digest;

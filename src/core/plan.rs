@@ -1,6 +1,7 @@
 //! The build plan: App Runner's original or revised pipeline as plain data (SPEC.md §4).
 //! Pure: a validated configuration, a resolved runtime and facts about the images in, plan out.
 
+use crate::core::caches::{package_caches, PackageCache};
 use crate::core::catalog::{BuildProcess, ResolvedRuntime};
 use crate::core::config::{AppConfig, EnvVar, SecretRef};
 use crate::core::labels;
@@ -72,6 +73,8 @@ pub struct PlanInput {
     /// The CA bundle packed as an image, and the file in it.
     pub ca_bundle_image: Option<String>,
     pub network: StepNetwork,
+    /// Whose package caches the steps share: the service's target repository.
+    pub cache_scope: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -170,6 +173,9 @@ pub struct BuildPlan {
     pub network: StepNetwork,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_bundle_image: Option<String>,
+    /// Mounted into every step; never in the image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<PackageCache>,
     pub stages: Vec<Stage>,
     pub image: FinalImage,
     /// Runtime secrets, as references only; never resolved at build time.
@@ -295,6 +301,7 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         }
     }
     BuildPlan {
+        caches: package_caches(&input.runtime.name, &input.cache_scope),
         runtime: input.runtime.name.clone(),
         runtime_version: input.runtime.version.clone(),
         build_process: input.runtime.build_process,

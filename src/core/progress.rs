@@ -343,6 +343,7 @@ mod tests {
                 operation_id: "op".into(),
                 ca_bundle_image: None,
                 network: StepNetwork::Sandbox,
+                cache_scope: "apps/web".into(),
             },
         )
     }

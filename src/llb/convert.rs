@@ -4,6 +4,7 @@
 use super::graph::{input, linux_amd64, Graph, Output};
 use super::pb::{self, op::Kind, Op};
 use super::{Llb, Solves, VertexInfo, CA_FILE};
+use crate::core::caches::Sharing;
 use crate::core::digest::sha256_digest as digest_of;
 use crate::core::plan::{AppCopy, BuildPlan, Stage, StageBase, StageRole, StepNetwork, APP_DIR, CA_MOUNT};
 use crate::core::progress::{first_line, PHASE_SCRIPT};
@@ -67,8 +68,7 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
         let count = stage.steps[first..].iter().take_while(|s| s.phase == phase).count();
         let steps = &stage.steps[first..first + count];
         let mut inputs = vec![input(&state)];
-        let mut mounts =
-            vec![pb::Mount { input: 0, selector: String::new(), dest: "/".into(), output: 0, readonly: false }];
+        let mut mounts = vec![pb::Mount { dest: "/".into(), ..pb::Mount::default() }];
         if let Some(ca) = &ca {
             inputs.push(input(ca));
             mounts.push(pb::Mount {
@@ -77,8 +77,24 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
                 dest: CA_MOUNT.into(),
                 output: -1,
                 readonly: true,
+                ..pb::Mount::default()
             });
         }
+        // Package caches: no input, no output; BuildKit keeps them between builds by id.
+        mounts.extend(plan.caches.iter().map(|c| pb::Mount {
+            input: -1,
+            dest: c.path.into(),
+            output: -1,
+            mount_type: pb::MountType::Cache as i32,
+            cache_opt: Some(pb::CacheOpt {
+                id: c.id.clone(),
+                sharing: match c.sharing {
+                    Sharing::Shared => pb::CacheSharingOpt::Shared,
+                    Sharing::Locked => pb::CacheSharingOpt::Locked,
+                } as i32,
+            }),
+            ..pb::Mount::default()
+        }));
         let mut args = vec!["/bin/sh".to_string(), "-c".into(), PHASE_SCRIPT.into(), "apprunner-build".into()];
         args.extend(steps.iter().map(|s| s.command.clone()));
         let exec = pb::ExecOp {
@@ -124,13 +140,14 @@ pub fn render(llb: &Llb) -> String {
                 let mounts: Vec<String> = e
                     .mounts
                     .iter()
-                    .map(|m| {
-                        format!(
+                    .map(|m| match &m.cache_opt {
+                        Some(c) => format!("{}:cache={}", m.dest, c.id),
+                        None => format!(
                             "{}{}{}",
                             m.dest,
                             if m.readonly { ":ro" } else { "" },
                             if m.selector.is_empty() { String::new() } else { format!("<-{}", m.selector) }
-                        )
+                        ),
                     })
                     .collect();
                 // A phase's shell: its commands are the arguments after the script.

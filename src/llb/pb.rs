@@ -83,6 +83,33 @@ pub struct Mount {
     pub output: i64,
     #[prost(bool, tag = "5")]
     pub readonly: bool,
+    #[prost(enumeration = "MountType", tag = "6")]
+    pub mount_type: i32,
+    #[prost(message, optional, tag = "20")]
+    pub cache_opt: Option<CacheOpt>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum MountType {
+    Bind = 0,
+    Cache = 3,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CacheOpt {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(enumeration = "CacheSharingOpt", tag = "2")]
+    pub sharing: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum CacheSharingOpt {
+    Shared = 0,
+    Private = 1,
+    Locked = 2,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
