@@ -47,6 +47,9 @@ pub struct Settings {
     /// Where the fleet's registry cache lives (`registry/path`; each service's under it), or None
     /// for no registry cache.
     pub fleet_cache: Option<String>,
+    /// Whether a stage's first command, when it is a dependency install, is warmed up on the
+    /// dependency manifests alone first (`core::warm`).
+    pub warm_steps: bool,
 }
 
 impl Settings {
@@ -221,6 +224,11 @@ pub async fn prepare(
         ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(host, CA_REPOSITORY, l)),
         network: settings.network,
         cache_scope: req.target.repository.clone(),
+        warm_manifests: settings.warm_steps.then(|| {
+            // The first command of each stage comes first in one of these lists.
+            let firsts = [&cfg.pre_build, &cfg.build, &cfg.pre_run].into_iter().filter_map(|c| c.first());
+            source::manifest_files(&dir, firsts.flat_map(|c| crate::core::warm::candidates(c)))
+        }),
     };
     let mut plan = plan::plan(&cfg, &input);
     plan.warnings.extend(build_missing.into_iter().chain(run_missing));
@@ -383,11 +391,27 @@ async fn solve(
         entitlements: settings.entitlements(),
         frontend_attrs: BTreeMap::new(),
     };
+    let rebuilt = warm_up(buildkit, prepared, &options(None, false), &tx, log).await?;
+    let solves = rebuilt.as_ref().unwrap_or(&prepared.solves);
     let plain_http = is_plain_http(&target.registry, &settings.insecure_registries);
     let (name, attrs) = image_exporter(target, &plan.image, plain_http);
     let image_options =
         SolveOptions { frontend_attrs: attestations(), ..options(Some((name.to_string(), attrs)), false) };
-    let image_solve = buildkit.solve(&prepared.solves.image, image_options, tx.clone());
+    // The warm-ups were reported as they ran; the image solve finds them cached: said once.
+    let warm_steps: std::collections::HashSet<String> =
+        solves.warm.iter().flat_map(|(_, llb)| llb.vertices.values().map(|v| v.name.clone())).collect();
+    let (image_tx, mut image_rx) = tokio::sync::mpsc::unbounded_channel::<SolveEvent>();
+    let forward_image = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = image_rx.recv().await {
+                if !matches!(&ev, SolveEvent::Cached(v) if warm_steps.contains(&v.name)) {
+                    let _ = tx.send(ev);
+                }
+            }
+        })
+    };
+    let image_solve = buildkit.solve(&solves.image, image_options, image_tx);
     // The post-build solve shares the build stage with the image's; only its own stage is
     // reported from it, so each step shows once.
     let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
@@ -403,13 +427,14 @@ async fn solve(
         })
     };
     let post_solve = async {
-        match &prepared.solves.post_build {
+        match &solves.post_build {
             Some(llb) => buildkit.solve(llb, options(None, false), post_tx).await.map(|_| ()),
             None => Ok(()),
         }
     };
     let (image_result, post_result) = tokio::join!(image_solve, post_solve);
     let _ = forward.await;
+    let _ = forward_image.await;
     drop(tx);
     let report = reporter.await.unwrap_or_default();
     let failed_step = report.failed_step;
@@ -452,8 +477,7 @@ async fn solve(
         // rebuild). Otherwise the image's definition is solved again, all of it cached now, to
         // export every step's result.
         if cached < all || report.fleet_imported != Some(true) {
-            export_seconds +=
-                export_fleet_cache(buildkit, &prepared.solves.image, options(None, true), cache, log).await;
+            export_seconds += export_fleet_cache(buildkit, &solves.image, options(None, true), cache, log).await;
         }
     }
     Ok(Solved { exporter_response, timings: report.timings, export_seconds })
@@ -479,6 +503,41 @@ async fn export_fleet_cache(
         Err(e) => log.apprunner(format!("Warning: the fleet cache {} was not exported: {e}", cache.reference)),
     }
     seconds
+}
+
+/// Solves the stages' dependency warm-ups, reporting them as they run. One that fails is left out
+/// and the build goes on without it: the solves without those warm-ups, when there were any.
+async fn warm_up(
+    buildkit: &Buildkit,
+    prepared: &Prepared,
+    options: &SolveOptions,
+    tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
+    log: &DeploymentLog,
+) -> Result<Option<Solves>, BuildError> {
+    let warmed =
+        futures_util::future::join_all(prepared.solves.warm.iter().map(|(stage, llb)| async move {
+            (stage.clone(), buildkit.solve(llb, options.clone(), tx.clone()).await)
+        }))
+        .await;
+    let mut cold: Vec<String> = Vec::new();
+    for (stage, result) in warmed {
+        match result {
+            Ok(_) => {}
+            Err(e @ SolveFailure::Unavailable(_)) => return Err(e.into()),
+            Err(e) => {
+                log.apprunner(format!("[{stage}] dependency warm-up left out ({e}); the build goes on without it."));
+                cold.push(stage);
+            }
+        }
+    }
+    if cold.is_empty() {
+        return Ok(None);
+    }
+    let mut plan = prepared.plan.clone();
+    for stage in plan.stages.iter_mut().filter(|s| cold.contains(&s.name)) {
+        stage.warm = None;
+    }
+    Ok(Some(llb::from_plan(&plan)))
 }
 
 /// What the report of a build's solves found.

@@ -528,3 +528,67 @@ async fn package_downloads_are_cached_per_service_and_never_in_the_image() {
     );
     assert_eq!(inside, "1\n0");
 }
+
+/// #11: the dependency warm-up changes how long a rebuild takes, not what is built: the image's
+/// files are the same with and without it (compiled bytecode aside: it embeds when it was
+/// compiled); a code change leaves the warm-up cached, and the real install finds its packages.
+#[tokio::test]
+async fn the_warm_up_leaves_the_image_as_it_was() {
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let files = [
+        ("apprunner.yaml", "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n".to_string()),
+        ("requirements.txt", "six==1.16.0\n".to_string()),
+        ("server.py", format!("print('{marker}')\n")),
+    ];
+    let dir = app(&files.iter().map(|(n, b)| (*n, b.as_str())).collect::<Vec<_>>());
+    let build_as = |warm: bool| {
+        let mut settings = settings();
+        settings.warm_steps = warm;
+        let mut req = request(dir.path().to_str().unwrap(), "/", None, None);
+        req.target = apprunner_build::core::image_ref::ImageRef::parse(&format!(
+            "127.0.0.1:5000/apprunner-tests/warm-{warm}-{marker}:1"
+        ))
+        .unwrap();
+        async move { build_with(&settings, req).await }
+    };
+    let warmed = build_as(true).await;
+    // Finished, or cached from an earlier run: its cache key is the manifest's content.
+    for stage in ["build", "run"] {
+        let warm =
+            format!("[{stage}] dependency warm-up: pip install -r requirements.txt (on requirements.txt alone) ");
+        assert!(warmed.has_line(&format!("{warm}finished")) || warmed.has_line(&format!("{warm}cached")));
+    }
+    let plain = build_as(false).await;
+    assert!(!plain.has_line("warm-up"));
+    let files_of = |image: &str| {
+        in_image(image, "find / -xdev -type f ! -path '/proc/*' ! -path '/sys/*' ! -name '*.pyc' ! -path '/etc/host*' ! -path '/etc/resolv.conf' -exec sha256sum {} + | sort -k2")
+    };
+    let (with, without) = (files_of(warmed.image()), files_of(plain.image()));
+    assert!(with.contains("site-packages/six.py") || with.contains("dist-packages/six.py"), "six is installed");
+    assert_eq!(with, without, "the same files with and without the warm-up");
+
+    std::fs::write(dir.path().join("server.py"), format!("print('{marker} v2')\n")).unwrap();
+    let changed = build_as(true).await;
+    changed.image();
+    assert!(changed
+        .has_line("[build] dependency warm-up: pip install -r requirements.txt (on requirements.txt alone) cached."));
+    assert!(changed.log.iter().any(|l| l.contains("Requirement already satisfied: six==1.16.0")), "{:#?}", changed.log);
+}
+
+/// #11: a warm-up that cannot work on the manifests alone (a requirements file that includes
+/// another) is left out, and the build goes on as App Runner's steps say.
+#[tokio::test]
+async fn a_warm_up_that_fails_is_left_out() {
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let dir = app(&[
+        ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - pip3 install -r requirements.txt\nrun:\n  command: python3 server.py\n"),
+        ("requirements.txt", "-r base.txt\n"),
+        ("base.txt", "six==1.16.0\n"),
+        ("server.py", &format!("print('{marker}')\n")),
+    ]);
+    let built = build(dir.path(), "/", None).await;
+    built.image();
+    assert!(built.has_line("[build] dependency warm-up left out ("), "{:#?}", built.log);
+    assert!(built.has_line("the build goes on without it."));
+    assert!(built.has_line("[build] build command 1/1: pip3 install -r requirements.txt finished"));
+}

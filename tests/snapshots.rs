@@ -35,6 +35,21 @@ fn plan_for(cfg: &config::AppConfig) -> plan::BuildPlan {
         ca_bundle_image: Some(format!("127.0.0.1:5000/apprunner-build/ca-bundles@sha256:{}", "c".repeat(64))),
         network: StepNetwork::Sandbox,
         cache_scope: "apprunner-apps/guide".into(),
+        warm_manifests: Some(
+            [
+                "requirements.txt",
+                "package.json",
+                "package-lock.json",
+                "go.mod",
+                "go.sum",
+                "Gemfile",
+                "Gemfile.lock",
+                "composer.json",
+            ]
+            .iter()
+            .map(|f| (*f).to_string())
+            .collect(),
+        ),
     };
     plan::plan(cfg, &input)
 }

@@ -140,6 +140,8 @@ impl What {
 }
 
 #[derive(Args)]
+// Each bool is a command-line switch of its own.
+#[allow(clippy::struct_excessive_bools)]
 struct SettingsArgs {
     /// <docker-unix:///var/run/docker.sock>, <unix:///run/buildkit/buildkitd.sock> or tcp://host:port
     #[arg(long, env = "APPRUNNER_BUILDKIT", default_value = "docker-unix:///var/run/docker.sock")]
@@ -182,6 +184,10 @@ struct SettingsArgs {
     /// Import and export no registry cache: each worker keeps only its own BuildKit's.
     #[arg(long, env = "APPRUNNER_NO_FLEET_CACHE", conflicts_with = "fleet_cache")]
     no_fleet_cache: bool,
+    /// Run no dependency warm-up before a stage's first command (an install run first on the
+    /// dependency manifests alone, so a code change does not reinstall every package).
+    #[arg(long, env = "APPRUNNER_NO_WARM_STEPS")]
+    no_warm_steps: bool,
 }
 
 impl SettingsArgs {
@@ -223,6 +229,7 @@ impl SettingsArgs {
             git_credentials: self.git_credentials.clone(),
             allowed_targets: self.allowed_targets.clone(),
             pack_limits: PackLimits { file: self.max_file_size, total: self.max_source_size },
+            warm_steps: !self.no_warm_steps,
             fleet_cache: (!self.no_fleet_cache)
                 .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),
         })

@@ -13,4 +13,5 @@ pub mod platform;
 pub mod progress;
 pub mod request;
 pub mod shown;
+pub mod warm;
 pub mod yaml;

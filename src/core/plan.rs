@@ -5,8 +5,10 @@ use crate::core::caches::{package_caches, PackageCache};
 use crate::core::catalog::{BuildProcess, ResolvedRuntime};
 use crate::core::config::{AppConfig, EnvVar, SecretRef};
 use crate::core::labels;
+use crate::core::warm::{warm_step, WarmStep};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 /// Where every stage works, and what it holds: the source directory's contents (DECISIONS.md A1).
 pub const APP_DIR: &str = "/app";
@@ -75,6 +77,9 @@ pub struct PlanInput {
     pub network: StepNetwork,
     /// Whose package caches the steps share: the service's target repository.
     pub cache_scope: String,
+    /// Which of the dependency manifests the stages' first commands would read are regular files
+    /// in the source directory; None: no dependency warm-up.
+    pub warm_manifests: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,6 +153,9 @@ pub struct Stage {
     pub copy_app: Option<AppCopy>,
     /// The full environment of every step in this stage, in order.
     pub env: Vec<String>,
+    /// Before the stage's /app arrives: its first command on the dependency manifests alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmStep>,
     pub steps: Vec<Step>,
 }
 
@@ -238,12 +246,17 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         merge_env(&merge_env(&base, over), pairs(&cfg.build_env))
     };
     let build_steps = [steps(Phase::PreBuild, &cfg.pre_build), steps(Phase::Build, &cfg.build)].concat();
+    let warm = |steps: &[Step]| {
+        let present = input.warm_manifests.as_ref()?;
+        warm_step(&steps.first()?.command, present)
+    };
     let build_stage = Stage {
         name: "build".into(),
         role: StageRole::Intermediate,
         from: StageBase::Image(input.build_image.pinned()),
         copy_app: Some(AppCopy::Source),
         env: step_env(&input.build_image),
+        warm: warm(&build_steps),
         steps: build_steps,
     };
     let (final_name, final_steps) = match input.runtime.build_process {
@@ -257,6 +270,7 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         from: StageBase::Image(input.run_image.pinned()),
         copy_app: Some(AppCopy::FromStage("build".into())),
         env: step_env(&input.run_image),
+        warm: warm(&final_steps),
         steps: final_steps,
     };
     let mut stages = vec![build_stage.clone(), final_stage];
@@ -267,6 +281,7 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
             from: StageBase::Stage("build".into()),
             copy_app: None,
             env: build_stage.env.clone(),
+            warm: None,
             steps: steps(Phase::PostBuild, &cfg.post_build),
         });
     }

@@ -344,6 +344,7 @@ mod tests {
                 ca_bundle_image: None,
                 network: StepNetwork::Sandbox,
                 cache_scope: "apps/web".into(),
+                warm_manifests: None,
             },
         )
     }

@@ -8,6 +8,7 @@ use crate::core::caches::Sharing;
 use crate::core::digest::sha256_digest as digest_of;
 use crate::core::plan::{AppCopy, BuildPlan, Stage, StageBase, StageRole, StepNetwork, APP_DIR, CA_MOUNT};
 use crate::core::progress::{first_line, PHASE_SCRIPT};
+use crate::core::warm::WarmStep;
 use prost::Message;
 use std::fmt::Write as _;
 
@@ -15,7 +16,22 @@ pub fn from_plan(plan: &BuildPlan) -> Solves {
     let image_stage = plan.image_stage();
     let image = stage_graph(plan, image_stage);
     let post_build = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| stage_graph(plan, s));
-    Solves { image, post_build }
+    let warm =
+        plan.stages.iter().filter_map(|s| s.warm.as_ref().map(|w| (s.name.clone(), warm_graph(plan, s, w)))).collect();
+    Solves { image, post_build, warm }
+}
+
+/// A graph ending in `stage`'s warm-up, solved first on its own: a warm-up that fails is left
+/// out of the build rather than failing it.
+fn warm_graph(plan: &BuildPlan, stage: &Stage, warm: &WarmStep) -> Llb {
+    let mut g = Graph::default();
+    let base = match &stage.from {
+        StageBase::Image(r) => g.image(r),
+        StageBase::Stage(name) => emit_stage(plan, plan.stage(name).expect("plan names only its own stages"), &mut g),
+    };
+    let ca = plan.ca_bundle_image.as_ref().map(|r| g.image(r));
+    let out = emit_warm(plan, stage, warm, base, ca.as_ref(), &mut g);
+    g.finish(&out)
 }
 
 /// A graph ending in `target`, built by walking its ancestry; shared stages give identical ops,
@@ -34,6 +50,10 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
             emit_stage(plan, parent, g)
         }
     };
+    let ca = plan.ca_bundle_image.as_ref().map(|r| g.image(r));
+    if let Some(warm) = &stage.warm {
+        state = emit_warm(plan, stage, warm, state, ca.as_ref(), g);
+    }
     match &stage.copy_app {
         Some(AppCopy::Source) => {
             let src = g.image(&plan.source_image);
@@ -60,61 +80,94 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
         }
         None => {}
     }
-    let ca = plan.ca_bundle_image.as_ref().map(|r| g.image(r));
     // One exec per phase: its commands share one shell (DECISIONS.md B2).
     let mut first = 0;
     while first < stage.steps.len() {
         let phase = stage.steps[first].phase;
         let count = stage.steps[first..].iter().take_while(|s| s.phase == phase).count();
         let steps = &stage.steps[first..first + count];
-        let mut inputs = vec![input(&state)];
-        let mut mounts = vec![pb::Mount { dest: "/".into(), ..pb::Mount::default() }];
-        if let Some(ca) = &ca {
-            inputs.push(input(ca));
-            mounts.push(pb::Mount {
-                input: 1,
-                selector: CA_FILE.into(),
-                dest: CA_MOUNT.into(),
-                output: -1,
-                readonly: true,
-                ..pb::Mount::default()
-            });
-        }
-        // Package caches: no input, no output; BuildKit keeps them between builds by id.
-        mounts.extend(plan.caches.iter().map(|c| pb::Mount {
-            input: -1,
-            dest: c.path.into(),
-            output: -1,
-            mount_type: pb::MountType::Cache as i32,
-            cache_opt: Some(pb::CacheOpt {
-                id: c.id.clone(),
-                sharing: match c.sharing {
-                    Sharing::Shared => pb::CacheSharingOpt::Shared,
-                    Sharing::Locked => pb::CacheSharingOpt::Locked,
-                } as i32,
-            }),
-            ..pb::Mount::default()
-        }));
         let mut args = vec!["/bin/sh".to_string(), "-c".into(), PHASE_SCRIPT.into(), "apprunner-build".into()];
         args.extend(steps.iter().map(|s| s.command.clone()));
-        let exec = pb::ExecOp {
-            meta: Some(pb::Meta { args, env: stage.env.clone(), cwd: APP_DIR.into(), user: String::new() }),
-            mounts,
-            network: match plan.network {
-                StepNetwork::Sandbox => pb::NetMode::Unset as i32,
-                StepNetwork::Host => pb::NetMode::Host as i32,
-            },
-        };
+        let op = exec(plan, stage, &state, ca.as_ref(), args);
         let name = match steps {
             [only] => format!("[{}] {}: {}", stage.name, only.describe(), first_line(&only.command)),
             _ => format!("[{}] {} commands 1-{count} (one shell)", stage.name, phase.key()),
         };
-        let op = Op { inputs, op: Some(Kind::Exec(exec)), platform: Some(linux_amd64()) };
         let info = VertexInfo { stage: stage.name.clone(), step: Some(first), steps: count, name: name.clone() };
         state = g.add(&op, Some(&name), Some(info));
         first += count;
     }
     state
+}
+
+/// The stage's dependency warm-up on `state`: its manifests copied into /app from the source,
+/// then its first command, with everything a step of the stage has. The copies' cache keys are
+/// the manifests' content, so a change elsewhere in the source leaves the warm-up cached.
+fn emit_warm(
+    plan: &BuildPlan,
+    stage: &Stage,
+    warm: &WarmStep,
+    mut state: Output,
+    ca: Option<&Output>,
+    g: &mut Graph,
+) -> Output {
+    let src = g.image(&plan.source_image);
+    let quiet = |name: &str| VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.to_string() };
+    for manifest in &warm.manifests {
+        let name = format!("[{}] dependency warm-up: copy {manifest}", stage.name);
+        state = g.copy_to(&state, &src, &format!("/{manifest}"), &format!("{APP_DIR}/{manifest}"), &name, quiet(&name));
+    }
+    let args = vec!["/bin/sh".to_string(), "-c".into(), warm.command.clone()];
+    let op = exec(plan, stage, &state, ca, args);
+    let name = format!(
+        "[{}] dependency warm-up: {} (on {} alone)",
+        stage.name,
+        first_line(&warm.command),
+        warm.manifests.join(", ")
+    );
+    g.add(&op, Some(&name), Some(quiet(&name)))
+}
+
+/// An exec of `args` on `state` as every step of `stage` runs: in /app, with the stage's env,
+/// the CA bundle, the package caches and the plan's network.
+fn exec(plan: &BuildPlan, stage: &Stage, state: &Output, ca: Option<&Output>, args: Vec<String>) -> Op {
+    let mut inputs = vec![input(state)];
+    let mut mounts = vec![pb::Mount { dest: "/".into(), ..pb::Mount::default() }];
+    if let Some(ca) = ca {
+        inputs.push(input(ca));
+        mounts.push(pb::Mount {
+            input: 1,
+            selector: CA_FILE.into(),
+            dest: CA_MOUNT.into(),
+            output: -1,
+            readonly: true,
+            ..pb::Mount::default()
+        });
+    }
+    // Package caches: no input, no output; BuildKit keeps them between builds by id.
+    mounts.extend(plan.caches.iter().map(|c| pb::Mount {
+        input: -1,
+        dest: c.path.into(),
+        output: -1,
+        mount_type: pb::MountType::Cache as i32,
+        cache_opt: Some(pb::CacheOpt {
+            id: c.id.clone(),
+            sharing: match c.sharing {
+                Sharing::Shared => pb::CacheSharingOpt::Shared,
+                Sharing::Locked => pb::CacheSharingOpt::Locked,
+            } as i32,
+        }),
+        ..pb::Mount::default()
+    }));
+    let exec = pb::ExecOp {
+        meta: Some(pb::Meta { args, env: stage.env.clone(), cwd: APP_DIR.into(), user: String::new() }),
+        mounts,
+        network: match plan.network {
+            StepNetwork::Sandbox => pb::NetMode::Unset as i32,
+            StepNetwork::Host => pb::NetMode::Host as i32,
+        },
+    };
+    Op { inputs, op: Some(Kind::Exec(exec)), platform: Some(linux_amd64()) }
 }
 
 /// A readable rendering of a Definition, one op per line, for snapshots and `plan --llb`.

@@ -59,14 +59,28 @@ impl Graph {
         self.add(&op, None, None)
     }
 
+    /// Copies directory `src` of `from` into /app of `onto`, contents and all.
     pub(super) fn copy(&mut self, onto: &Output, from: &Output, src: &str, name: &str, info: VertexInfo) -> Output {
+        self.copy_to(onto, from, src, APP_DIR, name, info)
+    }
+
+    /// Copies `src` of `from` to `dest` of `onto` (a directory's contents, or one file).
+    pub(super) fn copy_to(
+        &mut self,
+        onto: &Output,
+        from: &Output,
+        src: &str,
+        dest: &str,
+        name: &str,
+        info: VertexInfo,
+    ) -> Output {
         let action = pb::FileAction {
             input: 0,
             secondary_input: 1,
             output: 0,
             action: Some(pb::file_action::Action::Copy(pb::FileActionCopy {
                 src: src.into(),
-                dest: APP_DIR.into(),
+                dest: dest.into(),
                 mode: -1,
                 follow_symlink: false,
                 dir_copy_contents: true,

@@ -38,4 +38,6 @@ impl Llb {
 pub struct Solves {
     pub image: Llb,
     pub post_build: Option<Llb>,
+    /// Each stage's dependency warm-up, by stage name, to solve before the others.
+    pub warm: Vec<(String, Llb)>,
 }

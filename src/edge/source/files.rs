@@ -23,6 +23,17 @@ pub fn platform_facts(dir: &Path, cfg: &AppConfig) -> Result<SourceFacts> {
     })
 }
 
+/// Which of `candidates` (paths relative to the source directory `dir`) are plain regular files
+/// in it, not links: the dependency manifests a warm-up may copy. Anything odd is left out, for
+/// the packing of the source to judge.
+pub fn manifest_files(dir: &Path, candidates: impl IntoIterator<Item = String>) -> std::collections::BTreeSet<String> {
+    candidates
+        .into_iter()
+        .filter(|name| std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.file_type().is_file()))
+        .filter(|name| matches!(confined_file(dir, name), Ok(Some(_))))
+        .collect()
+}
+
 /// `name` in the source directory `dir`, if there is such an entry: its real path and metadata,
 /// once it is known to be a regular file inside `dir` after symlinks are resolved. Anything
 /// else (a link out of the tree, a FIFO, a device, a directory) is refused, never read.

@@ -7,7 +7,7 @@ pub mod pack;
 
 pub use clones::sweep_stale_clones;
 use clones::{new_clone, Clone};
-pub use files::{platform_facts, read_confined, MAX_PACKAGE_JSON_BYTES};
+pub use files::{manifest_files, platform_facts, read_confined, MAX_PACKAGE_JSON_BYTES};
 
 pub use pack::{pack_dir, pack_file, Layer, PackLimits};
 
