@@ -215,11 +215,18 @@ pub async fn prepare(
         run_image,
         source_image: image::content_reference(host, SOURCE_REPOSITORY, &source_layer),
         source_dir,
+        // A path on the build machine (a directory, or a `file://` URL) means nothing to
+        // whoever reads the image, and would make two namings of one commit differ.
         repository: match &req.location {
-            SourceLocation::Git(u) => Some(redact_userinfo(u)),
-            SourceLocation::Local(_) => None,
+            SourceLocation::Git(u) if !u.starts_with("file://") => Some(redact_userinfo(u)),
+            SourceLocation::Git(_) | SourceLocation::Local(_) => None,
         },
         revision: checkout.commit.clone(),
+        created: checkout
+            .committed_at
+            .filter(|_| !checkout.dirty)
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         operation_id: req.operation_id.clone(),
         ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(host, CA_REPOSITORY, l)),
         network: settings.network,

@@ -592,3 +592,51 @@ async fn a_warm_up_that_fails_is_left_out() {
     assert!(built.has_line("the build goes on without it."));
     assert!(built.has_line("[build] build command 1/1: pip3 install -r requirements.txt finished"));
 }
+
+/// #12: the image of a commit is the same whoever builds it and however the source is named:
+/// two builds of one commit, one from a `file://` URL and one from the directory, push the same
+/// image manifest; each build's index differs (its provenance, and the operation id, annotated
+/// on the index, not in the image).
+#[tokio::test]
+async fn one_commit_gives_one_image_manifest() {
+    use apprunner_build::edge::registry::Registry;
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let dir = app(&[
+        ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built > /app/built.txt\nrun:\n  command: python3 -m http.server 8080\n"),
+        ("marker.txt", &marker),
+    ]);
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one commit"]);
+    let target =
+        apprunner_build::core::image_ref::ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/same-{marker}:1"))
+            .unwrap();
+    let registry = Registry::new(Default::default(), vec![]);
+    let mut manifests = Vec::new();
+    let mut indexes = Vec::new();
+    // The operation ids differ, so equal manifests also say the id is not in the image.
+    let sources =
+        [(format!("file://{}", dir.path().display()), Some("main")), (dir.path().display().to_string(), None)];
+    for (source, reference) in sources {
+        let mut req = request(&source, "/", None, reference);
+        req.target = target.clone();
+        let built = build_with(&settings(), req.clone()).await;
+        let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
+        let index =
+            registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap().json().unwrap();
+        assert_eq!(index["annotations"]["dev.apprunner-build.operation-id"], req.operation_id.as_str());
+        manifests.push(index["manifests"][0]["digest"].as_str().unwrap().to_string());
+        indexes.push(r.reference());
+    }
+    assert_eq!(manifests[0], manifests[1], "one commit, one image");
+    assert_ne!(indexes[0], indexes[1], "each build has its own provenance");
+}

@@ -31,6 +31,7 @@ fn plan_for(cfg: &config::AppConfig) -> plan::BuildPlan {
         source_dir: "/".into(),
         repository: Some("https://github.com/github-user/python-hello".into()),
         revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        created: Some("2026-11-25T12:00:00Z".into()),
         operation_id: "c2c8eeedea164f459cf78f12a8953390".into(),
         ca_bundle_image: Some(format!("127.0.0.1:5000/apprunner-build/ca-bundles@sha256:{}", "c".repeat(64))),
         network: StepNetwork::Sandbox,

@@ -71,6 +71,9 @@ pub struct PlanInput {
     pub source_dir: String,
     pub repository: Option<String>,
     pub revision: Option<String>,
+    /// When the image counts as made (RFC 3339): the commit's time, so every build of one commit
+    /// says the same; None (a working tree with changes) leaves it to `BuildKit`'s clock.
+    pub created: Option<String>,
     pub operation_id: String,
     /// The CA bundle packed as an image, and the file in it.
     pub ca_bundle_image: Option<String>,
@@ -167,6 +170,11 @@ pub struct FinalImage {
     pub env: Vec<String>,
     pub exposed_port: u16,
     pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// What is true of this deployment only (its operation id): annotations of the image index,
+    /// beside the provenance, so the image itself is the same for every build of the same inputs.
+    pub deployment: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -228,7 +236,6 @@ fn steps(phase: Phase, commands: &[String]) -> Vec<Step> {
 
 /// Composes the pipeline for `cfg` (SPEC.md §4.1, §4.2; DECISIONS.md A9, A10).
 pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
-    let pairs = |vars: &[EnvVar]| vars.iter().map(|e| (e.name.clone(), e.value.clone())).collect::<Vec<_>>();
     // Build steps see the image's env, then the CA variables, then build.env (the user wins).
     let step_env = |image: &ImageFacts| {
         let mut base = image.env.clone();
@@ -286,19 +293,7 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         });
     }
 
-    let port = cfg.port.to_string();
-    let mut run_over = pairs(&cfg.run_env);
-    run_over.push(("PORT".into(), port.clone()));
-    if let Some(alias) = &cfg.port_env {
-        run_over.push((alias.clone(), port.clone()));
-    }
-    let image = FinalImage {
-        working_dir: APP_DIR.into(),
-        cmd: vec!["/bin/sh".into(), "-c".into(), cfg.command.clone()],
-        env: merge_env(&input.run_image.env, run_over),
-        exposed_port: cfg.port,
-        labels: image_labels(input),
-    };
+    let image = final_image(cfg, input);
     let mut warnings = cfg.warnings.clone();
     warnings.extend(bare_cd_warnings(cfg));
     if input.runtime.extension {
@@ -333,6 +328,30 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
     }
 }
 
+fn pairs(vars: &[EnvVar]) -> Vec<(String, String)> {
+    vars.iter().map(|e| (e.name.clone(), e.value.clone())).collect()
+}
+
+/// The config of the image that runs: the start command, the run env with PORT (and its alias),
+/// the run image's env and labels with ours.
+fn final_image(cfg: &AppConfig, input: &PlanInput) -> FinalImage {
+    let port = cfg.port.to_string();
+    let mut run_over = pairs(&cfg.run_env);
+    run_over.push(("PORT".into(), port.clone()));
+    if let Some(alias) = &cfg.port_env {
+        run_over.push((alias.clone(), port.clone()));
+    }
+    FinalImage {
+        working_dir: APP_DIR.into(),
+        cmd: vec!["/bin/sh".into(), "-c".into(), cfg.command.clone()],
+        env: merge_env(&input.run_image.env, run_over),
+        exposed_port: cfg.port,
+        labels: image_labels(input),
+        created: input.created.clone(),
+        deployment: BTreeMap::from([(labels::OPERATION_ID.to_string(), input.operation_id.clone())]),
+    }
+}
+
 /// The run image's labels, without its own title and description, and ours over them.
 fn image_labels(input: &PlanInput) -> BTreeMap<String, String> {
     let mut image_labels = input.run_image.labels.clone();
@@ -340,7 +359,6 @@ fn image_labels(input: &PlanInput) -> BTreeMap<String, String> {
         (labels::RUNTIME, Some(input.runtime.name.clone())),
         (labels::RUNTIME_VERSION, Some(input.runtime.version.clone())),
         (labels::BUILD_PROCESS, Some(input.runtime.build_process.to_string())),
-        (labels::OPERATION_ID, Some(input.operation_id.clone())),
         (labels::SOURCE_DIRECTORY, Some(input.source_dir.clone())),
         (labels::OCI_SOURCE, input.repository.clone()),
         (labels::OCI_REVISION, input.revision.clone()),

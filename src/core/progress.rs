@@ -340,6 +340,7 @@ mod tests {
                 source_dir: "/".into(),
                 repository: None,
                 revision: None,
+                created: None,
                 operation_id: "op".into(),
                 ca_bundle_image: None,
                 network: StepNetwork::Sandbox,

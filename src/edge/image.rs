@@ -90,8 +90,11 @@ pub async fn push_content(registry: &Registry, host: &str, repo: &str, layer: &L
 
 /// The digest and the config of the image at `r`, if the registry has it. The digest is of what
 /// `r` names: an index (the image with its attestations) or a manifest; the config is of the
-/// image for this machine's platform.
-async fn manifest_and_config(registry: &Registry, r: &ImageRef) -> Result<Option<(String, Value)>> {
+/// image for this machine's platform; the index's annotations, if it is one.
+async fn manifest_and_config(
+    registry: &Registry,
+    r: &ImageRef,
+) -> Result<Option<(String, Value, BTreeMap<String, String>)>> {
     let Some(top) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else { return Ok(None) };
     let manifest = if top.is_index() {
         let digest = top.platform_manifest("linux", crate::edge::buildkit::export::oci_architecture())?;
@@ -103,11 +106,16 @@ async fn manifest_and_config(registry: &Registry, r: &ImageRef) -> Result<Option
     let config: Value =
         serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
             .map_err(|e| ImageError::BadConfig { image: r.to_string(), detail: e.to_string() })?;
-    Ok(Some((top.digest, config)))
+    let annotations = if top.is_index() { string_map(&top.json()?["annotations"]) } else { BTreeMap::new() };
+    Ok(Some((top.digest, config, annotations)))
 }
 
 fn labels_of(config: &Value) -> BTreeMap<String, String> {
-    config["config"]["Labels"]
+    string_map(&config["config"]["Labels"])
+}
+
+fn string_map(object: &Value) -> BTreeMap<String, String> {
+    object
         .as_object()
         .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
         .unwrap_or_default()
@@ -116,7 +124,7 @@ fn labels_of(config: &Value) -> BTreeMap<String, String> {
 /// Digest, Env and Labels of a runtime image; a missing image is the user's (or operator's)
 /// to provide, and the message says how.
 pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Result<ImageFacts> {
-    let Some((digest, config)) = manifest_and_config(registry, r).await? else {
+    let Some((digest, config, _)) = manifest_and_config(registry, r).await? else {
         return Err(ImageError::MissingRuntimeImage {
             what: what.to_string(),
             reference: r.to_string(),
@@ -136,9 +144,14 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Resul
     })
 }
 
-/// The digest and labels of the image at `target`, if there is one.
+/// The digest and labels of the image at `target`, if there is one, with its index's
+/// annotations (what is true of one deployment only) over them.
 pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(String, BTreeMap<String, String>)>> {
-    Ok(manifest_and_config(registry, target).await?.map(|(digest, config)| (digest, labels_of(&config))))
+    Ok(manifest_and_config(registry, target).await?.map(|(digest, config, annotations)| {
+        let mut labels = labels_of(&config);
+        labels.extend(annotations);
+        (digest, labels)
+    }))
 }
 
 /// For each version of each catalog runtime, whether the registry at `host` has both its build

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 /// The OCI annotations a registry's UI shows, from the image's labels, on the index and on the
 /// image manifest.
 const ANNOTATED: &[&str] = &[labels::OCI_SOURCE, labels::OCI_REVISION];
+const OCI_CREATED: &str = "org.opencontainers.image.created";
 
 /// The exporter's name and attributes for an image solve that ends in `target`.
 pub fn image_exporter(
@@ -35,10 +36,14 @@ pub fn image_exporter(
     let annotations = ANNOTATED
         .iter()
         .filter_map(|k| image.labels.get(*k).map(|v| ((*k).to_string(), v.clone())))
-        .chain([(labels::OCI_TITLE.to_string(), title)]);
+        .chain([(labels::OCI_TITLE.to_string(), title)])
+        .chain(image.created.iter().map(|c| (OCI_CREATED.to_string(), c.clone())));
     for (key, value) in annotations {
         attrs.insert(format!("annotation-index.{key}"), value.clone());
         attrs.insert(format!("annotation.{key}"), value);
+    }
+    for (key, value) in &image.deployment {
+        attrs.insert(format!("annotation-index.{key}"), value.clone());
     }
     ("image", attrs)
 }
@@ -54,7 +59,7 @@ pub fn attestations() -> BTreeMap<String, String> {
 /// The OCI image config of the image that runs (DECISIONS.md, "Image config").
 pub fn image_config(image: &FinalImage) -> serde_json::Value {
     let ports = serde_json::Map::from_iter([(format!("{}/tcp", image.exposed_port), serde_json::json!({}))]);
-    serde_json::json!({
+    let mut config = serde_json::json!({
         "architecture": oci_architecture(),
         "os": "linux",
         "config": {
@@ -64,7 +69,11 @@ pub fn image_config(image: &FinalImage) -> serde_json::Value {
             "ExposedPorts": ports,
             "Labels": image.labels,
         },
-    })
+    });
+    if let Some(created) = &image.created {
+        config["created"] = serde_json::json!(created);
+    }
+    config
 }
 
 /// The machine's architecture as OCI names it; `BuildKit` runs the steps on this machine.
@@ -144,6 +153,8 @@ mod tests {
             env: vec!["PORT=8080".into()],
             exposed_port: 8080,
             labels: BTreeMap::from([("a".into(), "b".into())]),
+            created: None,
+            deployment: BTreeMap::from([("dev.apprunner-build.operation-id".into(), "op".into())]),
         };
         let (name, attrs) = image_exporter(&target, &image, false);
         assert_eq!(name, "image");
@@ -153,5 +164,7 @@ mod tests {
         assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
         assert_eq!(config["config"]["Cmd"][2], "python3 app.py");
         assert_eq!(config["os"], "linux");
+        assert_eq!(attrs["annotation-index.dev.apprunner-build.operation-id"], "op");
+        assert!(!attrs["containerimage.config"].contains("operation-id"), "not in the image");
     }
 }

@@ -80,6 +80,8 @@ pub fn locate(s: &str) -> SourceLocation {
 pub struct Checkout {
     pub root: PathBuf,
     pub commit: Option<String>,
+    /// When `commit` was made (Unix seconds), as git says.
+    pub committed_at: Option<i64>,
     pub branch: Option<String>,
     /// A local working tree with changes not committed: what is built is not `commit`.
     pub dirty: bool,
@@ -164,6 +166,11 @@ pub async fn head_commit(dir: &Path) -> Option<String> {
     git(&["rev-parse", "HEAD"], Some(dir)).await.ok()
 }
 
+/// When HEAD's commit was made, in Unix seconds.
+async fn head_time(dir: &Path) -> Option<i64> {
+    git(&["show", "-s", "--format=%ct", "HEAD"], Some(dir)).await.ok()?.trim().parse().ok()
+}
+
 /// Fetches `location` at `revision`; `store` is a git-credential-store file for private hosts.
 pub async fn fetch(location: &SourceLocation, revision: &Revision, store: Option<&Path>) -> Result<Checkout> {
     match location {
@@ -183,7 +190,8 @@ pub async fn fetch(location: &SourceLocation, revision: &Revision, store: Option
             let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok();
             let dirty =
                 commit.is_some() && git(&["status", "--porcelain"], Some(&root)).await.is_ok_and(|s| !s.is_empty());
-            Ok(Checkout { root, commit, branch, dirty, _dir: None })
+            let committed_at = head_time(&root).await;
+            Ok(Checkout { root, commit, committed_at, branch, dirty, _dir: None })
         }
         SourceLocation::Git(url) => {
             let (url, userinfo) = crate::core::shown::split_userinfo(url);
@@ -232,7 +240,8 @@ async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkou
         Revision::Branch(b) => Some(b.clone()),
         _ => git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok().filter(|b| b != "HEAD"),
     };
-    Ok(Checkout { root, commit, branch, dirty: false, _dir: Some(dir) })
+    let committed_at = head_time(&root).await;
+    Ok(Checkout { root, commit, committed_at, branch, dirty: false, _dir: Some(dir) })
 }
 
 /// Kills a process group when dropped, unless it has been let go (`.0 = None`).
