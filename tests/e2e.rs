@@ -484,6 +484,17 @@ async fn images_are_oci_indexes_with_a_provenance_attestation() {
         assert!(materials.iter().any(|m| m.contains(runtime_image)), "{runtime_image} not in {materials:#?}");
     }
     assert!(statement["predicate"]["buildConfig"]["llbDefinition"].as_array().is_some_and(|d| !d.is_empty()));
+    // What the provenance cannot record (a solve without a frontend has no parameters), the
+    // image's labels say.
+    let (_, labels) = apprunner_build::edge::image::existing(&registry, &r).await.unwrap().unwrap();
+    for (key, value) in [
+        ("dev.apprunner-build.runtime", "python3"),
+        ("dev.apprunner-build.runtime-version", "3.8.20"),
+        ("dev.apprunner-build.build-process", "original"),
+        ("dev.apprunner-build.configuration-source", "REPOSITORY"),
+    ] {
+        assert_eq!(labels.get(key).map(String::as_str), Some(value), "{key}");
+    }
 }
 
 /// #11: npm's download cache is a BuildKit cache mount of the service: the original build's run

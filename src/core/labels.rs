@@ -6,6 +6,8 @@ pub const RUNTIME_VERSION: &str = "dev.apprunner-build.runtime-version";
 pub const BUILD_PROCESS: &str = "dev.apprunner-build.build-process";
 pub const OPERATION_ID: &str = "dev.apprunner-build.operation-id";
 pub const SOURCE_DIRECTORY: &str = "dev.apprunner-build.source-directory";
+/// `REPOSITORY` (apprunner.yaml) or `API` (the build settings given with the job).
+pub const CONFIGURATION_SOURCE: &str = "dev.apprunner-build.configuration-source";
 pub const OCI_SOURCE: &str = "org.opencontainers.image.source";
 pub const OCI_REVISION: &str = "org.opencontainers.image.revision";
 pub const OCI_BASE_NAME: &str = "org.opencontainers.image.base.name";

@@ -3,7 +3,7 @@
 
 use crate::core::caches::{package_caches, PackageCache};
 use crate::core::catalog::{BuildProcess, ResolvedRuntime};
-use crate::core::config::{AppConfig, EnvVar, SecretRef};
+use crate::core::config::{AppConfig, ConfigSource, EnvVar, SecretRef};
 use crate::core::labels;
 use crate::core::warm::{warm_step, WarmStep};
 use serde::Serialize;
@@ -346,20 +346,29 @@ fn final_image(cfg: &AppConfig, input: &PlanInput) -> FinalImage {
         cmd: vec!["/bin/sh".into(), "-c".into(), cfg.command.clone()],
         env: merge_env(&input.run_image.env, run_over),
         exposed_port: cfg.port,
-        labels: image_labels(input),
+        labels: image_labels(cfg, input),
         created: input.created.clone(),
         deployment: BTreeMap::from([(labels::OPERATION_ID.to_string(), input.operation_id.clone())]),
     }
 }
 
+/// The configuration source as App Runner's API names it.
+fn configuration_source(source: ConfigSource) -> &'static str {
+    match source {
+        ConfigSource::Repository => "REPOSITORY",
+        ConfigSource::Api => "API",
+    }
+}
+
 /// The run image's labels, without its own title and description, and ours over them.
-fn image_labels(input: &PlanInput) -> BTreeMap<String, String> {
+fn image_labels(cfg: &AppConfig, input: &PlanInput) -> BTreeMap<String, String> {
     let mut image_labels = input.run_image.labels.clone();
     let ours = [
         (labels::RUNTIME, Some(input.runtime.name.clone())),
         (labels::RUNTIME_VERSION, Some(input.runtime.version.clone())),
         (labels::BUILD_PROCESS, Some(input.runtime.build_process.to_string())),
         (labels::SOURCE_DIRECTORY, Some(input.source_dir.clone())),
+        (labels::CONFIGURATION_SOURCE, Some(configuration_source(cfg.source).to_string())),
         (labels::OCI_SOURCE, input.repository.clone()),
         (labels::OCI_REVISION, input.revision.clone()),
         (labels::OCI_BASE_NAME, Some(input.run_image.reference.clone())),
