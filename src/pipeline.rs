@@ -404,7 +404,9 @@ async fn solve(
     let (name, attrs) = image_exporter(target, &plan.image, plain_http);
     let image_options =
         SolveOptions { frontend_attrs: attestations(), ..options(Some((name.to_string(), attrs)), false) };
-    // The warm-ups were reported as they ran; the image solve finds them cached: said once.
+    // The warm-ups were reported as they ran, with the fleet cache's import; the image solve
+    // finds them cached and imports it again: each said once.
+    let warmed = !prepared.solves.warm.is_empty();
     let warm_steps: std::collections::HashSet<String> =
         solves.warm.iter().flat_map(|(_, llb)| llb.vertices.values().map(|v| v.name.clone())).collect();
     let (image_tx, mut image_rx) = tokio::sync::mpsc::unbounded_channel::<SolveEvent>();
@@ -412,7 +414,12 @@ async fn solve(
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Some(ev) = image_rx.recv().await {
-                if !matches!(&ev, SolveEvent::Cached(v) if warm_steps.contains(&v.name)) {
+                let said = match &ev {
+                    SolveEvent::Cached(v) => warm_steps.contains(&v.name),
+                    SolveEvent::Other { name, .. } => warmed && name.starts_with("importing cache manifest from "),
+                    _ => false,
+                };
+                if !said {
                     let _ = tx.send(ev);
                 }
             }
