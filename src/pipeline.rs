@@ -226,7 +226,7 @@ pub async fn prepare(
             .committed_at
             .filter(|_| !checkout.dirty)
             .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            .map(crate::core::log::rfc3339),
         operation_id: req.operation_id.clone(),
         ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(host, CA_REPOSITORY, l)),
         network: settings.network,
@@ -409,37 +409,16 @@ async fn solve(
     let warmed = !prepared.solves.warm.is_empty();
     let warm_steps: std::collections::HashSet<String> =
         solves.warm.iter().flat_map(|(_, llb)| llb.vertices.values().map(|v| v.name.clone())).collect();
-    let (image_tx, mut image_rx) = tokio::sync::mpsc::unbounded_channel::<SolveEvent>();
-    let forward_image = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = image_rx.recv().await {
-                let said = match &ev {
-                    SolveEvent::Cached(v) => warm_steps.contains(&v.name),
-                    SolveEvent::Other { name, .. } => warmed && name.starts_with("importing cache manifest from "),
-                    _ => false,
-                };
-                if !said {
-                    let _ = tx.send(ev);
-                }
-            }
-        })
-    };
+    let (image_tx, forward_image) = filtered(&tx, move |ev| match ev {
+        SolveEvent::Cached(v) => !warm_steps.contains(&v.name),
+        SolveEvent::Other { name, .. } => !(warmed && name.starts_with("importing cache manifest from ")),
+        _ => true,
+    });
     let image_solve = buildkit.solve(&solves.image, image_options, image_tx);
     // The post-build solve shares the build stage with the image's; only its own stage is
     // reported from it, so each step shows once.
     let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
-    let (post_tx, mut post_rx) = tokio::sync::mpsc::unbounded_channel::<SolveEvent>();
-    let forward = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = post_rx.recv().await {
-                if ev.stage() == check_stage.as_deref() {
-                    let _ = tx.send(ev);
-                }
-            }
-        })
-    };
+    let (post_tx, forward) = filtered(&tx, move |ev| ev.stage() == check_stage.as_deref());
     let post_solve = async {
         match &solves.post_build {
             Some(llb) => buildkit.solve(llb, options(None, false), post_tx).await.map(|_| ()),
@@ -517,6 +496,24 @@ async fn export_fleet_cache(
         Err(e) => log.apprunner(format!("Warning: the fleet cache {} was not exported: {e}", cache.reference)),
     }
     seconds
+}
+
+/// A sender whose events reach `tx` only where `keep` says so; the task ends when the sender
+/// is dropped.
+fn filtered(
+    tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
+    keep: impl Fn(&SolveEvent) -> bool + Send + 'static,
+) -> (tokio::sync::mpsc::UnboundedSender<SolveEvent>, tokio::task::JoinHandle<()>) {
+    let (sender, mut rx) = tokio::sync::mpsc::unbounded_channel::<SolveEvent>();
+    let tx = tx.clone();
+    let task = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if keep(&ev) {
+                let _ = tx.send(ev);
+            }
+        }
+    });
+    (sender, task)
 }
 
 /// Solves the stages' dependency warm-ups, reporting them as they run. One that fails is left out

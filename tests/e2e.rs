@@ -616,18 +616,9 @@ async fn one_commit_gives_one_image_manifest() {
         ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built > /app/built.txt\nrun:\n  command: python3 -m http.server 8080\n"),
         ("marker.txt", &marker),
     ]);
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(dir.path())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "one commit"]);
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "one commit"]);
     let target =
         apprunner_build::core::image_ref::ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/same-{marker}:1"))
             .unwrap();

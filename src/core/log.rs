@@ -35,6 +35,12 @@ impl LogLine {
 }
 
 /// App Runner's time prefix of a deployment log line, `09-24-2023 02:08:09 PM` (UTC here).
+/// RFC 3339, as events, failed entries and image configs carry times.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    // Every UTC time of a four-digit year formats; the empty string is never seen in practice.
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 pub fn time_prefix(timestamp_ms: i64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(timestamp_ms.div_euclid(1000)) else { return String::new() };
     let (hour, pm) = match t.hour() {

@@ -3,7 +3,7 @@
 
 use crate::core::caches::{package_caches, PackageCache};
 use crate::core::catalog::{BuildProcess, ResolvedRuntime};
-use crate::core::config::{AppConfig, ConfigSource, EnvVar, SecretRef};
+use crate::core::config::{AppConfig, EnvVar, SecretRef};
 use crate::core::labels;
 use crate::core::warm::{warm_step, WarmStep};
 use serde::Serialize;
@@ -352,14 +352,6 @@ fn final_image(cfg: &AppConfig, input: &PlanInput) -> FinalImage {
     }
 }
 
-/// The configuration source as App Runner's API names it.
-fn configuration_source(source: ConfigSource) -> &'static str {
-    match source {
-        ConfigSource::Repository => "REPOSITORY",
-        ConfigSource::Api => "API",
-    }
-}
-
 /// The run image's labels, without its own title and description, and ours over them.
 fn image_labels(cfg: &AppConfig, input: &PlanInput) -> BTreeMap<String, String> {
     let mut image_labels = input.run_image.labels.clone();
@@ -368,7 +360,7 @@ fn image_labels(cfg: &AppConfig, input: &PlanInput) -> BTreeMap<String, String> 
         (labels::RUNTIME_VERSION, Some(input.runtime.version.clone())),
         (labels::BUILD_PROCESS, Some(input.runtime.build_process.to_string())),
         (labels::SOURCE_DIRECTORY, Some(input.source_dir.clone())),
-        (labels::CONFIGURATION_SOURCE, Some(configuration_source(cfg.source).to_string())),
+        (labels::CONFIGURATION_SOURCE, Some(cfg.source.as_str().to_string())),
         (labels::OCI_SOURCE, input.repository.clone()),
         (labels::OCI_REVISION, input.revision.clone()),
         (labels::OCI_BASE_NAME, Some(input.run_image.reference.clone())),

@@ -3,6 +3,7 @@
 
 use super::job::{BuildJob, JobError, Service, JOB_VERSION};
 use crate::core::catalog::BuildProcess;
+pub use crate::core::log::rfc3339;
 use crate::core::request::{BuildResult, PhaseTimings, RunConfiguration, StageTiming};
 use crate::core::shown::redact_userinfo;
 use crate::error::{BuildError, Classified, ErrorClass};
@@ -99,11 +100,6 @@ pub fn operation_status(trigger: Option<&str>, status: JobStatus) -> Option<(Str
         JobStatus::Failed => ("Failed", format!("{what} failed. For details, see service logs.")),
     };
     Some((format!("{op}{suffix}"), message))
-}
-
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    // Every UTC time of a four-digit year formats; the empty string is never seen in practice.
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 pub fn now_rfc3339() -> String {

@@ -39,6 +39,16 @@ pub enum ConfigSource {
     Api,
 }
 
+impl ConfigSource {
+    /// As App Runner's API (and the serialised job) names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigSource::Repository => "REPOSITORY",
+            ConfigSource::Api => "API",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvVar {
     pub name: String,
