@@ -153,6 +153,7 @@ async fn main() {
                 image: ImageTarget { repository: "127.0.0.1:5000/apprunner-bench/queued".into(), tag: None },
                 deadline: None,
                 trigger: None,
+                rollout: None,
             }
         })
         .collect();

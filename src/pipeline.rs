@@ -7,6 +7,7 @@ use crate::core::image_ref::ImageRef;
 use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StageRole, StepNetwork};
 use crate::core::platform;
 use crate::core::progress::{first_line, Progress, SolveEvent};
+use crate::core::rebase::Refusal;
 use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, PhaseTimings, SourceLocation, StageTiming};
 use crate::core::shown::redact_userinfo;
 use crate::edge::buildkit::session::Session;
@@ -14,6 +15,7 @@ use crate::edge::buildkit::{
     attestations, image_exporter, Buildkit, BuildkitAddr, FleetCache, SolveFailure, SolveOptions,
 };
 use crate::edge::image;
+use crate::edge::rebase::Rebased;
 use crate::edge::registry::{is_plain_http, Registry, RegistryAuth};
 use crate::edge::source::{self, Checkout, Layer, PackLimits};
 use crate::error::BuildError;
@@ -50,6 +52,9 @@ pub struct Settings {
     /// Whether a stage's first command, when it is a dependency install, is warmed up on the
     /// dependency manifests alone first (`core::warm`).
     pub warm_steps: bool,
+    /// Runtimes the operator holds back: a build without `runtime-version` gets the newest
+    /// release not newer than the held version (until a roll-out moves the fleet on).
+    pub runtime_holds: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -186,7 +191,12 @@ pub async fn prepare(
             log.apprunner("Using the build settings from the API values; any apprunner.yaml is ignored.");
         }
     }
-    let resolved = catalog.resolve(catalog.lookup(&cfg.runtime)?, cfg.runtime_version.as_deref())?;
+    let runtime = catalog.lookup(&cfg.runtime)?;
+    let hold = settings.runtime_holds.get(&runtime.name).map(String::as_str);
+    let resolved = catalog.resolve_held(runtime, cfg.runtime_version.as_deref(), hold)?;
+    if let Some(hold) = hold.filter(|_| cfg.runtime_version.is_none()) {
+        log.apprunner(format!("{} is held at {hold} on this fleet: building on {}.", runtime.name, resolved.version));
+    }
     platform::check(&cfg, &resolved, &source::platform_facts(&dir, &cfg)?, &source_dir)?;
 
     let host = settings.registry.as_str();
@@ -273,6 +283,41 @@ pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -
         }
     }
     result
+}
+
+/// Moves the image `from` onto the run image of `to_version`, writing `target` with the
+/// deployment `operation_id`; says in the log what it did, or why it could not (the inner error).
+pub async fn rebase(
+    settings: &Settings,
+    from: &ImageRef,
+    to_version: &str,
+    target: &ImageRef,
+    operation_id: &str,
+    log: &DeploymentLog,
+) -> Result<Result<Rebased, Refusal>, BuildError> {
+    request::check_target(target, &settings.allowed_targets).map_err(BuildError::user)?;
+    let registry = settings.registry_client();
+    log.apprunner(format!(
+        "Rebasing {from} onto the run image of runtime version {to_version}: registry operations only, nothing is built."
+    ));
+    let deployment = BTreeMap::from([(crate::core::labels::OPERATION_ID.to_string(), operation_id.to_string())]);
+    let catalog = RuntimeCatalog::builtin();
+    let rebasing =
+        crate::edge::rebase::rebase(&registry, &settings.registry, catalog, from, to_version, target, &deployment);
+    let out = tokio::time::timeout(settings.timeout, rebasing).await.map_err(|_| {
+        BuildError::transient(format!("the rebase did not finish within {} seconds", settings.timeout.as_secs()))
+    })??;
+    match &out {
+        Ok(r) if r.unchanged => {
+            log.apprunner(format!("The image is on {} {} already: {}", r.runtime, r.to_version, r.image));
+        }
+        Ok(r) => log.apprunner(format!(
+            "Rebased from {} {} onto {} {} ({}) in {:.1}s, {} bytes copied: {}",
+            r.runtime, r.from_version, r.runtime, r.to_version, r.run_image, r.seconds, r.copied_bytes, r.image
+        )),
+        Err(refusal) => log.apprunner(format!("Cannot rebase: {refusal}.")),
+    }
+    Ok(out)
 }
 
 async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {

@@ -1,9 +1,10 @@
 //! Each command: read its arguments, call the library, print what a person needs.
 
-use super::{BuildArgs, RebuildFailedArgs, SettingsArgs, SubmitArgs, What, WorkerArgs};
+use super::{BuildArgs, RebaseArgs, RebuildFailedArgs, RollOutArgs, SettingsArgs, SubmitArgs, What, WorkerArgs};
 use crate::core::catalog::RuntimeCatalog;
-use crate::core::image_ref::split_tag;
+use crate::core::image_ref::{split_tag, ImageRef};
 use crate::core::request::{self, Revision, SourceLocation};
+use crate::edge::image;
 use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
@@ -11,8 +12,10 @@ use crate::pipeline::{self, ImageLookup};
 use crate::queue::amqp::Topology;
 use crate::queue::client::{self, FailedFilter};
 use crate::queue::job::{BuildJob, ImageTarget, JobStatus, Repository};
+use crate::queue::ledger::Ledger;
 use crate::queue::metrics::Metrics;
 use crate::queue::outcome::RetryPolicy;
+use crate::queue::rollout::{decide, rollout_job, Decision};
 use crate::queue::worker::{self, WorkerConfig};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -220,4 +223,158 @@ pub(super) async fn rebuild_failed(args: RebuildFailedArgs) -> Result<(), BuildE
         if dry_run { "match (dry run: nothing changed)" } else { "resubmitted" }
     );
     Ok(())
+}
+
+pub(super) async fn rebase(args: RebaseArgs) -> Result<(), BuildError> {
+    let settings = args.settings.settings()?;
+    let from = ImageRef::parse(&args.image)?;
+    let target = match &args.output {
+        Some(output) => ImageRef::parse(output)?,
+        None if from.tag.is_some() => ImageRef { digest: None, ..from.clone() },
+        None => {
+            return Err(BuildError::user(format!(
+                "{from} names no tag; give --output REGISTRY/REPOSITORY:TAG for the rebased image"
+            )))
+        }
+    };
+    if target.digest.is_some() || target.tag.is_none() {
+        return Err(BuildError::user(format!("--output {target} must be REGISTRY/REPOSITORY:TAG, without a digest")));
+    }
+    let operation_id = args.operation_id.unwrap_or_else(request::new_operation_id);
+    request::check_operation_id(&operation_id).map_err(BuildError::user)?;
+    let log = DeploymentLog::new(&operation_id, vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
+    let rebased = pipeline::rebase(&settings, &from, &args.to_version, &target, &operation_id, &log).await??;
+    println!("{}", rebased.image);
+    Ok(())
+}
+
+pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> {
+    let settings = args.settings.settings()?;
+    let catalog = RuntimeCatalog::builtin();
+    let rt = catalog.lookup(&args.runtime)?;
+    let to = args.to_version.trim().to_string();
+    if !rt.versions().contains(&to.as_str()) {
+        return Err(BuildError::user(format!(
+            "--to-version: {} has no version {}; its versions are {}",
+            rt.name,
+            crate::core::shown::cut(&to),
+            rt.versions().join(", ")
+        )));
+    }
+    let registry = settings.registry_client();
+    let ledger = Ledger::new(&registry, &settings.registry);
+    let mut jobs = Vec::new();
+    let mut tally = Tally::default();
+    let mut seen = Vec::new();
+    for record in ledger.services(&args.service).await? {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                println!("skipped: {e}");
+                tally.left += 1;
+                continue;
+            }
+        };
+        if !args.service.is_empty() && !args.service.contains(&record.service) {
+            continue;
+        }
+        seen.push(record.service.clone());
+        let name = &record.service;
+        let Some((_, image_labels)) = image::existing(&registry, &ImageRef::parse(&record.image)?).await? else {
+            println!("{name}: skipped, its image {} is no longer in the registry", record.image);
+            tally.left += 1;
+            continue;
+        };
+        let decision = decide(&record.image, &image_labels, catalog, &rt.name, &to);
+        let job = decision.moves().then(|| rollout_job(&record, &image_labels, &rt.name, &to));
+        let id = job.as_ref().map(|j| format!(" (job {})", j.job_id)).unwrap_or_default();
+        tally.count(&decision);
+        let named = !args.service.is_empty();
+        if let Some(line) = describe(&decision, &rt.name, &to, named) {
+            println!("{name}: {line}{id}");
+        }
+        jobs.extend(job);
+    }
+    for s in args.service.iter().filter(|s| !seen.contains(s)) {
+        println!("{s}: skipped, no record of it (workers record each service they build or roll out)");
+        tally.left += 1;
+    }
+    let summary = format!(
+        "roll-out of {} to {to}: {} to rebase, {} to rebuild, {} up to date, {} left as they are, {} on other runtimes",
+        rt.name, tally.rebase, tally.rebuild, tally.up_to_date, tally.left, tally.other
+    );
+    if args.dry_run || jobs.is_empty() {
+        println!("{summary}{}", if args.dry_run { " (dry run: nothing submitted)" } else { "" });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let topology = Topology::new(&args.queue.queue_prefix);
+    let print = |ev: &crate::queue::job::JobEvent| {
+        let how = if ev.rebased_from.is_some() { "rebased" } else { "built" };
+        match (&ev.error, &ev.image) {
+            (Some(e), _) => println!("{}: FAILED, {} error: {}", ev.service.name, e.class, e.message),
+            (None, image) => println!(
+                "{}: SUCCEEDED, {how} on {} {}: {}",
+                ev.service.name,
+                ev.runtime.as_deref().unwrap_or_default(),
+                ev.runtime_version.as_deref().unwrap_or_default(),
+                image.as_deref().unwrap_or_default()
+            ),
+        }
+    };
+    let wait = args.wait.then_some((Duration::from_secs(args.wait_timeout), &print as &(dyn Fn(&_) + Sync)));
+    let events = client::submit_all(&args.queue.amqp, &topology, &jobs, wait).await.map_err(BuildError::transient)?;
+    println!("{summary}; {} jobs submitted", jobs.len());
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed = events.iter().filter(|e| e.status == JobStatus::Failed).count();
+    if events.len() < jobs.len() {
+        eprintln!(
+            "error: {} of {} jobs sent no outcome within {}s",
+            jobs.len() - events.len(),
+            jobs.len(),
+            args.wait_timeout
+        );
+        return Ok(ExitCode::from(3));
+    }
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// How many services a roll-out found in each state.
+#[derive(Default)]
+struct Tally {
+    rebase: usize,
+    rebuild: usize,
+    up_to_date: usize,
+    left: usize,
+    other: usize,
+}
+
+impl Tally {
+    fn count(&mut self, d: &Decision) {
+        *match d {
+            Decision::Rebase { .. } => &mut self.rebase,
+            Decision::Rebuild { .. } => &mut self.rebuild,
+            Decision::UpToDate { .. } => &mut self.up_to_date,
+            Decision::Pinned { .. } | Decision::RebuildElsewhere { .. } => &mut self.left,
+            Decision::OtherRuntime(_) => &mut self.other,
+        } += 1;
+    }
+}
+
+/// What the roll-out says of one service; services on other runtimes only when named.
+fn describe(d: &Decision, runtime: &str, to: &str, named: bool) -> Option<String> {
+    Some(match d {
+        Decision::OtherRuntime(_) if !named => return None,
+        Decision::OtherRuntime(r) => format!("skipped, it is on runtime {}", if r.is_empty() { "(none)" } else { r }),
+        Decision::UpToDate { version } => format!("{runtime} {version}, up to date"),
+        Decision::Pinned { version, lock } => format!(
+            "{runtime} {version}, skipped: its configuration sets runtime-version {lock}, which {to} does not match"
+        ),
+        Decision::Rebase { version } => format!("{runtime} {version} -> {to}, rebase"),
+        Decision::Rebuild { version, why } => format!("{runtime} {version} -> {to}, rebuild: {why}"),
+        Decision::RebuildElsewhere { version, resolves, why } => {
+            format!("{runtime} {version}, skipped: it needs a rebuild ({why}), which would give {resolves}, not {to}")
+        }
+    })
 }

@@ -3,7 +3,7 @@
 
 mod commands;
 
-use commands::{build, plan, rebuild_failed, run_worker, runtimes, submit};
+use commands::{build, plan, rebase, rebuild_failed, roll_out, run_worker, runtimes, submit};
 
 use crate::core::image_ref::ImageRef;
 use crate::core::plan::StepNetwork;
@@ -57,6 +57,12 @@ enum Command {
     Submit(SubmitArgs),
     /// Resubmit failed jobs that match a filter.
     RebuildFailed(RebuildFailedArgs),
+    /// Move an image onto the run image of another version of its runtime, by registry
+    /// operations alone (a revised build without pre-run); prints image@sha256:… last.
+    Rebase(RebaseArgs),
+    /// Move every service on a runtime to a newer version: rebase what can be, rebuild the rest
+    /// (jobs through the queue); safe to stop and run again.
+    RollOut(RollOutArgs),
 }
 
 #[derive(Args)]
@@ -188,6 +194,10 @@ struct SettingsArgs {
     /// dependency manifests alone, so a code change does not reinstall every package).
     #[arg(long, env = "APPRUNNER_NO_WARM_STEPS")]
     no_warm_steps: bool,
+    /// Hold a runtime back, RUNTIME=VERSION (repeat, or comma-separated): builds without
+    /// runtime-version get the newest release not newer than VERSION.
+    #[arg(long = "hold-runtime", env = "APPRUNNER_HOLD_RUNTIMES", value_delimiter = ',')]
+    hold_runtimes: Vec<String>,
 }
 
 impl SettingsArgs {
@@ -218,7 +228,25 @@ impl SettingsArgs {
         if let Some(c) = credentials {
             registry_auth.insert(&self.registry, c);
         }
+        let catalog = crate::core::catalog::RuntimeCatalog::builtin();
+        let mut runtime_holds = std::collections::BTreeMap::new();
+        for hold in &self.hold_runtimes {
+            let bad =
+                |why: String| BuildError::user(format!("--hold-runtime `{}`: {why}", crate::core::shown::cut(hold)));
+            let (name, version) =
+                hold.split_once('=').ok_or_else(|| bad("expected RUNTIME=VERSION, e.g. python311=3.11.10".into()))?;
+            let rt = catalog.lookup(name).map_err(|e| bad(e.to_string()))?;
+            if !rt.versions().contains(&version.trim()) {
+                return Err(bad(format!(
+                    "{} has no version {version}; its versions are {}",
+                    rt.name,
+                    rt.versions().join(", ")
+                )));
+            }
+            runtime_holds.insert(rt.name.clone(), version.trim().to_string());
+        }
         Ok(Settings {
+            runtime_holds,
             buildkit,
             registry: self.registry.clone(),
             ca_bundle,
@@ -332,6 +360,52 @@ struct RebuildFailedArgs {
     dry_run: bool,
 }
 
+#[derive(Args)]
+struct RebaseArgs {
+    /// The image to move, REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
+    image: String,
+    /// The runtime version whose run image it moves onto.
+    #[arg(long)]
+    to_version: String,
+    /// Where the moved image goes, REGISTRY/REPOSITORY:TAG (default: IMAGE's own tag).
+    #[arg(long)]
+    output: Option<String>,
+    /// Operation id written on the image's index (default: a new random one).
+    #[arg(long)]
+    operation_id: Option<String>,
+    /// Print log lines without App Runner's time prefix.
+    #[arg(long)]
+    no_timestamps: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Args)]
+struct RollOutArgs {
+    /// The runtime whose services move (`python311`, `nodejs18`, …).
+    #[arg(long)]
+    runtime: String,
+    /// The version they move to.
+    #[arg(long)]
+    to_version: String,
+    /// Only these services (repeat the flag); default: every service the workers recorded.
+    #[arg(long)]
+    service: Vec<String>,
+    /// Say what would be done; submit nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait for each submitted job's outcome and print it (exit 1 if any failed).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: seconds to wait for all outcomes (exit 3 if some did not come).
+    #[arg(long, default_value_t = 3600)]
+    wait_timeout: u64,
+    #[command(flatten)]
+    queue: QueueArgs,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
 /// Parses the command line and runs the command. Exit codes: 0 done, 1 the build failed, 2 bad
 /// input, 3 a service failed.
 pub async fn main() -> ExitCode {
@@ -346,6 +420,11 @@ pub async fn main() -> ExitCode {
             Err(e) => (Err(e), 2),
         },
         Command::RebuildFailed(args) => (rebuild_failed(args).await, 2),
+        Command::Rebase(args) => (rebase(args).await, 2),
+        Command::RollOut(args) => match roll_out(args).await {
+            Ok(code) => return code,
+            Err(e) => (Err(e), 2),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

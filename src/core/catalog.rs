@@ -159,9 +159,27 @@ impl RuntimeCatalog {
 
     /// Resolves `runtime-version` (None: the newest release) to one release (SPEC.md §3.3).
     pub fn resolve(&self, rt: &Runtime, lock: Option<&str>) -> Result<ResolvedRuntime, CatalogError> {
-        let version = match lock {
-            None => rt.releases[0].version.clone(),
-            Some(lock) => self.resolve_lock(rt, lock.trim())?,
+        self.resolve_held(rt, lock, None)
+    }
+
+    /// As [`Self::resolve`], where the operator holds the runtime back at `hold`: without a
+    /// lock, the newest release not newer than it (a lock still names its own release).
+    pub fn resolve_held(
+        &self,
+        rt: &Runtime,
+        lock: Option<&str>,
+        hold: Option<&str>,
+    ) -> Result<ResolvedRuntime, CatalogError> {
+        let version = match (lock, hold) {
+            (None, None) => rt.releases[0].version.clone(),
+            (None, Some(hold)) => rt
+                .releases
+                .iter()
+                .find(|r| compare_versions(&r.version, hold) != std::cmp::Ordering::Greater)
+                .unwrap_or(&rt.releases[0])
+                .version
+                .clone(),
+            (Some(lock), _) => self.resolve_lock(rt, lock.trim())?,
         };
         let (build_image, run_image) = rt.images(&version);
         Ok(ResolvedRuntime {
@@ -235,6 +253,17 @@ impl Runtime {
     }
 }
 
+/// Whether `version` is one a configuration's `runtime-version: lock` accepts (A12: component
+/// by component, `3.11` accepts `3.11.14`).
+pub fn lock_accepts(lock: &str, version: &str) -> bool {
+    parse_components(lock.trim()).is_some_and(|parts| matches_prefix(version, &parts))
+}
+
+/// Orders two versions component by component, numerically (A14); an unreadable one first.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    parse_components(a).cmp(&parse_components(b))
+}
+
 /// `11.0.13.08` -> [11, 0, 13, 8]: components compare numerically (A14).
 fn parse_components(v: &str) -> Option<Vec<u64>> {
     if v.is_empty() {
@@ -303,6 +332,14 @@ mod tests {
     /// unpinned and prefix locks take the newest current row, exact guide versions still resolve.
     fn resolution_cases_of_the_guide() {
         assert_eq!(resolve("python3", None).unwrap(), "3.8.20");
+        let c = RuntimeCatalog::builtin();
+        let py = c.lookup("python311").unwrap();
+        assert_eq!(c.resolve_held(py, None, Some("3.11.10")).unwrap().version, "3.11.10");
+        assert_eq!(c.resolve_held(py, Some("3.11.12"), Some("3.11.10")).unwrap().version, "3.11.12");
+        assert!(lock_accepts("3.11", "3.11.14") && lock_accepts(" 3.11.14 ", "3.11.14"));
+        assert!(!lock_accepts("3.11.1", "3.11.14") && !lock_accepts("x", "3.11.14"));
+        assert_eq!(compare_versions("3.11.9", "3.11.14"), std::cmp::Ordering::Less);
+        assert_eq!(compare_versions("11.0.13.08.1", "11.0.13.8.1"), std::cmp::Ordering::Equal);
         assert_eq!(resolve("python3", Some("3.7")).unwrap(), "3.7.16");
         assert_eq!(resolve("python3", Some("3.8.5")).unwrap(), "3.8.5");
         assert_eq!(resolve("php81", Some("8.1")).unwrap(), "8.1.33");

@@ -11,6 +11,7 @@ pub mod log;
 pub mod plan;
 pub mod platform;
 pub mod progress;
+pub mod rebase;
 pub mod request;
 pub mod shown;
 pub mod warm;

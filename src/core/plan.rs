@@ -344,23 +344,35 @@ fn final_image(cfg: &AppConfig, input: &PlanInput) -> FinalImage {
     FinalImage {
         working_dir: APP_DIR.into(),
         cmd: vec!["/bin/sh".into(), "-c".into(), cfg.command.clone()],
-        env: merge_env(&input.run_image.env, run_over),
+        env: merge_env(&input.run_image.env, run_over.clone()),
         exposed_port: cfg.port,
-        labels: image_labels(cfg, input),
+        labels: image_labels(cfg, input, &run_over),
         created: input.created.clone(),
         deployment: BTreeMap::from([(labels::OPERATION_ID.to_string(), input.operation_id.clone())]),
     }
 }
 
 /// The run image's labels, without its own title and description, and ours over them.
-fn image_labels(cfg: &AppConfig, input: &PlanInput) -> BTreeMap<String, String> {
+fn image_labels(cfg: &AppConfig, input: &PlanInput, run_over: &[(String, String)]) -> BTreeMap<String, String> {
     let mut image_labels = input.run_image.labels.clone();
+    let mut run_env: Vec<&str> = Vec::new();
+    for (name, _) in run_over {
+        if !run_env.contains(&name.as_str()) {
+            run_env.push(name);
+        }
+    }
+    // Whether the image is the run image plus copied layers only (rebasable), or how many
+    // commands changed it.
+    let pre_run = (input.runtime.build_process == BuildProcess::Revised).then(|| cfg.pre_run.len().to_string());
     let ours = [
         (labels::RUNTIME, Some(input.runtime.name.clone())),
         (labels::RUNTIME_VERSION, Some(input.runtime.version.clone())),
         (labels::BUILD_PROCESS, Some(input.runtime.build_process.to_string())),
         (labels::SOURCE_DIRECTORY, Some(input.source_dir.clone())),
         (labels::CONFIGURATION_SOURCE, Some(cfg.source.as_str().to_string())),
+        (labels::PRE_RUN_COMMANDS, pre_run),
+        (labels::RUNTIME_VERSION_LOCK, cfg.runtime_version.as_ref().map(|v| v.trim().to_string())),
+        (labels::RUN_ENV, Some(run_env.join(","))),
         (labels::OCI_SOURCE, input.repository.clone()),
         (labels::OCI_REVISION, input.revision.clone()),
         (labels::OCI_BASE_NAME, Some(input.run_image.reference.clone())),

@@ -88,6 +88,30 @@ pub async fn push_content(registry: &Registry, host: &str, repo: &str, layer: &L
     Ok(ContentImage { pinned, uploaded: true, bytes })
 }
 
+/// Pushes `layer` as an image to `host/repo` under `tag` only (a record or a marker); returns
+/// its digest.
+pub async fn tag_content(registry: &Registry, host: &str, repo: &str, layer: &Layer, tag: &str) -> Result<String> {
+    let (config, manifest) = content_manifest(layer);
+    registry.put_blob(host, repo, &layer.gzip).await?;
+    registry.put_blob(host, repo, &config).await?;
+    Ok(registry.put_manifest(host, repo, tag, &manifest, DOCKER_MANIFEST).await?)
+}
+
+/// The file in the one-layer image at `host/repo:reference`, if there is one of at most `max`
+/// bytes.
+pub async fn content_file(
+    registry: &Registry,
+    host: &str,
+    repo: &str,
+    reference: &str,
+    max: u64,
+) -> Result<Option<Vec<u8>>> {
+    let Some(manifest) = registry.manifest(host, repo, reference).await? else { return Ok(None) };
+    let Some(layer) = manifest.json()?["layers"][0]["digest"].as_str().map(str::to_string) else { return Ok(None) };
+    let gzip = registry.blob(host, repo, &layer).await?;
+    Ok(super::source::unpack_file(&gzip, max))
+}
+
 /// The digest and the config of the image at `r`, if the registry has it. The digest is of what
 /// `r` names: an index (the image with its attestations) or a manifest; the config is of the
 /// image for this machine's platform; the index's annotations, if it is one.

@@ -3,5 +3,6 @@
 
 pub mod buildkit;
 pub mod image;
+pub mod rebase;
 pub mod registry;
 pub mod source;

@@ -281,7 +281,8 @@ impl Registry {
                     .map(|(_, v)| v.trim_matches('"').to_string())
             };
             let realm = param("realm").ok_or_else(|| RegistryError::NoRealm { host: host.to_string() })?;
-            let scopes = [scope.to_string()];
+            // A cross-repository mount asks for two scopes at once.
+            let scopes: Vec<String> = scope.split(' ').map(str::to_string).collect();
             let token = self.fetch_token(host, &realm, param("service").as_deref(), &scopes, &creds).await?.token;
             self.tokens.lock().unwrap_or_else(PoisonError::into_inner).push((scope.to_string(), token.clone()));
             build().bearer_auth(token)
@@ -368,6 +369,66 @@ impl Registry {
             .await?;
         Self::check(resp, &format!("uploading blob {digest} to {host}/{repo}")).await?;
         Ok(true)
+    }
+
+    /// Makes blob `digest` of `from` (on the same host) part of `repo` without sending it;
+    /// false when the registry would not mount it (it then expects an upload).
+    async fn mount_blob(&self, host: &str, repo: &str, digest: &str, from: &str) -> Result<bool> {
+        let url = self.url(host, &format!("{repo}/blobs/uploads/?mount={digest}&from={from}"));
+        let scope = format!("{} {}", Self::push_scope(repo), Self::pull_scope(from));
+        let resp = self.send(host, &scope, || self.http.post(&url).header("Content-Length", "0")).await?;
+        if resp.status() == reqwest::StatusCode::CREATED {
+            return Ok(true);
+        }
+        let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        Self::check(resp, &format!("mounting blob {digest} from {host}/{from} into {host}/{repo}")).await?;
+        // The registry opened an upload instead; it is abandoned, and the blob copied.
+        if let Some(location) = location {
+            let location = if location.starts_with("http") {
+                location
+            } else {
+                format!("{}://{host}{location}", self.scheme(host))
+            };
+            let _ = self.send(host, &Self::push_scope(repo), || self.http.delete(&location)).await;
+        }
+        Ok(false)
+    }
+
+    /// Makes blob `digest` of `from_host/from` part of `host/repo`: nothing if it is there,
+    /// a mount on the same host, a copy otherwise. Returns the bytes copied.
+    pub async fn carry_blob(&self, host: &str, repo: &str, digest: &str, from_host: &str, from: &str) -> Result<usize> {
+        if self.has_blob(host, repo, digest).await? {
+            return Ok(0);
+        }
+        if from_host == host && self.mount_blob(host, repo, digest, from).await? {
+            return Ok(0);
+        }
+        let bytes = self.blob(from_host, from, digest).await?;
+        self.put_blob(host, repo, &bytes).await?;
+        Ok(bytes.len())
+    }
+
+    /// Every tag of `repo` (none if the registry has no such repository).
+    pub async fn tags(&self, host: &str, repo: &str) -> Result<Vec<String>> {
+        let mut tags = Vec::new();
+        let mut next = Some(self.url(host, &format!("{repo}/tags/list?n=1000")));
+        while let Some(url) = next.take() {
+            let resp = self.send(host, &Self::pull_scope(repo), || self.http.get(&url)).await?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                break;
+            }
+            // `Link: </v2/…?last=…&n=…>; rel="next"` when there are more.
+            next = resp
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.split_once('<')?.1.split_once('>').map(|(u, _)| u.to_string()))
+                .map(|u| if u.starts_with("http") { u } else { format!("{}://{host}{u}", self.scheme(host)) });
+            let resp = Self::check(resp, &format!("listing the tags of {host}/{repo}")).await?;
+            let body: Value = resp.json().await.map_err(|e| Self::unreachable(host, &e))?;
+            tags.extend(body["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)));
+        }
+        Ok(tags)
     }
 
     /// Stores a manifest under `reference` (a tag or its digest); returns its digest.

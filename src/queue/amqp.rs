@@ -95,14 +95,7 @@ impl Topology {
 
     /// A private queue that sees one operation's log lines and status events, in publish order.
     pub async fn follow(&self, ch: &Channel, operation_id: &str) -> lapin::Result<String> {
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await?;
-        let name = q.name().to_string();
+        let name = private_queue(ch).await?;
         ch.queue_bind(
             name.clone().into(),
             self.logs().into(),
@@ -121,6 +114,12 @@ impl Topology {
         .await?;
         Ok(name)
     }
+}
+
+/// A queue of this channel's connection alone, named by the broker, gone with the connection.
+pub async fn private_queue(ch: &Channel) -> lapin::Result<String> {
+    let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+    Ok(ch.queue_declare("".into(), options, FieldTable::default()).await?.name().to_string())
 }
 
 pub async fn connect(uri: &str, name: &str) -> lapin::Result<Connection> {

@@ -21,11 +21,7 @@ pub async fn submit(
     job: &BuildJob,
     follow: Option<Follow<'_>>,
 ) -> Result<Option<JobEvent>, String> {
-    let conn = amqp::connect(uri, "apprunner-build-submit")
-        .await
-        .map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
-    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-    topology.declare(&ch).await.map_err(|e| format!("declaring the queues: {e}"))?;
+    let (conn, ch) = open(uri, "apprunner-build-submit", topology).await?;
     // Subscribe before publishing, so not one line is missed.
     let followed = match follow {
         Some(_) => {
@@ -44,14 +40,7 @@ pub async fn submit(
         None => None,
     };
     let publisher = Publisher::new(uri, "apprunner-build-submit-publisher");
-    let payload = serde_json::to_vec(job).map_err(|e| e.to_string())?;
-    publisher
-        .publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) })
-        .await?;
-    let queued = serde_json::to_vec(&JobEvent::new(job, JobStatus::Queued)).map_err(|e| e.to_string())?;
-    publisher
-        .publish(&Outgoing::new(&topology.events(), &Topology::event_key(&job.operation_id, "QUEUED"), &queued))
-        .await?;
+    publish_job(&publisher, topology, job).await?;
     publisher.close().await;
     let (Some((print, wait)), Some(mut consumer)) = (follow, followed) else {
         let _ = conn.close(200, "submitted".into()).await;
@@ -83,6 +72,82 @@ pub async fn submit(
         }
     }
     Err("the broker closed the log stream before the build ended".into())
+}
+
+/// A connection named `name` and a channel on it, the topology declared.
+async fn open(uri: &str, name: &str, topology: &Topology) -> Result<(lapin::Connection, lapin::Channel), String> {
+    let conn = amqp::connect(uri, name).await.map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    topology.declare(&ch).await.map_err(|e| format!("declaring the queues: {e}"))?;
+    Ok((conn, ch))
+}
+
+/// Publishes `job` and its QUEUED event, each confirmed.
+async fn publish_job(publisher: &Publisher, topology: &Topology, job: &BuildJob) -> Result<(), String> {
+    let payload = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+    publisher
+        .publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) })
+        .await?;
+    let queued = serde_json::to_vec(&JobEvent::new(job, JobStatus::Queued)).map_err(|e| e.to_string())?;
+    publisher
+        .publish(&Outgoing::new(&topology.events(), &Topology::event_key(&job.operation_id, "QUEUED"), &queued))
+        .await
+}
+
+/// How `submit_all` waits: how long, and what it calls with each outcome.
+pub type Outcomes<'a> = (Duration, &'a (dyn Fn(&JobEvent) + Sync));
+
+/// Publishes `jobs`. With `wait`, then gathers their terminal events (each job's first), calling
+/// `each` as they come, until all are in or `wait` has passed; returns those that came.
+pub async fn submit_all(
+    uri: &str,
+    topology: &Topology,
+    jobs: &[BuildJob],
+    wait: Option<Outcomes<'_>>,
+) -> Result<Vec<JobEvent>, String> {
+    let (conn, ch) = open(uri, "apprunner-build-roll-out", topology).await?;
+    // Bound before publishing, so no outcome is missed.
+    let mut consumer = None;
+    if wait.is_some() {
+        let q = amqp::private_queue(&ch).await.map_err(|e| e.to_string())?;
+        for job in jobs {
+            for status in ["SUCCEEDED", "FAILED"] {
+                let key = Topology::event_key(&job.operation_id, status);
+                ch.queue_bind(
+                    q.clone().into(),
+                    topology.events().into(),
+                    key.into(),
+                    lapin::options::QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
+        consumer = Some(
+            ch.basic_consume(q.into(), "".into(), no_ack, FieldTable::default()).await.map_err(|e| e.to_string())?,
+        );
+    }
+    let publisher = Publisher::new(uri, "apprunner-build-roll-out-publisher");
+    for job in jobs {
+        publish_job(&publisher, topology, job).await?;
+    }
+    publisher.close().await;
+    let mut events: Vec<JobEvent> = Vec::new();
+    if let (Some((wait, each)), Some(mut consumer)) = (wait, consumer) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while events.len() < jobs.len() {
+            let Ok(Some(Ok(delivery))) = tokio::time::timeout_at(deadline, consumer.next()).await else { break };
+            let Ok(ev) = serde_json::from_slice::<JobEvent>(&delivery.data) else { continue };
+            if !events.iter().any(|e| e.operation_id == ev.operation_id) {
+                each(&ev);
+                events.push(ev);
+            }
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(events)
 }
 
 /// Which failed jobs to resubmit.
@@ -126,11 +191,7 @@ pub async fn rebuild_failed(
     filter: &FailedFilter,
     dry_run: bool,
 ) -> Result<Vec<Rebuilt>, String> {
-    let conn = amqp::connect(uri, "apprunner-build-rebuild-failed")
-        .await
-        .map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
-    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-    topology.declare(&ch).await.map_err(|e| format!("declaring the queues: {e}"))?;
+    let (conn, ch) = open(uri, "apprunner-build-rebuild-failed", topology).await?;
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     let total = ch
         .queue_declare(topology.failed().into(), passive, FieldTable::default())

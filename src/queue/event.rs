@@ -6,6 +6,7 @@ use crate::core::catalog::BuildProcess;
 pub use crate::core::log::rfc3339;
 use crate::core::request::{BuildResult, PhaseTimings, RunConfiguration, StageTiming};
 use crate::core::shown::redact_userinfo;
+use crate::edge::rebase::Rebased;
 use crate::error::{BuildError, Classified, ErrorClass};
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,9 @@ pub struct JobEvent {
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<FailureInfo>,
+    /// A roll-out that rebased instead of building: the image it moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebased_from: Option<String>,
 }
 
 /// App Runner's operation status and message for a job's status (the guide's `EventBridge`
@@ -133,6 +137,7 @@ impl JobEvent {
             run_configuration: None,
             warnings: Vec::new(),
             error: None,
+            rebased_from: None,
         }
     }
 
@@ -147,6 +152,18 @@ impl JobEvent {
         e.phases = Some(r.phases);
         e.run_configuration = Some(r.run_configuration());
         e.warnings.clone_from(&r.warnings);
+        e
+    }
+
+    /// SUCCEEDED for a roll-out that moved the service's image onto another run image.
+    pub fn rebased(job: &BuildJob, r: &Rebased) -> Self {
+        let mut e = Self::new(job, JobStatus::Succeeded);
+        e.image = Some(r.image.clone());
+        e.runtime = Some(r.runtime.clone());
+        e.runtime_version = Some(r.to_version.clone());
+        e.build_process = Some(BuildProcess::Revised);
+        e.commit.clone_from(&r.commit);
+        e.rebased_from = job.rollout.as_ref().map(|r| r.from_image.clone());
         e
     }
 

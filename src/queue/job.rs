@@ -67,6 +67,16 @@ pub struct ImageTarget {
     pub tag: Option<String>,
 }
 
+/// A runtime roll-out's part of a job (`roll-out`): move the service to `runtime` `to_version`
+/// by rebasing its current image `from_image` when that image allows it, by building otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub runtime: String,
+    pub to_version: String,
+    /// `registry/repository@sha256:…`, in the job's image repository.
+    pub from_image: String,
+}
+
 /// A build job (JSON). Unknown fields are ignored, so producers can add their own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildJob {
@@ -83,6 +93,8 @@ pub struct BuildJob {
     /// `SERVICE_CREATE`, `SERVICE_UPDATE` or `SERVICE_DEPLOY` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 /// A message that is not a job this worker can run, and why.
@@ -142,6 +154,20 @@ impl BuildJob {
                 .map_err(|_| format!("deadline `{d}` is not an RFC 3339 time such as 2026-11-25T12:00:00Z"))?;
         }
         job.target().map_err(|e| format!("image: {e}"))?;
+        if let Some(r) = &job.rollout {
+            let ours =
+                ImageRef::parse(&r.from_image).is_ok_and(|f| f.digest.is_some() && f.name() == job.image.repository);
+            if !ours {
+                return Err(format!(
+                    "rollout.from_image `{}` must be an image of the job's repository by digest, {}@sha256:…",
+                    cut(&r.from_image),
+                    cut(&job.image.repository)
+                ));
+            }
+            if r.to_version.is_empty() || r.to_version.len() > 64 || r.runtime.is_empty() || r.runtime.len() > 64 {
+                return Err("rollout.runtime and rollout.to_version must be 1-64 characters".into());
+            }
+        }
         Ok(job)
     }
 
@@ -210,6 +236,7 @@ impl BuildJob {
             image,
             deadline,
             trigger: Some("SERVICE_DEPLOY".into()),
+            rollout: None,
         }
     }
 

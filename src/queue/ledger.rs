@@ -2,11 +2,15 @@
 //! its operation id) and whether its success was reported (a marker tag). A redelivered job is
 //! recognised from these, so it is neither built nor reported twice.
 
+use crate::core::digest::sha256_digest;
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
 use crate::edge::image;
 use crate::edge::registry::Registry;
 use crate::edge::source::pack_file;
+use crate::error::BuildError;
+use crate::queue::job::{now_rfc3339, BuildJob};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Where markers say "this operation's success was published".
@@ -54,15 +58,70 @@ impl<'r> Ledger<'r> {
     pub async fn mark_reported(&self, operation_id: &str, job_id: &str) {
         let marker = self.marker(operation_id);
         let Ok(layer) = pack_file("job", job_id.as_bytes(), 0o644) else { return };
-        let Ok(content) = image::push_content(self.registry, &marker.registry, &marker.repository, &layer).await else {
-            return;
+        let _ =
+            image::tag_content(self.registry, &marker.registry, &marker.repository, &layer, &marker.reference()).await;
+    }
+
+    /// Records `image` as the service's current image, made by `job` (kept without credentials
+    /// and without its roll-out part, so a roll-out can rebuild it).
+    pub async fn record_service(&self, job: &BuildJob, image: &str) -> Result<(), String> {
+        let mut kept = job.without_credentials();
+        kept.rollout = None;
+        let record =
+            ServiceRecord { service: job.service.name.clone(), image: image.to_string(), job: kept, at: now_rfc3339() };
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
+        let layer = pack_file("service.json", &json, 0o644).map_err(|e| e.to_string())?;
+        let tag = service_tag(&record.service);
+        image::tag_content(self.registry, &self.host, SERVICES_REPOSITORY, &layer, &tag)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The records of `only` these services (every service's when empty), read a few at a
+    /// time; a record that cannot be read is named. A service without a record is left out.
+    pub async fn services(&self, only: &[String]) -> Result<Vec<Result<ServiceRecord, String>>, BuildError> {
+        use futures_util::stream::{self, StreamExt};
+        let all = self.registry.tags(&self.host, SERVICES_REPOSITORY).await?;
+        let tags: Vec<String> = if only.is_empty() {
+            all
+        } else {
+            only.iter().map(|s| service_tag(s)).filter(|t| all.contains(t)).collect()
         };
-        let digest = content.pinned.rsplit('@').next().unwrap_or_default().to_string();
-        if let Ok(Some(m)) = self.registry.manifest(&marker.registry, &marker.repository, &digest).await {
-            let _ = self
-                .registry
-                .put_manifest(&marker.registry, &marker.repository, &marker.reference(), &m.bytes, &m.media_type)
-                .await;
-        }
+        let read = |tag: String| async move {
+            let bytes = image::content_file(self.registry, &self.host, SERVICES_REPOSITORY, &tag, MAX_RECORD_BYTES)
+                .await
+                .map_err(|e| format!("service record {tag}: {e}"))?
+                .ok_or_else(|| format!("service record {tag}: not a record"))?;
+            serde_json::from_slice::<ServiceRecord>(&bytes).map_err(|e| format!("service record {tag}: {e}"))
+        };
+        Ok(stream::iter(tags).map(read).buffered(16).collect().await)
+    }
+}
+
+/// Where each service's record lives: one tag per service.
+pub const SERVICES_REPOSITORY: &str = "apprunner-build/services";
+const MAX_RECORD_BYTES: u64 = 1024 * 1024;
+
+/// A service's current image and the job that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub service: String,
+    /// `registry/repository@sha256:…`
+    pub image: String,
+    pub job: BuildJob,
+    /// RFC 3339
+    pub at: String,
+}
+
+/// The service's name when it is a valid tag, else a digest of it.
+fn service_tag(name: &str) -> String {
+    let valid = name.len() <= 128
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if valid {
+        name.to_string()
+    } else {
+        sha256_digest(name.as_bytes()).replace(':', "-")[..47].to_string()
     }
 }

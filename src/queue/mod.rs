@@ -1,6 +1,7 @@
 //! The queue: the message formats (`job`), `RabbitMQ` topology and confirmed publishing (`amqp`),
 //! the worker loop (`worker`) with its pure decisions (`outcome`) and the registry's record of
-//! what was built and reported (`ledger`), the clients (`client`), and the metrics.
+//! what was built and reported and of each service's image (`ledger`), the clients (`client`),
+//! what a runtime roll-out does with each service (`rollout`, pure), and the metrics.
 
 pub mod amqp;
 pub mod client;
@@ -10,4 +11,5 @@ pub mod lease;
 pub mod ledger;
 pub mod metrics;
 pub mod outcome;
+pub mod rollout;
 pub mod worker;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 /// What to publish for a finished build.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub enum Action<T = BuildResult> {
     /// Publish SUCCEEDED (once per operation) and ack.
-    Succeed(BuildResult),
+    Succeed(T),
     /// Send the job to wait `delay`, then come back as attempt `next_attempt`; ack this one.
     Retry { next_attempt: u32, delay: Duration, error: BuildError },
     /// Publish FAILED and a failed-jobs entry; ack.
@@ -32,7 +32,7 @@ impl RetryPolicy {
     }
 
     /// A transient fault is retried while attempts are left; everything else is final.
-    pub fn decide(&self, result: Result<BuildResult, BuildError>, attempt: u32) -> Action {
+    pub fn decide<T>(&self, result: Result<T, BuildError>, attempt: u32) -> Action<T> {
         match result {
             Ok(r) => Action::Succeed(r),
             Err(error) if error.class == ErrorClass::Transient && attempt < self.max_attempts => {
@@ -82,20 +82,20 @@ mod tests {
     fn transient_faults_retry_with_backoff_until_attempts_run_out() {
         let e = BuildError::transient("BuildKit unavailable");
         assert_eq!(
-            POLICY.decide(Err(e.clone()), 1),
+            POLICY.decide::<BuildResult>(Err(e.clone()), 1),
             Action::Retry { next_attempt: 2, delay: Duration::from_secs(10), error: e.clone() }
         );
         assert_eq!(
-            POLICY.decide(Err(e.clone()), 2),
+            POLICY.decide::<BuildResult>(Err(e.clone()), 2),
             Action::Retry { next_attempt: 3, delay: Duration::from_secs(20), error: e.clone() }
         );
-        assert_eq!(POLICY.decide(Err(e.clone()), 3), Action::Fail(e));
+        assert_eq!(POLICY.decide::<BuildResult>(Err(e.clone()), 3), Action::Fail(e));
     }
 
     #[test]
     fn the_users_mistakes_and_our_bugs_fail_at_once() {
         for e in [BuildError::user("bad yaml"), BuildError::internal("bug")] {
-            assert_eq!(POLICY.decide(Err(e.clone()), 1), Action::Fail(e));
+            assert_eq!(POLICY.decide::<BuildResult>(Err(e.clone()), 1), Action::Fail(e));
         }
     }
 

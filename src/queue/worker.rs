@@ -313,6 +313,7 @@ async fn run_leased(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, lease: &
                 return Ok(JobOutcome::Duplicate);
             }
             still_held().await?;
+            record_service(&ledger, job, &target.with_digest(&built.digest)).await;
             publish_event(shared, &already_built(job, &target, &built).by(worker, None)).await?;
             ledger.mark_reported(&job.operation_id, &job.job_id).await;
             return Ok(JobOutcome::Succeeded);
@@ -339,18 +340,26 @@ async fn run_leased(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, lease: &
 
     still_held().await?;
     match action {
-        Action::Succeed(result) => {
+        Action::Succeed(finished) => {
             // The same job may have been redelivered and finished elsewhere meanwhile (this
             // worker's connection dropped mid-build): report a success once.
             if ledger.reported(&job.operation_id).await {
                 return Ok(JobOutcome::Duplicate);
             }
             let reporting = Instant::now();
-            publish_event(shared, &JobEvent::succeeded(job, &result).by(worker, Some(attempt))).await?;
+            let (event, image) = match &finished {
+                Finished::Built(r) => (JobEvent::succeeded(job, r), r.image.clone()),
+                Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.clone()),
+            };
+            // Recorded before it is reported: whoever sees the success finds the record.
+            record_service(&ledger, job, &image).await;
+            publish_event(shared, &event.by(worker, Some(attempt))).await?;
             ledger.mark_reported(&job.operation_id, &job.job_id).await;
-            let p = result.phases;
-            for (phase, secs) in [("fetch", p.fetch), ("plan", p.plan), ("solve", p.solve), ("export", p.export)] {
-                shared.metrics.phase_seconds(phase, secs);
+            if let Finished::Built(result) = &finished {
+                let p = result.phases;
+                for (phase, secs) in [("fetch", p.fetch), ("plan", p.plan), ("solve", p.solve), ("export", p.export)] {
+                    shared.metrics.phase_seconds(phase, secs);
+                }
             }
             shared.metrics.phase_seconds("report", reporting.elapsed().as_secs_f64());
             Ok(JobOutcome::Succeeded)
@@ -371,12 +380,23 @@ async fn run_leased(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, lease: &
     }
 }
 
-/// Runs the job's build within its deadline, which bounds the build's time limit.
-async fn build(
-    settings: &Settings,
-    job: &BuildJob,
-    log: &DeploymentLog,
-) -> Result<crate::core::request::BuildResult, BuildError> {
+/// Keeps the service's record (its current image and the job that made it) for roll-outs.
+/// Best effort: a roll-out without it does not see the service, which it says.
+async fn record_service(ledger: &Ledger<'_>, job: &BuildJob, image: &str) {
+    if let Err(e) = ledger.record_service(job, image).await {
+        tracing::warn!("job {}: could not record service {}'s image ({e})", job.job_id, job.service.name);
+    }
+}
+
+/// What a job ended with: an image built, or (a roll-out) the service's image rebased.
+enum Finished {
+    Built(crate::core::request::BuildResult),
+    Rebased(crate::edge::rebase::Rebased),
+}
+
+/// Runs the job's build within its deadline, which bounds the build's time limit. A roll-out
+/// job rebases the service's image when it can, and builds it otherwise.
+async fn build(settings: &Settings, job: &BuildJob, log: &DeploymentLog) -> Result<Finished, BuildError> {
     let mut settings = settings.clone();
     if let Some(d) = job.deadline() {
         let now = time::OffsetDateTime::now_utc();
@@ -386,7 +406,18 @@ async fn build(
         }
         settings.timeout = settings.timeout.min((d - now).unsigned_abs());
     }
-    pipeline::run(&settings, &job.request()?, log).await
+    if let Some(rollout) = &job.rollout {
+        log.apprunner(format!(
+            "Runtime roll-out of service {} to {} {}.",
+            job.service.name, rollout.runtime, rollout.to_version
+        ));
+        let from = crate::core::image_ref::ImageRef::parse(&rollout.from_image)?;
+        match pipeline::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
+            Ok(rebased) => return Ok(Finished::Rebased(rebased)),
+            Err(_) => log.apprunner("Building the service again instead."),
+        }
+    }
+    pipeline::run(&settings, &job.request()?, log).await.map(Finished::Built)
 }
 
 /// The SUCCEEDED event of an operation whose image is already at its target.

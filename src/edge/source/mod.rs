@@ -9,7 +9,7 @@ pub use clones::sweep_stale_clones;
 use clones::{new_clone, Clone};
 pub use files::{manifest_files, platform_facts, read_confined, MAX_PACKAGE_JSON_BYTES};
 
-pub use pack::{pack_dir, pack_file, Layer, PackLimits};
+pub use pack::{pack_dir, pack_file, unpack_file, Layer, PackLimits};
 
 use crate::core::request::{Revision, SourceLocation};
 use crate::error::{one_line, Classified, ErrorClass};

@@ -137,6 +137,20 @@ fn finish_layer(tar: tar::Builder<HashingWriter<GzEncoder<Vec<u8>>>>, files: usi
 }
 
 /// A layer holding one file at `/name`.
+/// The contents of the one file a layer made by [`pack_file`] holds, if it is one and holds at
+/// most `max` bytes (the layer is read back from a registry: bounded, never trusted).
+pub fn unpack_file(gzip: &[u8], max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gzip));
+    let mut entry = archive.entries().ok()?.next()?.ok()?;
+    if entry.header().entry_type() != tar::EntryType::Regular || entry.size() > max {
+        return None;
+    }
+    let mut out = Vec::new();
+    entry.by_ref().take(max).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
 pub fn pack_file(name: &str, contents: &[u8], mode: u32) -> Result<Layer, SourceError> {
     let io = |e: std::io::Error| SourceError::Io(format!("packing {name}: {e}"));
     let mut tar = new_layer_writer();

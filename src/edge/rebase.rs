@@ -1,0 +1,231 @@
+//! `rebase` at the registry: reads the image, its provenance and both run images, writes the
+//! moved image beside it. Registry operations only: the new run image's layers are mounted
+//! into the image's repository (copied only across hosts), nothing is built or pulled whole.
+
+use crate::core::catalog::RuntimeCatalog;
+use crate::core::digest::sha256_digest;
+use crate::core::image_ref::ImageRef;
+use crate::core::labels;
+use crate::core::rebase::{self, ImageParts, Refusal, RunImage, OCI_INDEX};
+use crate::edge::buildkit::export::oci_architecture;
+use crate::edge::image::ImageError;
+use crate::edge::registry::{Manifest, Registry, RegistryError};
+use crate::error::BuildError;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What one rebase did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebased {
+    /// `registry/repo@sha256:…` of the new image (its index).
+    pub image: String,
+    pub runtime: String,
+    pub from_version: String,
+    pub to_version: String,
+    /// The run image it now sits on.
+    pub run_image: String,
+    /// The image was on `to_version` already: the target now names it, nothing else changed.
+    pub unchanged: bool,
+    /// Bytes sent to the registry (0 when every layer was mounted).
+    pub copied_bytes: usize,
+    pub seconds: f64,
+    pub commit: Option<String>,
+}
+
+/// An image as stored: the top manifest (an index or the image), the image manifest for this
+/// platform, its config, and the provenance statement if the index carries one.
+struct Stored {
+    top: Manifest,
+    image: Manifest,
+    parts: ImageParts,
+    platform: Value,
+    provenance: Option<Value>,
+}
+
+fn malformed(what: String) -> BuildError {
+    RegistryError::Malformed(what).into()
+}
+
+fn json_of(bytes: &[u8], what: &str) -> Result<Value, BuildError> {
+    serde_json::from_slice(bytes).map_err(|e| malformed(format!("{what} is not JSON: {e}")))
+}
+
+async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Result<Option<Stored>, BuildError> {
+    let (host, repo) = (r.registry.as_str(), r.repository.as_str());
+    let Some(top) = registry.manifest(host, repo, &r.reference()).await? else { return Ok(None) };
+    let (image, index) = if top.is_index() {
+        let digest = top.platform_manifest("linux", oci_architecture())?;
+        let missing = || malformed(format!("{what} {r}: its index names {digest}, which the registry lacks"));
+        (registry.manifest(host, repo, &digest).await?.ok_or_else(missing)?, Some(top.json()?))
+    } else {
+        (top.clone(), None)
+    };
+    let manifest = image.json()?;
+    let config = json_of(&registry.blob(host, repo, &image.config_digest()?).await?, &format!("config of {r}"))?;
+    let platform = index
+        .as_ref()
+        .and_then(|i| i["manifests"].as_array()?.iter().find(|m| m["digest"] == image.digest.as_str()).cloned())
+        .map_or_else(|| json!({"architecture": config["architecture"], "os": config["os"]}), |m| m["platform"].clone());
+    let mut provenance = None;
+    if let Some(att) = index.as_ref().and_then(|i| rebase::attestation_of(i, &image.digest)) {
+        if let Some(m) = registry.manifest(host, repo, &att).await? {
+            if let Some(layer) = m.json()?["layers"][0]["digest"].as_str() {
+                provenance = Some(json_of(&registry.blob(host, repo, layer).await?, "provenance statement")?);
+            }
+        }
+    }
+    Ok(Some(Stored { top, image, parts: ImageParts { manifest, config }, platform, provenance }))
+}
+
+fn labels_of(config: &Value) -> BTreeMap<String, String> {
+    config["config"]["Labels"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+/// Moves the image at `from` onto the run image of `to_version` of its runtime (from the
+/// runtime registry `runtime_host`), writing it to `target` (its tag, or by digest), with the
+/// per-deployment annotations `deployment` on its index. The inner error: the image may not
+/// move (the caller rebuilds it, or tells the user to); the outer: the registry failed.
+pub async fn rebase(
+    registry: &Registry,
+    runtime_host: &str,
+    catalog: &RuntimeCatalog,
+    from: &ImageRef,
+    to_version: &str,
+    target: &ImageRef,
+    deployment: &BTreeMap<String, String>,
+) -> Result<Result<Rebased, Refusal>, BuildError> {
+    let began = Instant::now();
+    let shown = from.to_string();
+    let old = read(registry, from, "image")
+        .await?
+        .ok_or_else(|| BuildError::user(format!("there is no image {shown} to rebase; give REGISTRY/REPOSITORY:TAG or @sha256:DIGEST of an image apprunner-build built")))?;
+    let old_labels = labels_of(&old.parts.config);
+    let movable = match rebase::check(&shown, &old_labels, catalog, to_version) {
+        Ok(m) => m,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let commit = old_labels.get(labels::OCI_REVISION).cloned();
+    let tag_or = |digest: &str| target.tag.clone().unwrap_or_else(|| digest.to_string());
+    let (host, repo) = (target.registry.as_str(), target.repository.as_str());
+
+    let mut done = Rebased {
+        image: String::new(),
+        runtime: movable.runtime.clone(),
+        from_version: movable.from_version.clone(),
+        to_version: to_version.to_string(),
+        run_image: movable.base_name.clone(),
+        unchanged: false,
+        copied_bytes: 0,
+        seconds: 0.0,
+        commit,
+    };
+    if movable.from_version == to_version {
+        // Already there: the target names the same image.
+        if target.name() != from.name() {
+            return Err(BuildError::user(format!(
+                "{shown} is on {} {to_version} already, and a rebase writes within its own repository only; give a target in {}",
+                movable.runtime,
+                from.name()
+            )));
+        }
+        registry.put_manifest(host, repo, &tag_or(&old.top.digest), &old.top.bytes, &old.top.media_type).await?;
+        done.image = target.with_digest(&old.top.digest);
+        done.unchanged = true;
+        done.seconds = began.elapsed().as_secs_f64();
+        return Ok(Ok(done));
+    }
+
+    let base_ref = ImageRef::parse(&movable.base_name)?;
+    let base_at = ImageRef { digest: Some(movable.base_digest.clone()), ..base_ref };
+    let Some(old_run) = read(registry, &base_at, "run image").await? else {
+        return Ok(Err(Refusal::BaseMissing {
+            image: shown,
+            base: format!("{}@{}", movable.base_name, movable.base_digest),
+        }));
+    };
+    let rt = catalog.runtimes().iter().find(|r| r.name == movable.runtime).expect("check found the runtime");
+    let run_name = format!("{runtime_host}/{}", rt.images(to_version).1);
+    let run_ref = ImageRef::parse(&run_name)?;
+    let new_run = read(registry, &run_ref, "run image").await?.ok_or_else(|| ImageError::MissingRuntimeImage {
+        what: "run image".into(),
+        reference: run_name.clone(),
+        registry: runtime_host.to_string(),
+    })?;
+    let new_run = RunImage { reference: run_ref.to_string(), digest: new_run.top.digest.clone(), parts: new_run.parts };
+
+    let moved = match rebase::rebase_image(
+        &shown,
+        &old.parts,
+        &old.image.digest,
+        &movable,
+        &old_run.parts,
+        &new_run,
+        to_version,
+    ) {
+        Ok(m) => m,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let subject = rebase::purl(&target.to_string(), None);
+    let statement = rebase::rebased_provenance(
+        old.provenance.as_ref(),
+        &subject,
+        &moved,
+        &old.image.digest,
+        &movable,
+        &new_run,
+        to_version,
+    );
+    let attestation = rebase::attestation(&statement);
+    let old_index = if old.top.is_index() { Some(old.top.json()?) } else { None };
+    let index = rebase::rebased_index(old_index.as_ref(), &old.platform, &moved, &attestation, deployment);
+
+    let written =
+        Written { moved: &moved, media_type: &old.image.media_type, attestation: &attestation, index: &index };
+    let (index_digest, copied) =
+        write(registry, target, &written, [(&run_ref, &moved.run_layers), (from, &moved.app_layers)]).await?;
+    done.copied_bytes = copied;
+    done.image = target.with_digest(&index_digest);
+    done.run_image = new_run.reference;
+    done.seconds = began.elapsed().as_secs_f64();
+    Ok(Ok(done))
+}
+
+/// What a rebase writes at the target.
+struct Written<'a> {
+    moved: &'a rebase::RebasedImage,
+    /// The image manifest's media type (the old one's).
+    media_type: &'a str,
+    attestation: &'a rebase::Attestation,
+    index: &'a [u8],
+}
+
+/// Writes the moved image to `target`: the layers first (from the repositories that hold them),
+/// then the blobs and manifests that name them, the index last. Returns the index's digest and
+/// the bytes copied.
+async fn write(
+    registry: &Registry,
+    target: &ImageRef,
+    w: &Written<'_>,
+    layers: [(&ImageRef, &Vec<String>); 2],
+) -> Result<(String, usize), BuildError> {
+    let (host, repo) = (target.registry.as_str(), target.repository.as_str());
+    let carried = layers
+        .iter()
+        .flat_map(|(from, digests)| digests.iter().map(move |d| (*from, d)))
+        .map(|(from, d)| registry.carry_blob(host, repo, d, &from.registry, &from.repository));
+    let copied = futures_util::future::try_join_all(carried).await?.iter().sum();
+    registry.put_blob(host, repo, &w.moved.config).await?;
+    registry.put_manifest(host, repo, &w.moved.manifest_digest, &w.moved.manifest, w.media_type).await?;
+    registry.put_blob(host, repo, &w.attestation.statement).await?;
+    registry.put_blob(host, repo, &w.attestation.config).await?;
+    let attestation_digest = sha256_digest(&w.attestation.manifest);
+    registry.put_manifest(host, repo, &attestation_digest, &w.attestation.manifest, rebase::OCI_MANIFEST).await?;
+    let index_digest = sha256_digest(w.index);
+    let reference = target.tag.clone().unwrap_or_else(|| index_digest.clone());
+    registry.put_manifest(host, repo, &reference, w.index, OCI_INDEX).await?;
+    Ok((index_digest, copied))
+}
