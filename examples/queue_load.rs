@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+fn brokers() -> queue::Brokers {
+    queue::Brokers::parse(AMQP).unwrap()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -76,9 +80,8 @@ async fn main() {
 
     let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let topology = Topology::new(&prefix);
-    let conn = queue::connect(AMQP, "bench").await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    topology.declare(&ch).await.unwrap();
+    let conn = brokers().connect("bench").await.unwrap();
+    let (ch, _) = topology.declare(&conn).await.unwrap();
     let q = ch
         .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
         .await
@@ -158,7 +161,7 @@ async fn main() {
         })
         .collect();
     for j in &all {
-        apprunner_build::queue::client::submit(AMQP, &topology, j, None).await.unwrap();
+        apprunner_build::queue::client::submit(&brokers(), &topology, j, None).await.unwrap();
     }
     let mut peak = idle.clone();
     let (mut ok, mut failed) = (0, 0);

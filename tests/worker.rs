@@ -4,204 +4,26 @@
 #![allow(clippy::unwrap_used, clippy::format_push_string)]
 
 mod common;
-use apprunner_build::core::config::ConfigSource;
-use apprunner_build::queue::amqp::{self as queue, Outgoing, Publisher, Topology};
+use apprunner_build::queue::amqp::{Outgoing, Publisher, Topology};
 use apprunner_build::queue::job::*;
+use common::queue::*;
 use common::*;
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const BIN: &str = env!("CARGO_BIN_EXE_apprunner-build");
-
-struct Worker {
-    child: Child,
-}
-
-impl Worker {
-    fn start(prefix: &str, id: &str, args: &[&str]) -> Self {
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
-        let child = Command::new(BIN)
-            .args([
-                "worker",
-                "--queue-prefix",
-                prefix,
-                "--worker-id",
-                id,
-                "--metrics-addr",
-                "off",
-                "--retry-delay",
-                "1",
-            ])
-            .args(args)
-            .env("APPRUNNER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Self { child }
-    }
-    fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn prefix() -> String {
-    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-/// Deletes a test's queues and exchanges when it ends (on success or failure), so the broker
-/// does not collect them run after run.
-struct Cleanup(Topology);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let t = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let Ok(conn) = queue::connect(AMQP, "test-cleanup").await else { return };
-                let Ok(ch) = conn.create_channel().await else { return };
-                let mut queues = vec![t.jobs(), t.failed()];
-                queues.extend((0..10).map(|k| t.retry(Duration::from_millis(1000 << k))));
-                for q in queues {
-                    let _ = ch.queue_delete(q.into(), Default::default()).await;
-                }
-                for x in [t.events(), t.logs()] {
-                    let _ = ch.exchange_delete(x.into(), Default::default()).await;
-                }
-                let _ = conn.close(200, "cleaned".into()).await;
-            });
-        })
-        .join();
-    }
-}
-
-/// A git repository of a small Python app whose build runs `build_cmd`.
-fn repo(build_cmd: &str) -> (tempfile::TempDir, String) {
-    let yaml = format!(
-        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - \"{}\"\nrun:\n  command: python -m http.server 8080\n",
-        build_cmd.replace('"', "\\\"")
-    );
-    let dir = app(&[("apprunner.yaml", &yaml), ("index.html", "hi\n")]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "app"]);
-    let url = format!("file://{}", dir.path().display());
-    (dir, url)
-}
-
-fn job(url: &str, service: &str) -> BuildJob {
-    let op = uuid::Uuid::new_v4().simple().to_string();
-    BuildJob {
-        version: JOB_VERSION,
-        job_id: format!("{service}-{}", &op[..8]),
-        operation_id: op,
-        service: Service { name: service.into(), id: None },
-        repository: Repository {
-            url: url.into(),
-            branch: Some("main".into()),
-            commit: None,
-            source_directory: "/".into(),
-        },
-        configuration: Configuration { source: ConfigSource::Repository, values: None },
-        image: ImageTarget { repository: format!("127.0.0.1:5000/apprunner-tests/{service}"), tag: None },
-        deadline: None,
-        trigger: None,
-        rollout: None,
-    }
-}
-
-/// Every event of a prefix, from before the first job is published.
-struct Events {
-    consumer: lapin::Consumer,
-    _conn: lapin::Connection,
-    seen: Vec<JobEvent>,
-}
-
-impl Events {
-    async fn listen(topology: &Topology) -> Self {
-        let conn = queue::connect(AMQP, "test-events").await.unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        topology.declare(&ch).await.unwrap();
-        let q = queue::private_queue(&ch).await.unwrap();
-        ch.queue_bind(
-            q.clone().into(),
-            topology.events().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let consumer = ch
-            .basic_consume(
-                q.into(),
-                "".into(),
-                BasicConsumeOptions { no_ack: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        Self { consumer, _conn: conn, seen: Vec::new() }
-    }
-
-    /// Reads events until `done` holds for what was seen, or panics after `limit`.
-    async fn until(&mut self, limit: Duration, done: impl Fn(&[JobEvent]) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !done(&self.seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.consumer.next()).await {
-                Ok(Some(Ok(d))) => self.seen.push(serde_json::from_slice(&d.data).unwrap()),
-                _ => panic!(
-                    "events did not arrive in {limit:?}; seen: {:#?}",
-                    self.seen.iter().map(|e| (&e.job_id, e.status, &e.error)).collect::<Vec<_>>()
-                ),
-            }
-        }
-    }
-
-    /// Keeps reading for `quiet`, so a duplicate would show up.
-    async fn settle(&mut self, quiet: Duration) {
-        while let Ok(Some(Ok(d))) = tokio::time::timeout(quiet, self.consumer.next()).await {
-            self.seen.push(serde_json::from_slice(&d.data).unwrap());
-        }
-    }
-
-    fn count(&self, job_id: &str, status: JobStatus) -> usize {
-        self.seen.iter().filter(|e| e.job_id == job_id && e.status == status).count()
-    }
-}
-
-fn terminal(events: &[JobEvent], job_id: &str) -> Option<JobEvent> {
-    events.iter().find(|e| e.job_id == job_id && matches!(e.status, JobStatus::Succeeded | JobStatus::Failed)).cloned()
-}
-
-async fn submit(topology: &Topology, job: &BuildJob) {
-    apprunner_build::queue::client::submit(AMQP, topology, job, None).await.unwrap();
-}
-
 async fn publish_raw(topology: &Topology, payload: &[u8]) {
-    let p = Publisher::new(AMQP, "test-raw");
+    let p = Publisher::new(&brokers(), "test-raw");
     p.publish(&Outgoing::new("", &topology.jobs(), payload)).await.unwrap();
     p.close().await;
 }
 
 /// Takes every entry of the failed-jobs queue.
 async fn drain_failed(topology: &Topology) -> Vec<FailedJob> {
-    let conn = queue::connect(AMQP, "test-failed").await.unwrap();
+    let conn = brokers().connect("test-failed").await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     let mut out = Vec::new();
     while let Some(m) = ch.basic_get(topology.failed().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
@@ -211,7 +33,7 @@ async fn drain_failed(topology: &Topology) -> Vec<FailedJob> {
 }
 
 async fn failed_count(topology: &Topology) -> u32 {
-    let conn = queue::connect(AMQP, "test-failed-count").await.unwrap();
+    let conn = brokers().connect("test-failed-count").await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     let q = ch
         .queue_declare(
@@ -558,7 +380,7 @@ async fn a_job_past_the_delivery_limit_is_reported_failed() {
     let (_dir, url) = repo(&format!("echo {}; sleep 60", uuid::Uuid::new_v4()));
     let j = job(&url, "doomed");
     submit(&topology, &j).await;
-    let limit = usize::try_from(queue::DELIVERY_LIMIT).unwrap();
+    let limit = usize::try_from(apprunner_build::queue::amqp::DELIVERY_LIMIT).unwrap();
     for round in 1..limit {
         let mut w = Worker::start(&prefix, &format!("w{round}"), &["--concurrency", "1"]);
         events

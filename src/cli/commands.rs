@@ -9,7 +9,6 @@ use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
 use crate::pipeline::{self, ImageLookup};
-use crate::queue::amqp::Topology;
 use crate::queue::client::{self, FailedFilter};
 use crate::queue::job::{BuildJob, ImageTarget, JobStatus, Repository};
 use crate::queue::ledger::Ledger;
@@ -115,8 +114,8 @@ pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
         let _ = tx.send(true);
     });
     let cfg = WorkerConfig {
-        amqp_uri: args.queue.amqp,
-        topology: Topology::new(&args.queue.queue_prefix),
+        brokers: args.queue.brokers()?,
+        topology: args.queue.topology()?,
         concurrency: args.concurrency,
         retry: RetryPolicy { max_attempts: args.max_attempts, first_delay: Duration::from_secs_f64(args.retry_delay) },
         grace: Duration::from_secs(args.grace),
@@ -161,12 +160,13 @@ pub(super) async fn submit(args: SubmitArgs) -> Result<ExitCode, BuildError> {
     // The same checks a worker makes, so a bad job never reaches the queue from here.
     let bytes = serde_json::to_vec(&job).map_err(|e| BuildError::internal(e.to_string()))?;
     BuildJob::parse(&bytes).map_err(|e| BuildError::user(e.0))?;
-    let topology = Topology::new(&args.queue.queue_prefix);
+    let topology = args.queue.topology()?;
     let timed = !args.no_timestamps;
     let print = |line: &crate::log::LogLine| println!("{}", if timed { line.render_timed() } else { line.render() });
     let wait = Duration::from_secs(args.wait_timeout);
     let follow: Option<client::Follow<'_>> = args.wait.then_some((&print, wait));
-    let result = client::submit(&args.queue.amqp, &topology, &job, follow).await.map_err(BuildError::transient)?;
+    let result =
+        client::submit(&args.queue.brokers()?, &topology, &job, follow).await.map_err(BuildError::transient)?;
     match result {
         None => {
             println!("submitted job {} (operation {})", job.job_id, job.operation_id);
@@ -198,10 +198,11 @@ pub(super) async fn rebuild_failed(args: RebuildFailedArgs) -> Result<(), BuildE
         older_than: args.older_than.as_deref().map(client::parse_age).transpose().map_err(BuildError::user)?,
         newer_than: args.newer_than.as_deref().map(client::parse_age).transpose().map_err(BuildError::user)?,
     };
-    let topology = Topology::new(&args.queue.queue_prefix);
+    let topology = args.queue.topology()?;
     let dry_run = args.dry_run;
-    let done =
-        client::rebuild_failed(&args.queue.amqp, &topology, &filter, dry_run).await.map_err(BuildError::transient)?;
+    let done = client::rebuild_failed(&args.queue.brokers()?, &topology, &filter, dry_run)
+        .await
+        .map_err(BuildError::transient)?;
     let mut n = 0;
     for r in &done {
         let (Some(new), Some(old)) = (&r.resubmitted, &r.entry.job) else { continue };
@@ -307,7 +308,7 @@ pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> 
         println!("{summary}{}", if args.dry_run { " (dry run: nothing submitted)" } else { "" });
         return Ok(ExitCode::SUCCESS);
     }
-    let topology = Topology::new(&args.queue.queue_prefix);
+    let topology = args.queue.topology()?;
     let print = |ev: &crate::queue::job::JobEvent| {
         let how = if ev.rebased_from.is_some() { "rebased" } else { "built" };
         match (&ev.error, &ev.image) {
@@ -322,7 +323,8 @@ pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> 
         }
     };
     let wait = args.wait.then_some((Duration::from_secs(args.wait_timeout), &print as &(dyn Fn(&_) + Sync)));
-    let events = client::submit_all(&args.queue.amqp, &topology, &jobs, wait).await.map_err(BuildError::transient)?;
+    let events =
+        client::submit_all(&args.queue.brokers()?, &topology, &jobs, wait).await.map_err(BuildError::transient)?;
     println!("{summary}; {} jobs submitted", jobs.len());
     if !args.wait {
         return Ok(ExitCode::SUCCESS);

@@ -13,6 +13,7 @@ use crate::edge::registry::{Credentials, RegistryAuth};
 use crate::edge::source::{self, PackLimits};
 use crate::error::{BuildError, ErrorClass};
 use crate::pipeline::Settings;
+use crate::queue::amqp::{Brokers, Topology};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,12 +68,38 @@ enum Command {
 
 #[derive(Args)]
 struct QueueArgs {
-    /// `RabbitMQ` URI.
-    #[arg(long, env = "APPRUNNER_AMQP_URI", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    amqp: String,
+    /// `RabbitMQ` URI; for a cluster, one per node (repeat the flag, or separate with commas):
+    /// a lost connection moves to the next reachable node.
+    #[arg(
+        long,
+        env = "APPRUNNER_AMQP_URI",
+        value_delimiter = ',',
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp: Vec<String>,
     /// Prefix of every queue and exchange name.
     #[arg(long, env = "APPRUNNER_QUEUE_PREFIX", default_value = "apprunner-build")]
     queue_prefix: String,
+    /// Members of each quorum queue declared (default: 3, or as many nodes as --amqp names if
+    /// fewer, when it names several; with one URI, the broker's default: every node).
+    #[arg(long, env = "APPRUNNER_QUORUM_SIZE")]
+    quorum_size: Option<u32>,
+}
+
+impl QueueArgs {
+    fn brokers(&self) -> Result<Brokers, BuildError> {
+        Brokers::new(self.amqp.clone()).map_err(|e| BuildError::user(format!("--amqp: {e}")))
+    }
+
+    fn topology(&self) -> Result<Topology, BuildError> {
+        let size = match self.quorum_size {
+            Some(0) => return Err(BuildError::user("--quorum-size must be at least 1")),
+            Some(n) => Some(n),
+            None if self.amqp.len() > 1 => Some(u32::try_from(self.amqp.len().min(3)).unwrap_or(3)),
+            None => None,
+        };
+        Ok(Topology::new(&self.queue_prefix).with_quorum_size(size))
+    }
 }
 
 #[derive(Args)]

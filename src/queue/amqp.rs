@@ -6,6 +6,8 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -13,6 +15,9 @@ use tokio::sync::Mutex;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub prefix: String,
+    /// Members each quorum queue is declared with (`x-quorum-initial-group-size`); None: the
+    /// broker's default, every node of the cluster.
+    pub quorum_size: Option<u32>,
 }
 
 /// A job delivered this many times without an ack (a worker dying on it each time) is
@@ -24,7 +29,13 @@ pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
 impl Topology {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_string() }
+        Self { prefix: prefix.to_string(), quorum_size: None }
+    }
+
+    #[must_use]
+    pub fn with_quorum_size(mut self, size: Option<u32>) -> Self {
+        self.quorum_size = size;
+        self
     }
     /// Durable quorum queue of build jobs.
     pub fn jobs(&self) -> String {
@@ -48,7 +59,7 @@ impl Topology {
         format!("{}.lease.{operation_id}", self.prefix)
     }
     pub fn retry(&self, delay: Duration) -> String {
-        format!("{}.retry.{}ms", self.prefix, delay.as_millis())
+        format!("{}.delay.{}ms", self.prefix, delay.as_millis())
     }
 
     pub fn event_key(operation_id: &str, status: &str) -> String {
@@ -64,33 +75,87 @@ impl Topology {
         args
     }
 
-    /// Declares exchanges and queues; idempotent, so every worker does it at start.
-    pub async fn declare(&self, ch: &Channel) -> lapin::Result<()> {
+    /// Declares exchanges and queues; idempotent, so every worker does it at start. Returns a
+    /// channel to go on with, and a line per quorum queue saying how many members it has.
+    pub async fn declare(&self, conn: &Connection) -> lapin::Result<(Channel, Vec<String>)> {
+        let ch = conn.create_channel().await?;
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         ch.exchange_declare(self.events().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
         ch.exchange_declare(self.logs().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-        let q = QueueDeclareOptions { durable: true, ..Default::default() };
-        ch.queue_declare(self.failed().into(), q, Self::quorum()).await?;
+        let failed = self.declare_quorum(conn, &self.failed(), Self::quorum()).await?;
         let mut jobs = Self::quorum();
         jobs.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
         jobs.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         jobs.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.failed().into()));
-        ch.queue_declare(self.jobs().into(), q, jobs).await?;
-        Ok(())
+        let jobs = self.declare_quorum(conn, &self.jobs(), jobs).await?;
+        Ok((ch, vec![jobs, failed]))
     }
 
-    pub async fn declare_retry(&self, ch: &Channel, delay: Duration) -> lapin::Result<String> {
+    /// Declares one quorum queue with this topology's member count, unless it exists: then it
+    /// keeps the members it has (the broker refuses a declaration whose arguments differ, and
+    /// `rabbitmq-queues grow`/`shrink` change the members of a queue that exists).
+    async fn declare_quorum(&self, conn: &Connection, name: &str, mut args: FieldTable) -> lapin::Result<String> {
+        let exists = |ch: Channel| async move {
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            let found = ch.queue_declare(name.into(), passive, FieldTable::default()).await.is_ok();
+            // A queue that is not there closes the channel by itself.
+            if found {
+                let _ = ch.close(200, "checked".into()).await;
+            }
+            found
+        };
+        let kept = format!("{name}: quorum queue declared before; it keeps the members it has");
+        if exists(conn.create_channel().await?).await {
+            return Ok(kept);
+        }
+        if let Some(n) = self.quorum_size {
+            args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
+        }
+        let ch = conn.create_channel().await?;
+        let q = QueueDeclareOptions { durable: true, ..Default::default() };
+        match ch.queue_declare(name.into(), q, args).await {
+            Ok(_) => {
+                let _ = ch.close(200, "declared".into()).await;
+                Ok(match self.quorum_size {
+                    Some(n) => format!("{name}: quorum queue of {n} members (or as many nodes as the cluster has)"),
+                    None => format!("{name}: quorum queue on every node of the cluster (the broker's default)"),
+                })
+            }
+            // Another client declared it meanwhile, with other arguments.
+            Err(_) if exists(conn.create_channel().await?).await => Ok(kept),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Declares the delay queue of `delay` on a channel of its own (`ch`, closed after): a quorum
+    /// queue, so waiting jobs outlive the loss of a node, whose messages go back to the jobs
+    /// queue when they expire, at least once.
+    pub async fn declare_retry(&self, ch: Channel, delay: Duration) -> lapin::Result<String> {
         let name = self.retry(delay);
-        let mut args = FieldTable::default();
+        let mut args = Self::quorum();
         args.insert(
             "x-message-ttl".into(),
             AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
         );
         args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.jobs().into()));
-        ch.queue_declare(name.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
-            .await?;
-        Ok(name)
+        args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+        args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        if let Some(n) = self.quorum_size {
+            args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
+        }
+        match ch
+            .queue_declare(name.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+            .await
+        {
+            Ok(_) => {
+                let _ = ch.close(200, "declared".into()).await;
+                Ok(name)
+            }
+            // It exists, declared with another member count: it serves as it is.
+            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406) => Ok(name),
+            Err(e) => Err(e),
+        }
     }
 
     /// A private queue that sees one operation's log lines and status events, in publish order.
@@ -122,9 +187,102 @@ pub async fn private_queue(ch: &Channel) -> lapin::Result<String> {
     Ok(ch.queue_declare("".into(), options, FieldTable::default()).await?.name().to_string())
 }
 
-pub async fn connect(uri: &str, name: &str) -> lapin::Result<Connection> {
-    Connection::connect(uri, ConnectionProperties::default().with_connection_name(LongString::from(name.to_string())))
-        .await
+/// How long one node may take to accept a connection before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The broker: one AMQP URI per node of a cluster (or one for a single node, or a load
+/// balancer). Every connection of a process tries the node that answered last first, then the
+/// others in order, so when a node goes its clients move together to the next reachable one.
+/// Clones share that state and the failover count.
+#[derive(Debug, Clone)]
+pub struct Brokers {
+    uris: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
+    failovers: Arc<AtomicU64>,
+}
+
+impl Brokers {
+    /// One URI, or several separated by commas (`APPRUNNER_AMQP_URI`).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        Self::new(list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect())
+    }
+
+    pub fn new(uris: Vec<String>) -> Result<Self, String> {
+        if uris.is_empty() {
+            return Err("no AMQP URI given; give amqp://USER:PASSWORD@HOST:PORT/VHOST (repeat --amqp, or separate them with commas, for each node of a cluster)".into());
+        }
+        if let Some(bad) = uris.iter().find(|u| !(u.starts_with("amqp://") || u.starts_with("amqps://"))) {
+            return Err(format!(
+                "`{}` is not an AMQP URI; expected amqp://USER:PASSWORD@HOST:PORT/VHOST or amqps://…",
+                crate::core::shown::cut(&crate::core::shown::redact_userinfo(bad))
+            ));
+        }
+        Ok(Self { uris: Arc::new(uris), current: Arc::default(), failovers: Arc::default() })
+    }
+
+    /// How many nodes were given.
+    pub fn len(&self) -> usize {
+        self.uris.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.uris.is_empty()
+    }
+
+    /// `host:port` of node `i`, credentials and vhost left out.
+    fn node_of(&self, i: usize) -> String {
+        let uri = crate::core::shown::redact_userinfo(&self.uris[i]);
+        let rest = uri.split_once("://").map_or(uri.as_str(), |(_, r)| r);
+        rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+    }
+
+    /// The node connections go to first: the one that answered last.
+    pub fn node(&self) -> String {
+        self.node_of(self.current.load(Ordering::Relaxed) % self.uris.len())
+    }
+
+    /// How many times connections moved to another node.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// A connection named `name` to the first node that accepts one, starting with the current.
+    pub async fn connect(&self, name: &str) -> lapin::Result<Connection> {
+        let n = self.uris.len();
+        let start = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let properties = ConnectionProperties::default().with_connection_name(LongString::from(name.to_string()));
+            match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.uris[i], properties)).await {
+                Ok(Ok(conn)) => {
+                    // Another connection may have moved already; count each move once.
+                    if i != start
+                        && self.current.compare_exchange(start, i, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                    {
+                        self.failovers.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("broker node {} unreachable; moved to {}", self.node_of(start), self.node_of(i));
+                    }
+                    return Ok(conn);
+                }
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {
+                    last = Some(lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("{} did not answer within {CONNECT_TIMEOUT:?}", self.node_of(i)),
+                    )))));
+                }
+            }
+        }
+        Err(last.expect("at least one node"))
+    }
+}
+
+impl std::fmt::Display for Brokers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = (0..self.uris.len()).map(|i| self.node_of(i)).collect();
+        write!(f, "{}", nodes.join(", "))
+    }
 }
 
 pub fn header_u32(props: &BasicProperties, key: &str) -> Option<u32> {
@@ -178,14 +336,14 @@ impl<'a> Outgoing<'a> {
 
 /// Publishes with publisher confirms over a connection of its own, reconnecting when it is lost.
 pub struct Publisher {
-    uri: String,
+    brokers: Brokers,
     name: String,
     state: Mutex<Option<(Connection, Channel)>>,
 }
 
 impl Publisher {
-    pub fn new(uri: &str, name: &str) -> Self {
-        Self { uri: uri.to_string(), name: name.to_string(), state: Mutex::new(None) }
+    pub fn new(brokers: &Brokers, name: &str) -> Self {
+        Self { brokers: brokers.clone(), name: name.to_string(), state: Mutex::new(None) }
     }
 
     /// The publishing channel (confirm mode), connected anew if the last one was lost.
@@ -196,11 +354,22 @@ impl Publisher {
                 return Ok(ch.clone());
             }
         }
-        let conn = connect(&self.uri, &self.name).await?;
+        let conn = self.brokers.connect(&self.name).await?;
         let ch = conn.create_channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
         *state = Some((conn, ch.clone()));
         Ok(ch)
+    }
+
+    /// A new channel on the publishing connection, for a declaration that may be refused
+    /// (a refusal closes its channel, which must not be the publishing one).
+    pub async fn side_channel(&self) -> lapin::Result<Channel> {
+        self.channel().await?;
+        let state = self.state.lock().await;
+        match state.as_ref() {
+            Some((conn, _)) => conn.create_channel().await,
+            None => Err(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into()),
+        }
     }
 
     /// Publishes and waits for the broker to confirm, retrying over a new connection a few
@@ -220,7 +389,12 @@ impl Publisher {
             };
             let res = async { send(&ch, msg).await?.await }.await;
             match res {
-                Ok(c) if c.is_ack() => return Ok(()),
+                // A message for a queue that no queue took (one whose node is down) is
+                // returned, not lost quietly: it has not been sent.
+                Ok(c) if c.is_ack() => match c.take_message() {
+                    None => return Ok(()),
+                    Some(_) => last = format!("no queue took the message for {}", msg.routing_key),
+                },
                 Ok(_) => last = "the broker refused the message (nack)".into(),
                 Err(e) => {
                     last = format!("publishing failed: {e}");
@@ -247,12 +421,8 @@ impl Publisher {
 
 /// Hands `msg` to the broker on `ch`; the returned confirm resolves when the broker takes it.
 async fn send(ch: &Channel, msg: &Outgoing<'_>) -> lapin::Result<lapin::PublisherConfirm> {
-    ch.basic_publish(
-        msg.exchange.into(),
-        msg.routing_key.into(),
-        BasicPublishOptions::default(),
-        msg.payload,
-        msg.properties(),
-    )
-    .await
+    // Straight to a queue (the default exchange): mandatory, so an unroutable message comes
+    // back. Events and log lines may have no listener at all.
+    let options = BasicPublishOptions { mandatory: msg.exchange.is_empty(), ..Default::default() };
+    ch.basic_publish(msg.exchange.into(), msg.routing_key.into(), options, msg.payload, msg.properties()).await
 }

@@ -1,7 +1,7 @@
 //! The queue's clients: `submit` (publish a job, optionally follow its log to the end) and
 //! `rebuild-failed` (resubmit failed jobs that match a filter).
 
-use super::amqp::{self, Outgoing, Publisher, Topology};
+use super::amqp::{self, Brokers, Outgoing, Publisher, Topology};
 use super::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use crate::core::log::LogLine;
 use crate::error::ErrorClass;
@@ -16,12 +16,12 @@ pub type Follow<'a> = (&'a (dyn Fn(&LogLine) + Sync), Duration);
 /// Publishes `job` (and its QUEUED event). With `follow` (a printer and how long to wait),
 /// prints its log lines as they come and returns its terminal event.
 pub async fn submit(
-    uri: &str,
+    brokers: &Brokers,
     topology: &Topology,
     job: &BuildJob,
     follow: Option<Follow<'_>>,
 ) -> Result<Option<JobEvent>, String> {
-    let (conn, ch) = open(uri, "apprunner-build-submit", topology).await?;
+    let (conn, ch) = open(brokers, "apprunner-build-submit", topology).await?;
     // Subscribe before publishing, so not one line is missed.
     let followed = match follow {
         Some(_) => {
@@ -39,7 +39,7 @@ pub async fn submit(
         }
         None => None,
     };
-    let publisher = Publisher::new(uri, "apprunner-build-submit-publisher");
+    let publisher = Publisher::new(brokers, "apprunner-build-submit-publisher");
     publish_job(&publisher, topology, job).await?;
     publisher.close().await;
     let (Some((print, wait)), Some(mut consumer)) = (follow, followed) else {
@@ -75,10 +75,13 @@ pub async fn submit(
 }
 
 /// A connection named `name` and a channel on it, the topology declared.
-async fn open(uri: &str, name: &str, topology: &Topology) -> Result<(lapin::Connection, lapin::Channel), String> {
-    let conn = amqp::connect(uri, name).await.map_err(|e| format!("cannot reach the broker at {uri}: {e}"))?;
-    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-    topology.declare(&ch).await.map_err(|e| format!("declaring the queues: {e}"))?;
+async fn open(
+    brokers: &Brokers,
+    name: &str,
+    topology: &Topology,
+) -> Result<(lapin::Connection, lapin::Channel), String> {
+    let conn = brokers.connect(name).await.map_err(|e| format!("cannot reach the broker at {brokers}: {e}"))?;
+    let (ch, _) = topology.declare(&conn).await.map_err(|e| format!("declaring the queues: {e}"))?;
     Ok((conn, ch))
 }
 
@@ -100,12 +103,12 @@ pub type Outcomes<'a> = (Duration, &'a (dyn Fn(&JobEvent) + Sync));
 /// Publishes `jobs`. With `wait`, then gathers their terminal events (each job's first), calling
 /// `each` as they come, until all are in or `wait` has passed; returns those that came.
 pub async fn submit_all(
-    uri: &str,
+    brokers: &Brokers,
     topology: &Topology,
     jobs: &[BuildJob],
     wait: Option<Outcomes<'_>>,
 ) -> Result<Vec<JobEvent>, String> {
-    let (conn, ch) = open(uri, "apprunner-build-roll-out", topology).await?;
+    let (conn, ch) = open(brokers, "apprunner-build-roll-out", topology).await?;
     // Bound before publishing, so no outcome is missed.
     let mut consumer = None;
     if wait.is_some() {
@@ -129,7 +132,7 @@ pub async fn submit_all(
             ch.basic_consume(q.into(), "".into(), no_ack, FieldTable::default()).await.map_err(|e| e.to_string())?,
         );
     }
-    let publisher = Publisher::new(uri, "apprunner-build-roll-out-publisher");
+    let publisher = Publisher::new(brokers, "apprunner-build-roll-out-publisher");
     for job in jobs {
         publish_job(&publisher, topology, job).await?;
     }
@@ -186,19 +189,19 @@ pub struct Rebuilt {
 /// confirmed by the broker before its entry goes, so an interruption loses nothing (at worst
 /// one job is resubmitted twice). Entries that do not match are left in the queue.
 pub async fn rebuild_failed(
-    uri: &str,
+    brokers: &Brokers,
     topology: &Topology,
     filter: &FailedFilter,
     dry_run: bool,
 ) -> Result<Vec<Rebuilt>, String> {
-    let (conn, ch) = open(uri, "apprunner-build-rebuild-failed", topology).await?;
+    let (conn, ch) = open(brokers, "apprunner-build-rebuild-failed", topology).await?;
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     let total = ch
         .queue_declare(topology.failed().into(), passive, FieldTable::default())
         .await
         .map_err(|e| e.to_string())?
         .message_count();
-    let publisher = Publisher::new(uri, "apprunner-build-rebuild-failed-publisher");
+    let publisher = Publisher::new(brokers, "apprunner-build-rebuild-failed-publisher");
     let mut out = Vec::new();
     // Entries we keep stay unacked until the channel closes, so each is seen once per run.
     for _ in 0..total {

@@ -4,7 +4,7 @@
 //! connection goes, so a lease survives nothing but its holder. A build reports its outcome
 //! only while its lease still holds.
 
-use super::amqp::{self, Topology};
+use super::amqp::{Brokers, Topology};
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
@@ -21,7 +21,7 @@ pub struct Lease {
 }
 
 pub struct Leases {
-    uri: String,
+    brokers: Brokers,
     name: String,
     topology: Topology,
     conn: AsyncMutex<Option<(Connection, u64)>>,
@@ -39,9 +39,9 @@ pub enum NoLease {
 }
 
 impl Leases {
-    pub fn new(uri: &str, name: &str, topology: Topology) -> Self {
+    pub fn new(brokers: &Brokers, name: &str, topology: Topology) -> Self {
         Self {
-            uri: uri.to_string(),
+            brokers: brokers.clone(),
             name: name.to_string(),
             topology,
             conn: AsyncMutex::new(None),
@@ -55,12 +55,14 @@ impl Leases {
         let mut state = self.conn.lock().await;
         if let Some((conn, generation)) = state.as_ref() {
             if conn.status().connected() {
-                let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-                return Ok((ch, *generation));
+                // A connection whose node just went may not know it yet: then a new one.
+                if let Ok(ch) = conn.create_channel().await {
+                    return Ok((ch, *generation));
+                }
             }
         }
         let generation = state.as_ref().map_or(1, |(_, g)| g + 1);
-        let conn = amqp::connect(&self.uri, &self.name).await.map_err(|e| format!("cannot reach the broker: {e}"))?;
+        let conn = self.brokers.connect(&self.name).await.map_err(|e| format!("cannot reach the broker: {e}"))?;
         let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
         *state = Some((conn, generation));
         Ok((ch, generation))

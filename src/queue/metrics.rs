@@ -57,9 +57,20 @@ pub struct Metrics {
     durations: Mutex<Histogram>,
     lag: Mutex<Histogram>,
     phases: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// The broker's nodes: which one the worker is on, how often it moved.
+    brokers: std::sync::OnceLock<super::amqp::Brokers>,
 }
 
 impl Metrics {
+    /// Says which broker the worker uses (once, at start).
+    pub fn watch_broker(&self, brokers: &super::amqp::Brokers) {
+        let _ = self.brokers.set(brokers.clone());
+    }
+
+    fn broker(&self) -> (String, u64) {
+        self.brokers.get().map_or_else(|| (String::new(), 0), |b| (b.node(), b.failovers()))
+    }
+
     pub fn job_finished(&self, outcome: &str) {
         *self.jobs.lock().unwrap_or_else(PoisonError::into_inner).entry(outcome.to_string()).or_default() += 1;
     }
@@ -111,6 +122,11 @@ impl Metrics {
             "# TYPE apprunner_build_broker_connected gauge\napprunner_build_broker_connected {}\n",
             u8::from(self.connected.load(Ordering::Relaxed))
         );
+        let (node, failovers) = self.broker();
+        let _ = write!(
+            out,
+            "# HELP apprunner_build_broker_node The broker node the worker connects to.\n# TYPE apprunner_build_broker_node gauge\napprunner_build_broker_node{{node=\"{node}\"}} 1\n# HELP apprunner_build_broker_failovers_total Moves to another broker node.\n# TYPE apprunner_build_broker_failovers_total counter\napprunner_build_broker_failovers_total {failovers}\n"
+        );
         out
     }
 }
@@ -129,8 +145,15 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
             let path = req.split_whitespace().nth(1).unwrap_or("/");
             let (status, body, ctype) = match path {
                 "/metrics" => ("200 OK", metrics.render(), "text/plain; version=0.0.4"),
-                "/healthz" if metrics.connected.load(Ordering::Relaxed) => ("200 OK", "ok\n".to_string(), "text/plain"),
-                "/healthz" => ("503 Service Unavailable", "broker not connected\n".to_string(), "text/plain"),
+                "/healthz" => {
+                    let (node, failovers) = metrics.broker();
+                    let said = format!("broker node {node}, {failovers} failovers\n");
+                    if metrics.connected.load(Ordering::Relaxed) {
+                        ("200 OK", format!("ok: {said}"), "text/plain")
+                    } else {
+                        ("503 Service Unavailable", format!("broker not connected: last {said}"), "text/plain")
+                    }
+                }
                 _ => ("404 Not Found", "try /healthz or /metrics\n".to_string(), "text/plain"),
             };
             let resp = format!(

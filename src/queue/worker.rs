@@ -5,7 +5,9 @@
 //! back, a bounded number of times. A redelivered job whose image already exists for the same
 //! operation is not built again, and its success is reported once.
 
-use super::amqp::{self, Outgoing, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT};
+use super::amqp::{
+    self, Brokers, Outgoing, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT,
+};
 use super::job::{now_rfc3339, BuildJob, FailedJob, JobEvent, JobStatus};
 use super::lease::{Lease, Leases, NoLease};
 use super::ledger::{Built, Ledger};
@@ -18,7 +20,9 @@ use crate::log::{DeploymentLog, LogLine, LogSink};
 use crate::pipeline::{self, Settings};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,7 +31,7 @@ use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    pub amqp_uri: String,
+    pub brokers: Brokers,
     pub topology: Topology,
     /// Builds at once (the consumer prefetch).
     pub concurrency: u16,
@@ -53,9 +57,9 @@ const DEFER: Duration = Duration::from_secs(5);
 /// connection is lost; then let running builds finish (up to the grace period).
 pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
-        publisher: Publisher::new(&cfg.amqp_uri, &format!("apprunner-build-worker-{}-publisher", cfg.worker_id)),
+        publisher: Publisher::new(&cfg.brokers, &format!("apprunner-build-worker-{}-publisher", cfg.worker_id)),
         leases: Leases::new(
-            &cfg.amqp_uri,
+            &cfg.brokers,
             &format!("apprunner-build-worker-{}-leases", cfg.worker_id),
             cfg.topology.clone(),
         ),
@@ -63,15 +67,16 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
         metrics,
         cfg,
     });
+    shared.metrics.watch_broker(&shared.cfg.brokers);
     sweep_clones("start");
     let mut tasks = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(500);
+    let mut first_session = true;
     'outer: while !*shutdown.borrow() {
         let conn_name = format!("apprunner-build-worker-{}", shared.cfg.worker_id);
         let session = async {
-            let conn = amqp::connect(&shared.cfg.amqp_uri, &conn_name).await?;
-            let ch = conn.create_channel().await?;
-            shared.cfg.topology.declare(&ch).await?;
+            let conn = shared.cfg.brokers.connect(&conn_name).await?;
+            let (ch, queues) = shared.cfg.topology.declare(&conn).await?;
             ch.basic_qos(shared.cfg.concurrency, BasicQosOptions::default()).await?;
             let consumer = ch
                 .basic_consume(
@@ -81,10 +86,10 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
                     FieldTable::default(),
                 )
                 .await?;
-            lapin::Result::Ok((conn, ch, consumer))
+            lapin::Result::Ok((conn, ch, consumer, queues))
         }
         .await;
-        let (conn, ch, mut consumer) = match session {
+        let (conn, ch, mut consumer, queues) = match session {
             Ok(s) => s,
             Err(e) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
@@ -99,6 +104,12 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
         };
         backoff = Duration::from_millis(500);
         shared.metrics.connected.store(true, Ordering::Relaxed);
+        if std::mem::take(&mut first_session) {
+            for q in queues {
+                tracing::info!("{q}");
+            }
+        }
+        tracing::info!("connected to broker node {}", shared.cfg.brokers.node());
         tracing::info!("consuming {} with up to {} builds at once", shared.cfg.topology.jobs(), shared.cfg.concurrency);
         let depth_ch = ch.clone();
         let depth_shared = shared.clone();
@@ -254,20 +265,39 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
         shared.metrics.queue_lag(lag.max(0) as f64);
     }
     shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    let done = run_job(shared, &job, attempt).await;
+    // A job seen for the first time cannot have been built yet (a copy of it published twice is
+    // built again from BuildKit's cache and reported once): the registry is not asked.
+    let props = &delivery.properties;
+    let came_back = delivery.redelivered
+        || delivered_before > 0
+        || attempt > 1
+        || props.headers().as_ref().is_some_and(|h| h.inner().contains_key("x-death"));
+    let done = run_job(shared, &job, attempt, came_back).await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     match done {
         Ok(outcome) => {
             shared.metrics.job_finished(outcome.label());
             ack(&delivery).await;
         }
-        Err(e) => tracing::warn!("job {}: could not publish its outcome ({e}); leaving it for redelivery", job.job_id),
+        Err(e) => {
+            tracing::warn!("job {}: could not publish its outcome ({e}); returning it to the queue", job.job_id);
+            requeue_delivery(&delivery).await;
+        }
     }
+}
+
+/// Gives a delivery back for another try. The consuming connection may be alive while the
+/// publishing or lease connection is not (their node went): an unacked delivery would then
+/// wait for the consumer's end. A moment first, so a broker that is away is not asked in a loop;
+/// a channel that is gone returns it by itself.
+async fn requeue_delivery(delivery: &Delivery) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
 }
 
 /// Builds one job under its operation's lease and publishes its outcome. Ok when the job may
 /// be acked. While another build of the operation runs, the job waits in a delay queue.
-async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<JobOutcome, String> {
+async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, came_back: bool) -> Result<JobOutcome, String> {
     let lease = match shared.leases.acquire(&job.operation_id).await {
         Ok(lease) => lease,
         Err(NoLease::Held) => {
@@ -277,15 +307,15 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32) -> Result<J
         }
         Err(NoLease::Broker(e)) => return Err(format!("no lease: {e}")),
     };
-    let outcome = run_leased(shared, job, attempt, &lease).await;
+    let outcome = run_leased(shared, job, attempt, came_back, &lease).await;
     shared.leases.release(lease).await;
     outcome
 }
 
 /// Publishes `job` to the delay queue of `delay`, to come back as attempt `attempt`.
 async fn requeue(shared: &Shared, job: &BuildJob, attempt: u32, delay: Duration) -> Result<(), String> {
-    let ch = shared.publisher.channel().await.map_err(|e| e.to_string())?;
-    let retry_queue = shared.cfg.topology.declare_retry(&ch, delay).await.map_err(|e| e.to_string())?;
+    let ch = shared.publisher.side_channel().await.map_err(|e| e.to_string())?;
+    let retry_queue = shared.cfg.topology.declare_retry(ch, delay).await.map_err(|e| e.to_string())?;
     let payload = serde_json::to_vec(job).map_err(|e| e.to_string())?;
     let msg =
         Outgoing { message_id: Some(&job.job_id), attempt: Some(attempt), ..Outgoing::new("", &retry_queue, &payload) };
@@ -294,7 +324,13 @@ async fn requeue(shared: &Shared, job: &BuildJob, attempt: u32, delay: Duration)
 
 /// The rest of `run_job`, with the lease held. Nothing is reported once the lease is lost:
 /// another worker may already be building the operation.
-async fn run_leased(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, lease: &Lease) -> Result<JobOutcome, String> {
+async fn run_leased(
+    shared: &Arc<Shared>,
+    job: &BuildJob,
+    attempt: u32,
+    came_back: bool,
+    lease: &Lease,
+) -> Result<JobOutcome, String> {
     let still_held = || async {
         if shared.leases.holds(lease).await {
             Ok(())
@@ -306,7 +342,7 @@ async fn run_leased(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, lease: &
     let worker = shared.cfg.worker_id.as_str();
 
     // Redelivered after the image was pushed: report it once, never build it twice.
-    if let Ok(target) = job.target() {
+    if let Some(target) = job.target().ok().filter(|_| came_back) {
         if let Some(built) = ledger.built(&target, &job.operation_id).await {
             if ledger.reported(&job.operation_id).await {
                 tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);

@@ -2,6 +2,8 @@
 //! docker/stack starts them. Nothing here is a stand-in for a service.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod queue;
+
 use apprunner_build::core::image_ref::ImageRef;
 use apprunner_build::core::plan::StepNetwork;
 use apprunner_build::core::request::{self, BuildRequest, BuildResult, ConfigInput, Revision};

@@ -1,0 +1,195 @@
+//! The queue in tests: worker processes of the built binary, jobs, and every event of a
+//! test's own queue prefix, against a real `RabbitMQ` (the machine's node, or a cluster's).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use super::{app, git};
+use apprunner_build::core::config::ConfigSource;
+use apprunner_build::queue::amqp::{self as queue, Topology};
+use apprunner_build::queue::job::*;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions};
+use lapin::types::FieldTable;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn brokers() -> queue::Brokers {
+    queue::Brokers::parse(AMQP).unwrap()
+}
+pub const BIN: &str = env!("CARGO_BIN_EXE_apprunner-build");
+
+pub struct Worker {
+    pub child: Child,
+}
+
+impl Worker {
+    /// A worker on the machine's broker node, without a metrics endpoint.
+    pub fn start(prefix: &str, id: &str, args: &[&str]) -> Self {
+        Self::on(AMQP, "off", prefix, id, args)
+    }
+
+    /// A worker on the broker `amqp` (comma-separated nodes), serving /healthz at `metrics`;
+    /// its log is `$TMPDIR/<prefix>-<id>.log`.
+    pub fn on(amqp: &str, metrics: &str, prefix: &str, id: &str, args: &[&str]) -> Self {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
+        let child = Command::new(BIN)
+            .args(["worker", "--queue-prefix", prefix, "--worker-id", id, "--retry-delay", "1"])
+            .args(["--amqp", amqp, "--metrics-addr", metrics])
+            .args(args)
+            .env("APPRUNNER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn prefix() -> String {
+    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Deletes a test's queues and exchanges when it ends (on success or failure), so the broker
+/// does not collect them run after run.
+pub struct Cleanup(pub Topology);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let t = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let Ok(conn) = brokers().connect("test-cleanup").await else { return };
+                let Ok(ch) = conn.create_channel().await else { return };
+                let mut queues = vec![t.jobs(), t.failed()];
+                queues.extend((0..10).map(|k| t.retry(Duration::from_millis(1000 << k))));
+                for q in queues {
+                    let _ = ch.queue_delete(q.into(), Default::default()).await;
+                }
+                for x in [t.events(), t.logs()] {
+                    let _ = ch.exchange_delete(x.into(), Default::default()).await;
+                }
+                let _ = conn.close(200, "cleaned".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A git repository of a small Python app whose build runs `build_cmd`.
+pub fn repo(build_cmd: &str) -> (tempfile::TempDir, String) {
+    let yaml = format!(
+        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - \"{}\"\nrun:\n  command: python -m http.server 8080\n",
+        build_cmd.replace('"', "\\\"")
+    );
+    let dir = app(&[("apprunner.yaml", &yaml), ("index.html", "hi\n")]);
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "app"]);
+    let url = format!("file://{}", dir.path().display());
+    (dir, url)
+}
+
+pub fn job(url: &str, service: &str) -> BuildJob {
+    let op = uuid::Uuid::new_v4().simple().to_string();
+    BuildJob {
+        version: JOB_VERSION,
+        job_id: format!("{service}-{}", &op[..8]),
+        operation_id: op,
+        service: Service { name: service.into(), id: None },
+        repository: Repository {
+            url: url.into(),
+            branch: Some("main".into()),
+            commit: None,
+            source_directory: "/".into(),
+        },
+        configuration: Configuration { source: ConfigSource::Repository, values: None },
+        image: ImageTarget { repository: format!("127.0.0.1:5000/apprunner-tests/{service}"), tag: None },
+        deadline: None,
+        trigger: None,
+        rollout: None,
+    }
+}
+
+/// Every event of a prefix, from before the first job is published.
+pub struct Events {
+    consumer: lapin::Consumer,
+    _conn: lapin::Connection,
+    pub seen: Vec<JobEvent>,
+}
+
+impl Events {
+    pub async fn listen(topology: &Topology) -> Self {
+        Self::listen_on(&brokers(), topology).await
+    }
+
+    pub async fn listen_on(brokers: &queue::Brokers, topology: &Topology) -> Self {
+        let conn = brokers.connect("test-events").await.unwrap();
+        let (ch, _) = topology.declare(&conn).await.unwrap();
+        let q = queue::private_queue(&ch).await.unwrap();
+        ch.queue_bind(
+            q.clone().into(),
+            topology.events().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let consumer = ch
+            .basic_consume(
+                q.into(),
+                "".into(),
+                BasicConsumeOptions { no_ack: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Self { consumer, _conn: conn, seen: Vec::new() }
+    }
+
+    /// Reads events until `done` holds for what was seen, or panics after `limit`.
+    pub async fn until(&mut self, limit: Duration, done: impl Fn(&[JobEvent]) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.consumer.next()).await {
+                Ok(Some(Ok(d))) => self.seen.push(serde_json::from_slice(&d.data).unwrap()),
+                _ => panic!(
+                    "events did not arrive in {limit:?}; seen: {:#?}",
+                    self.seen.iter().map(|e| (&e.job_id, e.status, &e.error)).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Keeps reading for `quiet`, so a duplicate would show up.
+    pub async fn settle(&mut self, quiet: Duration) {
+        while let Ok(Some(Ok(d))) = tokio::time::timeout(quiet, self.consumer.next()).await {
+            self.seen.push(serde_json::from_slice(&d.data).unwrap());
+        }
+    }
+
+    pub fn count(&self, job_id: &str, status: JobStatus) -> usize {
+        self.seen.iter().filter(|e| e.job_id == job_id && e.status == status).count()
+    }
+}
+
+pub fn terminal(events: &[JobEvent], job_id: &str) -> Option<JobEvent> {
+    events.iter().find(|e| e.job_id == job_id && matches!(e.status, JobStatus::Succeeded | JobStatus::Failed)).cloned()
+}
+
+pub async fn submit(topology: &Topology, job: &BuildJob) {
+    apprunner_build::queue::client::submit(&brokers(), topology, job, None).await.unwrap();
+}
