@@ -10,6 +10,8 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Blobs up to this size are sent in the request that starts their upload.
+const SMALL_BLOB: usize = 64 * 1024;
 const ACCEPT_MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// What went wrong talking to a registry, and so whose it is to fix.
@@ -347,14 +349,33 @@ impl Registry {
     }
 
     /// Uploads a blob unless the repository already has it; returns whether bytes were sent.
+    /// A small one goes in one request, without asking first (a record, a marker, a config).
     pub async fn put_blob(&self, host: &str, repo: &str, bytes: &[u8]) -> Result<bool> {
         let digest = sha256_digest(bytes);
-        if self.has_blob(host, repo, &digest).await? {
+        let small = bytes.len() <= SMALL_BLOB;
+        if !small && self.has_blob(host, repo, &digest).await? {
             return Ok(false);
         }
         let scope = Self::push_scope(repo);
-        let start = self.url(host, &format!("{repo}/blobs/uploads/"));
-        let resp = self.send(host, &scope, || self.http.post(&start).header("Content-Length", "0")).await?;
+        let start = if small {
+            self.url(host, &format!("{repo}/blobs/uploads/?digest={digest}"))
+        } else {
+            self.url(host, &format!("{repo}/blobs/uploads/"))
+        };
+        let body = if small { bytes.to_vec() } else { Vec::new() };
+        let resp = self
+            .send(host, &scope, || {
+                self.http
+                    .post(&start)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Length", body.len())
+                    .body(body.clone())
+            })
+            .await?;
+        // 201: taken whole. 202: an upload was opened instead, for the bytes to follow.
+        if resp.status() == reqwest::StatusCode::CREATED {
+            return Ok(true);
+        }
         let resp = Self::check(resp, &format!("starting an upload to {host}/{repo}")).await?;
         let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let location =

@@ -194,7 +194,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// balancer). Every connection of a process tries the node that answered last first, then the
 /// others in order, so when a node goes its clients move together to the next reachable one.
 /// Clones share that state and the failover count.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Brokers {
     uris: Arc<Vec<String>>,
     current: Arc<AtomicUsize>,
@@ -275,6 +275,13 @@ impl Brokers {
             }
         }
         Err(last.expect("at least one node"))
+    }
+}
+
+/// Nodes only: the URIs hold passwords.
+impl std::fmt::Debug for Brokers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Brokers({self})")
     }
 }
 
@@ -425,4 +432,20 @@ async fn send(ch: &Channel, msg: &Outgoing<'_>) -> lapin::Result<lapin::Publishe
     // back. Events and log lines may have no listener at all.
     let options = BasicPublishOptions { mandatory: msg.exchange.is_empty(), ..Default::default() };
     ch.basic_publish(msg.exchange.into(), msg.routing_key.into(), options, msg.payload, msg.properties()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_named_without_their_credentials() {
+        let b = Brokers::parse("amqp://u:SECRET@10.0.0.1:5672/%2f, amqps://u:SECRET@mq-2:5671/prod").unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.node(), "10.0.0.1:5672");
+        assert_eq!(format!("{b} {b:?}"), "10.0.0.1:5672, mq-2:5671 Brokers(10.0.0.1:5672, mq-2:5671)");
+        let e = Brokers::parse("http://u:SECRET@host").unwrap_err();
+        assert!(e.contains("is not an AMQP URI") && !e.contains("SECRET"), "{e}");
+        assert!(Brokers::parse(" , ").unwrap_err().starts_with("no AMQP URI given"));
+    }
 }

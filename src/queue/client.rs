@@ -1,5 +1,6 @@
-//! The queue's clients: `submit` (publish a job, optionally follow its log to the end) and
-//! `rebuild-failed` (resubmit failed jobs that match a filter).
+//! The queue's clients: `submit` (publish a job, optionally follow its log to the end),
+//! `submit_all` (a roll-out's jobs, optionally gathering their outcomes) and `rebuild-failed`
+//! (resubmit failed jobs that match a filter).
 
 use super::amqp::{self, Brokers, Outgoing, Publisher, Topology};
 use super::job::{BuildJob, FailedJob, JobEvent, JobStatus};

@@ -50,6 +50,9 @@ struct Shared {
     metrics: Arc<Metrics>,
 }
 
+/// How long a redelivered job whose image exists waits for its builder's report to be recorded.
+const REPORT_GRACE: Duration = Duration::from_secs(3);
+
 /// How long a job waits when another build of its operation is running.
 const DEFER: Duration = Duration::from_secs(5);
 
@@ -265,14 +268,16 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
         shared.metrics.queue_lag(lag.max(0) as f64);
     }
     shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    // A job seen for the first time cannot have been built yet (a copy of it published twice is
-    // built again from BuildKit's cache and reported once): the registry is not asked.
+    // A job seen for the first time cannot have been built yet, so the registry is not asked;
+    // but a roll-out may publish the same job again by design. (Another copy of a job published
+    // twice is built again from BuildKit's cache and reported once.)
     let props = &delivery.properties;
-    let came_back = delivery.redelivered
+    let may_be_built = job.rollout.is_some()
+        || delivery.redelivered
         || delivered_before > 0
         || attempt > 1
         || props.headers().as_ref().is_some_and(|h| h.inner().contains_key("x-death"));
-    let done = run_job(shared, &job, attempt, came_back).await;
+    let done = run_job(shared, &job, attempt, may_be_built).await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     match done {
         Ok(outcome) => {
@@ -297,7 +302,7 @@ async fn requeue_delivery(delivery: &Delivery) {
 
 /// Builds one job under its operation's lease and publishes its outcome. Ok when the job may
 /// be acked. While another build of the operation runs, the job waits in a delay queue.
-async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, came_back: bool) -> Result<JobOutcome, String> {
+async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, may_be_built: bool) -> Result<JobOutcome, String> {
     let lease = match shared.leases.acquire(&job.operation_id).await {
         Ok(lease) => lease,
         Err(NoLease::Held) => {
@@ -307,7 +312,7 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, came_back: 
         }
         Err(NoLease::Broker(e)) => return Err(format!("no lease: {e}")),
     };
-    let outcome = run_leased(shared, job, attempt, came_back, &lease).await;
+    let outcome = run_leased(shared, job, attempt, may_be_built, &lease).await;
     shared.leases.release(lease).await;
     outcome
 }
@@ -328,7 +333,7 @@ async fn run_leased(
     shared: &Arc<Shared>,
     job: &BuildJob,
     attempt: u32,
-    came_back: bool,
+    may_be_built: bool,
     lease: &Lease,
 ) -> Result<JobOutcome, String> {
     let still_held = || async {
@@ -342,9 +347,14 @@ async fn run_leased(
     let worker = shared.cfg.worker_id.as_str();
 
     // Redelivered after the image was pushed: report it once, never build it twice.
-    if let Some(target) = job.target().ok().filter(|_| came_back) {
+    if let Some(target) = job.target().ok().filter(|_| may_be_built) {
         if let Some(built) = ledger.built(&target, &job.operation_id).await {
-            if ledger.reported(&job.operation_id).await {
+            // The worker that built it may be a moment from recording its report: its
+            // connection (and lease) went between its event and its marker. It gets that moment.
+            if ledger.reported(&job.operation_id).await || {
+                tokio::time::sleep(REPORT_GRACE).await;
+                ledger.reported(&job.operation_id).await
+            } {
                 tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
                 return Ok(JobOutcome::Duplicate);
             }
