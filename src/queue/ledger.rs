@@ -62,6 +62,11 @@ impl<'r> Ledger<'r> {
             image::tag_content(self.registry, &marker.registry, &marker.repository, &layer, &marker.reference()).await;
     }
 
+    /// Whether the service has a record.
+    pub async fn has_record(&self, service: &str) -> bool {
+        matches!(self.registry.manifest(&self.host, SERVICES_REPOSITORY, &service_tag(service)).await, Ok(Some(_)))
+    }
+
     /// Records `image` as the service's current image, made by `job` (kept without credentials
     /// and without its roll-out part, so a roll-out can rebuild it).
     pub async fn record_service(&self, job: &BuildJob, image: &str) -> Result<(), String> {

@@ -359,7 +359,11 @@ async fn run_leased(
                 return Ok(JobOutcome::Duplicate);
             }
             still_held().await?;
-            record_service(&ledger, job, &target.with_digest(&built.digest)).await;
+            // Its builder recorded the service before its event, unless it died first. A record
+            // there may be a later deployment's: an old job redelivered must not replace it.
+            if !ledger.has_record(&job.service.name).await {
+                record_service(&ledger, job, &target.with_digest(&built.digest)).await;
+            }
             publish_event(shared, &already_built(job, &target, &built).by(worker, None)).await?;
             ledger.mark_reported(&job.operation_id, &job.job_id).await;
             return Ok(JobOutcome::Succeeded);

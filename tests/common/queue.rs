@@ -44,6 +44,13 @@ impl Worker {
             .unwrap();
         Self { child }
     }
+    /// SIGTERM, and waits for the worker to finish what it runs and exit.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
