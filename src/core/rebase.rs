@@ -87,10 +87,8 @@ pub fn check(
         return Err(Refusal::NotOurs { image });
     };
     let rt = catalog
-        .runtimes()
-        .iter()
-        .find(|r| r.name == runtime)
-        .ok_or_else(|| Refusal::UnknownRuntime { image: image.clone(), runtime: runtime.clone() })?;
+        .lookup(&runtime)
+        .map_err(|_| Refusal::UnknownRuntime { image: image.clone(), runtime: runtime.clone() })?;
     if !rt.versions().contains(&to) {
         return Err(Refusal::UnknownVersion {
             runtime,

@@ -114,12 +114,24 @@ pub async fn content_file(
 
 /// The digest and the config of the image at `r`, if the registry has it. The digest is of what
 /// `r` names: an index (the image with its attestations) or a manifest; the config is of the
-/// image for this machine's platform; the index's annotations, if it is one.
+/// image for this machine's platform; the index's annotations, if it is one. With `remember`,
+/// what a digest names is kept for the process (it cannot change): a runtime image then costs
+/// one request per build, the one that resolves its tag.
 async fn manifest_and_config(
     registry: &Registry,
     r: &ImageRef,
+    remember: bool,
 ) -> Result<Option<(String, Value, BTreeMap<String, String>)>> {
+    type Known = std::sync::Mutex<std::collections::HashMap<String, (Value, BTreeMap<String, String>)>>;
+    static KNOWN: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(Known::default);
     let Some(top) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else { return Ok(None) };
+    let key = format!("{}/{}@{}", r.registry, r.repository, top.digest);
+    if remember {
+        if let Some((config, annotations)) = known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return Ok(Some((top.digest, config.clone(), annotations.clone())));
+        }
+    }
     let manifest = if top.is_index() {
         let digest = top.platform_manifest("linux", crate::edge::buildkit::export::oci_architecture())?;
         let missing = || RegistryError::Malformed(format!("{r}: index names {digest}, which the registry lacks"));
@@ -131,6 +143,14 @@ async fn manifest_and_config(
         serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
             .map_err(|e| ImageError::BadConfig { image: r.to_string(), detail: e.to_string() })?;
     let annotations = if top.is_index() { string_map(&top.json()?["annotations"]) } else { BTreeMap::new() };
+    if remember {
+        let mut known = known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Runtime images are a few hundred at most; a bound all the same.
+        if known.len() >= 1024 {
+            known.clear();
+        }
+        known.insert(key, (config.clone(), annotations.clone()));
+    }
     Ok(Some((top.digest, config, annotations)))
 }
 
@@ -148,7 +168,7 @@ fn string_map(object: &Value) -> BTreeMap<String, String> {
 /// Digest, Env and Labels of a runtime image; a missing image is the user's (or operator's)
 /// to provide, and the message says how.
 pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Result<ImageFacts> {
-    let Some((digest, config, _)) = manifest_and_config(registry, r).await? else {
+    let Some((digest, config, _)) = manifest_and_config(registry, r, true).await? else {
         return Err(ImageError::MissingRuntimeImage {
             what: what.to_string(),
             reference: r.to_string(),
@@ -171,7 +191,7 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Resul
 /// The digest and labels of the image at `target`, if there is one, with its index's
 /// annotations (what is true of one deployment only) over them.
 pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(String, BTreeMap<String, String>)>> {
-    Ok(manifest_and_config(registry, target).await?.map(|(digest, config, annotations)| {
+    Ok(manifest_and_config(registry, target, false).await?.map(|(digest, config, annotations)| {
         let mut labels = labels_of(&config);
         labels.extend(annotations);
         (digest, labels)

@@ -127,8 +127,9 @@ pub async fn rebase(
         // Already there: the target names the same image.
         if target.name() != from.name() {
             return Err(BuildError::user(format!(
-                "{shown} is on {} {to_version} already, and a rebase writes within its own repository only; give a target in {}",
+                "{shown} is on {} {to_version} already: there is nothing to move; to have it under {} too, copy it with your registry's tools, or give an --output in {}",
                 movable.runtime,
+                target.name(),
                 from.name()
             )));
         }
@@ -147,7 +148,7 @@ pub async fn rebase(
             base: format!("{}@{}", movable.base_name, movable.base_digest),
         }));
     };
-    let rt = catalog.runtimes().iter().find(|r| r.name == movable.runtime).expect("check found the runtime");
+    let rt = catalog.lookup(&movable.runtime)?;
     let run_name = format!("{runtime_host}/{}", rt.images(to_version).1);
     let run_ref = ImageRef::parse(&run_name)?;
     let new_run = read(registry, &run_ref, "run image").await?.ok_or_else(|| ImageError::MissingRuntimeImage {

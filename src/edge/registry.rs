@@ -349,11 +349,12 @@ impl Registry {
     }
 
     /// Uploads a blob unless the repository already has it; returns whether bytes were sent.
-    /// A small one goes in one request, without asking first (a record, a marker, a config).
+    /// A small one goes with the request that starts the upload, which a registry that takes
+    /// single-request uploads completes at once.
     pub async fn put_blob(&self, host: &str, repo: &str, bytes: &[u8]) -> Result<bool> {
         let digest = sha256_digest(bytes);
         let small = bytes.len() <= SMALL_BLOB;
-        if !small && self.has_blob(host, repo, &digest).await? {
+        if self.has_blob(host, repo, &digest).await? {
             return Ok(false);
         }
         let scope = Self::push_scope(repo);

@@ -365,7 +365,7 @@ async fn run_leased(
                 record_service(&ledger, job, &target.with_digest(&built.digest)).await;
             }
             publish_event(shared, &already_built(job, &target, &built).by(worker, None)).await?;
-            ledger.mark_reported(&job.operation_id, &job.job_id).await;
+            ledger.mark_reported(&job.operation_id).await;
             return Ok(JobOutcome::Succeeded);
         }
     }
@@ -404,7 +404,7 @@ async fn run_leased(
             // Recorded before it is reported: whoever sees the success finds the record.
             record_service(&ledger, job, &image).await;
             publish_event(shared, &event.by(worker, Some(attempt))).await?;
-            ledger.mark_reported(&job.operation_id, &job.job_id).await;
+            ledger.mark_reported(&job.operation_id).await;
             if let Finished::Built(result) = &finished {
                 let p = result.phases;
                 for (phase, secs) in [("fetch", p.fetch), ("plan", p.plan), ("solve", p.solve), ("export", p.export)] {
