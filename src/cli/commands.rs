@@ -281,8 +281,12 @@ pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> 
         }
         seen.push(record.service.clone());
         let name = &record.service;
-        let Some((_, image_labels)) = image::existing(&registry, &ImageRef::parse(&record.image)?).await? else {
-            println!("{name}: skipped, its image {} is no longer in the registry", record.image);
+        let found = match ImageRef::parse(&record.image) {
+            Ok(r) => image::existing(&registry, &r).await?,
+            Err(_) => None,
+        };
+        let Some((_, image_labels)) = found else {
+            println!("{name}: skipped, its image {} is not in the registry", crate::core::shown::cut(&record.image));
             tally.left += 1;
             continue;
         };

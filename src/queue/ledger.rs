@@ -1,6 +1,8 @@
 //! What the registry says about an operation: whether its image was built (the image carries
 //! its operation id) and whether its success was reported (a marker tag). A redelivered job is
-//! recognised from these, so it is neither built nor reported twice.
+//! recognised from these, so it is neither built nor reported twice. And what it says about a
+//! service: its current image and the job that made it (a record per service), which
+//! `roll-out` reads.
 
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::ImageRef;
