@@ -254,14 +254,7 @@ pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> 
     let catalog = RuntimeCatalog::builtin();
     let rt = catalog.lookup(&args.runtime)?;
     let to = args.to_version.trim().to_string();
-    if !rt.versions().contains(&to.as_str()) {
-        return Err(BuildError::user(format!(
-            "--to-version: {} has no version {}; its versions are {}",
-            rt.name,
-            crate::core::shown::cut(&to),
-            rt.versions().join(", ")
-        )));
-    }
+    rt.check_version(&to).map_err(|e| BuildError::user(format!("--to-version: {e}")))?;
     let registry = settings.registry_client();
     let ledger = Ledger::new(&registry, &settings.registry);
     let mut jobs = Vec::new();

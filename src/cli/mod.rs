@@ -263,13 +263,7 @@ impl SettingsArgs {
             let (name, version) =
                 hold.split_once('=').ok_or_else(|| bad("expected RUNTIME=VERSION, e.g. python311=3.11.10".into()))?;
             let rt = catalog.lookup(name).map_err(|e| bad(e.to_string()))?;
-            if !rt.versions().contains(&version.trim()) {
-                return Err(bad(format!(
-                    "{} has no version {version}; its versions are {}",
-                    rt.name,
-                    rt.versions().join(", ")
-                )));
-            }
+            rt.check_version(version.trim()).map_err(bad)?;
             runtime_holds.insert(rt.name.clone(), version.trim().to_string());
         }
         Ok(Settings {

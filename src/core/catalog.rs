@@ -241,6 +241,19 @@ impl Runtime {
         (self.build_image.replace("{version}", version), self.run_image.replace("{version}", version))
     }
 
+    /// Ok when `version` is one of the listed versions; otherwise what to say, naming them.
+    pub fn check_version(&self, version: &str) -> Result<(), String> {
+        if self.versions().contains(&version) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} has no version {}; its versions are {}",
+            self.name,
+            crate::core::shown::cut(version),
+            self.versions().join(", ")
+        ))
+    }
+
     /// The listed versions, newest first, each once (the tables repeat some, A12).
     pub fn versions(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();

@@ -26,3 +26,16 @@ pub const RUN_ENV: &str = "dev.apprunner-build.run-env";
 /// On a rebased image: the image manifest it was rebased from, and that image's runtime version.
 pub const REBASED_FROM: &str = "dev.apprunner-build.rebased-from";
 pub const REBASED_FROM_VERSION: &str = "dev.apprunner-build.rebased-from-version";
+
+/// The labels of an image config (`config.Labels`), its string values only.
+pub fn of_config(config: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    string_map(&config["config"]["Labels"])
+}
+
+/// A JSON object's string values (labels, annotations); anything else is left out.
+pub fn string_map(object: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    object
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}

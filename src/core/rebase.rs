@@ -36,8 +36,9 @@ pub enum Refusal {
     NotOurs { image: String },
     #[error("{image} was built on runtime `{runtime}`, which this catalog does not know; rebuild the service")]
     UnknownRuntime { image: String, runtime: String },
-    #[error("{runtime} has no version {to}; its versions are {versions}")]
-    UnknownVersion { runtime: String, to: String, versions: String },
+    /// The runtime never had that version (the catalog's message).
+    #[error("{0}")]
+    UnknownVersion(String),
     #[error("{image} was built with the original build: its run stage ran the build commands again on the {runtime} {version} run image, so its layers may depend on it; rebuild the service to move it to {to}")]
     OriginalBuild { image: String, runtime: String, version: String, to: String },
     #[error("{image} ran {commands} pre-run command(s) on the {runtime} {version} run image, so its layers may depend on it; rebuild the service to move it to {to}")]
@@ -89,13 +90,7 @@ pub fn check(
     let rt = catalog
         .lookup(&runtime)
         .map_err(|_| Refusal::UnknownRuntime { image: image.clone(), runtime: runtime.clone() })?;
-    if !rt.versions().contains(&to) {
-        return Err(Refusal::UnknownVersion {
-            runtime,
-            to: crate::core::shown::cut(to),
-            versions: rt.versions().join(", "),
-        });
-    }
+    rt.check_version(to).map_err(Refusal::UnknownVersion)?;
     let to = to.to_string();
     if rt.build_process == BuildProcess::Original || label(labels::BUILD_PROCESS).as_deref() == Some("original") {
         return Err(Refusal::OriginalBuild { image, runtime, version, to });
@@ -207,16 +202,11 @@ pub fn rebase_image(
     config["config"]["Env"] = json!(merge_env(&run_env, app_env));
 
     // The new run image's labels with ours over them, as a build writes them.
-    let string_map = |v: &Value| -> BTreeMap<String, String> {
-        v.as_object()
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-            .unwrap_or_default()
-    };
-    let mut image_labels = string_map(&new_run.parts.config["config"]["Labels"]);
+    let mut image_labels = labels::of_config(&new_run.parts.config);
     image_labels.remove(labels::OCI_TITLE);
     image_labels.remove(labels::OCI_DESCRIPTION);
     let ours = |k: &str| k.starts_with("dev.apprunner-build.") || k == labels::OCI_SOURCE || k == labels::OCI_REVISION;
-    image_labels.extend(string_map(&old.config["config"]["Labels"]).into_iter().filter(|(k, _)| ours(k)));
+    image_labels.extend(labels::of_config(&old.config).into_iter().filter(|(k, _)| ours(k)));
     for (k, v) in [
         (labels::RUNTIME_VERSION, to),
         (labels::OCI_BASE_NAME, &new_run.reference),

@@ -5,6 +5,7 @@ use super::registry::{Registry, RegistryError, DOCKER_CONFIG, DOCKER_LAYER_GZIP,
 use super::source::Layer;
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::ImageRef;
+use crate::core::labels;
 use crate::core::plan::ImageFacts;
 use crate::error::{Classified, ErrorClass};
 use serde_json::{json, Value};
@@ -142,7 +143,7 @@ async fn manifest_and_config(
     let config: Value =
         serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
             .map_err(|e| ImageError::BadConfig { image: r.to_string(), detail: e.to_string() })?;
-    let annotations = if top.is_index() { string_map(&top.json()?["annotations"]) } else { BTreeMap::new() };
+    let annotations = if top.is_index() { labels::string_map(&top.json()?["annotations"]) } else { BTreeMap::new() };
     if remember {
         let mut known = known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Runtime images are a few hundred at most; a bound all the same.
@@ -152,17 +153,6 @@ async fn manifest_and_config(
         known.insert(key, (config.clone(), annotations.clone()));
     }
     Ok(Some((top.digest, config, annotations)))
-}
-
-fn labels_of(config: &Value) -> BTreeMap<String, String> {
-    string_map(&config["config"]["Labels"])
-}
-
-fn string_map(object: &Value) -> BTreeMap<String, String> {
-    object
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-        .unwrap_or_default()
 }
 
 /// Digest, Env and Labels of a runtime image; a missing image is the user's (or operator's)
@@ -179,7 +169,7 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Resul
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
-    let labels = labels_of(&config);
+    let labels = labels::of_config(&config);
     Ok(ImageFacts {
         reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())),
         digest: Some(digest),
@@ -192,7 +182,7 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Resul
 /// annotations (what is true of one deployment only) over them.
 pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(String, BTreeMap<String, String>)>> {
     Ok(manifest_and_config(registry, target, false).await?.map(|(digest, config, annotations)| {
-        let mut labels = labels_of(&config);
+        let mut labels = labels::of_config(&config);
         labels.extend(annotations);
         (digest, labels)
     }))

@@ -78,13 +78,6 @@ async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Result<Option<St
     Ok(Some(Stored { top, image, parts: ImageParts { manifest, config }, platform, provenance }))
 }
 
-fn labels_of(config: &Value) -> BTreeMap<String, String> {
-    config["config"]["Labels"]
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-        .unwrap_or_default()
-}
-
 /// Moves the image at `from` onto the run image of `to_version` of its runtime (from the
 /// runtime registry `runtime_host`), writing it to `target` (its tag, or by digest), with the
 /// per-deployment annotations `deployment` on its index. The inner error: the image may not
@@ -103,7 +96,7 @@ pub async fn rebase(
     let old = read(registry, from, "image")
         .await?
         .ok_or_else(|| BuildError::user(format!("there is no image {shown} to rebase; give REGISTRY/REPOSITORY:TAG or @sha256:DIGEST of an image apprunner-build built")))?;
-    let old_labels = labels_of(&old.parts.config);
+    let old_labels = labels::of_config(&old.parts.config);
     let movable = match rebase::check(&shown, &old_labels, catalog, to_version) {
         Ok(m) => m,
         Err(refusal) => return Ok(Err(refusal)),

@@ -69,9 +69,14 @@ impl Topology {
         format!("deployment.{operation_id}")
     }
 
-    fn quorum() -> FieldTable {
+    /// The arguments every quorum queue of this topology is declared with: its type and, when
+    /// set, its member count.
+    fn quorum(&self) -> FieldTable {
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        if let Some(n) = self.quorum_size {
+            args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
+        }
         args
     }
 
@@ -82,8 +87,8 @@ impl Topology {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         ch.exchange_declare(self.events().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
         ch.exchange_declare(self.logs().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-        let failed = self.declare_quorum(conn, &self.failed(), Self::quorum()).await?;
-        let mut jobs = Self::quorum();
+        let failed = self.declare_quorum(conn, &self.failed(), self.quorum()).await?;
+        let mut jobs = self.quorum();
         jobs.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
         jobs.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         jobs.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.failed().into()));
@@ -94,7 +99,7 @@ impl Topology {
     /// Declares one quorum queue with this topology's member count, unless it exists: then it
     /// keeps the members it has (the broker refuses a declaration whose arguments differ, and
     /// `rabbitmq-queues grow`/`shrink` change the members of a queue that exists).
-    async fn declare_quorum(&self, conn: &Connection, name: &str, mut args: FieldTable) -> lapin::Result<String> {
+    async fn declare_quorum(&self, conn: &Connection, name: &str, args: FieldTable) -> lapin::Result<String> {
         let exists = |ch: Channel| async move {
             let passive = QueueDeclareOptions { passive: true, ..Default::default() };
             let found = ch.queue_declare(name.into(), passive, FieldTable::default()).await.is_ok();
@@ -107,9 +112,6 @@ impl Topology {
         let kept = format!("{name}: quorum queue declared before; it keeps the members it has");
         if exists(conn.create_channel().await?).await {
             return Ok(kept);
-        }
-        if let Some(n) = self.quorum_size {
-            args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
         }
         let ch = conn.create_channel().await?;
         let q = QueueDeclareOptions { durable: true, ..Default::default() };
@@ -132,7 +134,7 @@ impl Topology {
     /// queue when they expire, at least once.
     pub async fn declare_retry(&self, ch: Channel, delay: Duration) -> lapin::Result<String> {
         let name = self.retry(delay);
-        let mut args = Self::quorum();
+        let mut args = self.quorum();
         args.insert(
             "x-message-ttl".into(),
             AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
@@ -141,9 +143,6 @@ impl Topology {
         args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.jobs().into()));
         args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
         args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
-        if let Some(n) = self.quorum_size {
-            args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
-        }
         match ch
             .queue_declare(name.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
             .await
@@ -218,15 +217,6 @@ impl Brokers {
             ));
         }
         Ok(Self { uris: Arc::new(uris), current: Arc::default(), failovers: Arc::default() })
-    }
-
-    /// How many nodes were given.
-    pub fn len(&self) -> usize {
-        self.uris.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.uris.is_empty()
     }
 
     /// `host:port` of node `i`, credentials and vhost left out.
@@ -441,7 +431,6 @@ mod tests {
     #[test]
     fn nodes_are_named_without_their_credentials() {
         let b = Brokers::parse("amqp://u:SECRET@10.0.0.1:5672/%2f, amqps://u:SECRET@mq-2:5671/prod").unwrap();
-        assert_eq!(b.len(), 2);
         assert_eq!(b.node(), "10.0.0.1:5672");
         assert_eq!(format!("{b} {b:?}"), "10.0.0.1:5672, mq-2:5671 Brokers(10.0.0.1:5672, mq-2:5671)");
         let e = Brokers::parse("http://u:SECRET@host").unwrap_err();
