@@ -53,6 +53,9 @@ struct Shared {
 /// How long a redelivered job whose image exists waits for its builder's report to be recorded.
 const REPORT_GRACE: Duration = Duration::from_secs(3);
 
+/// How long a consumer may see no delivery while jobs wait and it has free slots.
+const CONSUMER_STALL: Duration = Duration::from_secs(15);
+
 /// How long a job waits when another build of its operation is running.
 const DEFER: Duration = Duration::from_secs(5);
 
@@ -114,24 +117,21 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
         }
         tracing::info!("connected to broker node {}", shared.cfg.brokers.node());
         tracing::info!("consuming {} with up to {} builds at once", shared.cfg.topology.jobs(), shared.cfg.concurrency);
-        let depth_ch = ch.clone();
-        let depth_shared = shared.clone();
-        let depth_task = tokio::spawn(async move {
-            loop {
-                let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-                if let Ok(q) = depth_ch
-                    .queue_declare(depth_shared.cfg.topology.jobs().into(), passive, FieldTable::default())
-                    .await
-                {
-                    depth_shared.metrics.queue_depth.store(i64::from(q.message_count()), Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        });
+        // A consumer that subscribed while its queue had no leader (the node that led it had
+        // just gone) may be sent nothing: jobs wait, slots are free, no delivery comes. The
+        // depth check sees that and the consumer subscribes again.
+        let last_delivery = Arc::new(std::sync::Mutex::new(Instant::now()));
+        let stalled = Arc::new(tokio::sync::Notify::new());
+        let depth_task = watch_depth(ch.clone(), shared.clone(), last_delivery.clone(), stalled.clone());
         loop {
             tokio::select! {
+                () = stalled.notified() => {
+                    tracing::warn!("jobs are waiting and slots are free, but none came for {CONSUMER_STALL:?}; subscribing again");
+                    break;
+                }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
+                        *last_delivery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
                         let shared = shared.clone();
                         tasks.spawn(async move { handle(&shared, delivery).await });
                     }
@@ -158,6 +158,30 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
     shared.leases.close().await;
     sweep_clones("exit");
     Ok(())
+}
+
+/// Every 5 s: the jobs queue's depth for the metrics, and whether the consumer is stalled
+/// (jobs ready, a slot free, no delivery for [`CONSUMER_STALL`]).
+fn watch_depth(
+    ch: lapin::Channel,
+    shared: Arc<Shared>,
+    last_delivery: Arc<std::sync::Mutex<Instant>>,
+    stalled: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            if let Ok(q) = ch.queue_declare(shared.cfg.topology.jobs().into(), passive, FieldTable::default()).await {
+                shared.metrics.queue_depth.store(i64::from(q.message_count()), Ordering::Relaxed);
+                let free = shared.metrics.in_flight.load(Ordering::Relaxed) < i64::from(shared.cfg.concurrency);
+                let quiet = last_delivery.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
+                if q.message_count() > 0 && free && quiet > CONSUMER_STALL {
+                    stalled.notify_one();
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
 }
 
 /// Clones left by workers that died mid-build go, at start and at exit.
