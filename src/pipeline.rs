@@ -8,7 +8,9 @@ use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StageRole, StepN
 use crate::core::platform;
 use crate::core::progress::{first_line, Progress, SolveEvent};
 use crate::core::rebase::Refusal;
+use crate::core::rebase::OCI_INDEX;
 use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, PhaseTimings, SourceLocation, StageTiming};
+use crate::core::reuse;
 use crate::core::shown::redact_userinfo;
 use crate::edge::buildkit::session::Session;
 use crate::edge::buildkit::{
@@ -52,6 +54,9 @@ pub struct Settings {
     /// Whether a stage's first command, when it is a dependency install, is warmed up on the
     /// dependency manifests alone first (`core::warm`).
     pub warm_steps: bool,
+    /// Whether a build whose inputs are exactly those of the image at its target tag reuses that
+    /// image (`core::reuse`) instead of solving.
+    pub image_reuse: bool,
     /// Runtimes the operator holds back: a build without `runtime-version` gets the newest
     /// release not newer than the held version (until a roll-out moves the fleet on).
     pub runtime_holds: BTreeMap<String, String>,
@@ -348,6 +353,21 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         ));
     }
 
+    let exporter = keyed_exporter(settings, target, &prepared);
+    if settings.image_reuse {
+        let looking = Instant::now();
+        if let Some(digest) = reuse_image(&registry, target, &exporter.1, &plan.image.deployment, log).await? {
+            let seconds = looking.elapsed().as_secs_f64();
+            let phases = PhaseTimings {
+                fetch: prepared.fetch_seconds,
+                plan: (preparing.elapsed().as_secs_f64() - prepared.fetch_seconds - seconds).max(0.0),
+                solve: 0.0,
+                export: seconds,
+            };
+            return Ok(result(&prepared, target.with_digest(&digest), Vec::new(), false, phases));
+        }
+    }
+
     let host = settings.registry.as_str();
     let src = image::push_content(&registry, host, SOURCE_REPOSITORY, &prepared.source_layer).await?;
     if src.uploaded {
@@ -383,7 +403,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     });
     log.apprunner("Starting source code build.");
     let solving = Instant::now();
-    let solved = solve(&buildkit, &session, fleet_cache.as_ref(), settings, target, &prepared, log).await?;
+    let solved = solve(&buildkit, &session, fleet_cache.as_ref(), settings, exporter, &prepared, log).await?;
     log.apprunner("Successfully built your application source code.");
     let digest = solved
         .exporter_response
@@ -391,27 +411,92 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         .cloned()
         .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
     let solve_seconds = solving.elapsed().as_secs_f64();
-    let cfg = &prepared.config;
-    Ok(BuildResult {
-        image: target.with_digest(&digest),
+    let phases = PhaseTimings {
+        fetch: prepared.fetch_seconds,
+        plan: plan_seconds,
+        solve: (solve_seconds - solved.export_seconds).max(0.0),
+        export: solved.export_seconds,
+    };
+    Ok(result(&prepared, target.with_digest(&digest), solved.timings, src.uploaded, phases))
+}
+
+/// What a build that gave `image` tells its caller.
+fn result(
+    prepared: &Prepared,
+    image: String,
+    stages: Vec<StageTiming>,
+    source_uploaded: bool,
+    phases: PhaseTimings,
+) -> BuildResult {
+    let (plan, cfg) = (&prepared.plan, &prepared.config);
+    BuildResult {
+        image,
         runtime: plan.runtime.clone(),
         runtime_version: plan.runtime_version.clone(),
         build_process: plan.build_process,
         commit: prepared.checkout.commit.clone(),
-        stages: solved.timings,
+        stages,
         start_command: cfg.command.clone(),
         port: cfg.port,
         run_env: cfg.run_env.clone(),
         secrets: cfg.secrets.clone(),
         warnings: plan.warnings.clone(),
-        source_uploaded: src.uploaded,
-        phases: PhaseTimings {
-            fetch: prepared.fetch_seconds,
-            plan: plan_seconds,
-            solve: (solve_seconds - solved.export_seconds).max(0.0),
-            export: solved.export_seconds,
-        },
-    })
+        source_uploaded,
+        phases,
+    }
+}
+
+/// The image exporter and its attributes for `prepared`, with the build key (`core::reuse`) as an
+/// annotation of the index.
+fn keyed_exporter(settings: &Settings, target: &ImageRef, prepared: &Prepared) -> (String, BTreeMap<String, String>) {
+    let plain_http = is_plain_http(&target.registry, &settings.insecure_registries);
+    let (exporter, mut attrs) = image_exporter(target, &prepared.plan.image, plain_http);
+    let solves = &prepared.solves;
+    let key = reuse::build_key(
+        &target.repository,
+        std::iter::once(&solves.image).chain(&solves.post_build).map(|l| l.bytes.as_slice()),
+        &attrs,
+        &attestations(),
+        &prepared.plan.image.deployment,
+    );
+    attrs.insert(build_key_attribute(), key);
+    (exporter.to_string(), attrs)
+}
+
+fn build_key_attribute() -> String {
+    format!("annotation-index.{}", crate::core::labels::BUILD_KEY)
+}
+
+/// When the image at `target` was built with the key in the exporter's `attrs`: writes an index
+/// for this deployment over the same manifests and returns its digest. A tag that is new, holds
+/// other inputs' image, or cannot be read is a miss (None): the build goes on, and its push says
+/// whatever was wrong.
+async fn reuse_image(
+    registry: &Registry,
+    target: &ImageRef,
+    attrs: &BTreeMap<String, String>,
+    deployment: &BTreeMap<String, String>,
+    log: &DeploymentLog,
+) -> Result<Option<String>, BuildError> {
+    let Some(key) = attrs.get(&build_key_attribute()) else { return Ok(None) };
+    let Ok(Some(existing)) = registry.manifest(&target.registry, &target.repository, &target.reference()).await else {
+        return Ok(None);
+    };
+    let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else {
+        return Ok(None);
+    };
+    log.apprunner("Starting source code build.");
+    let digest = registry
+        .put_manifest(&target.registry, &target.repository, &target.reference(), &reused.index, OCI_INDEX)
+        .await?;
+    log.apprunner(format!(
+        "{} holds the image of these exact inputs (build key {}, built by deployment {}): reused under a new index; nothing was solved.",
+        target,
+        &key[..12],
+        reused.built_by.as_deref().unwrap_or("unknown")
+    ));
+    log.apprunner("Successfully built your application source code.");
+    Ok(Some(digest))
 }
 
 /// What the solves of a build gave: the image exporter's response, each stage's timing, and the
@@ -429,7 +514,7 @@ async fn solve(
     session: &Session,
     fleet_cache: Option<&FleetCache>,
     settings: &Settings,
-    target: &ImageRef,
+    exporter: (String, BTreeMap<String, String>),
     prepared: &Prepared,
     log: &DeploymentLog,
 ) -> Result<Solved, BuildError> {
@@ -445,10 +530,7 @@ async fn solve(
     };
     let rebuilt = warm_up(buildkit, prepared, &options(None, false), &tx, log).await?;
     let solves = rebuilt.as_ref().unwrap_or(&prepared.solves);
-    let plain_http = is_plain_http(&target.registry, &settings.insecure_registries);
-    let (name, attrs) = image_exporter(target, &plan.image, plain_http);
-    let image_options =
-        SolveOptions { frontend_attrs: attestations(), ..options(Some((name.to_string(), attrs)), false) };
+    let image_options = SolveOptions { frontend_attrs: attestations(), ..options(Some(exporter), false) };
     // The warm-ups were reported as they ran, with the fleet cache's import; the image solve
     // finds them cached and imports it again: each said once.
     let warmed = !prepared.solves.warm.is_empty();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+use apprunner_build::pipeline::Settings;
 use common::*;
 use serde_json::json;
 
@@ -533,6 +534,14 @@ async fn package_downloads_are_cached_per_service_and_never_in_the_image() {
     assert_eq!(seen(&first), [false, true], "build stage: empty; run stage: filled by it");
     let (second, _dir) = build_version("v2").await;
     assert_eq!(seen(&second), [true, true], "the rebuild finds the downloads");
+    // node_modules is a layer of its own in the image: the code change left it as it was, so
+    // only the layers above it are new.
+    let (before, after) = (layers(first.image()).await, layers(second.image()).await);
+    let run_image = layers(&format!("127.0.0.1:5000/{}", catalog_run_image("nodejs16"))).await;
+    assert_eq!(before.len(), run_image.len() + 3, "node_modules, the rest of /app, the run stage's npm install");
+    assert_eq!(before[..=run_image.len()], after[..=run_image.len()], "the node_modules layer is the same");
+    assert_ne!(before[run_image.len() + 1], after[run_image.len() + 1], "the rest of /app changed");
+    assert!(second.has_line("[run] copy /app/node_modules from the build stage cached."), "{:#?}", second.log);
     let inside = in_image(
         second.image(),
         "cat node_modules/is-number/package.json | grep -c '\"version\": \"7.0.0\"'; find /root/.npm/_cacache -type f 2>/dev/null | wc -l",
@@ -631,7 +640,8 @@ async fn one_commit_gives_one_image_manifest() {
     for (source, reference) in sources {
         let mut req = request(&source, "/", None, reference);
         req.target = target.clone();
-        let built = build_with(&settings(), req.clone()).await;
+        // BuildKit solves both: the second would otherwise reuse the first's image.
+        let built = build_with(&Settings { image_reuse: false, ..settings() }, req.clone()).await;
         let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
         let index =
             registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap().json().unwrap();
@@ -641,4 +651,82 @@ async fn one_commit_gives_one_image_manifest() {
     }
     assert_eq!(manifests[0], manifests[1], "one commit, one image");
     assert_ne!(indexes[0], indexes[1], "each build has its own provenance");
+}
+
+/// #11: a build whose inputs are exactly those of the image at its target tag reuses it: the same
+/// image manifest under a new index naming this deployment, and no solve. Any change of input,
+/// or `image_reuse: false`, solves.
+#[tokio::test]
+async fn the_same_inputs_to_the_same_tag_reuse_the_image() {
+    use apprunner_build::edge::registry::Registry;
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let dir = app(&[
+        ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - date +%s%N > /app/built.txt\nrun:\n  command: python3 -m http.server 8080\n"),
+        ("marker.txt", &marker),
+    ]);
+    let target =
+        apprunner_build::core::image_ref::ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/reuse-{marker}:1"))
+            .unwrap();
+    let registry = Registry::new(Default::default(), vec![]);
+    let build_to = |settings: Settings| {
+        let mut req = request(dir.path().to_str().unwrap(), "/", None, None);
+        req.target = target.clone();
+        async move { (build_with(&settings, req.clone()).await, req.operation_id) }
+    };
+    let index_of = |built: &Built| {
+        let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
+        let registry = &registry;
+        async move { registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap().json().unwrap() }
+    };
+    let (first, first_op) = build_to(settings()).await;
+    assert!(!first.has_line("reused under a new index"));
+    let (second, second_op) = build_to(settings()).await;
+    assert!(
+        second.has_line("holds the image of these exact inputs")
+            && second.has_line(&format!("built by deployment {first_op}")),
+        "{:#?}",
+        second.log
+    );
+    assert!(!second.has_line("[build] build command 1/1"), "nothing was solved: {:#?}", second.log);
+    assert!(second.has_line("Successfully built your application source code."));
+    assert!(second.result.as_ref().unwrap().stages.is_empty());
+    let (i1, i2) = (index_of(&first).await, index_of(&second).await);
+    assert_eq!(i1["manifests"], i2["manifests"], "the same image and provenance");
+    assert_eq!(i2["annotations"]["dev.apprunner-build.operation-id"], second_op.as_str());
+    assert_ne!(first.image(), second.image(), "a new index for the new deployment");
+    assert_eq!(in_image(first.image(), "cat /app/built.txt"), in_image(second.image(), "cat /app/built.txt"));
+
+    // Asked not to reuse: BuildKit solves (its cache answers), and the index is BuildKit's.
+    let (third, _) = build_to(Settings { image_reuse: false, ..settings() }).await;
+    assert!(third.has_line("[build] build command 1/1: date +%s%N > /app/built.txt cached."), "{:#?}", third.log);
+    assert!(!third.has_line("reused under a new index"));
+    // Another input: the source changed, so the step runs again.
+    std::fs::write(dir.path().join("marker.txt"), format!("{marker} v2")).unwrap();
+    let (fourth, _) = build_to(settings()).await;
+    assert!(!fourth.has_line("reused under a new index"));
+    assert!(fourth.has_line("[build] build command 1/1: date +%s%N > /app/built.txt finished"), "{:#?}", fourth.log);
+    assert_ne!(in_image(first.image(), "cat /app/built.txt"), in_image(fourth.image(), "cat /app/built.txt"));
+}
+
+/// The layer digests of an image (its platform's manifest, when it is an index).
+async fn layers(image: &str) -> Vec<String> {
+    use apprunner_build::edge::registry::Registry;
+    let registry = Registry::new(Default::default(), vec![]);
+    let r = apprunner_build::core::image_ref::ImageRef::parse(image).unwrap();
+    let mut manifest = registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap();
+    if manifest.is_index() {
+        let digest = manifest.platform_manifest("linux", "amd64").unwrap();
+        manifest = registry.manifest(&r.registry, &r.repository, &digest).await.unwrap().unwrap();
+    }
+    let json = manifest.json().unwrap();
+    json["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+}
+
+/// The run image of `runtime`'s newest version, as the catalog names it.
+fn catalog_run_image(runtime: &str) -> String {
+    use apprunner_build::core::catalog::RuntimeCatalog;
+    let catalog = RuntimeCatalog::builtin();
+    let rt = catalog.lookup(runtime).unwrap();
+    let resolved = catalog.resolve_held(rt, None, None).unwrap();
+    resolved.run_image
 }

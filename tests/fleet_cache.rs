@@ -6,6 +6,7 @@
 
 mod common;
 use apprunner_build::core::image_ref::ImageRef;
+use apprunner_build::pipeline::Settings;
 use common::*;
 
 #[tokio::test]
@@ -23,7 +24,10 @@ async fn a_worker_with_an_empty_cache_reuses_what_another_built() {
         r.target = service.clone();
         r
     };
-    let first = build_with(&settings(), req()).await;
+    // Both builds go to one tag: without this the second would reuse the first's image whole,
+    // and BuildKit would never be asked (what this test is about is what BuildKit finds).
+    let settings = Settings { image_reuse: false, ..settings() };
+    let first = build_with(&settings, req()).await;
     let first_image = first.image().to_string();
     assert!(first.has_line("not imported"), "a new service has no fleet cache yet");
     assert!(first.has_line(&format!("fleet-{marker}:cache exported in")), "the first build fills it");
@@ -31,7 +35,7 @@ async fn a_worker_with_an_empty_cache_reuses_what_another_built() {
     let pruned = std::process::Command::new(DOCKER).args(["builder", "prune", "-af"]).output().unwrap();
     assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
 
-    let second = build_with(&settings(), req()).await;
+    let second = build_with(&settings, req()).await;
     let second_image = second.image().to_string();
     assert!(second.has_line(&format!(
         "Fleet cache 127.0.0.1:5000/apprunner-build/cache/apprunner-tests/fleet-{marker}:cache imported in"

@@ -221,6 +221,10 @@ struct SettingsArgs {
     /// dependency manifests alone, so a code change does not reinstall every package).
     #[arg(long, env = "APPRUNNER_NO_WARM_STEPS")]
     no_warm_steps: bool,
+    /// Solve every build, even one whose inputs are exactly those of the image already at its
+    /// target tag (by default that image is reused under a new index, without a solve).
+    #[arg(long, env = "APPRUNNER_NO_IMAGE_REUSE")]
+    no_image_reuse: bool,
     /// Hold a runtime back, RUNTIME=VERSION (repeat, or comma-separated): builds without
     /// runtime-version get the newest release not newer than VERSION.
     #[arg(long = "hold-runtime", env = "APPRUNNER_HOLD_RUNTIMES", value_delimiter = ',')]
@@ -279,6 +283,7 @@ impl SettingsArgs {
             allowed_targets: self.allowed_targets.clone(),
             pack_limits: PackLimits { file: self.max_file_size, total: self.max_source_size },
             warm_steps: !self.no_warm_steps,
+            image_reuse: !self.no_image_reuse,
             fleet_cache: (!self.no_fleet_cache)
                 .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),
         })

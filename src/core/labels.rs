@@ -26,6 +26,9 @@ pub const RUN_ENV: &str = "dev.apprunner-build.run-env";
 /// On a rebased image: the image manifest it was rebased from, and that image's runtime version.
 pub const REBASED_FROM: &str = "dev.apprunner-build.rebased-from";
 pub const REBASED_FROM_VERSION: &str = "dev.apprunner-build.rebased-from-version";
+/// An annotation of the image index: the build key of the solve that made the image
+/// (`core::reuse`), so a build with the same inputs to the same tag reuses it.
+pub const BUILD_KEY: &str = "dev.apprunner-build.build-key";
 
 /// The labels of an image config (`config.Labels`), its string values only.
 pub fn of_config(config: &serde_json::Value) -> std::collections::BTreeMap<String, String> {

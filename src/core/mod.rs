@@ -13,6 +13,7 @@ pub mod platform;
 pub mod progress;
 pub mod rebase;
 pub mod request;
+pub mod reuse;
 pub mod shown;
 pub mod warm;
 pub mod yaml;

@@ -132,8 +132,24 @@ pub enum StageBase {
 pub enum AppCopy {
     /// The packed source directory, into /app.
     Source,
-    /// /app of an earlier stage, into /app.
-    FromStage(String),
+    /// /app of an earlier stage, into /app: first each of `own_layers` (directories of /app a
+    /// code change leaves as they were, such as `node_modules`) as a layer of its own, then the
+    /// rest. The files are those of one copy; a code change then re-exports the rest alone.
+    FromStage {
+        stage: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        own_layers: Vec<String>,
+    },
+}
+
+/// The directories of /app that dependency installs of `runtime`'s family fill, and that the
+/// copy of /app into the image therefore lays down as layers of their own.
+fn dependency_dirs(runtime: &str) -> Vec<String> {
+    if runtime.starts_with("nodejs") {
+        vec!["node_modules".to_string()]
+    } else {
+        Vec::new()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -275,7 +291,7 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         name: final_name.into(),
         role: StageRole::Image,
         from: StageBase::Image(input.run_image.pinned()),
-        copy_app: Some(AppCopy::FromStage("build".into())),
+        copy_app: Some(AppCopy::FromStage { stage: "build".into(), own_layers: dependency_dirs(&input.runtime.name) }),
         env: step_env(&input.run_image),
         warm: warm(&final_steps),
         steps: final_steps,

@@ -1,7 +1,7 @@
 //! The plan's stages as LLB: the image solve and the post-build check, and a readable
 //! rendering of a Definition for snapshots and `plan --llb`.
 
-use super::graph::{input, linux_amd64, Graph, Output};
+use super::graph::{input, linux_amd64, Graph, Output, Patterns};
 use super::pb::{self, op::Kind, Op};
 use super::{Llb, Solves, VertexInfo, CA_FILE};
 use crate::core::caches::Sharing;
@@ -66,17 +66,25 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
                 VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() },
             );
         }
-        Some(AppCopy::FromStage(from)) => {
+        Some(AppCopy::FromStage { stage: from, own_layers }) => {
             let parent = plan.stage(from).expect("plan names only its own stages");
             let app = emit_stage(plan, parent, g);
-            let name = format!("[{}] copy {APP_DIR} from the {from} stage", stage.name);
-            state = g.copy(
-                &state,
-                &app,
-                APP_DIR,
-                &name,
-                VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() },
-            );
+            // Each dependency directory alone first: its copy's cache key is its own content,
+            // so a code change leaves it (and its layer) as it was.
+            for dir in own_layers {
+                let name = format!("[{}] copy {APP_DIR}/{dir} from the {from} stage", stage.name);
+                let only = Patterns { include: vec![dir.clone()], exclude: Vec::new() };
+                let info = VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() };
+                state = g.copy_matching(&state, &app, APP_DIR, APP_DIR, &only, &name, info);
+            }
+            let name = if own_layers.is_empty() {
+                format!("[{}] copy {APP_DIR} from the {from} stage", stage.name)
+            } else {
+                format!("[{}] copy the rest of {APP_DIR} from the {from} stage", stage.name)
+            };
+            let rest = Patterns { include: Vec::new(), exclude: own_layers.clone() };
+            let info = VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() };
+            state = g.copy_matching(&state, &app, APP_DIR, APP_DIR, &rest, &name, info);
         }
         None => {}
     }
@@ -183,7 +191,16 @@ pub fn render(llb: &Llb) -> String {
             Some(Kind::Source(s)) => format!("source {}", s.identifier),
             Some(Kind::File(f)) => {
                 let a = f.actions.iter().map(|a| match &a.action {
-                    Some(pb::file_action::Action::Copy(c)) => format!("copy {} -> {}", c.src, c.dest),
+                    Some(pb::file_action::Action::Copy(c)) => {
+                        let mut shown = format!("copy {} -> {}", c.src, c.dest);
+                        if !c.include_patterns.is_empty() {
+                            let _ = write!(shown, " only {:?}", c.include_patterns);
+                        }
+                        if !c.exclude_patterns.is_empty() {
+                            let _ = write!(shown, " except {:?}", c.exclude_patterns);
+                        }
+                        shown
+                    }
                     None => "?".into(),
                 });
                 format!("file {}", a.collect::<Vec<_>>().join("; "))

@@ -29,6 +29,14 @@ pub(super) fn linux_amd64() -> pb::Platform {
     pb::Platform { architecture: "amd64".into(), os: "linux".into() }
 }
 
+/// Which paths under a copy's source it takes (`BuildKit`'s patterns, relative to the source;
+/// a directory matched brings everything under it). Empty: everything.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Patterns {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
 impl Graph {
     pub(super) fn add(&mut self, op: &Op, name: Option<&str>, info: Option<VertexInfo>) -> Output {
         let bytes = op.encode_to_vec();
@@ -74,6 +82,21 @@ impl Graph {
         name: &str,
         info: VertexInfo,
     ) -> Output {
+        self.copy_matching(onto, from, src, dest, &Patterns::default(), name, info)
+    }
+
+    /// `copy_to`, of the paths under `src` that `patterns` select.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn copy_matching(
+        &mut self,
+        onto: &Output,
+        from: &Output,
+        src: &str,
+        dest: &str,
+        patterns: &Patterns,
+        name: &str,
+        info: VertexInfo,
+    ) -> Output {
         let action = pb::FileAction {
             input: 0,
             secondary_input: 1,
@@ -86,6 +109,8 @@ impl Graph {
                 dir_copy_contents: true,
                 create_dest_path: true,
                 timestamp: -1,
+                include_patterns: patterns.include.clone(),
+                exclude_patterns: patterns.exclude.clone(),
             })),
         };
         let op = Op {

@@ -164,6 +164,12 @@ pub struct FileActionCopy {
     /// -1: keep the source's timestamps.
     #[prost(int64, tag = "11")]
     pub timestamp: i64,
+    /// Only the paths matching one of these (relative to `src`); empty: all.
+    #[prost(string, repeated, tag = "12")]
+    pub include_patterns: Vec<String>,
+    /// Not the paths matching any of these.
+    #[prost(string, repeated, tag = "13")]
+    pub exclude_patterns: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

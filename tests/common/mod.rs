@@ -33,6 +33,7 @@ pub fn settings() -> Settings {
         pack_limits: Default::default(),
         fleet_cache: Some(Settings::default_fleet_cache("127.0.0.1:5000")),
         warm_steps: true,
+        image_reuse: true,
         runtime_holds: Default::default(),
     }
 }
