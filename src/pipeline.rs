@@ -220,7 +220,7 @@ pub async fn prepare(
         Some(path) => {
             let pem =
                 std::fs::read(path).map_err(|e| BuildError::internal(format!("CA bundle {}: {e}", path.display())))?;
-            Some(source::pack_file(llb::CA_FILE.trim_start_matches('/'), &pem, 0o644)?)
+            Some(ca_layer(pem)?)
         }
         None => None,
     };
@@ -256,6 +256,19 @@ pub async fn prepare(
     plan.warnings.extend(build_missing.into_iter().chain(run_missing));
     let solves = llb::from_plan(&plan);
     Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer, fetch_seconds })
+}
+
+/// The CA bundle `pem` packed as a layer. The bundle is the same for every build of a process,
+/// and packing it is gzip over a few hundred KiB: the last one is kept, keyed by its bytes.
+fn ca_layer(pem: Vec<u8>) -> Result<Layer, BuildError> {
+    static LAST: std::sync::Mutex<Option<(Vec<u8>, Layer)>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, layer)) = last.as_ref().filter(|(bytes, _)| *bytes == pem) {
+        return Ok(layer.clone());
+    }
+    let layer = source::pack_file(llb::CA_FILE.trim_start_matches('/'), &pem, 0o644)?;
+    *last = Some((pem, layer.clone()));
+    Ok(layer)
 }
 
 fn unpinned(r: &ImageRef) -> ImageFacts {

@@ -168,6 +168,30 @@ impl Manifest {
     }
 }
 
+/// The TLS configuration of every registry client: the system's trusted roots, read and parsed
+/// once per process (a client of its own per build parsed them all again: milliseconds of CPU
+/// per build). None when none can be read; reqwest then finds the roots itself, and says why
+/// not.
+fn tls() -> Option<&'static rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Option<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if added == 0 {
+                return None;
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(config)
+        })
+        .as_ref()
+}
+
 /// Loopback registries speak plain HTTP (as Docker assumes); so do hosts named insecure.
 pub fn is_plain_http(host: &str, insecure: &[String]) -> bool {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
@@ -179,7 +203,11 @@ pub fn is_plain_http(host: &str, insecure: &[String]) -> bool {
 
 impl Registry {
     pub fn new(auth: RegistryAuth, insecure: Vec<String>) -> Self {
-        let http = reqwest::Client::builder()
+        let builder = match tls() {
+            Some(config) => reqwest::Client::builder().use_preconfigured_tls(config.clone()),
+            None => reqwest::Client::builder(),
+        };
+        let http = builder
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(600))
             .build()

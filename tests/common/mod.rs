@@ -147,16 +147,26 @@ impl Running {
         Self { id, port }
     }
 
-    /// GET / until it answers (the app needs a moment to start), or panic with its logs.
+    /// GET / until it answers (the app needs a moment to start), or panic with its logs. A
+    /// gateway's 502, 503 or 504 is its backend still starting (Apache before php-fpm): asked
+    /// again, and returned only if it is the last answer.
     pub async fn get(&self, path: &str) -> String {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut last = None;
         for _ in 0..60 {
             if let Ok(r) = reqwest::get(&url).await {
+                let starting = matches!(r.status().as_u16(), 502..=504);
                 if let Ok(body) = r.text().await {
-                    return body;
+                    if !starting {
+                        return body;
+                    }
+                    last = Some(body);
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if let Some(body) = last {
+            return body;
         }
         let logs = Command::new(DOCKER).args(["logs", &self.id]).output().unwrap();
         panic!(

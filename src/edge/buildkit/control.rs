@@ -23,6 +23,11 @@ pub struct SolveRequest {
     pub cache: Option<CacheOptions>,
     #[prost(string, repeated, tag = "9")]
     pub entitlements: Vec<String>,
+    /// Not recorded in `BuildKit`'s build history (v0.11+; older ones ignore it). The history
+    /// costs the daemon a record, its blobs and their leases per solve, and nobody reads it: each
+    /// build's deployment log and events are its record here.
+    #[prost(bool, tag = "11")]
+    pub internal: bool,
 }
 
 /// Where a solve imports cache from and exports it to.
@@ -114,21 +119,6 @@ pub struct BuildkitVersion {
     pub revision: String,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ListWorkersRequest {}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ListWorkersResponse {
-    #[prost(message, repeated, tag = "1")]
-    pub record: Vec<WorkerRecord>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WorkerRecord {
-    #[prost(string, tag = "1")]
-    pub id: String,
-}
-
 const SERVICE: &str = "/moby.buildkit.v1.Control/";
 
 /// A Control client over any tonic channel.
@@ -184,15 +174,5 @@ impl ControlClient {
             req.metadata_mut().append(name, value);
         }
         Ok(self.grpc.streaming(req, Self::path("Session"), codec).await?.into_inner())
-    }
-
-    pub async fn list_workers(&mut self) -> Result<ListWorkersResponse, tonic::Status> {
-        self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let codec = tonic_prost::ProstCodec::default();
-        Ok(self
-            .grpc
-            .unary(tonic::Request::new(ListWorkersRequest {}), Self::path("ListWorkers"), codec)
-            .await?
-            .into_inner())
     }
 }

@@ -79,10 +79,16 @@ impl Buildkit {
             .await
             .map_err(|e| ConnectError::Unreachable { addr: addr.to_string(), detail: error_chain(&e) })?;
         let mut client = ControlClient::new(channel);
-        client
-            .list_workers()
-            .await
-            .map_err(|e| ConnectError::NotAnswering { addr: addr.to_string(), detail: e.message().to_string() })?;
+        // Info, not ListWorkers: BuildKit answers ListWorkers by probing which platforms it can
+        // emulate, every time (a process per platform), and this runs once per build. A
+        // BuildKit too old for Info still answered; check_version says what to do about it.
+        match client.info().await {
+            Ok(_) => {}
+            Err(e) if e.code() == tonic::Code::Unimplemented => {}
+            Err(e) => {
+                return Err(ConnectError::NotAnswering { addr: addr.to_string(), detail: e.message().to_string() })
+            }
+        }
         Ok(Self { addr: addr.clone(), client })
     }
 

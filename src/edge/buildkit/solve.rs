@@ -105,6 +105,7 @@ impl Buildkit {
             frontend_attrs: options.frontend_attrs,
             cache: options.cache,
             entitlements: options.entitlements,
+            internal: true,
         };
         let mut client = self.client.clone();
         let result = client.solve(req).await;
