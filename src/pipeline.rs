@@ -554,7 +554,13 @@ async fn solve(
         SolveEvent::Other { name, .. } => !(warmed && name.starts_with("importing cache manifest from ")),
         _ => true,
     });
-    let image_solve = buildkit.solve(&solves.image, image_options, image_tx);
+    // With a post-build check, the image is pushed only once the check has passed (a failed
+    // check must leave the target tag as it was, or a rebuild would find the image there and
+    // reuse it): its steps are solved beside the check, then exported by a second solve that
+    // finds every step cached.
+    let checked = solves.post_build.is_some();
+    let first = if checked { options(None, false) } else { image_options.clone() };
+    let image_solve = buildkit.solve(&solves.image, first, image_tx);
     // The post-build solve shares the build stage with the image's; only its own stage is
     // reported from it, so each step shows once.
     let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
@@ -565,9 +571,18 @@ async fn solve(
             None => Ok(()),
         }
     };
-    let (image_result, post_result) = tokio::join!(image_solve, post_solve);
+    let (mut image_result, post_result) = tokio::join!(image_solve, post_solve);
     let _ = forward.await;
     let _ = forward_image.await;
+    if checked && image_result.is_ok() && post_result.is_ok() {
+        // Only the export is news: every step was reported by the first solve.
+        let (export_tx, forward_export) = filtered(&tx, |ev| match ev {
+            SolveEvent::Other { name, .. } => !name.starts_with("importing cache manifest from "),
+            _ => false,
+        });
+        image_result = buildkit.solve(&solves.image, image_options, export_tx).await;
+        let _ = forward_export.await;
+    }
     drop(tx);
     let report = reporter.await.unwrap_or_default();
     let failed_step = report.failed_step;

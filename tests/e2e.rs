@@ -67,12 +67,29 @@ async fn revised_build_keeps_pre_run_and_drops_build_and_post_build_effects() {
     let server = Running::start(image, 8000, &[]);
     assert!(server.get("/").await.contains("from-build"), "the app serves /app");
 
-    // A failing post-build fails the build.
+    // A failing post-build fails the build, pushes nothing to the target tag, and fails the same
+    // way when the same inputs are built to that tag again (nothing there to reuse).
     std::fs::write(dir.path().join("apprunner.yaml"), "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo ok\n    post-build:\n      - echo tests failed >&2; exit 4\nrun:\n  command: python3 server.py\n").unwrap();
-    let built = build(dir.path(), "/", None).await;
-    let e = built.error();
-    assert!(e.message.contains("Failed to execute 'post-build' command") && e.message.contains("exit code 4"), "{e}");
-    assert!(built.has_line("[Build] tests failed"));
+    let target = apprunner_build::core::image_ref::ImageRef::parse(&format!(
+        "127.0.0.1:5000/apprunner-tests/checked-{}:1",
+        uuid::Uuid::new_v4().simple()
+    ))
+    .unwrap();
+    for _ in 0..2 {
+        let mut req = request(dir.path().to_str().unwrap(), "/", None, None);
+        req.target = target.clone();
+        let built = build_with(&settings(), req).await;
+        let e = built.error();
+        assert!(
+            e.message.contains("Failed to execute 'post-build' command") && e.message.contains("exit code 4"),
+            "{e}"
+        );
+        assert!(built.has_line("[Build] tests failed") || built.has_line("post-build command 1/1"));
+        assert!(!built.has_line("Image exported and pushed"), "{:#?}", built.log);
+        let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
+        let at_tag = registry.manifest(&target.registry, &target.repository, &target.reference()).await.unwrap();
+        assert!(at_tag.is_none(), "nothing pushed to {target}");
+    }
 }
 
 #[tokio::test]
