@@ -54,17 +54,13 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
     if let Some(warm) = &stage.warm {
         state = emit_warm(plan, stage, warm, state, ca.as_ref(), g);
     }
+    // A copy is reported by name only: its stage, no step.
+    let copying = |name: &str| VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.to_string() };
     match &stage.copy_app {
         Some(AppCopy::Source) => {
             let src = g.image(&plan.source_image);
             let name = format!("[{}] copy source directory {} to {APP_DIR}", stage.name, plan.source_dir);
-            state = g.copy(
-                &state,
-                &src,
-                "/",
-                &name,
-                VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() },
-            );
+            state = g.copy(&state, &src, "/", &name, copying(&name));
         }
         Some(AppCopy::FromStage { stage: from, own_layers }) => {
             let parent = plan.stage(from).expect("plan names only its own stages");
@@ -74,8 +70,7 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
             for dir in own_layers {
                 let name = format!("[{}] copy {APP_DIR}/{dir} from the {from} stage", stage.name);
                 let only = Patterns { include: vec![dir.clone()], exclude: Vec::new() };
-                let info = VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() };
-                state = g.copy_matching(&state, &app, APP_DIR, APP_DIR, &only, &name, info);
+                state = g.copy_matching(&state, &app, APP_DIR, APP_DIR, &only, &name, copying(&name));
             }
             let name = if own_layers.is_empty() {
                 format!("[{}] copy {APP_DIR} from the {from} stage", stage.name)
@@ -83,8 +78,7 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
                 format!("[{}] copy the rest of {APP_DIR} from the {from} stage", stage.name)
             };
             let rest = Patterns { include: Vec::new(), exclude: own_layers.clone() };
-            let info = VertexInfo { stage: stage.name.clone(), step: None, steps: 0, name: name.clone() };
-            state = g.copy_matching(&state, &app, APP_DIR, APP_DIR, &rest, &name, info);
+            state = g.copy_matching(&state, &app, APP_DIR, APP_DIR, &rest, &name, copying(&name));
         }
         None => {}
     }
