@@ -241,7 +241,15 @@ async fn workers_ride_through_the_loss_of_a_broker_node() {
         let succeeded = events.count(&j.job_id, JobStatus::Succeeded);
         let failed = events.count(&j.job_id, JobStatus::Failed);
         duplicates += (succeeded + failed).saturating_sub(1);
-        assert_eq!((succeeded, failed), (1, 0), "job {}: {:#?}", j.job_id, terminal(&events.seen, &j.job_id));
+        // Every terminal event of the job, so a duplicate shows whether it is one publish
+        // delivered twice (identical, same `at`) or two reports (another worker or time).
+        let all: Vec<_> = events
+            .seen
+            .iter()
+            .filter(|e| e.job_id == j.job_id && matches!(e.status, JobStatus::Succeeded | JobStatus::Failed))
+            .map(|e| (e.status, &e.worker, &e.at, &e.attempt))
+            .collect();
+        assert_eq!((succeeded, failed), (1, 0), "job {}: {all:#?}", j.job_id);
     }
     assert_eq!(duplicates, 0);
 
