@@ -1,7 +1,7 @@
 //! One build, end to end: source -> configuration -> runtime -> plan -> LLB -> `BuildKit` ->
 //! image. The pure steps are in `core` and `llb`; this is where they meet the edges.
 
-use crate::core::catalog::RuntimeCatalog;
+use crate::core::catalog::{ResolvedRuntime, RuntimeCatalog};
 use crate::core::config::{self, AppConfig, ConfigSource, CONFIG_FILE};
 use crate::core::image_ref::ImageRef;
 use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StageRole, StepNetwork};
@@ -19,6 +19,7 @@ use crate::edge::image;
 use crate::edge::rebase::Rebased;
 use crate::edge::registry::{is_plain_http, Registry, RegistryAuth};
 use crate::edge::source::{self, Checkout, Layer, PackLimits};
+use crate::edge::stand_in::{self, StandInBuilder};
 use crate::error::BuildError;
 use crate::llb::{self, Solves};
 use crate::log::DeploymentLog;
@@ -59,6 +60,9 @@ pub struct Settings {
     /// Runtimes the operator holds back: a build without `runtime-version` gets the newest
     /// release not newer than the held version (until a roll-out moves the fleet on).
     pub runtime_holds: BTreeMap<String, String>,
+    /// Makes a stand-in runtime image a build lacks from its recipe before the build goes on;
+    /// None: the build fails naming the image and the command that makes it.
+    pub stand_ins: Option<StandInBuilder>,
 }
 
 impl Settings {
@@ -132,30 +136,66 @@ pub fn read_config(
 pub enum ImageLookup<'r> {
     /// Pinned by digest; a missing image fails the build.
     Required(&'r Registry),
-    /// Pinned where the registry has them; a missing one is a warning in the plan (DECISIONS.md
+    /// Pinned where the registry has them; a missing one is a warning in the plan (docs/configuration.md
     /// B7: the environment lacks it, the configuration is not wrong).
     IfPresent(&'r Registry),
     /// Not asked for; left unpinned (`plan --offline`).
     Offline,
 }
 
-/// A runtime image's facts as `images` asks for them, and a warning when it is missing but may be.
-async fn runtime_image(
+/// The build and run images of `rt`, as `images` asks for them, with a warning for each one
+/// missing when that may be. A build that lacks them has them made first when the settings
+/// allow (`Settings::stand_ins`); otherwise it fails naming the image and how to make it.
+async fn runtime_images(
+    settings: &Settings,
     images: ImageLookup<'_>,
-    r: &ImageRef,
-    what: &str,
-) -> Result<(ImageFacts, Option<String>), BuildError> {
-    match images {
-        ImageLookup::Offline => Ok((unpinned(r), None)),
-        ImageLookup::Required(registry) => Ok((image::image_facts(registry, r, what).await?, None)),
-        ImageLookup::IfPresent(registry) => match image::image_facts(registry, r, what).await {
-            Ok(facts) => Ok((facts, None)),
-            Err(e @ image::ImageError::MissingRuntimeImage { .. }) => {
-                Ok((unpinned(r), Some(format!("{e}; a build fails until it is there"))))
-            }
-            Err(e) => Err(e.into()),
-        },
+    rt: &ResolvedRuntime,
+    log: &DeploymentLog,
+) -> Result<(ImageFacts, ImageFacts, Vec<String>), BuildError> {
+    let host = settings.registry.as_str();
+    let build_ref = ImageRef::parse(&format!("{host}/{}", rt.build_image))?;
+    let run_ref = ImageRef::parse(&format!("{host}/{}", rt.run_image))?;
+    let registry = match images {
+        ImageLookup::Offline => return Ok((unpinned(&build_ref), unpinned(&run_ref), Vec::new())),
+        ImageLookup::Required(registry) | ImageLookup::IfPresent(registry) => registry,
+    };
+    let runtime = RuntimeCatalog::builtin().lookup(&rt.name)?;
+    let builder = settings.stand_ins.as_ref().filter(|_| runtime.stand_in.is_some());
+    let missing = |what: &str, r: &ImageRef| image::ImageError::MissingRuntimeImage {
+        what: what.to_string(),
+        reference: r.to_string(),
+        registry: host.to_string(),
+        remedy: stand_in::remedy(runtime, &rt.version, host, settings.stand_ins.as_ref()),
+    };
+    let mut found = (image::image_facts(registry, &build_ref).await?, image::image_facts(registry, &run_ref).await?);
+    if matches!(images, ImageLookup::IfPresent(_)) {
+        let mut warnings = Vec::new();
+        let mut or_warn = |facts: Option<ImageFacts>, what: &str, r: &ImageRef| {
+            facts.unwrap_or_else(|| {
+                let after =
+                    if builder.is_some() { "a build makes it first" } else { "a build fails until it is there" };
+                warnings.push(format!("{}; {after}", missing(what, r)));
+                unpinned(r)
+            })
+        };
+        let build = or_warn(found.0, "build image", &build_ref);
+        let run = or_warn(found.1, "run image", &run_ref);
+        return Ok((build, run, warnings));
     }
+    if let (Some(builder), true) = (builder, found.0.is_none() || found.1.is_none()) {
+        let which = if found.0.is_none() { &build_ref } else { &run_ref };
+        builder.build(&which.to_string(), host, &rt.name, &rt.version, log).await?;
+        found = (image::image_facts(registry, &build_ref).await?, image::image_facts(registry, &run_ref).await?);
+    }
+    match found {
+        (Some(build), Some(run)) => Ok((build, run, Vec::new())),
+        (None, _) => Err(missing("build image", &build_ref).into()),
+        (_, None) => Err(missing("run image", &run_ref).into()),
+    }
+}
+
+fn unpinned(r: &ImageRef) -> ImageFacts {
+    ImageFacts { reference: r.to_string(), digest: None, env: Vec::new(), labels: BTreeMap::new() }
 }
 
 /// Fetches the source and plans the build.
@@ -204,10 +244,7 @@ pub async fn prepare(
     platform::check(&cfg, &resolved, &source::platform_facts(&dir, &cfg)?, &source_dir)?;
 
     let host = settings.registry.as_str();
-    let build_ref = ImageRef::parse(&format!("{host}/{}", resolved.build_image))?;
-    let run_ref = ImageRef::parse(&format!("{host}/{}", resolved.run_image))?;
-    let (build_image, build_missing) = runtime_image(images, &build_ref, "build image").await?;
-    let (run_image, run_missing) = runtime_image(images, &run_ref, "run image").await?;
+    let (build_image, run_image, missing) = runtime_images(settings, images, &resolved, log).await?;
     let source_layer = tokio::task::spawn_blocking({
         let dir = dir.clone();
         let limits = settings.pack_limits;
@@ -252,7 +289,7 @@ pub async fn prepare(
         }),
     };
     let mut plan = plan::plan(&cfg, &input);
-    plan.warnings.extend(build_missing.into_iter().chain(run_missing));
+    plan.warnings.extend(missing);
     let solves = llb::from_plan(&plan);
     Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer, fetch_seconds })
 }
@@ -268,10 +305,6 @@ fn ca_layer(pem: Vec<u8>) -> Result<Layer, BuildError> {
     let layer = source::pack_file(llb::CA_FILE.trim_start_matches('/'), &pem, 0o644)?;
     *last = Some((pem, layer.clone()));
     Ok(layer)
-}
-
-fn unpinned(r: &ImageRef) -> ImageFacts {
-    ImageFacts { reference: r.to_string(), digest: None, env: Vec::new(), labels: BTreeMap::new() }
 }
 
 /// Runs a whole build, streaming the deployment log; the result on success.
@@ -319,8 +352,8 @@ pub async fn rebase(
     ));
     let deployment = BTreeMap::from([(crate::core::labels::OPERATION_ID.to_string(), operation_id.to_string())]);
     let catalog = RuntimeCatalog::builtin();
-    let rebasing =
-        crate::edge::rebase::rebase(&registry, &settings.registry, catalog, from, to_version, target, &deployment);
+    let images = stand_in::RuntimeImages { host: &settings.registry, builder: settings.stand_ins.as_ref(), log };
+    let rebasing = crate::edge::rebase::rebase(&registry, images, catalog, from, to_version, target, &deployment);
     let out = tokio::time::timeout(settings.timeout, rebasing).await.map_err(|_| {
         BuildError::transient(format!("the rebase did not finish within {} seconds", settings.timeout.as_secs()))
     })??;

@@ -436,7 +436,7 @@ async fn no_unfinished_local_image_under_the_final_name() {
     assert_eq!(in_image(&target, "cd /app && ls server.py"), "server.py");
 }
 
-/// DECISIONS.md B2: the commands of a phase share one shell, so `cd` and `export` carry to the
+/// docs/configuration.md B2: the commands of a phase share one shell, so `cd` and `export` carry to the
 /// next command of the phase; the next phase starts in /app again; the log names each command.
 #[tokio::test]
 async fn a_cd_carries_to_the_next_command_of_its_phase() {

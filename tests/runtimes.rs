@@ -185,7 +185,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// DECISIONS.md B7: a missing runtime image is the environment's, not the configuration's:
+/// docs/configuration.md B7: a missing runtime image is the environment's, not the configuration's:
 /// `plan` prints the plan with a warning and exits 0; a bad configuration exits 2.
 #[test]
 fn plan_without_the_runtime_image_prints_the_plan_with_a_warning() {

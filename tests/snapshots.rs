@@ -1,4 +1,4 @@
-//! Snapshots of the plan and the LLB of every example configuration in the guide (SPEC.md §3.4),
+//! Snapshots of the plan and the LLB of every example configuration in App Runner's guide,
 //! with fixed image facts so they do not depend on a registry.
 // Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
 #![allow(clippy::unwrap_used)]
@@ -92,7 +92,7 @@ fn guide_examples() {
     }
 }
 
-/// DECISIONS.md B2: a phase's last command `cd dir` carries nowhere; the plan says so.
+/// docs/configuration.md B2: a phase's last command `cd dir` carries nowhere; the plan says so.
 #[test]
 fn a_phase_ending_in_a_bare_cd_is_warned_about() {
     let text = "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - pip3 install -r requirements.txt -t deps\n      - cd client\nrun:\n  command: python3 app.py\n";

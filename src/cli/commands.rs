@@ -78,7 +78,12 @@ pub(super) async fn runtimes(offline: bool, settings: SettingsArgs) -> Result<()
         println!("{:<11} {:<12} {:<9} {}{images}", rt.name, rt.api_name, rt.build_process, shown.join(" "));
     }
     if !offline {
-        println!("(a version marked ! has no build or run image in {host}; builds locked to it fail naming the missing image)");
+        let then = if settings.stand_ins.is_some() {
+            "a build that needs one makes it from its stand-in recipe first (where the runtime has one)"
+        } else {
+            "builds locked to it fail naming the missing image and the command that makes it"
+        };
+        println!("(a version marked ! has no build or run image in {host} yet; {then})");
     }
     Ok(())
 }
@@ -98,6 +103,11 @@ pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
         tracing::info!("{v} at {}", settings.buildkit);
     } else {
         tracing::warn!("BuildKit at {} cannot be reached now; jobs wait and retry", settings.buildkit);
+    }
+    if let Some(b) = &settings.stand_ins {
+        tracing::info!("a runtime image a build lacks is made first by {}", b.script.display());
+    } else {
+        tracing::info!("a build whose runtime image is missing fails naming it (--build-runtime-images off)");
     }
     let metrics = Arc::new(Metrics::default());
     if args.metrics_addr != "off" {

@@ -11,6 +11,7 @@ use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLoca
 use crate::edge::buildkit::BuildkitAddr;
 use crate::edge::registry::{Credentials, RegistryAuth};
 use crate::edge::source::{self, PackLimits};
+use crate::edge::stand_in::StandInBuilder;
 use crate::error::{BuildError, ErrorClass};
 use crate::pipeline::Settings;
 use crate::queue::amqp::{Brokers, Topology};
@@ -229,9 +230,43 @@ struct SettingsArgs {
     /// runtime-version get the newest release not newer than VERSION.
     #[arg(long = "hold-runtime", env = "APPRUNNER_HOLD_RUNTIMES", value_delimiter = ',')]
     hold_runtimes: Vec<String>,
+    /// Make a stand-in runtime image a build lacks from its recipe first (docker/runtime-images,
+    /// with this machine's Docker Engine): auto (on for a registry on this machine's loopback),
+    /// on, or off (the build fails naming the image and the command that makes it).
+    #[arg(long, env = "APPRUNNER_BUILD_RUNTIME_IMAGES", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    build_runtime_images: String,
+    /// The docker/runtime-images script that makes them (default: the one of the checkout this
+    /// binary was built from).
+    #[arg(long, env = "APPRUNNER_RUNTIME_IMAGES_SCRIPT")]
+    runtime_images_script: Option<PathBuf>,
 }
 
 impl SettingsArgs {
+    /// The builder of missing runtime images, as --build-runtime-images asks.
+    fn stand_ins(&self) -> Result<Option<StandInBuilder>, BuildError> {
+        let found = match &self.runtime_images_script {
+            Some(p) => Some(StandInBuilder::at(p.clone()).ok_or_else(|| {
+                BuildError::user(format!(
+                    "--runtime-images-script {}: no such file; give the path of docker/runtime-images",
+                    p.display()
+                ))
+            })?),
+            None => StandInBuilder::from_checkout(),
+        };
+        match self.build_runtime_images.as_str() {
+            "off" => Ok(None),
+            "on" => found.map(Some).ok_or_else(|| {
+                BuildError::user(format!(
+                    "--build-runtime-images on: docker/runtime-images is not at {} (this binary's checkout); give --runtime-images-script PATH",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+            }),
+            // Its images are built with this machine's Docker Engine, which pushes to its own
+            // loopback registry without further setup.
+            _ => Ok(found.filter(|_| crate::edge::registry::is_plain_http(&self.registry, &[]))),
+        }
+    }
+
     fn settings(&self) -> Result<Settings, BuildError> {
         let buildkit: BuildkitAddr = self.buildkit.parse().map_err(BuildError::user)?;
         let ca_bundle = (!self.no_ca_bundle).then(|| self.ca_bundle.clone());
@@ -271,6 +306,7 @@ impl SettingsArgs {
             runtime_holds.insert(rt.name.clone(), version.trim().to_string());
         }
         Ok(Settings {
+            stand_ins: self.stand_ins()?,
             runtime_holds,
             buildkit,
             registry: self.registry.clone(),

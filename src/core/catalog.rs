@@ -1,10 +1,11 @@
 //! The managed runtime catalog (`runtimes/*.toml`, compiled into the binary) and
-//! `runtime-version` resolution (SPEC.md §3.3, DECISIONS.md A4, A11, A12, A14, A15).
+//! `runtime-version` resolution (App Runner's release tables; docs/configuration.md A4, A11, A12,
+//! A14, A15).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Which of App Runner's two build processes a runtime uses (SPEC.md §4).
+/// Which of App Runner's two build processes a runtime uses (docs/configuration.md, "The two build processes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildProcess {
@@ -45,9 +46,6 @@ pub struct Runtime {
     /// The docker/images recipe that builds local stand-ins, if this machine can build one.
     #[serde(default)]
     pub stand_in: Option<String>,
-    /// How many of the newest releases get stand-ins (default: all).
-    #[serde(default)]
-    pub stand_in_versions: Option<usize>,
     /// A runtime App Runner never had, built here as its nearest relative is (B6).
     #[serde(default)]
     pub extension: bool,
@@ -157,7 +155,7 @@ impl RuntimeCatalog {
         Err(CatalogError::UnknownRuntime { given: crate::core::shown::cut(given), names: names.join(", "), hint })
     }
 
-    /// Resolves `runtime-version` (None: the newest release) to one release (SPEC.md §3.3).
+    /// Resolves `runtime-version` (None: the newest release) to one release (App Runner's rules for `runtime-version`).
     pub fn resolve(&self, rt: &Runtime, lock: Option<&str>) -> Result<ResolvedRuntime, CatalogError> {
         self.resolve_held(rt, lock, None)
     }
@@ -341,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    /// The guide's cases (SPEC.md §3.3), on App Runner's current tables (DECISIONS.md B1):
+    /// The guide's cases for `runtime-version`, on App Runner's current tables (B1):
     /// unpinned and prefix locks take the newest current row, exact guide versions still resolve.
     fn resolution_cases_of_the_guide() {
         assert_eq!(resolve("python3", None).unwrap(), "3.8.20");

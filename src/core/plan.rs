@@ -1,4 +1,5 @@
-//! The build plan: App Runner's original or revised pipeline as plain data (SPEC.md §4).
+//! The build plan: App Runner's original or revised pipeline as plain data (docs/configuration.md,
+//! "The two build processes").
 //! Pure: a validated configuration, a resolved runtime and facts about the images in, plan out.
 
 use crate::core::caches::{package_caches, PackageCache};
@@ -10,7 +11,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
-/// Where every stage works, and what it holds: the source directory's contents (DECISIONS.md A1).
+/// Where every stage works, and what it holds: the source directory's contents (docs/configuration.md A1).
 pub const APP_DIR: &str = "/app";
 /// Where the CA bundle is mounted, read-only, in every build step.
 pub const CA_MOUNT: &str = "/run/apprunner-build/ca-certificates.crt";
@@ -178,7 +179,7 @@ pub struct Stage {
     pub steps: Vec<Step>,
 }
 
-/// The config of the image that runs (DECISIONS.md, "Image config").
+/// The config of the image that runs (docs/configuration.md, "Image config").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FinalImage {
     pub working_dir: String,
@@ -250,7 +251,7 @@ fn steps(phase: Phase, commands: &[String]) -> Vec<Step> {
         .collect()
 }
 
-/// Composes the pipeline for `cfg` (SPEC.md §4.1, §4.2; DECISIONS.md A9, A10).
+/// Composes the pipeline for `cfg` (docs/configuration.md A9, A10).
 pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
     // Build steps see the image's env, then the CA variables, then build.env (the user wins).
     let step_env = |image: &ImageFacts| {

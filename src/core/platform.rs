@@ -1,4 +1,4 @@
-//! Each platform's own rules that the guide states (SPEC.md §3.4, DECISIONS.md A3, A20),
+//! Each platform's own rules that the guide states (docs/configuration.md A3, A20),
 //! checked before any `BuildKit` work. Pure: the facts about the source's files are read by the
 //! edge (`edge::source::platform_facts`) and handed in.
 

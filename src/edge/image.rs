@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 pub enum ImageError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error(
-        "the {what} {reference} is missing from registry {registry}: build the stand-ins with docker/stack (docker/runtime-images), or push that runtime's image under this name"
-    )]
-    MissingRuntimeImage { what: String, reference: String, registry: String },
+    /// `remedy` says how to make it: the command, or that only a pushed image will do.
+    #[error("the {what} {reference} is missing from registry {registry}: {remedy}")]
+    MissingRuntimeImage { what: String, reference: String, registry: String, remedy: String },
     #[error("config of {image} is not JSON: {detail}")]
     BadConfig { image: String, detail: String },
 }
@@ -155,27 +154,20 @@ async fn manifest_and_config(
     Ok(Some((top.digest, config, annotations)))
 }
 
-/// Digest, Env and Labels of a runtime image; a missing image is the user's (or operator's)
-/// to provide, and the message says how.
-pub async fn image_facts(registry: &Registry, r: &ImageRef, what: &str) -> Result<ImageFacts> {
-    let Some((digest, config, _)) = manifest_and_config(registry, r, true).await? else {
-        return Err(ImageError::MissingRuntimeImage {
-            what: what.to_string(),
-            reference: r.to_string(),
-            registry: r.registry.clone(),
-        });
-    };
+/// Digest, Env and Labels of a runtime image; None when the registry lacks it.
+pub async fn image_facts(registry: &Registry, r: &ImageRef) -> Result<Option<ImageFacts>> {
+    let Some((digest, config, _)) = manifest_and_config(registry, r, true).await? else { return Ok(None) };
     let env = config["config"]["Env"]
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let labels = labels::of_config(&config);
-    Ok(ImageFacts {
+    Ok(Some(ImageFacts {
         reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())),
         digest: Some(digest),
         env,
         labels,
-    })
+    }))
 }
 
 /// The digest and labels of the image at `target`, if there is one, with its index's

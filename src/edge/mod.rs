@@ -1,8 +1,11 @@
 //! The edges: everything that talks to a service or the filesystem. The source (git and the
-//! source directory), the registry, images at the registry, and `BuildKit`.
+//! source directory), the registry, images at the registry, `BuildKit`, and the stand-in runtime
+//! images' recipes.
 
 pub mod buildkit;
 pub mod image;
+pub(crate) mod process;
 pub mod rebase;
 pub mod registry;
 pub mod source;
+pub mod stand_in;

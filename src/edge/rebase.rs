@@ -10,6 +10,7 @@ use crate::core::rebase::{self, ImageParts, Refusal, RunImage, OCI_INDEX};
 use crate::edge::buildkit::export::oci_architecture;
 use crate::edge::image::ImageError;
 use crate::edge::registry::{Manifest, Registry, RegistryError};
+use crate::edge::stand_in::RuntimeImages;
 use crate::error::BuildError;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -79,12 +80,13 @@ async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Result<Option<St
 }
 
 /// Moves the image at `from` onto the run image of `to_version` of its runtime (from the
-/// runtime registry `runtime_host`), writing it to `target` (its tag, or by digest), with the
+/// runtime registry of `images`, made first if it is missing and may be), writing it to
+/// `target` (its tag, or by digest), with the
 /// per-deployment annotations `deployment` on its index. The inner error: the image may not
 /// move (the caller rebuilds it, or tells the user to); the outer: the registry failed.
 pub async fn rebase(
     registry: &Registry,
-    runtime_host: &str,
+    images: RuntimeImages<'_>,
     catalog: &RuntimeCatalog,
     from: &ImageRef,
     to_version: &str,
@@ -142,12 +144,19 @@ pub async fn rebase(
         }));
     };
     let rt = catalog.lookup(&movable.runtime)?;
+    let runtime_host = images.host;
     let run_name = format!("{runtime_host}/{}", rt.images(to_version).1);
     let run_ref = ImageRef::parse(&run_name)?;
-    let new_run = read(registry, &run_ref, "run image").await?.ok_or_else(|| ImageError::MissingRuntimeImage {
+    let mut new_run = read(registry, &run_ref, "run image").await?;
+    if let (None, Some(builder)) = (&new_run, images.builder.filter(|_| rt.stand_in.is_some())) {
+        builder.build(&run_name, runtime_host, &rt.name, to_version, images.log).await?;
+        new_run = read(registry, &run_ref, "run image").await?;
+    }
+    let new_run = new_run.ok_or_else(|| ImageError::MissingRuntimeImage {
         what: "run image".into(),
         reference: run_name.clone(),
         registry: runtime_host.to_string(),
+        remedy: crate::edge::stand_in::remedy(rt, to_version, runtime_host, images.builder),
     })?;
     let new_run = RunImage { reference: run_ref.to_string(), digest: new_run.top.digest.clone(), parts: new_run.parts };
 

@@ -82,7 +82,7 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
         }
         None => {}
     }
-    // One exec per phase: its commands share one shell (DECISIONS.md B2).
+    // One exec per phase: its commands share one shell (docs/configuration.md B2).
     let mut first = 0;
     while first < stage.steps.len() {
         let phase = stage.steps[first].phase;

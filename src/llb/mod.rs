@@ -33,7 +33,7 @@ impl Llb {
 }
 
 /// The solves of a plan: the image, and (when there are post-build commands) the post-build
-/// check, which must succeed but whose output never reaches the image (DECISIONS.md A9).
+/// check, which must succeed but whose output never reaches the image (docs/configuration.md A9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Solves {
     pub image: Llb,

@@ -89,8 +89,9 @@ pub struct JobEvent {
 }
 
 /// App Runner's operation status and message for a job's status (the guide's `EventBridge`
-/// table, SPEC.md §5.4): a first deployment is a `CreateService` operation, a configuration
-/// update an `UpdateService` one, anything else a Deployment.
+/// table, <https://docs.aws.amazon.com/apprunner/latest/dg/monitor-ev.html>): a first
+/// deployment is a `CreateService` operation, a configuration update an `UpdateService` one,
+/// anything else a Deployment.
 pub fn operation_status(trigger: Option<&str>, status: JobStatus) -> Option<(String, String)> {
     let (op, what) = match trigger {
         Some("SERVICE_CREATE") => ("CreateService", "Service creation"),

@@ -35,6 +35,9 @@ pub fn settings() -> Settings {
         warm_steps: true,
         image_reuse: true,
         runtime_holds: Default::default(),
+        // The images a test needs are made the first time one needs them, as for any build on
+        // the local stack.
+        stand_ins: apprunner_build::edge::stand_in::StandInBuilder::from_checkout(),
     }
 }
 

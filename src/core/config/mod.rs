@@ -1,5 +1,6 @@
 //! `apprunner.yaml` (configuration source REPOSITORY) and API values (API) become one validated
-//! [`AppConfig`]: every key of SPEC.md §2.3, the rules of §2.4–2.6 and DECISIONS.md.
+//! [`AppConfig`]: every key of App Runner's configuration file reference, its rules, and the
+//! decisions of docs/configuration.md.
 //! Pure: text in, configuration or one-line error out.
 
 mod api;
@@ -110,7 +111,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Every problem a configuration file has, in file order (DECISIONS.md B5): the first line
+/// Every problem a configuration file has, in file order (docs/configuration.md B5): the first line
 /// says how many, then one line each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

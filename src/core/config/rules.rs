@@ -1,11 +1,11 @@
 //! Rules both configuration sources share: names, ports, secret references, and the checks
-//! made once a configuration is read (SPEC.md §2.4-2.6, DECISIONS.md).
+//! made once a configuration is read (App Runner's configuration file reference; docs/configuration.md).
 
 use super::AppConfig;
 use crate::core::catalog::{BuildProcess, RuntimeCatalog};
 use crate::core::shown::cut;
 
-/// An environment variable or secret name, taken as App Runner takes it (DECISIONS.md B4):
+/// An environment variable or secret name, taken as App Runner takes it (docs/configuration.md B4):
 /// any non-empty name without `=` or NUL. One a shell cannot use (`myapp/env`) is accepted
 /// with the warning returned.
 pub(super) fn check_env_name(name: &str) -> std::result::Result<Option<String>, String> {

@@ -56,7 +56,7 @@ pub fn attestations() -> BTreeMap<String, String> {
     BTreeMap::from([("attest:provenance".to_string(), "mode=max".to_string())])
 }
 
-/// The OCI image config of the image that runs (DECISIONS.md, "Image config").
+/// The OCI image config of the image that runs (docs/configuration.md, "Image config").
 pub fn image_config(image: &FinalImage) -> serde_json::Value {
     let ports = serde_json::Map::from_iter([(format!("{}/tcp", image.exposed_port), serde_json::json!({}))]);
     let mut config = serde_json::json!({

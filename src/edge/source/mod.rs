@@ -129,7 +129,7 @@ async fn git_with(auth: &GitAuth, args: &[&str], cwd: Option<&Path>) -> std::res
     }
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
-    let mut group = ProcessGroup(child.id());
+    let mut group = crate::edge::process::ProcessGroup(child.id());
     let out = child.wait_with_output().await.map_err(|e| format!("cannot run git: {e}"))?;
     group.0 = None;
     if out.status.success() {
@@ -242,18 +242,6 @@ async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkou
     };
     let committed_at = head_time(&root).await;
     Ok(Checkout { root, commit, committed_at, branch, dirty: false, _dir: Some(dir) })
-}
-
-/// Kills a process group when dropped, unless it has been let go (`.0 = None`).
-struct ProcessGroup(Option<u32>);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        let pgid = self.0.and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
-        if let Some(pgid) = pgid {
-            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-        }
-    }
 }
 
 /// Normalises a source directory (`services/api/`, `/services/api`) to `/services/api`, and
