@@ -65,6 +65,33 @@ pub struct Settings {
     pub stand_ins: Option<StandInBuilder>,
 }
 
+/// The local stack's settings, as `docker/stack` sets it up and the CLI's defaults give: Docker
+/// Engine's BuildKit, the registry on `127.0.0.1:5000` with the fleet cache in it, the system's
+/// CA bundle, BuildKit's sandboxed network, a 30-minute limit, and missing runtime images made
+/// from the recipes of this binary's checkout.
+impl Default for Settings {
+    fn default() -> Self {
+        let registry = "127.0.0.1:5000".to_string();
+        Self {
+            buildkit: BuildkitAddr::Docker("/var/run/docker.sock".into()),
+            fleet_cache: Some(Self::default_fleet_cache(&registry)),
+            registry,
+            ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            network: StepNetwork::Sandbox,
+            timeout: Duration::from_secs(1800),
+            registry_auth: RegistryAuth::default(),
+            insecure_registries: Vec::new(),
+            git_credentials: None,
+            allowed_targets: Vec::new(),
+            pack_limits: PackLimits::default(),
+            warm_steps: true,
+            image_reuse: true,
+            runtime_holds: BTreeMap::new(),
+            stand_ins: StandInBuilder::from_checkout(),
+        }
+    }
+}
+
 impl Settings {
     pub fn registry_client(&self) -> Registry {
         Registry::new(self.registry_auth.clone(), self.insecure_registries.clone())

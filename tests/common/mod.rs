@@ -5,9 +5,7 @@
 pub mod queue;
 
 use apprunner_build::core::image_ref::ImageRef;
-use apprunner_build::core::plan::StepNetwork;
 use apprunner_build::core::request::{self, BuildRequest, BuildResult, ConfigInput, Revision};
-use apprunner_build::edge::buildkit::BuildkitAddr;
 use apprunner_build::edge::source;
 use apprunner_build::error::BuildError;
 use apprunner_build::log::{DeploymentLog, MemorySink};
@@ -19,26 +17,10 @@ use std::time::Duration;
 
 pub const DOCKER: &str = "/usr/bin/docker";
 
+/// The local stack's settings (`docker/stack`), with a shorter time limit. The runtime images a
+/// test needs are made the first time one needs them, as for any build on the local stack.
 pub fn settings() -> Settings {
-    Settings {
-        buildkit: BuildkitAddr::Docker("/var/run/docker.sock".into()),
-        registry: "127.0.0.1:5000".into(),
-        ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
-        network: StepNetwork::Sandbox,
-        timeout: Duration::from_secs(900),
-        registry_auth: Default::default(),
-        insecure_registries: Vec::new(),
-        git_credentials: None,
-        allowed_targets: Vec::new(),
-        pack_limits: Default::default(),
-        fleet_cache: Some(Settings::default_fleet_cache("127.0.0.1:5000")),
-        warm_steps: true,
-        image_reuse: true,
-        runtime_holds: Default::default(),
-        // The images a test needs are made the first time one needs them, as for any build on
-        // the local stack.
-        stand_ins: apprunner_build::edge::stand_in::StandInBuilder::from_checkout(),
-    }
+    Settings { timeout: Duration::from_secs(900), ..Settings::default() }
 }
 
 /// A directory with these files (mode 0755 for names ending in .sh).

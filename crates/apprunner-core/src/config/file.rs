@@ -7,9 +7,9 @@ use super::{
     AppConfig, ConfigError, ConfigErrors, EnvVar, Result, CONFIG_FILE, MAX_COMMANDS, MAX_CONFIG_BYTES, MAX_ENV,
     MAX_VALUE_BYTES, MAX_WARNINGS,
 };
-use crate::core::catalog::RuntimeCatalog;
-use crate::core::shown::cut;
-use crate::core::yaml::{self, Mark, Node, Value};
+use crate::catalog::RuntimeCatalog;
+use crate::shown::cut;
+use crate::yaml::{self, Mark, Node, Value};
 
 pub(super) struct FileReader<'a> {
     file: &'a str,

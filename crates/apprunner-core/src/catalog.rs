@@ -66,20 +66,20 @@ pub struct ResolvedRuntime {
 }
 
 const CATALOG_FILES: &[(&str, &str)] = &[
-    ("python3", include_str!("../../runtimes/python3.toml")),
-    ("python311", include_str!("../../runtimes/python311.toml")),
-    ("nodejs12", include_str!("../../runtimes/nodejs12.toml")),
-    ("nodejs14", include_str!("../../runtimes/nodejs14.toml")),
-    ("nodejs16", include_str!("../../runtimes/nodejs16.toml")),
-    ("nodejs18", include_str!("../../runtimes/nodejs18.toml")),
-    ("nodejs20", include_str!("../../runtimes/nodejs20.toml")),
-    ("nodejs22", include_str!("../../runtimes/nodejs22.toml")),
-    ("corretto8", include_str!("../../runtimes/corretto8.toml")),
-    ("corretto11", include_str!("../../runtimes/corretto11.toml")),
-    ("dotnet6", include_str!("../../runtimes/dotnet6.toml")),
-    ("php81", include_str!("../../runtimes/php81.toml")),
-    ("ruby31", include_str!("../../runtimes/ruby31.toml")),
-    ("go1", include_str!("../../runtimes/go1.toml")),
+    ("python3", include_str!("../../../runtimes/python3.toml")),
+    ("python311", include_str!("../../../runtimes/python311.toml")),
+    ("nodejs12", include_str!("../../../runtimes/nodejs12.toml")),
+    ("nodejs14", include_str!("../../../runtimes/nodejs14.toml")),
+    ("nodejs16", include_str!("../../../runtimes/nodejs16.toml")),
+    ("nodejs18", include_str!("../../../runtimes/nodejs18.toml")),
+    ("nodejs20", include_str!("../../../runtimes/nodejs20.toml")),
+    ("nodejs22", include_str!("../../../runtimes/nodejs22.toml")),
+    ("corretto8", include_str!("../../../runtimes/corretto8.toml")),
+    ("corretto11", include_str!("../../../runtimes/corretto11.toml")),
+    ("dotnet6", include_str!("../../../runtimes/dotnet6.toml")),
+    ("php81", include_str!("../../../runtimes/php81.toml")),
+    ("ruby31", include_str!("../../../runtimes/ruby31.toml")),
+    ("go1", include_str!("../../../runtimes/go1.toml")),
 ];
 
 /// A runtime name or version the catalog does not have: always the user's to fix.
@@ -152,7 +152,7 @@ impl RuntimeCatalog {
                 None => String::new(),
             },
         };
-        Err(CatalogError::UnknownRuntime { given: crate::core::shown::cut(given), names: names.join(", "), hint })
+        Err(CatalogError::UnknownRuntime { given: crate::shown::cut(given), names: names.join(", "), hint })
     }
 
     /// Resolves `runtime-version` (None: the newest release) to one release (App Runner's rules for `runtime-version`).
@@ -194,7 +194,7 @@ impl RuntimeCatalog {
         let max_parts = rt.releases.iter().map(|r| r.version.split('.').count()).max().unwrap_or(3);
         let parts =
             parse_components(lock).filter(|p| p.len() <= max_parts).ok_or_else(|| CatalogError::VersionSyntax {
-                lock: crate::core::shown::cut(lock),
+                lock: crate::shown::cut(lock),
                 runtime: rt.name.clone(),
                 syntax: rt.version_syntax.clone(),
                 example: rt.releases[0].version.clone(),
@@ -210,7 +210,7 @@ impl RuntimeCatalog {
             .find(|o| o.name != rt.name && o.releases.iter().any(|r| matches_prefix(&r.version, &parts)))
         {
             return Err(CatalogError::OtherRuntime {
-                lock: crate::core::shown::cut(lock),
+                lock: crate::shown::cut(lock),
                 runtime: rt.name.clone(),
                 other: other.name.clone(),
             });
@@ -221,11 +221,7 @@ impl RuntimeCatalog {
             .map(|&n| listed(rt, |v| matches_prefix(v, &parts[..n])))
             .find(|l| !l.is_empty())
             .unwrap_or_else(|| listed(rt, |_| true));
-        Err(CatalogError::Unlisted {
-            lock: crate::core::shown::cut(lock),
-            runtime: rt.name.clone(),
-            listed: near.join(", "),
-        })
+        Err(CatalogError::Unlisted { lock: crate::shown::cut(lock), runtime: rt.name.clone(), listed: near.join(", ") })
     }
 }
 
@@ -247,7 +243,7 @@ impl Runtime {
         Err(format!(
             "{} has no version {}; its versions are {}",
             self.name,
-            crate::core::shown::cut(version),
+            crate::shown::cut(version),
             self.versions().join(", ")
         ))
     }

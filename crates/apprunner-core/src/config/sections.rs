@@ -3,8 +3,8 @@
 use super::file::{field, FileReader};
 use super::rules::parse_port;
 use super::{AppConfig, ConfigSource, EnvVar, Result, SecretRef, DEFAULT_PORT};
-use crate::core::catalog::{Runtime, RuntimeCatalog};
-use crate::core::yaml::{Node, Value};
+use crate::catalog::{Runtime, RuntimeCatalog};
+use crate::yaml::{Node, Value};
 
 /// The build phases' commands and the build environment.
 pub(super) struct BuildSection {

@@ -9,8 +9,8 @@
 //! have found every step cached: the same thing its cache, or the fleet cache, would give.
 //! Pure: bytes in, bytes out.
 
-use crate::core::labels;
-use crate::core::rebase::OCI_INDEX;
+use crate::labels;
+use crate::rebase::OCI_INDEX;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 

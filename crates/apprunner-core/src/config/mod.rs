@@ -12,7 +12,7 @@ mod sections;
 pub use api::from_api;
 pub use file::from_yaml;
 
-use crate::core::yaml::Mark;
+use crate::yaml::Mark;
 use serde::{Deserialize, Serialize};
 
 pub const CONFIG_FILE: &str = "apprunner.yaml";

@@ -6,8 +6,8 @@ use super::{
     AppConfig, ConfigError, ConfigSource, EnvVar, Result, SecretRef, DEFAULT_PORT, MAX_COMMANDS, MAX_CONFIG_BYTES,
     MAX_ENV, MAX_WARNINGS,
 };
-use crate::core::catalog::{closest, RuntimeCatalog};
-use crate::core::shown::cut;
+use crate::catalog::{closest, RuntimeCatalog};
+use crate::shown::cut;
 
 /// Reads API values (`CodeConfigurationValues`): `Runtime`, `BuildCommand`, `StartCommand`,
 /// `Port`, `RuntimeEnvironmentVariables`, `RuntimeEnvironmentSecrets`, in `PascalCase` or camelCase.

@@ -1,9 +1,9 @@
 //! What a build is asked to do, and what it hands back: the seam between whoever asks (the CLI,
 //! the queue) and the pipeline. Plain data.
 
-use crate::core::catalog::BuildProcess;
-use crate::core::config::{EnvVar, SecretRef};
-use crate::core::image_ref::{repository_component, ImageRef};
+use crate::catalog::BuildProcess;
+use crate::config::{EnvVar, SecretRef};
+use crate::image_ref::{repository_component, ImageRef};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -68,8 +68,8 @@ pub struct BuildError {
 impl BuildError {
     /// One line, without any credential a URL in it carried, control characters escaped.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        let line = one_line(crate::core::shown::redact_userinfo(&message.into()));
-        Self { class, message: crate::core::shown::message(&line, MAX_MESSAGE_CHARS), lines: Vec::new() }
+        let line = one_line(crate::shown::redact_userinfo(&message.into()));
+        Self { class, message: crate::shown::message(&line, MAX_MESSAGE_CHARS), lines: Vec::new() }
     }
     pub fn user(message: impl Into<String>) -> Self {
         Self::new(ErrorClass::User, message)
@@ -88,6 +88,7 @@ impl BuildError {
 }
 
 /// Every classified edge error becomes a build error of its class, its text kept.
+#[macro_export]
 macro_rules! classified_into_build_error {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for $crate::error::BuildError {
@@ -97,7 +98,7 @@ macro_rules! classified_into_build_error {
         }
     )*};
 }
-pub(crate) use classified_into_build_error;
+pub use crate::classified_into_build_error;
 
 /// Errors are promised to be single lines; collapse whatever a dependency handed us.
 pub fn one_line(s: String) -> String {

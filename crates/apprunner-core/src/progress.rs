@@ -1,9 +1,9 @@
 //! What `BuildKit` reports about our steps, turned into deployment-log lines and stage timings.
 //! Pure: events and the time they were seen in, lines out; the clock is the caller's.
 
-use crate::core::log::LineSource;
-use crate::core::plan::{BuildPlan, StageRole};
-use crate::core::request::StageTiming;
+use crate::log::LineSource;
+use crate::plan::{BuildPlan, StageRole};
+use crate::request::StageTiming;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -319,9 +319,9 @@ pub fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::catalog::RuntimeCatalog;
-    use crate::core::config;
-    use crate::core::plan::{self, ImageFacts, PlanInput, StepNetwork};
+    use crate::catalog::RuntimeCatalog;
+    use crate::config;
+    use crate::plan::{self, ImageFacts, PlanInput, StepNetwork};
     use std::time::Duration;
 
     fn plan() -> BuildPlan {

@@ -2,11 +2,11 @@
 //! "The two build processes").
 //! Pure: a validated configuration, a resolved runtime and facts about the images in, plan out.
 
-use crate::core::caches::{package_caches, PackageCache};
-use crate::core::catalog::{BuildProcess, ResolvedRuntime};
-use crate::core::config::{AppConfig, EnvVar, SecretRef};
-use crate::core::labels;
-use crate::core::warm::{warm_step, WarmStep};
+use crate::caches::{package_caches, PackageCache};
+use crate::catalog::{BuildProcess, ResolvedRuntime};
+use crate::config::{AppConfig, EnvVar, SecretRef};
+use crate::labels;
+use crate::warm::{warm_step, WarmStep};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -421,7 +421,7 @@ fn bare_cd_warnings(cfg: &AppConfig) -> Vec<String> {
             warnings.push(format!(
                 "the {} phase ends in `{}`: a `cd` carries to the next command of its phase only; the next phase starts in /app",
                 phase.key(),
-                crate::core::shown::cut(last.trim())
+                crate::shown::cut(last.trim())
             ));
         }
     }

@@ -1,8 +1,8 @@
 //! The keys `apprunner.yaml` has, the closest one to a misspelled key, where a key sits, and
 //! the other hints a message gives (how to quote a command, a merge conflict, a misplaced key).
 
-use crate::core::catalog::closest;
-use crate::core::yaml::{Mark, Node, Value};
+use crate::catalog::closest;
+use crate::yaml::{Mark, Node, Value};
 
 /// Every key the file format has, by the path of the mapping that holds it.
 pub(super) const KNOWN_KEYS: &[(&str, &[&str])] = &[

@@ -2,8 +2,8 @@
 //! checked before any `BuildKit` work. Pure: the facts about the source's files are read by the
 //! edge (`edge::source::platform_facts`) and handed in.
 
-use crate::core::catalog::ResolvedRuntime;
-use crate::core::config::AppConfig;
+use crate::catalog::ResolvedRuntime;
+use crate::config::AppConfig;
 
 /// What the platform rules need to know of the source directory's files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,11 +4,11 @@
 use super::graph::{input, linux_amd64, Graph, Output, Patterns};
 use super::pb::{self, op::Kind, Op};
 use super::{Llb, Solves, VertexInfo, CA_FILE};
-use crate::core::caches::Sharing;
-use crate::core::digest::sha256_digest as digest_of;
-use crate::core::plan::{AppCopy, BuildPlan, Stage, StageBase, StageRole, StepNetwork, APP_DIR, CA_MOUNT};
-use crate::core::progress::{first_line, PHASE_SCRIPT};
-use crate::core::warm::WarmStep;
+use crate::caches::Sharing;
+use crate::digest::sha256_digest as digest_of;
+use crate::plan::{AppCopy, BuildPlan, Stage, StageBase, StageRole, StepNetwork, APP_DIR, CA_MOUNT};
+use crate::progress::{first_line, PHASE_SCRIPT};
+use crate::warm::WarmStep;
 use prost::Message;
 use std::fmt::Write as _;
 

@@ -6,7 +6,7 @@ mod convert;
 mod graph;
 pub mod pb;
 
-pub use crate::core::progress::VertexInfo;
+pub use crate::progress::VertexInfo;
 pub use convert::{from_plan, render};
 
 use prost::Message;
@@ -28,7 +28,7 @@ impl Llb {
         pb::Definition::decode(self.bytes.as_slice()).unwrap_or_default()
     }
     pub fn digest(&self) -> String {
-        crate::core::digest::sha256_digest(&self.bytes)
+        crate::digest::sha256_digest(&self.bytes)
     }
 }
 

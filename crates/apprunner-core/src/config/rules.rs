@@ -2,8 +2,8 @@
 //! made once a configuration is read (App Runner's configuration file reference; docs/configuration.md).
 
 use super::AppConfig;
-use crate::core::catalog::{BuildProcess, RuntimeCatalog};
-use crate::core::shown::cut;
+use crate::catalog::{BuildProcess, RuntimeCatalog};
+use crate::shown::cut;
 
 /// An environment variable or secret name, taken as App Runner takes it (docs/configuration.md B4):
 /// any non-empty name without `=` or NUL. One a shell cannot use (`myapp/env`) is accepted

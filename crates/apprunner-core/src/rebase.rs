@@ -7,10 +7,10 @@
 //! is swapped, its env and labels laid under the app's again. Anything that ran on the run
 //! image (the original build's second build, any pre-run) may depend on it, and is rebuilt.
 
-use crate::core::catalog::{lock_accepts, BuildProcess, RuntimeCatalog};
-use crate::core::digest::sha256_digest;
-use crate::core::labels;
-use crate::core::plan::merge_env;
+use crate::catalog::{lock_accepts, BuildProcess, RuntimeCatalog};
+use crate::digest::sha256_digest;
+use crate::labels;
+use crate::plan::merge_env;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -294,7 +294,7 @@ pub fn rebased_provenance(
 /// An image as a package URL, the way `BuildKit`'s provenance names its materials and subject:
 /// `pkg:docker/127.0.0.1%3A5000/repo@tag?digest=sha256:…&platform=linux%2Famd64`.
 pub fn purl(reference: &str, digest: Option<&str>) -> String {
-    let (name, tag) = crate::core::image_ref::split_tag(reference.split('@').next().unwrap_or(reference));
+    let (name, tag) = crate::image_ref::split_tag(reference.split('@').next().unwrap_or(reference));
     let version = tag.map(|t| format!("@{t}")).unwrap_or_default();
     let digest = digest.map(|d| format!("digest={d}&")).unwrap_or_default();
     format!("pkg:docker/{}{version}?{digest}platform=linux%2Famd64", name.replacen(':', "%3A", 1))
@@ -375,9 +375,10 @@ pub fn attestation_of(index: &Value, image_digest: &str) -> Option<String> {
         .and_then(|m| m["digest"].as_str().map(str::to_string))
 }
 
-/// For tests: the labels of a python311 3.11.10 image that can move, with `extra` over them.
-#[cfg(test)]
-pub(crate) fn movable_labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+/// For tests (this crate's and the service's): the labels of a python311 3.11.10 image that can
+/// move, with `extra` over them.
+#[doc(hidden)]
+pub fn movable_labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     [
         (labels::RUNTIME, "python311"),
         (labels::RUNTIME_VERSION, "3.11.10"),

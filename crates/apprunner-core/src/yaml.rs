@@ -97,7 +97,7 @@ impl Open {
                         if !self.keys.insert(k.to_string()) {
                             let first =
                                 entries.iter().find(|(e, _)| e.as_scalar() == Some(k)).map_or(0, |(e, _)| e.mark.line);
-                            let k = crate::core::shown::cut(k);
+                            let k = crate::shown::cut(k);
                             let message = format!("duplicate key `{k}` (first given at line {first})");
                             return Err(YamlError { mark: key.mark, message });
                         }

@@ -2,8 +2,8 @@
 
 use super::pb::{self, op::Kind, Op};
 use super::{Llb, VertexInfo};
-use crate::core::digest::sha256_digest as digest_of;
-use crate::core::plan::APP_DIR;
+use crate::digest::sha256_digest as digest_of;
+use crate::plan::APP_DIR;
 use prost::Message;
 use std::collections::BTreeMap;
 

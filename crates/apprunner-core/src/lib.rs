@@ -1,0 +1,25 @@
+//! The pure core of apprunner-build: configuration, catalog, platform rules, the plan and its
+//! LLB, and the data that crosses the seams (request, result, log lines, progress, errors).
+//! No I/O and no clock (a new operation id draws on the system's randomness; nothing else looks
+//! outside): this crate depends on no runtime, network or filesystem crate, so the
+//! compiler keeps it pure. The service crate (`apprunner-build`) re-exports it as `core`, with
+//! `llb` and `error` beside it.
+
+pub mod caches;
+pub mod catalog;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod image_ref;
+pub mod labels;
+pub mod llb;
+pub mod log;
+pub mod plan;
+pub mod platform;
+pub mod progress;
+pub mod rebase;
+pub mod request;
+pub mod reuse;
+pub mod shown;
+pub mod warm;
+pub mod yaml;
