@@ -10,12 +10,8 @@
 
 use apprunner_build::core::config::ConfigSource;
 use apprunner_build::queue::amqp::{self as queue, Topology};
-use apprunner_build::queue::job::{
-    BuildJob, Configuration, ImageTarget, JobEvent, JobStatus, Repository, Service, JOB_VERSION,
-};
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use apprunner_build::queue::job::{BuildJob, Configuration, ImageTarget, JobStatus, Repository, Service, JOB_VERSION};
+use apprunner_build::queue::subscription::{Interest, Subscription};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,39 +76,7 @@ async fn main() {
 
     let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let topology = Topology::new(&prefix);
-    let conn = brokers().connect("bench").await.unwrap();
-    let (ch, _) = topology.declare(&conn).await.unwrap();
-    let q = ch
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap();
-    ch.queue_bind(
-        q.name().clone(),
-        topology.events().into(),
-        "*.SUCCEEDED".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.queue_bind(
-        q.name().clone(),
-        topology.events().into(),
-        "*.FAILED".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let mut events = ch
-        .basic_consume(
-            q.name().clone(),
-            "".into(),
-            BasicConsumeOptions { no_ack: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut events = Subscription::open(&brokers(), &topology, "bench", Interest::Outcomes).await.unwrap();
 
     let workers: Vec<_> = ["a", "b"]
         .iter()
@@ -169,9 +133,8 @@ async fn main() {
     // event's consumer sees it (from submission).
     let mut phases = [0.0f64; 4];
     while ok + failed < jobs {
-        match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
-            Ok(Some(Ok(d))) => {
-                let ev: JobEvent = serde_json::from_slice(&d.data).unwrap();
+        match tokio::time::timeout(Duration::from_millis(200), events.next_event()).await {
+            Ok(Some(Ok(ev))) => {
                 if ev.status == JobStatus::Succeeded {
                     ok += 1;
                     if let Some(p) = ev.phases {
@@ -195,6 +158,9 @@ async fn main() {
     for mut w in workers {
         let _ = w.kill();
     }
+    events.close().await;
+    let conn = brokers().connect("bench-cleanup").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
     for q in [topology.jobs(), topology.failed()] {
         let _ = ch.queue_delete(q.into(), Default::default()).await;
     }

@@ -7,7 +7,7 @@ use crate::core::image_ref::ImageRef;
 use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput, StageRole, StepNetwork};
 use crate::core::platform;
 use crate::core::progress::{first_line, Progress, SolveEvent};
-use crate::core::rebase::{Refusal, OCI_INDEX};
+use crate::core::rebase::OCI_INDEX;
 use crate::core::request::{self, BuildRequest, BuildResult, ConfigInput, PhaseTimings, SourceLocation, StageTiming};
 use crate::core::reuse;
 use crate::core::shown::redact_userinfo;
@@ -16,7 +16,7 @@ use crate::edge::buildkit::{
     attestations, image_exporter, Buildkit, BuildkitAddr, FleetCache, SolveFailure, SolveOptions,
 };
 use crate::edge::image;
-use crate::edge::rebase::Rebased;
+use crate::edge::rebase::RebaseOutcome;
 use crate::edge::registry::{is_plain_http, Registry, RegistryAuth};
 use crate::edge::source::{self, Checkout, Layer, PackLimits};
 use crate::edge::stand_in::{self, StandInBuilder};
@@ -371,8 +371,8 @@ pub async fn rebase(
     target: &ImageRef,
     operation_id: &str,
     log: &DeploymentLog,
-) -> Result<Result<Rebased, Refusal>, BuildError> {
-    request::check_target(target, &settings.allowed_targets).map_err(BuildError::user)?;
+) -> Result<RebaseOutcome, BuildError> {
+    request::check_target(target, &settings.allowed_targets)?;
     let registry = settings.registry_client();
     log.apprunner(format!(
         "Rebasing {from} onto the run image of runtime version {to_version}: registry operations only, nothing is built."
@@ -385,14 +385,14 @@ pub async fn rebase(
         BuildError::transient(format!("the rebase did not finish within {} seconds", settings.timeout.as_secs()))
     })??;
     match &out {
-        Ok(r) if r.unchanged => {
+        RebaseOutcome::Moved(r) if r.unchanged => {
             log.apprunner(format!("The image is on {} {} already: {}", r.runtime, r.to_version, r.image));
         }
-        Ok(r) => log.apprunner(format!(
+        RebaseOutcome::Moved(r) => log.apprunner(format!(
             "Rebased from {} {} onto {} {} ({}) in {:.1}s, {} bytes copied: {}",
             r.runtime, r.from_version, r.runtime, r.to_version, r.run_image, r.seconds, r.copied_bytes, r.image
         )),
-        Err(refusal) => log.apprunner(format!("Cannot rebase: {refusal}.")),
+        RebaseOutcome::Refused(refusal) => log.apprunner(format!("Cannot rebase: {refusal}.")),
     }
     Ok(out)
 }
@@ -400,7 +400,7 @@ pub async fn rebase(
 async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
     let registry = settings.registry_client();
     let target = &req.target;
-    request::check_target(target, &settings.allowed_targets).map_err(BuildError::user)?;
+    request::check_target(target, &settings.allowed_targets)?;
     if target.digest.is_some() {
         return Err(BuildError::user(format!(
             "target image {target} names a digest; give a repository and tag, e.g. {}:latest",
@@ -466,9 +466,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
 
     let buildkit = Buildkit::connect(&settings.buildkit).await?;
     // BuildKit asks the session for registry credentials: to push, and to reach the fleet cache.
-    let session = Session::attach(&settings.buildkit, settings.registry_client()).await.map_err(|e| {
-        BuildError::transient(format!("cannot open a session with BuildKit at {}: {e}", settings.buildkit))
-    })?;
+    let session = Session::attach(&settings.buildkit, settings.registry_client()).await?;
     let fleet_cache = settings.fleet_cache.as_deref().map(|prefix| {
         let cache_host = prefix.split('/').next().unwrap_or_default();
         FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))

@@ -10,18 +10,35 @@ use std::path::Path;
 const GOOD: &str =
     "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n";
 
-fn yaml(text: &str) -> Result<AppConfig, String> {
-    config::from_yaml(text, "apprunner.yaml", RuntimeCatalog::builtin()).map_err(|e| e.to_string())
+/// What a user reads of a refused configuration: the error's text.
+#[derive(Debug)]
+struct Shown(String);
+
+impl std::ops::Deref for Shown {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn yaml(text: &str) -> Result<AppConfig, Shown> {
+    config::from_yaml(text, "apprunner.yaml", RuntimeCatalog::builtin()).map_err(|e| Shown(e.to_string()))
 }
 
 fn rejected(text: &str) -> String {
     let e = yaml(text).expect_err("should be rejected");
     assert!(!e.contains('\n'), "error is not one line: {e}");
-    e
+    e.0
 }
 
-fn api(json: &str) -> Result<AppConfig, String> {
-    config::from_api(&serde_json::from_str(json).unwrap(), RuntimeCatalog::builtin()).map_err(|e| e.to_string())
+fn api(json: &str) -> Result<AppConfig, Shown> {
+    config::from_api(&serde_json::from_str(json).unwrap(), RuntimeCatalog::builtin()).map_err(|e| Shown(e.to_string()))
 }
 
 #[test]

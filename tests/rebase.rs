@@ -7,7 +7,7 @@ mod common;
 use apprunner_build::core::image_ref::ImageRef;
 use apprunner_build::core::rebase::Refusal;
 use apprunner_build::edge::image;
-use apprunner_build::edge::rebase::Rebased;
+use apprunner_build::edge::rebase::{RebaseOutcome, Rebased};
 use apprunner_build::edge::registry::Registry;
 use apprunner_build::log::{DeploymentLog, MemorySink};
 use apprunner_build::pipeline::{self, Settings};
@@ -31,6 +31,10 @@ async fn rebase(from: &str, to_version: &str, tag: &str) -> (Result<Rebased, Ref
     let out = pipeline::rebase(&settings(), &from, to_version, &target, "0123456789abcdef0123456789abcdef", &log)
         .await
         .unwrap();
+    let out = match out {
+        RebaseOutcome::Moved(moved) => Ok(moved),
+        RebaseOutcome::Refused(refusal) => Err(refusal),
+    };
     (out, sink.rendered())
 }
 

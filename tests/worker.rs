@@ -57,10 +57,7 @@ async fn image_exists(reference: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_jobs_on_two_workers_each_finish_exactly_once() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let (_dir, url) = repo("echo trivial build");
     let _a = Worker::start(&prefix, "a", &["--concurrency", "3"]);
     let _b = Worker::start(&prefix, "b", &["--concurrency", "3"]);
@@ -83,10 +80,7 @@ async fn fifty_jobs_on_two_workers_each_finish_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_build_loses_nothing() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let (_dir, url) = repo(&format!("echo {}; sleep 8", uuid::Uuid::new_v4()));
     let mut a = Worker::start(&prefix, "a", &["--concurrency", "1"]);
     let j = job(&url, "killed");
@@ -108,10 +102,7 @@ async fn a_worker_killed_mid_build_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_broker_connection_is_re_established() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let (_dir, url) = repo("echo reconnect");
     let id = format!("{prefix}-w");
     let _w = Worker::start(&prefix, &id, &[]);
@@ -129,10 +120,7 @@ async fn a_dropped_broker_connection_is_re_established() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_jobs_end_in_the_failed_queue_with_reasons() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let _w = Worker::start(&prefix, "w", &[]);
     let bad_yaml = {
         let dir = app(&[(
@@ -237,10 +225,7 @@ impl Drop for FlakyDocker {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_failed_resubmits() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let mut docker = FlakyDocker::new();
     assert!(!docker.path.exists());
     let (_dir, url) = repo("echo flaky");
@@ -336,10 +321,7 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_the_running_build_finish_then_exits() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let (_dir, url) = repo(&format!("echo {}; sleep 5", uuid::Uuid::new_v4()));
     let mut w = Worker::start(&prefix, "w", &["--grace", "120"]);
     let j = job(&url, "sigterm");
@@ -373,10 +355,7 @@ async fn sigterm_lets_the_running_build_finish_then_exits() {
 /// event, on the last delivery the broker allows; nothing is dead-lettered unreported.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_past_the_delivery_limit_is_reported_failed() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let (_dir, url) = repo(&format!("echo {}; sleep 60", uuid::Uuid::new_v4()));
     let j = job(&url, "doomed");
     submit(&topology, &j).await;
@@ -408,10 +387,7 @@ async fn a_job_past_the_delivery_limit_is_reported_failed() {
 /// operation built and reported: one SUCCEEDED, no FAILED.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_lost_mid_build_gives_one_success() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let (_dir, url) = repo(&format!("echo {}; sleep 8", uuid::Uuid::new_v4()));
     let id = format!("{prefix}-w");
     let _w = Worker::start(&prefix, &id, &["--concurrency", "2"]);
@@ -440,10 +416,7 @@ async fn a_connection_lost_mid_build_gives_one_success() {
 /// limit named, and the same worker goes on to build the next job.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_yaml_bomb_fails_its_job_and_the_worker_survives() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let mut bomb = String::from("version: 1.0\nruntime: python3\nx0: &x0 [a, a, a, a, a, a, a, a, a, a]\n");
     for i in 1..10 {
         bomb.push_str(&format!("x{i}: &x{i} [{}]\n", vec![format!("*x{}", i - 1); 10].join(", ")));
@@ -502,10 +475,7 @@ async fn roll_out(prefix: &str, services: &[&str], extra: &[&str]) -> (i32, Stri
 /// each outcome is an event, and a second roll-out finds nothing to do.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_roll_out_rebases_what_it_can_rebuilds_the_rest_and_is_idempotent() {
-    let prefix = prefix();
-    let topology = Topology::new(&prefix);
-    let _cleanup = Cleanup(topology.clone());
-    let mut events = Events::listen(&topology).await;
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let sfx = &prefix[5..];
     let names: Vec<String> = ["copy", "prerun", "pinned", "python"].iter().map(|n| format!("ro-{n}-{sfx}")).collect();
     let repos = [

@@ -5,6 +5,7 @@ use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{split_tag, ImageRef};
 use crate::core::request::{self, Revision, SourceLocation};
 use crate::edge::image;
+use crate::edge::rebase::RebaseOutcome;
 use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
@@ -175,8 +176,7 @@ pub(super) async fn submit(args: SubmitArgs) -> Result<ExitCode, BuildError> {
     let print = |line: &crate::log::LogLine| println!("{}", if timed { line.render_timed() } else { line.render() });
     let wait = Duration::from_secs(args.wait_timeout);
     let follow: Option<client::Follow<'_>> = args.wait.then_some((&print, wait));
-    let result =
-        client::submit(&args.queue.brokers()?, &topology, &job, follow).await.map_err(BuildError::transient)?;
+    let result = client::submit(&args.queue.brokers()?, &topology, &job, follow).await?;
     match result {
         None => {
             println!("submitted job {} (operation {})", job.job_id, job.operation_id);
@@ -205,14 +205,12 @@ pub(super) async fn rebuild_failed(args: RebuildFailedArgs) -> Result<(), BuildE
         service: args.service,
         runtime: args.runtime,
         class,
-        older_than: args.older_than.as_deref().map(client::parse_age).transpose().map_err(BuildError::user)?,
-        newer_than: args.newer_than.as_deref().map(client::parse_age).transpose().map_err(BuildError::user)?,
+        older_than: args.older_than.as_deref().map(client::parse_age).transpose()?,
+        newer_than: args.newer_than.as_deref().map(client::parse_age).transpose()?,
     };
     let topology = args.queue.topology()?;
     let dry_run = args.dry_run;
-    let done = client::rebuild_failed(&args.queue.brokers()?, &topology, &filter, dry_run)
-        .await
-        .map_err(BuildError::transient)?;
+    let done = client::rebuild_failed(&args.queue.brokers()?, &topology, &filter, dry_run).await?;
     let mut n = 0;
     for r in &done {
         let (Some(new), Some(old)) = (&r.resubmitted, &r.entry.job) else { continue };
@@ -252,11 +250,15 @@ pub(super) async fn rebase(args: RebaseArgs) -> Result<(), BuildError> {
         return Err(BuildError::user(format!("--output {target} must be REGISTRY/REPOSITORY:TAG, without a digest")));
     }
     let operation_id = args.operation_id.unwrap_or_else(request::new_operation_id);
-    request::check_operation_id(&operation_id).map_err(BuildError::user)?;
+    request::check_operation_id(&operation_id)?;
     let log = DeploymentLog::new(&operation_id, vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
-    let rebased = pipeline::rebase(&settings, &from, &args.to_version, &target, &operation_id, &log).await??;
-    println!("{}", rebased.image);
-    Ok(())
+    match pipeline::rebase(&settings, &from, &args.to_version, &target, &operation_id, &log).await? {
+        RebaseOutcome::Moved(rebased) => {
+            println!("{}", rebased.image);
+            Ok(())
+        }
+        RebaseOutcome::Refused(refusal) => Err(refusal.into()),
+    }
 }
 
 pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> {
@@ -330,8 +332,7 @@ pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> 
         }
     };
     let wait = args.wait.then_some((Duration::from_secs(args.wait_timeout), &print as &(dyn Fn(&_) + Sync)));
-    let events =
-        client::submit_all(&args.queue.brokers()?, &topology, &jobs, wait).await.map_err(BuildError::transient)?;
+    let events = client::submit_all(&args.queue.brokers()?, &topology, &jobs, wait).await?;
     println!("{summary}; {} jobs submitted", jobs.len());
     if !args.wait {
         return Ok(ExitCode::SUCCESS);

@@ -153,7 +153,7 @@ impl What {
         operation_id: Option<String>,
     ) -> Result<BuildRequest, BuildError> {
         let operation_id = operation_id.unwrap_or_else(request::new_operation_id);
-        request::check_operation_id(&operation_id).map_err(BuildError::user)?;
+        request::check_operation_id(&operation_id)?;
         let location = self.location();
         let target = if let Some(i) = image {
             ImageRef::parse(i)?
@@ -268,7 +268,7 @@ impl SettingsArgs {
     }
 
     fn settings(&self) -> Result<Settings, BuildError> {
-        let buildkit: BuildkitAddr = self.buildkit.parse().map_err(BuildError::user)?;
+        let buildkit: BuildkitAddr = self.buildkit.parse()?;
         let ca_bundle = (!self.no_ca_bundle).then(|| self.ca_bundle.clone());
         if let Some(p) = &ca_bundle {
             if !p.is_file() {
@@ -302,7 +302,7 @@ impl SettingsArgs {
             let (name, version) =
                 hold.split_once('=').ok_or_else(|| bad("expected RUNTIME=VERSION, e.g. python311=3.11.10".into()))?;
             let rt = catalog.lookup(name).map_err(|e| bad(e.to_string()))?;
-            rt.check_version(version.trim()).map_err(bad)?;
+            rt.check_version(version.trim()).map_err(|e| bad(e.0))?;
             runtime_holds.insert(rt.name.clone(), version.trim().to_string());
         }
         Ok(Settings {

@@ -16,6 +16,15 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// What a rebase came to: the image moved (or was on the version already), or a refusal that
+/// says why it may not move and points to a rebuild. A refusal is an outcome, not a failure:
+/// a roll-out rebuilds such a service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RebaseOutcome {
+    Moved(Rebased),
+    Refused(Refusal),
+}
+
 /// What one rebase did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rebased {
@@ -92,7 +101,7 @@ pub async fn rebase(
     to_version: &str,
     target: &ImageRef,
     deployment: &BTreeMap<String, String>,
-) -> Result<Result<Rebased, Refusal>, BuildError> {
+) -> Result<RebaseOutcome, BuildError> {
     let began = Instant::now();
     let shown = from.to_string();
     let old = read(registry, from, "image")
@@ -101,7 +110,7 @@ pub async fn rebase(
     let old_labels = labels::of_config(&old.parts.config);
     let movable = match rebase::check(&shown, &old_labels, catalog, to_version) {
         Ok(m) => m,
-        Err(refusal) => return Ok(Err(refusal)),
+        Err(refusal) => return Ok(RebaseOutcome::Refused(refusal)),
     };
     let commit = old_labels.get(labels::OCI_REVISION).cloned();
     let tag_or = |digest: &str| target.tag.clone().unwrap_or_else(|| digest.to_string());
@@ -132,13 +141,13 @@ pub async fn rebase(
         done.image = target.with_digest(&old.top.digest);
         done.unchanged = true;
         done.seconds = began.elapsed().as_secs_f64();
-        return Ok(Ok(done));
+        return Ok(RebaseOutcome::Moved(done));
     }
 
     let base_ref = ImageRef::parse(&movable.base_name)?;
     let base_at = ImageRef { digest: Some(movable.base_digest.clone()), ..base_ref };
     let Some(old_run) = read(registry, &base_at, "run image").await? else {
-        return Ok(Err(Refusal::BaseMissing {
+        return Ok(RebaseOutcome::Refused(Refusal::BaseMissing {
             image: shown,
             base: format!("{}@{}", movable.base_name, movable.base_digest),
         }));
@@ -170,7 +179,7 @@ pub async fn rebase(
         to_version,
     ) {
         Ok(m) => m,
-        Err(refusal) => return Ok(Err(refusal)),
+        Err(refusal) => return Ok(RebaseOutcome::Refused(refusal)),
     };
     let subject = rebase::purl(&target.to_string(), None);
     let statement = rebase::rebased_provenance(
@@ -194,7 +203,7 @@ pub async fn rebase(
     done.image = target.with_digest(&index_digest);
     done.run_image = new_run.reference;
     done.seconds = began.elapsed().as_secs_f64();
-    Ok(Ok(done))
+    Ok(RebaseOutcome::Moved(done))
 }
 
 /// What a rebase writes at the target.

@@ -55,6 +55,11 @@ crate::error::classified_into_build_error!(RegistryError);
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
+/// A Docker auth file that cannot be read as one: the operator's to fix, at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthFileError(String);
+
 /// A bearer token from a registry's token service.
 pub struct Token {
     pub token: String,
@@ -98,17 +103,19 @@ impl RegistryAuth {
 
     /// Reads a Docker-style auth file: `{"auths": {"HOST": {"auth": base64("user:password")}}}`
     /// (or `username` and `password` fields).
-    pub fn read_docker_config(&mut self, text: &str) -> std::result::Result<(), String> {
+    pub fn read_docker_config(&mut self, text: &str) -> std::result::Result<(), AuthFileError> {
         use base64::Engine as _;
-        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-        let auths = v["auths"].as_object().ok_or("no `auths` object")?;
+        let v: Value = serde_json::from_str(text).map_err(|e| AuthFileError(format!("not JSON: {e}")))?;
+        let auths = v["auths"].as_object().ok_or_else(|| AuthFileError("no `auths` object".into()))?;
         for (host, entry) in auths {
             let creds = if let Some(auth) = entry["auth"].as_str() {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(auth)
-                    .map_err(|_| format!("{host}: `auth` is not base64"))?;
+                    .map_err(|_| AuthFileError(format!("{host}: `auth` is not base64")))?;
                 let text = String::from_utf8_lossy(&decoded);
-                let (u, p) = text.split_once(':').ok_or_else(|| format!("{host}: `auth` is not user:password"))?;
+                let (u, p) = text
+                    .split_once(':')
+                    .ok_or_else(|| AuthFileError(format!("{host}: `auth` is not user:password")))?;
                 Credentials { username: u.to_string(), password: p.to_string() }
             } else {
                 let field = |k: &str| entry[k].as_str().unwrap_or_default().to_string();

@@ -1,9 +1,8 @@
 //! `RabbitMQ`: the topology every worker declares at start, and a publisher that waits for the
 //! broker's confirm and reconnects when the connection is lost.
 
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use super::error::QueueError;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -156,28 +155,6 @@ impl Topology {
             Err(e) => Err(e),
         }
     }
-
-    /// A private queue that sees one operation's log lines and status events, in publish order.
-    pub async fn follow(&self, ch: &Channel, operation_id: &str) -> lapin::Result<String> {
-        let name = private_queue(ch).await?;
-        ch.queue_bind(
-            name.clone().into(),
-            self.logs().into(),
-            Self::log_key(operation_id).into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-        ch.queue_bind(
-            name.clone().into(),
-            self.events().into(),
-            format!("{operation_id}.*").into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-        Ok(name)
-    }
 }
 
 /// A queue of this channel's connection alone, named by the broker, gone with the connection.
@@ -202,19 +179,19 @@ pub struct Brokers {
 
 impl Brokers {
     /// One URI, or several separated by commas (`APPRUNNER_AMQP_URI`).
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, QueueError> {
         Self::new(list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect())
     }
 
-    pub fn new(uris: Vec<String>) -> Result<Self, String> {
+    pub fn new(uris: Vec<String>) -> Result<Self, QueueError> {
         if uris.is_empty() {
-            return Err("no AMQP URI given; give amqp://USER:PASSWORD@HOST:PORT/VHOST (repeat --amqp, or separate them with commas, for each node of a cluster)".into());
+            return Err(QueueError::Setting("no AMQP URI given; give amqp://USER:PASSWORD@HOST:PORT/VHOST (repeat --amqp, or separate them with commas, for each node of a cluster)".into()));
         }
         if let Some(bad) = uris.iter().find(|u| !(u.starts_with("amqp://") || u.starts_with("amqps://"))) {
-            return Err(format!(
+            return Err(QueueError::Setting(format!(
                 "`{}` is not an AMQP URI; expected amqp://USER:PASSWORD@HOST:PORT/VHOST or amqps://…",
                 crate::core::shown::cut(&crate::core::shown::redact_userinfo(bad))
-            ));
+            )));
         }
         Ok(Self { uris: Arc::new(uris), current: Arc::default(), failovers: Arc::default() })
     }
@@ -371,7 +348,7 @@ impl Publisher {
 
     /// Publishes and waits for the broker to confirm, retrying over a new connection a few
     /// times; an error means the message may not have been taken.
-    pub async fn publish(&self, msg: &Outgoing<'_>) -> Result<(), String> {
+    pub async fn publish(&self, msg: &Outgoing<'_>) -> Result<(), QueueError> {
         let mut last = String::new();
         for attempt in 0..5u32 {
             if attempt > 0 {
@@ -399,14 +376,14 @@ impl Publisher {
                 }
             }
         }
-        Err(last)
+        Err(QueueError::Broker(last))
     }
 
     /// Publishes without waiting; the returned future resolves with the broker's confirm.
     /// Log lines use this so a chatty build is not slowed to one round trip per line.
-    pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<lapin::PublisherConfirm, String> {
-        let ch = self.channel().await.map_err(|e| format!("cannot reach the broker: {e}"))?;
-        send(&ch, msg).await.map_err(|e| format!("publishing failed: {e}"))
+    pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<lapin::PublisherConfirm, QueueError> {
+        let ch = self.channel().await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
+        send(&ch, msg).await.map_err(|e| QueueError::broker("publishing failed", e))
     }
 
     pub async fn close(&self) {
@@ -434,7 +411,9 @@ mod tests {
         assert_eq!(b.node(), "10.0.0.1:5672");
         assert_eq!(format!("{b} {b:?}"), "10.0.0.1:5672, mq-2:5671 Brokers(10.0.0.1:5672, mq-2:5671)");
         let e = Brokers::parse("http://u:SECRET@host").unwrap_err();
+        assert_eq!(crate::error::Classified::class(&e), crate::error::ErrorClass::User);
+        let e = e.to_string();
         assert!(e.contains("is not an AMQP URI") && !e.contains("SECRET"), "{e}");
-        assert!(Brokers::parse(" , ").unwrap_err().starts_with("no AMQP URI given"));
+        assert!(Brokers::parse(" , ").unwrap_err().to_string().starts_with("no AMQP URI given"));
     }
 }

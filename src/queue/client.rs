@@ -3,11 +3,12 @@
 //! (resubmit failed jobs that match a filter).
 
 use super::amqp::{self, Brokers, Outgoing, Publisher, Topology};
+use super::error::QueueError;
 use super::job::{BuildJob, FailedJob, JobEvent, JobStatus};
+use super::subscription::{Heard, Interest, Subscription};
 use crate::core::log::LogLine;
 use crate::error::ErrorClass;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use std::time::Duration;
 
@@ -21,58 +22,51 @@ pub async fn submit(
     topology: &Topology,
     job: &BuildJob,
     follow: Option<Follow<'_>>,
-) -> Result<Option<JobEvent>, String> {
-    let (conn, ch) = open(brokers, "apprunner-build-submit", topology).await?;
-    // Subscribe before publishing, so not one line is missed.
-    let followed = match follow {
-        Some(_) => {
-            let q = topology.follow(&ch, &job.operation_id).await.map_err(|e| e.to_string())?;
-            Some(
-                ch.basic_consume(
-                    q.into(),
-                    "".into(),
-                    BasicConsumeOptions { no_ack: true, ..Default::default() },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| e.to_string())?,
-            )
-        }
-        None => None,
-    };
-    let publisher = Publisher::new(brokers, "apprunner-build-submit-publisher");
-    publish_job(&publisher, topology, job).await?;
-    publisher.close().await;
-    let (Some((print, wait)), Some(mut consumer)) = (follow, followed) else {
+) -> Result<Option<JobEvent>, QueueError> {
+    let Some((print, wait)) = follow else {
+        let (conn, _) = open(brokers, "apprunner-build-submit", topology).await?;
+        publish(brokers, topology, std::slice::from_ref(job)).await?;
         let _ = conn.close(200, "submitted".into()).await;
         return Ok(None);
     };
-    let events = topology.events();
+    // Subscribed before publishing, so not one line is missed.
+    let interest = Interest::Operation(&job.operation_id);
+    let mut heard = Subscription::open(brokers, topology, "apprunner-build-submit", interest).await?;
+    publish(brokers, topology, std::slice::from_ref(job)).await?;
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let Ok(next) = tokio::time::timeout_at(deadline, consumer.next()).await else {
-            let _ = conn.close(200, "gave up waiting".into()).await;
-            return Err(format!(
+    let outcome = loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, heard.next()).await else {
+            break Err(QueueError::NoOutcome(format!(
                 "no outcome for job {} within {}s; it may still be queued or running (operation {})",
                 job.job_id,
                 wait.as_secs(),
                 job.operation_id
-            ));
+            )));
         };
-        let Some(delivery) = next else { break };
-        let delivery = delivery.map_err(|e| format!("lost the broker while following the build: {e}"))?;
-        if delivery.exchange.as_str() == events {
-            if let Ok(ev) = serde_json::from_slice::<JobEvent>(&delivery.data) {
-                if matches!(ev.status, JobStatus::Succeeded | JobStatus::Failed) {
-                    let _ = conn.close(200, "done".into()).await;
-                    return Ok(Some(ev));
-                }
-            }
-        } else if let Ok(line) = serde_json::from_slice::<LogLine>(&delivery.data) {
-            print(&line);
+        match next {
+            None => break Err(QueueError::Broker("the broker closed the log stream before the build ended".into())),
+            Some(Err(e)) => break Err(e),
+            Some(Ok(Heard::Line(line))) => print(&line),
+            Some(Ok(Heard::Event(ev))) if ev.status.is_terminal() => break Ok(Some(*ev)),
+            Some(Ok(Heard::Event(_))) => {}
+        }
+    };
+    heard.close().await;
+    outcome
+}
+
+/// Publishes each job and its QUEUED event, confirmed, on a publisher of its own.
+async fn publish(brokers: &Brokers, topology: &Topology, jobs: &[BuildJob]) -> Result<(), QueueError> {
+    let publisher = Publisher::new(brokers, "apprunner-build-submit-publisher");
+    let mut published = Ok(());
+    for job in jobs {
+        published = publish_job(&publisher, topology, job).await;
+        if published.is_err() {
+            break;
         }
     }
-    Err("the broker closed the log stream before the build ended".into())
+    publisher.close().await;
+    published
 }
 
 /// A connection named `name` and a channel on it, the topology declared.
@@ -80,19 +74,22 @@ async fn open(
     brokers: &Brokers,
     name: &str,
     topology: &Topology,
-) -> Result<(lapin::Connection, lapin::Channel), String> {
-    let conn = brokers.connect(name).await.map_err(|e| format!("cannot reach the broker at {brokers}: {e}"))?;
-    let (ch, _) = topology.declare(&conn).await.map_err(|e| format!("declaring the queues: {e}"))?;
+) -> Result<(lapin::Connection, lapin::Channel), QueueError> {
+    let conn = brokers
+        .connect(name)
+        .await
+        .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
+    let (ch, _) = topology.declare(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
     Ok((conn, ch))
 }
 
 /// Publishes `job` and its QUEUED event, each confirmed.
-async fn publish_job(publisher: &Publisher, topology: &Topology, job: &BuildJob) -> Result<(), String> {
-    let payload = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+async fn publish_job(publisher: &Publisher, topology: &Topology, job: &BuildJob) -> Result<(), QueueError> {
+    let payload = QueueError::json("the job", job)?;
     publisher
         .publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) })
         .await?;
-    let queued = serde_json::to_vec(&JobEvent::new(job, JobStatus::Queued)).map_err(|e| e.to_string())?;
+    let queued = QueueError::json("the QUEUED event", &JobEvent::new(job, JobStatus::Queued))?;
     publisher
         .publish(&Outgoing::new(&topology.events(), &Topology::event_key(&job.operation_id, "QUEUED"), &queued))
         .await
@@ -108,49 +105,28 @@ pub async fn submit_all(
     topology: &Topology,
     jobs: &[BuildJob],
     wait: Option<Outcomes<'_>>,
-) -> Result<Vec<JobEvent>, String> {
-    let (conn, ch) = open(brokers, "apprunner-build-roll-out", topology).await?;
-    // Bound before publishing, so no outcome is missed.
-    let mut consumer = None;
-    if wait.is_some() {
-        let q = amqp::private_queue(&ch).await.map_err(|e| e.to_string())?;
-        for job in jobs {
-            for status in ["SUCCEEDED", "FAILED"] {
-                let key = Topology::event_key(&job.operation_id, status);
-                ch.queue_bind(
-                    q.clone().into(),
-                    topology.events().into(),
-                    key.into(),
-                    lapin::options::QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            }
-        }
-        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
-        consumer = Some(
-            ch.basic_consume(q.into(), "".into(), no_ack, FieldTable::default()).await.map_err(|e| e.to_string())?,
-        );
-    }
-    let publisher = Publisher::new(brokers, "apprunner-build-roll-out-publisher");
-    for job in jobs {
-        publish_job(&publisher, topology, job).await?;
-    }
-    publisher.close().await;
+) -> Result<Vec<JobEvent>, QueueError> {
+    let Some((wait, each)) = wait else {
+        let (conn, _) = open(brokers, "apprunner-build-roll-out", topology).await?;
+        publish(brokers, topology, jobs).await?;
+        let _ = conn.close(200, "submitted".into()).await;
+        return Ok(Vec::new());
+    };
+    // Subscribed before publishing, so no outcome is missed.
+    let operations: Vec<String> = jobs.iter().map(|j| j.operation_id.clone()).collect();
+    let interest = Interest::OutcomesOf(&operations);
+    let mut heard = Subscription::open(brokers, topology, "apprunner-build-roll-out", interest).await?;
+    publish(brokers, topology, jobs).await?;
     let mut events: Vec<JobEvent> = Vec::new();
-    if let (Some((wait, each)), Some(mut consumer)) = (wait, consumer) {
-        let deadline = tokio::time::Instant::now() + wait;
-        while events.len() < jobs.len() {
-            let Ok(Some(Ok(delivery))) = tokio::time::timeout_at(deadline, consumer.next()).await else { break };
-            let Ok(ev) = serde_json::from_slice::<JobEvent>(&delivery.data) else { continue };
-            if !events.iter().any(|e| e.operation_id == ev.operation_id) {
-                each(&ev);
-                events.push(ev);
-            }
+    let deadline = tokio::time::Instant::now() + wait;
+    while events.len() < jobs.len() {
+        let Ok(Some(Ok(ev))) = tokio::time::timeout_at(deadline, heard.next_event()).await else { break };
+        if !events.iter().any(|e| e.operation_id == ev.operation_id) {
+            each(&ev);
+            events.push(ev);
         }
     }
-    let _ = conn.close(200, "done".into()).await;
+    heard.close().await;
     Ok(events)
 }
 
@@ -194,21 +170,15 @@ pub async fn rebuild_failed(
     topology: &Topology,
     filter: &FailedFilter,
     dry_run: bool,
-) -> Result<Vec<Rebuilt>, String> {
+) -> Result<Vec<Rebuilt>, QueueError> {
     let (conn, ch) = open(brokers, "apprunner-build-rebuild-failed", topology).await?;
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    let total = ch
-        .queue_declare(topology.failed().into(), passive, FieldTable::default())
-        .await
-        .map_err(|e| e.to_string())?
-        .message_count();
+    let total = ch.queue_declare(topology.failed().into(), passive, FieldTable::default()).await?.message_count();
     let publisher = Publisher::new(brokers, "apprunner-build-rebuild-failed-publisher");
     let mut out = Vec::new();
     // Entries we keep stay unacked until the channel closes, so each is seen once per run.
     for _ in 0..total {
-        let Some(msg) =
-            ch.basic_get(topology.failed().into(), BasicGetOptions::default()).await.map_err(|e| e.to_string())?
-        else {
+        let Some(msg) = ch.basic_get(topology.failed().into(), BasicGetOptions::default()).await? else {
             break;
         };
         let entry: FailedJob = match serde_json::from_slice(&msg.delivery.data) {
@@ -235,14 +205,14 @@ pub async fn rebuild_failed(
         };
         let new_job = job.rebuild();
         if !dry_run {
-            let payload = serde_json::to_vec(&new_job).map_err(|e| e.to_string())?;
+            let payload = QueueError::json("the job", &new_job)?;
             publisher
                 .publish(&Outgoing {
                     message_id: Some(&new_job.job_id),
                     ..Outgoing::new("", &topology.jobs(), &payload)
                 })
                 .await?;
-            msg.delivery.ack(BasicAckOptions::default()).await.map_err(|e| e.to_string())?;
+            msg.delivery.ack(BasicAckOptions::default()).await?;
         }
         out.push(Rebuilt { entry, resubmitted: Some(new_job) });
     }
@@ -253,16 +223,16 @@ pub async fn rebuild_failed(
 }
 
 /// `90s`, `15m`, `2h`, `7d`
-pub fn parse_age(s: &str) -> Result<Duration, String> {
+pub fn parse_age(s: &str) -> Result<Duration, QueueError> {
+    let bad = || QueueError::Setting(format!("`{s}` is not an age; expected a number with s, m, h or d, e.g. 30m"));
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 =
-        num.parse().map_err(|_| format!("`{s}` is not an age; expected a number with s, m, h or d, e.g. 30m"))?;
+    let n: u64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
         "s" | "" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("`{s}` is not an age; expected a number with s, m, h or d, e.g. 30m")),
+        _ => return Err(bad()),
     };
     Ok(Duration::from_secs(secs))
 }

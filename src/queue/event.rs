@@ -28,6 +28,11 @@ impl JobStatus {
             JobStatus::Failed => "FAILED",
         }
     }
+
+    /// Whether the deployment ended with it.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -102,6 +102,18 @@ pub struct BuildJob {
 #[error("{0}")]
 pub struct JobError(pub String);
 
+impl From<String> for JobError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for JobError {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
 impl Classified for JobError {
     fn class(&self) -> ErrorClass {
         ErrorClass::User
@@ -115,33 +127,37 @@ fn valid_id(s: &str) -> bool {
 impl BuildJob {
     /// Reads a job, or says in one line why it is not one.
     pub fn parse(bytes: &[u8]) -> Result<BuildJob, JobError> {
-        Self::parse_text(bytes).map_err(JobError)
-    }
-
-    fn parse_text(bytes: &[u8]) -> Result<BuildJob, String> {
         if bytes.len() > MAX_JOB_BYTES {
-            return Err(format!("the message is {} bytes; a build job may have at most {MAX_JOB_BYTES}", bytes.len()));
+            return Err(JobError(format!(
+                "the message is {} bytes; a build job may have at most {MAX_JOB_BYTES}",
+                bytes.len()
+            )));
         }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
             format!("the message is not JSON ({e}); a build job is a JSON object with version {JOB_VERSION}")
         })?;
         let obj = value.as_object().ok_or("the message is JSON but not an object; a build job is a JSON object")?;
         match obj.get("version") {
-            None => return Err(format!("the job has no `version`; this worker reads version {JOB_VERSION}")),
+            None => return Err(JobError(format!("the job has no `version`; this worker reads version {JOB_VERSION}"))),
             Some(Value::Number(n)) if n.as_u64() == Some(JOB_VERSION) => {}
             Some(other) => {
-                return Err(format!("job version {other} is not supported; this worker reads version {JOB_VERSION}"))
+                return Err(JobError(format!(
+                    "job version {other} is not supported; this worker reads version {JOB_VERSION}"
+                )))
             }
         }
         let job: BuildJob = serde_json::from_value(value).map_err(|e| format!("the job is malformed: {e}"))?;
         if !valid_id(&job.job_id) {
-            return Err(format!("job_id `{}` must be 1-128 letters, digits, '-', '_' or '.'", cut(&job.job_id)));
+            return Err(JobError(format!(
+                "job_id `{}` must be 1-128 letters, digits, '-', '_' or '.'",
+                cut(&job.job_id)
+            )));
         }
         if !valid_id(&job.operation_id) {
-            return Err(format!(
+            return Err(JobError(format!(
                 "operation_id `{}` must be 1-128 letters, digits, '-', '_' or '.' (App Runner uses 32 hex digits)",
                 cut(&job.operation_id)
-            ));
+            )));
         }
         if job.repository.branch.is_some() && job.repository.commit.is_some() {
             return Err("the job names both repository.branch and repository.commit; give one".into());
@@ -158,11 +174,11 @@ impl BuildJob {
             let ours =
                 ImageRef::parse(&r.from_image).is_ok_and(|f| f.digest.is_some() && f.name() == job.image.repository);
             if !ours {
-                return Err(format!(
+                return Err(JobError(format!(
                     "rollout.from_image `{}` must be an image of the job's repository by digest, {}@sha256:…",
                     cut(&r.from_image),
                     cut(&job.image.repository)
-                ));
+                )));
             }
             if r.to_version.is_empty() || r.to_version.len() > 64 || r.runtime.is_empty() || r.runtime.len() > 64 {
                 return Err("rollout.runtime and rollout.to_version must be 1-64 characters".into());

@@ -5,6 +5,7 @@
 //! only while its lease still holds.
 
 use super::amqp::{Brokers, Topology};
+use super::error::QueueError;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
@@ -35,7 +36,7 @@ pub enum NoLease {
     /// Another build of the operation is running (here or on another worker).
     Held,
     /// The broker could not be asked.
-    Broker(String),
+    Broker(QueueError),
 }
 
 impl Leases {
@@ -51,7 +52,7 @@ impl Leases {
 
     /// A new channel on the lease connection (connected anew if it was lost), and the
     /// connection's generation.
-    async fn channel(&self) -> Result<(lapin::Channel, u64), String> {
+    async fn channel(&self) -> Result<(lapin::Channel, u64), QueueError> {
         let mut state = self.conn.lock().await;
         if let Some((conn, generation)) = state.as_ref() {
             if conn.status().connected() {
@@ -62,8 +63,9 @@ impl Leases {
             }
         }
         let generation = state.as_ref().map_or(1, |(_, g)| g + 1);
-        let conn = self.brokers.connect(&self.name).await.map_err(|e| format!("cannot reach the broker: {e}"))?;
-        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        let conn =
+            self.brokers.connect(&self.name).await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
+        let ch = conn.create_channel().await?;
         *state = Some((conn, generation));
         Ok((ch, generation))
     }
@@ -85,7 +87,7 @@ impl Leases {
                 Err(e) => match e.kind() {
                     // RESOURCE_LOCKED: another connection holds it.
                     lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 405 => Err(NoLease::Held),
-                    _ => Err(NoLease::Broker(e.to_string())),
+                    _ => Err(NoLease::Broker(e.into())),
                 },
             }
         }

@@ -11,6 +11,7 @@ use crate::edge::image;
 use crate::edge::registry::Registry;
 use crate::edge::source::pack_file;
 use crate::error::BuildError;
+use crate::queue::error::QueueError;
 use crate::queue::job::{now_rfc3339, BuildJob};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,23 +74,25 @@ impl<'r> Ledger<'r> {
 
     /// Records `image` as the service's current image, made by `job` (kept without credentials
     /// and without its roll-out part, so a roll-out can rebuild it).
-    pub async fn record_service(&self, job: &BuildJob, image: &str) -> Result<(), String> {
+    pub async fn record_service(&self, job: &BuildJob, image: &str) -> Result<(), QueueError> {
         let mut kept = job.without_credentials();
         kept.rollout = None;
         let record =
             ServiceRecord { service: job.service.name.clone(), image: image.to_string(), job: kept, at: now_rfc3339() };
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
-        let layer = pack_file("service.json", &json, 0o644).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|e| QueueError::Encode { what: "the service record", detail: e.to_string() })?;
+        let failed = |e: String| QueueError::Record(format!("service record of {}: {e}", record.service));
+        let layer = pack_file("service.json", &json, 0o644).map_err(|e| failed(e.to_string()))?;
         let tag = service_tag(&record.service);
         image::tag_content(self.registry, &self.host, SERVICES_REPOSITORY, &layer, &tag)
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// The records of `only` these services (every service's when empty), read a few at a
     /// time; a record that cannot be read is named. A service without a record is left out.
-    pub async fn services(&self, only: &[String]) -> Result<Vec<Result<ServiceRecord, String>>, BuildError> {
+    pub async fn services(&self, only: &[String]) -> Result<Vec<Result<ServiceRecord, QueueError>>, BuildError> {
         use futures_util::stream::{self, StreamExt};
         let all = self.registry.tags(&self.host, SERVICES_REPOSITORY).await?;
         let tags: Vec<String> = if only.is_empty() {
@@ -98,11 +101,12 @@ impl<'r> Ledger<'r> {
             only.iter().map(|s| service_tag(s)).filter(|t| all.contains(t)).collect()
         };
         let read = |tag: String| async move {
+            let unreadable = |e: String| QueueError::Record(format!("service record {tag}: {e}"));
             let bytes = image::content_file(self.registry, &self.host, SERVICES_REPOSITORY, &tag, MAX_RECORD_BYTES)
                 .await
-                .map_err(|e| format!("service record {tag}: {e}"))?
-                .ok_or_else(|| format!("service record {tag}: not a record"))?;
-            serde_json::from_slice::<ServiceRecord>(&bytes).map_err(|e| format!("service record {tag}: {e}"))
+                .map_err(|e| unreadable(e.to_string()))?
+                .ok_or_else(|| unreadable("not a record".into()))?;
+            serde_json::from_slice::<ServiceRecord>(&bytes).map_err(|e| unreadable(e.to_string()))
         };
         Ok(stream::iter(tags).map(read).buffered(16).collect().await)
     }

@@ -1,10 +1,12 @@
 //! The queue: the message formats (`job`), `RabbitMQ` topology and confirmed publishing (`amqp`),
 //! the worker loop (`worker`) with its pure decisions (`outcome`) and the registry's record of
 //! what was built and reported and of each service's image (`ledger`), the clients (`client`),
-//! what a runtime roll-out does with each service (`rollout`, pure), and the metrics.
+//! what a runtime roll-out does with each service (`rollout`, pure), the one way to hear events
+//! and log lines (`subscription`), and the metrics.
 
 pub mod amqp;
 pub mod client;
+pub mod error;
 pub mod event;
 pub mod job;
 pub mod lease;
@@ -12,4 +14,5 @@ pub mod ledger;
 pub mod metrics;
 pub mod outcome;
 pub mod rollout;
+pub mod subscription;
 pub mod worker;

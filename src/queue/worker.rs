@@ -8,12 +8,14 @@
 use super::amqp::{
     self, Brokers, Outgoing, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT,
 };
+use super::error::QueueError;
 use super::job::{now_rfc3339, BuildJob, FailedJob, JobEvent, JobStatus};
 use super::lease::{Lease, Leases, NoLease};
 use super::ledger::{Built, Ledger};
 use super::metrics::Metrics;
 use super::outcome::{Action, JobOutcome, RetryPolicy};
 use crate::core::labels;
+use crate::edge::rebase::RebaseOutcome;
 use crate::edge::registry::Registry;
 use crate::error::BuildError;
 use crate::log::{DeploymentLog, LogLine, LogSink};
@@ -231,8 +233,8 @@ fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpLogSink, tok
     (AmqpLogSink { tx }, task)
 }
 
-async fn publish_event(shared: &Shared, event: &JobEvent) -> Result<(), String> {
-    let payload = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+async fn publish_event(shared: &Shared, event: &JobEvent) -> Result<(), QueueError> {
+    let payload = QueueError::json("the event", event)?;
     let key = Topology::event_key(&event.operation_id, event.status.key());
     shared
         .publisher
@@ -243,8 +245,8 @@ async fn publish_event(shared: &Shared, event: &JobEvent) -> Result<(), String> 
         .await
 }
 
-async fn publish_failed(shared: &Shared, entry: &FailedJob) -> Result<(), String> {
-    let payload = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
+async fn publish_failed(shared: &Shared, entry: &FailedJob) -> Result<(), QueueError> {
+    let payload = QueueError::json("the failed entry", entry)?;
     let failed = shared.cfg.topology.failed();
     shared.publisher.publish(&Outgoing::new("", &failed, &payload)).await
 }
@@ -326,7 +328,12 @@ async fn requeue_delivery(delivery: &Delivery) {
 
 /// Builds one job under its operation's lease and publishes its outcome. Ok when the job may
 /// be acked. While another build of the operation runs, the job waits in a delay queue.
-async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, may_be_built: bool) -> Result<JobOutcome, String> {
+async fn run_job(
+    shared: &Arc<Shared>,
+    job: &BuildJob,
+    attempt: u32,
+    may_be_built: bool,
+) -> Result<JobOutcome, QueueError> {
     let lease = match shared.leases.acquire(&job.operation_id).await {
         Ok(lease) => lease,
         Err(NoLease::Held) => {
@@ -334,7 +341,7 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, may_be_buil
             requeue(shared, job, attempt, DEFER).await?;
             return Ok(JobOutcome::Deferred);
         }
-        Err(NoLease::Broker(e)) => return Err(format!("no lease: {e}")),
+        Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
     };
     let outcome = run_leased(shared, job, attempt, may_be_built, &lease).await;
     shared.leases.release(lease).await;
@@ -342,10 +349,10 @@ async fn run_job(shared: &Arc<Shared>, job: &BuildJob, attempt: u32, may_be_buil
 }
 
 /// Publishes `job` to the delay queue of `delay`, to come back as attempt `attempt`.
-async fn requeue(shared: &Shared, job: &BuildJob, attempt: u32, delay: Duration) -> Result<(), String> {
-    let ch = shared.publisher.side_channel().await.map_err(|e| e.to_string())?;
-    let retry_queue = shared.cfg.topology.declare_retry(ch, delay).await.map_err(|e| e.to_string())?;
-    let payload = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+async fn requeue(shared: &Shared, job: &BuildJob, attempt: u32, delay: Duration) -> Result<(), QueueError> {
+    let ch = shared.publisher.side_channel().await?;
+    let retry_queue = shared.cfg.topology.declare_retry(ch, delay).await?;
+    let payload = QueueError::json("the job", job)?;
     let msg =
         Outgoing { message_id: Some(&job.job_id), attempt: Some(attempt), ..Outgoing::new("", &retry_queue, &payload) };
     shared.publisher.publish(&msg).await
@@ -359,12 +366,12 @@ async fn run_leased(
     attempt: u32,
     may_be_built: bool,
     lease: &Lease,
-) -> Result<JobOutcome, String> {
+) -> Result<JobOutcome, QueueError> {
     let still_held = || async {
         if shared.leases.holds(lease).await {
             Ok(())
         } else {
-            Err(format!("job {}: lost its lease during the build; its outcome is left to the redelivery", job.job_id))
+            Err(QueueError::LostLease { job_id: job.job_id.clone() })
         }
     };
     let ledger = Ledger::new(&shared.registry, &shared.cfg.settings.registry);
@@ -487,8 +494,8 @@ async fn build(settings: &Settings, job: &BuildJob, log: &DeploymentLog) -> Resu
         ));
         let from = crate::core::image_ref::ImageRef::parse(&rollout.from_image)?;
         match pipeline::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
-            Ok(rebased) => return Ok(Finished::Rebased(rebased)),
-            Err(_) => log.apprunner("Building the service again instead."),
+            RebaseOutcome::Moved(rebased) => return Ok(Finished::Rebased(rebased)),
+            RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
         }
     }
     pipeline::run(&settings, &job.request()?, log).await.map(Finished::Built)

@@ -6,9 +6,7 @@ use super::{app, git};
 use apprunner_build::core::config::ConfigSource;
 use apprunner_build::queue::amqp::{self as queue, Topology};
 use apprunner_build::queue::job::*;
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions};
-use lapin::types::FieldTable;
+use apprunner_build::queue::subscription::{Interest, Subscription};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -65,6 +63,25 @@ impl Drop for Worker {
 
 pub fn prefix() -> String {
     format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// One queue test's own world: a fresh prefix, its topology, every event of it heard from
+/// before the first job, and its queues and exchanges deleted when the test ends.
+pub struct QueueTest {
+    pub prefix: String,
+    pub topology: Topology,
+    pub events: Events,
+    pub cleanup: Cleanup,
+}
+
+impl QueueTest {
+    pub async fn new() -> Self {
+        let prefix = prefix();
+        let topology = Topology::new(&prefix);
+        let cleanup = Cleanup(topology.clone());
+        let events = Events::listen(&topology).await;
+        Self { prefix, topology, events, cleanup }
+    }
 }
 
 /// Deletes a test's queues and exchanges when it ends (on success or failure), so the broker
@@ -131,8 +148,7 @@ pub fn job(url: &str, service: &str) -> BuildJob {
 
 /// Every event of a prefix, from before the first job is published.
 pub struct Events {
-    consumer: lapin::Consumer,
-    _conn: lapin::Connection,
+    heard: Subscription,
     pub seen: Vec<JobEvent>,
 }
 
@@ -142,28 +158,8 @@ impl Events {
     }
 
     pub async fn listen_on(brokers: &queue::Brokers, topology: &Topology) -> Self {
-        let conn = brokers.connect("test-events").await.unwrap();
-        let (ch, _) = topology.declare(&conn).await.unwrap();
-        let q = queue::private_queue(&ch).await.unwrap();
-        ch.queue_bind(
-            q.clone().into(),
-            topology.events().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let consumer = ch
-            .basic_consume(
-                q.into(),
-                "".into(),
-                BasicConsumeOptions { no_ack: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        Self { consumer, _conn: conn, seen: Vec::new() }
+        let heard = Subscription::open(brokers, topology, "test-events", Interest::AllEvents).await.unwrap();
+        Self { heard, seen: Vec::new() }
     }
 
     /// Reads events until `done` holds for what was seen, or panics after `limit`.
@@ -171,8 +167,8 @@ impl Events {
         let deadline = Instant::now() + limit;
         while !done(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.consumer.next()).await {
-                Ok(Some(Ok(d))) => self.seen.push(serde_json::from_slice(&d.data).unwrap()),
+            match tokio::time::timeout(left, self.heard.next_event()).await {
+                Ok(Some(Ok(event))) => self.seen.push(event),
                 _ => panic!(
                     "events did not arrive in {limit:?}; seen: {:#?}",
                     self.seen.iter().map(|e| (&e.job_id, e.status, &e.error)).collect::<Vec<_>>()
@@ -183,8 +179,8 @@ impl Events {
 
     /// Keeps reading for `quiet`, so a duplicate would show up.
     pub async fn settle(&mut self, quiet: Duration) {
-        while let Ok(Some(Ok(d))) = tokio::time::timeout(quiet, self.consumer.next()).await {
-            self.seen.push(serde_json::from_slice(&d.data).unwrap());
+        while let Ok(Some(Ok(event))) = tokio::time::timeout(quiet, self.heard.next_event()).await {
+            self.seen.push(event);
         }
     }
 
@@ -194,7 +190,7 @@ impl Events {
 }
 
 pub fn terminal(events: &[JobEvent], job_id: &str) -> Option<JobEvent> {
-    events.iter().find(|e| e.job_id == job_id && matches!(e.status, JobStatus::Succeeded | JobStatus::Failed)).cloned()
+    events.iter().find(|e| e.job_id == job_id && e.status.is_terminal()).cloned()
 }
 
 pub async fn submit(topology: &Topology, job: &BuildJob) {

@@ -236,16 +236,16 @@ impl Runtime {
     }
 
     /// Ok when `version` is one of the listed versions; otherwise what to say, naming them.
-    pub fn check_version(&self, version: &str) -> Result<(), String> {
+    pub fn check_version(&self, version: &str) -> Result<(), crate::error::Invalid> {
         if self.versions().contains(&version) {
             return Ok(());
         }
-        Err(format!(
+        Err(crate::error::Invalid(format!(
             "{} has no version {}; its versions are {}",
             self.name,
             crate::shown::cut(version),
             self.versions().join(", ")
-        ))
+        )))
     }
 
     /// The listed versions, newest first, each once (the tables repeat some, A12).
@@ -319,10 +319,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn resolve(rt: &str, lock: Option<&str>) -> Result<String, String> {
+    fn resolve(rt: &str, lock: Option<&str>) -> Result<String, CatalogError> {
         let c = RuntimeCatalog::builtin();
-        let r = c.lookup(rt).map_err(|e| e.to_string())?;
-        c.resolve(r, lock).map(|r| r.version).map_err(|e| e.to_string())
+        c.resolve(c.lookup(rt)?, lock).map(|r| r.version)
     }
 
     #[test]
@@ -395,21 +394,25 @@ mod tests {
         ] {
             assert_eq!(resolve(rt, lock).unwrap(), want, "{rt} {lock:?}");
         }
-        assert!(resolve("corretto8", Some("8.342.07.4.1")).unwrap_err().contains("is not a corretto8 version"));
-        assert!(resolve("go1", Some("1.19")).unwrap_err().contains("listed: 1.18.10"));
+        assert!(resolve("corretto8", Some("8.342.07.4.1"))
+            .unwrap_err()
+            .to_string()
+            .contains("is not a corretto8 version"));
+        assert!(resolve("go1", Some("1.19")).unwrap_err().to_string().contains("listed: 1.18.10"));
         // nodejs22 has exactly App Runner's versions, not every Node.js 22 release.
         assert!(resolve("nodejs22", Some("22.18.0"))
             .unwrap_err()
+            .to_string()
             .contains("listed: 22.21.1, 22.20.0, 22.17.0, 22.16.0, 22.14.0"));
     }
 
     #[test]
     fn unlisted_versions_are_rejected_with_the_neighbours() {
-        let e = resolve("python3", Some("3.7.7")).unwrap_err();
+        let e = resolve("python3", Some("3.7.7")).unwrap_err().to_string();
         assert!(e.contains("`3.7.7`") && e.ends_with("listed: 3.7.16, 3.7.15, 3.7.10"), "{e}");
-        let e = resolve("python3", Some("3.11")).unwrap_err();
+        let e = resolve("python3", Some("3.11")).unwrap_err().to_string();
         assert!(e.contains("runtime `python311`"), "{e}");
-        let e = resolve("python3", Some("3.x")).unwrap_err();
+        let e = resolve("python3", Some("3.x")).unwrap_err().to_string();
         assert!(e.contains("expected major[.minor[.patch]]"), "{e}");
     }
 

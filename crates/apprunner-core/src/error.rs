@@ -35,13 +35,13 @@ impl fmt::Display for ErrorClass {
 }
 
 impl std::str::FromStr for ErrorClass {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         match s.to_ascii_uppercase().as_str() {
             "USER" => Ok(ErrorClass::User),
             "TRANSIENT" => Ok(ErrorClass::Transient),
             "INTERNAL" => Ok(ErrorClass::Internal),
-            _ => Err(format!("`{s}` is not an error class; expected USER, TRANSIENT or INTERNAL")),
+            _ => Err(Invalid(format!("`{s}` is not an error class; expected USER, TRANSIENT or INTERNAL"))),
         }
     }
 }
@@ -50,6 +50,19 @@ impl std::str::FromStr for ErrorClass {
 pub trait Classified: fmt::Display {
     fn class(&self) -> ErrorClass;
 }
+
+/// A value no rule accepts: what is wrong with it and what would be accepted, in one line. The
+/// caller says which key or setting held it; it is the user's to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Classified for Invalid {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::User
+    }
+}
+crate::classified_into_build_error!(Invalid);
 
 /// The longest error message kept; what is past it is cut with `…`.
 pub const MAX_MESSAGE_CHARS: usize = 8 * 1024;
@@ -134,6 +147,6 @@ mod tests {
     #[test]
     fn classes_parse_in_any_case() {
         assert_eq!("transient".parse::<ErrorClass>(), Ok(ErrorClass::Transient));
-        assert!("bad".parse::<ErrorClass>().unwrap_err().contains("USER, TRANSIENT or INTERNAL"));
+        assert!("bad".parse::<ErrorClass>().unwrap_err().0.contains("USER, TRANSIENT or INTERNAL"));
     }
 }

@@ -90,7 +90,7 @@ pub fn check(
     let rt = catalog
         .lookup(&runtime)
         .map_err(|_| Refusal::UnknownRuntime { image: image.clone(), runtime: runtime.clone() })?;
-    rt.check_version(to).map_err(Refusal::UnknownVersion)?;
+    rt.check_version(to).map_err(|e| Refusal::UnknownVersion(e.0))?;
     let to = to.to_string();
     if rt.build_process == BuildProcess::Original || label(labels::BUILD_PROCESS).as_deref() == Some("original") {
         return Err(Refusal::OriginalBuild { image, runtime, version, to });

@@ -3,6 +3,7 @@
 
 use crate::catalog::BuildProcess;
 use crate::config::{EnvVar, SecretRef};
+use crate::error::Invalid;
 use crate::image_ref::{repository_component, ImageRef};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -120,13 +121,13 @@ pub const PROTECTED_REPOSITORIES: &[&str] = &["apprunner-runtimes", "apprunner-b
 
 /// Whether a job may push to `target`: never into the worker's own repositories, and, when
 /// `allowed` names prefixes (`registry/path`), only under one of them.
-pub fn check_target(target: &ImageRef, allowed: &[String]) -> Result<(), String> {
+pub fn check_target(target: &ImageRef, allowed: &[String]) -> Result<(), Invalid> {
     let first = target.repository.split('/').next().unwrap_or_default();
     if PROTECTED_REPOSITORIES.contains(&first) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "target image {target} is in {first}/, which holds the build service's own images; push to another repository, e.g. {}/{APPS_REPOSITORY}/<service>",
             target.registry
-        ));
+        )));
     }
     let name = target.name();
     let under = |prefix: &String| {
@@ -134,20 +135,20 @@ pub fn check_target(target: &ImageRef, allowed: &[String]) -> Result<(), String>
         name == prefix || name.starts_with(&format!("{prefix}/"))
     };
     if !allowed.is_empty() && !allowed.iter().any(under) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "target image {target} is outside the repositories jobs may push to: {}",
             allowed.join(", ")
-        ));
+        )));
     }
     Ok(())
 }
 
 /// An operation id: letters, digits, `-` and `_` (App Runner's are 32 lower-case hex digits).
-pub fn check_operation_id(id: &str) -> Result<(), String> {
+pub fn check_operation_id(id: &str) -> Result<(), Invalid> {
     if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(format!(
+        return Err(Invalid(format!(
             "operation id `{id}` must be 1-128 letters, digits, - and _ (App Runner uses 32 hex digits)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -229,12 +230,13 @@ mod tests {
         let t = |s: &str| ImageRef::parse(s).unwrap();
         assert!(check_target(&t("r:5000/apprunner-runtimes/python3:3.8.16-run"), &[])
             .unwrap_err()
+            .0
             .contains("build service's own"));
         assert!(check_target(&t("r:5000/apprunner-build/reported:op"), &[]).is_err());
         assert!(check_target(&t("r:5000/apps/web:1"), &[]).is_ok());
         let allowed = vec!["r:5000/apps".to_string()];
         assert!(check_target(&t("r:5000/apps/web:1"), &allowed).is_ok());
-        assert!(check_target(&t("r:5000/appsx/web:1"), &allowed).unwrap_err().contains("outside the repositories"));
+        assert!(check_target(&t("r:5000/appsx/web:1"), &allowed).unwrap_err().0.contains("outside the repositories"));
         assert!(check_target(&t("other:5000/apps/web:1"), &allowed).is_err());
     }
 

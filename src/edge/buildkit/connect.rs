@@ -20,8 +20,8 @@ pub enum BuildkitAddr {
 }
 
 impl std::str::FromStr for BuildkitAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = super::ConnectError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(p) = s.strip_prefix("docker-unix://") {
             Ok(BuildkitAddr::Docker(p.into()))
         } else if let Some(p) = s.strip_prefix("unix://") {
@@ -29,7 +29,7 @@ impl std::str::FromStr for BuildkitAddr {
         } else if let Some(h) = s.strip_prefix("tcp://") {
             Ok(BuildkitAddr::Tcp(h.into()))
         } else {
-            Err(format!("`{s}` is not a BuildKit address; expected docker-unix:///var/run/docker.sock, unix:///path/buildkitd.sock or tcp://host:port"))
+            Err(super::ConnectError::BadAddress(s.to_string()))
         }
     }
 }

@@ -24,11 +24,24 @@ pub enum ConnectError {
     Unreachable { addr: String, detail: String },
     #[error("BuildKit at {addr} does not answer: {detail}")]
     NotAnswering { addr: String, detail: String },
+    #[error("cannot open a session with BuildKit at {addr}: {detail}")]
+    Session { addr: String, detail: String },
+    /// `--buildkit` names no kind of address the worker speaks.
+    #[error("`{0}` is not a BuildKit address; expected docker-unix:///var/run/docker.sock, unix:///path/buildkitd.sock or tcp://host:port")]
+    BadAddress(String),
+    /// What answers is older than the worker drives, or cannot push (what it is, and why).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl Classified for ConnectError {
     fn class(&self) -> ErrorClass {
-        ErrorClass::Transient
+        match self {
+            ConnectError::Unreachable { .. } | ConnectError::NotAnswering { .. } | ConnectError::Session { .. } => {
+                ErrorClass::Transient
+            }
+            ConnectError::BadAddress(_) | ConnectError::Unsupported(_) => ErrorClass::User,
+        }
     }
 }
 crate::error::classified_into_build_error!(ConnectError);
@@ -114,7 +127,7 @@ pub const MIN_ENGINE: (u64, u64) = (23, 0);
 
 /// What runs at `addr`, refused when it is older than this worker drives, or an Engine that keeps
 /// its images in its classic store (its `BuildKit` cannot push an image or a registry cache).
-pub async fn check_version(buildkit: &Buildkit) -> Result<String, String> {
+pub async fn check_version(buildkit: &Buildkit) -> Result<String, ConnectError> {
     let reported = buildkit.version().await;
     let shown = match (&buildkit.addr, reported.as_deref().filter(|v| supported(v, MIN_BUILDKIT))) {
         (BuildkitAddr::Unix(_) | BuildkitAddr::Tcp(_), Some(v)) => return Ok(format!("BuildKit {v}")),
@@ -123,20 +136,20 @@ pub async fn check_version(buildkit: &Buildkit) -> Result<String, String> {
             let shown =
                 format!("Docker Engine {engine} (BuildKit {})", reported.as_deref().unwrap_or("of no stated version"));
             if known.is_none() && !supported(&engine, MIN_ENGINE) {
-                return Err(format!("{shown} is too old"));
+                return Err(ConnectError::Unsupported(format!("{shown} is too old")));
             }
             if docker::uses_containerd_store(socket).await == Some(false) {
-                return Err(format!(
+                return Err(ConnectError::Unsupported(format!(
                     "{shown} keeps its images in its classic store, where its BuildKit cannot push images or a registry cache: set {{\"features\": {{\"containerd-snapshotter\": true}}}} in /etc/docker/daemon.json and restart dockerd (docker/stack does)"
-                ));
+                )));
             }
             shown
         }
         (_, None) => {
-            return Err(format!(
+            return Err(ConnectError::Unsupported(format!(
                 "BuildKit {} is too old",
                 reported.unwrap_or_else(|| "older than v0.11 (it does not say its version)".into())
-            ))
+            )))
         }
     };
     Ok(shown)

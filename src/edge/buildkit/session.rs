@@ -10,6 +10,7 @@
 
 use super::connect::{self, BuildkitAddr};
 use super::control::{BytesMessage, ControlClient};
+use super::ConnectError;
 use crate::edge::registry::{Credentials, Registry};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -40,17 +41,20 @@ impl Drop for Session {
 impl Session {
     /// Opens a session on the `BuildKit` at `addr`, answering credential requests from `registry`'s
     /// credentials.
-    pub async fn attach(addr: &BuildkitAddr, registry: Registry) -> Result<Self, String> {
+    pub async fn attach(addr: &BuildkitAddr, registry: Registry) -> Result<Self, ConnectError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let handler = Arc::new(Handler { registry });
+        let failed = |detail: String| ConnectError::Session { addr: addr.to_string(), detail };
         let serving = match addr {
             BuildkitAddr::Docker(socket) => {
-                let stream = docker_upgrade(socket, &id).await?;
+                let stream = docker_upgrade(socket, &id).await.map_err(|e| failed(e.to_string()))?;
                 tokio::spawn(serve(stream, handler))
             }
             BuildkitAddr::Unix(_) | BuildkitAddr::Tcp(_) => {
-                let channel = connect::channel(addr).await.map_err(|e| e.to_string())?;
-                let stream = control_session(ControlClient::new(channel), &id).await?;
+                let channel = connect::channel(addr).await.map_err(|e| failed(e.to_string()))?;
+                let stream = control_session(ControlClient::new(channel), &id)
+                    .await
+                    .map_err(|e| failed(e.message().to_string()))?;
                 tokio::spawn(serve(stream, handler))
             }
         };
@@ -71,8 +75,10 @@ fn session_headers(id: &str) -> Vec<(&'static str, String)> {
 
 /// `POST /session` on the Engine socket, upgraded to h2c; the connection the Engine's `BuildKit`
 /// then speaks gRPC on, as the client.
-async fn docker_upgrade(socket: &std::path::Path, id: &str) -> Result<tokio::net::UnixStream, String> {
-    let mut s = tokio::net::UnixStream::connect(socket).await.map_err(|e| format!("{}: {e}", socket.display()))?;
+async fn docker_upgrade(socket: &std::path::Path, id: &str) -> std::io::Result<tokio::net::UnixStream> {
+    let mut s = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", socket.display())))?;
     let mut req = format!(
         "POST {}/session HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n",
         connect::DOCKER_API
@@ -81,18 +87,18 @@ async fn docker_upgrade(socket: &std::path::Path, id: &str) -> Result<tokio::net
         let _ = write!(req, "{name}: {value}\r\n");
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
-    let head = connect::read_upgrade_head(&mut s).await.map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes()).await?;
+    let head = connect::read_upgrade_head(&mut s).await?;
     if !head.starts_with(b"HTTP/1.1 101") {
         let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
-        return Err(format!("Docker Engine refused the BuildKit session: {line}"));
+        return Err(std::io::Error::other(format!("Docker Engine refused the BuildKit session: {line}")));
     }
     Ok(s)
 }
 
 /// `Control.Session` on a standalone buildkitd: the session's bytes travel as messages of a
 /// bidirectional stream; a local pipe turns them back into a connection to serve HTTP/2 on.
-async fn control_session(mut client: ControlClient, id: &str) -> Result<tokio::io::DuplexStream, String> {
+async fn control_session(mut client: ControlClient, id: &str) -> Result<tokio::io::DuplexStream, tonic::Status> {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let (mut from_pipe, mut to_pipe) = tokio::io::split(theirs);
     let (tx, rx) = tokio::sync::mpsc::channel::<BytesMessage>(16);
@@ -106,7 +112,7 @@ async fn control_session(mut client: ControlClient, id: &str) -> Result<tokio::i
     });
     let outgoing = tokio_stream::wrappers::ReceiverStream::new(rx);
     let headers = session_headers(id).into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-    let mut incoming = client.session(outgoing, headers).await.map_err(|e| e.message().to_string())?;
+    let mut incoming = client.session(outgoing, headers).await?;
     tokio::spawn(async move {
         while let Ok(Some(msg)) = incoming.message().await {
             if to_pipe.write_all(&msg.data).await.is_err() {

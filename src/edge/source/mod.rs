@@ -114,11 +114,15 @@ impl GitAuth {
     }
 }
 
-async fn git(args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, String> {
+/// A git command that failed: what it said on stderr, or why it could not run.
+#[derive(Debug)]
+struct GitFailed(String);
+
+async fn git(args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, GitFailed> {
     git_with(&GitAuth::default(), args, cwd).await
 }
 
-async fn git_with(auth: &GitAuth, args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, String> {
+async fn git_with(auth: &GitAuth, args: &[&str], cwd: Option<&Path>) -> std::result::Result<String, GitFailed> {
     let mut cmd = tokio::process::Command::new("git");
     auth.apply(&mut cmd);
     // Its own process group, so that a build dropped at its time limit ends git's helpers
@@ -128,20 +132,20 @@ async fn git_with(auth: &GitAuth, args: &[&str], cwd: Option<&Path>) -> std::res
         cmd.current_dir(d);
     }
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+    let child = cmd.spawn().map_err(|e| GitFailed(format!("cannot run git: {e}")))?;
     let mut group = crate::edge::process::ProcessGroup(child.id());
-    let out = child.wait_with_output().await.map_err(|e| format!("cannot run git: {e}"))?;
+    let out = child.wait_with_output().await.map_err(|e| GitFailed(format!("cannot run git: {e}")))?;
     group.0 = None;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        Err(GitFailed(String::from_utf8_lossy(&out.stderr).trim().to_string()))
     }
 }
 
 /// A git failure is transient when the host could not be reached, and the user's otherwise:
 /// git says which only in its words.
-fn git_error(url: &str, what: &str, stderr: String) -> SourceError {
+fn git_error(url: &str, what: &str, GitFailed(stderr): GitFailed) -> SourceError {
     const UNREACHABLE: &[&str] = &[
         "Could not resolve host",
         "Connection refused",

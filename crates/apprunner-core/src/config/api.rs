@@ -65,7 +65,7 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
         )
     })?;
     let port = match string("Port")? {
-        Some(p) => parse_port(&p).map_err(|m| fail("Port", m))?,
+        Some(p) => parse_port(&p).map_err(|m| fail("Port", m.0))?,
         None => DEFAULT_PORT,
     };
     let mut warnings = warnings;
@@ -160,7 +160,7 @@ fn name_values(v: Option<&serde_json::Value>, key: &str, notes: &mut Vec<String>
                 serde_json::Value::Bool(b) => b.to_string(),
                 other => return Err(fail(format!("`{k}` must be a string, found {}", json_kind(other)))),
             };
-            if let Some(w) = check_env_name(k).map_err(fail)? {
+            if let Some(w) = check_env_name(k).map_err(|m| fail(m.0))? {
                 notes.push(format!("{key}: {w}"));
             }
             out.push((k.clone(), value));

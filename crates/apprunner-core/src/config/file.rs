@@ -181,7 +181,7 @@ impl FileReader<'_> {
                 self.err(item.mark, &at, "missing `name`; each entry is `- name: NAME` with `value: VALUE`")
             })?;
             let name = self.scalar(name, &format!("{at}.name"), "a variable name")?;
-            if let Some(w) = check_env_name(&name).map_err(|m| self.err(item.mark, &format!("{at}.name"), m))? {
+            if let Some(w) = check_env_name(&name).map_err(|m| self.err(item.mark, &format!("{at}.name"), m.0))? {
                 self.warn(item.mark, format!("{at}.name: {w}"));
             }
             let value = field(&entries, "value").ok_or_else(|| {

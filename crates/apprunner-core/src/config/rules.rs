@@ -3,17 +3,18 @@
 
 use super::AppConfig;
 use crate::catalog::{BuildProcess, RuntimeCatalog};
+use crate::error::Invalid;
 use crate::shown::cut;
 
 /// An environment variable or secret name, taken as App Runner takes it (docs/configuration.md B4):
 /// any non-empty name without `=` or NUL. One a shell cannot use (`myapp/env`) is accepted
 /// with the warning returned.
-pub(super) fn check_env_name(name: &str) -> std::result::Result<Option<String>, String> {
+pub(super) fn check_env_name(name: &str) -> std::result::Result<Option<String>, Invalid> {
     if name.is_empty() || name.contains(['=', '\0']) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "`{}` is not an environment variable name; a name is not empty and has no `=` or NUL",
             cut(name)
-        ));
+        )));
     }
     // `.` and `-` are common (the guide's own `my-secret`) and pass silently, as they always did.
     let shell_usable = !name.starts_with(|c: char| c.is_ascii_digit())
@@ -26,15 +27,16 @@ pub(super) fn check_env_name(name: &str) -> std::result::Result<Option<String>, 
     }))
 }
 
-pub(super) fn parse_port(text: &str) -> std::result::Result<u16, String> {
+pub(super) fn parse_port(text: &str) -> std::result::Result<u16, Invalid> {
     match text.trim().parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(u16::try_from(p).unwrap_or(u16::MAX)),
-        _ => Err(format!("`{}` is not a port number; expected an integer from 1 to 65535", cut(text))),
+        _ => Err(Invalid(format!("`{}` is not a port number; expected an integer from 1 to 65535", cut(text)))),
     }
 }
 
-/// `value-from` is a Secrets Manager ARN, an SSM parameter ARN, or a bare SSM parameter name (§2.5).
-fn check_secret_reference(v: &str) -> std::result::Result<(), String> {
+/// `value-from` is a Secrets Manager ARN, an SSM parameter ARN, or a bare SSM parameter name, as
+/// App Runner's secrets reference takes them.
+fn check_secret_reference(v: &str) -> std::result::Result<(), Invalid> {
     const ACCEPTED: &str = "expected a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME), an SSM parameter ARN (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME) or an SSM parameter name";
     if let Some(rest) = v.strip_prefix("arn:") {
         let parts: Vec<&str> = rest.splitn(5, ':').collect();
@@ -48,13 +50,13 @@ fn check_secret_reference(v: &str) -> std::result::Result<(), String> {
                 "ssm" => parts[4].strip_prefix("parameter").is_some_and(|s| s.len() > 1 && s.starts_with('/')),
                 _ => false,
             };
-        return if ok { Ok(()) } else { Err(format!("`{}` is not a valid reference; {ACCEPTED}", cut(v))) };
+        return if ok { Ok(()) } else { Err(Invalid(format!("`{}` is not a valid reference; {ACCEPTED}", cut(v)))) };
     }
     let ok = !v.is_empty() && v.len() <= 2048 && v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(format!("`{}` is not a valid reference; {ACCEPTED}", cut(v)))
+        Err(Invalid(format!("`{}` is not a valid reference; {ACCEPTED}", cut(v))))
     }
 }
 
@@ -91,10 +93,10 @@ pub(super) fn check_run_settings(
         if s.name == "PORT" {
             warnings.push((format!("run.secrets[{i}].name"), port_note(None)));
         }
-        if let Some(w) = check_env_name(&s.name).map_err(|m| (format!("run.secrets[{i}].name"), m))? {
+        if let Some(w) = check_env_name(&s.name).map_err(|m| (format!("run.secrets[{i}].name"), m.0))? {
             warnings.push((format!("run.secrets[{i}].name"), w));
         }
-        check_secret_reference(&s.value_from).map_err(|m| (format!("run.secrets[{i}].value-from"), m))?;
+        check_secret_reference(&s.value_from).map_err(|m| (format!("run.secrets[{i}].value-from"), m.0))?;
         if run_env_names.contains(s.name.as_str()) {
             return Err((
                 format!("run.secrets[{i}].name"),
@@ -103,7 +105,7 @@ pub(super) fn check_run_settings(
         }
     }
     if let Some(alias) = &cfg.port_env {
-        if let Some(w) = check_env_name(alias).map_err(|m| ("run.network.env".to_string(), m))? {
+        if let Some(w) = check_env_name(alias).map_err(|m| ("run.network.env".to_string(), m.0))? {
             warnings.push(("run.network.env".to_string(), w));
         }
         // An alias named PORT is PORT itself: B3's warning above covers a PORT line.

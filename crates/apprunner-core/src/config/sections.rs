@@ -162,7 +162,7 @@ impl FileReader<'_> {
             let net = r.mapping(n, "run.network")?;
             if let Some(p) = field(&net, "port") {
                 let text = r.scalar(p, "run.network.port", "a port number")?;
-                port = parse_port(&text).map_err(|m| r.err(p.mark, "run.network.port", m))?;
+                port = parse_port(&text).map_err(|m| r.err(p.mark, "run.network.port", m.0))?;
             }
             if let Some(e) = field(&net, "env") {
                 port_env = Some(r.scalar(e, "run.network.env", "an environment variable name")?);
