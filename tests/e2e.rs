@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use apprunner_build::pipeline::Settings;
+use apprunner_build::build::Settings;
 use common::*;
 use serde_json::json;
 

@@ -1,6 +1,7 @@
 //! Each command: read its arguments, call the library, print what a person needs.
 
 use super::{BuildArgs, RebaseArgs, RebuildFailedArgs, RollOutArgs, SettingsArgs, SubmitArgs, What, WorkerArgs};
+use crate::build::{self, ImageLookup};
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{split_tag, ImageRef};
 use crate::core::request::{self, Revision, SourceLocation};
@@ -9,7 +10,6 @@ use crate::edge::rebase::RebaseOutcome;
 use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
-use crate::pipeline::{self, ImageLookup};
 use crate::queue::client::{self, FailedFilter};
 use crate::queue::job::{BuildJob, ImageTarget, JobStatus, Repository};
 use crate::queue::ledger::Ledger;
@@ -28,7 +28,7 @@ pub(super) async fn plan(what: What, offline: bool, llb: bool, settings: Setting
     // The plan's own progress lines are not the point here; keep stdout for the JSON.
     let log = DeploymentLog::new(&req.operation_id, vec![]);
     let images = if offline { ImageLookup::Offline } else { ImageLookup::IfPresent(&registry) };
-    let prepared = pipeline::prepare(&settings, &req, images, &log).await?;
+    let prepared = build::prepare(&settings, &req, images, &log).await?;
     for w in &prepared.plan.warnings {
         eprintln!("warning: {w}");
     }
@@ -50,7 +50,7 @@ pub(super) async fn build(args: BuildArgs) -> Result<(), BuildError> {
     let settings = args.settings.settings()?;
     let req = args.what.request(&settings.registry, args.image.as_deref(), args.operation_id)?;
     let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
-    let outcome = pipeline::run(&settings, &req, &log).await?;
+    let outcome = build::run(&settings, &req, &log).await?;
     if let Some(path) = args.result {
         let json = serde_json::to_string_pretty(&outcome).map_err(|e| BuildError::internal(e.to_string()))?;
         std::fs::write(&path, json + "\n")
@@ -252,7 +252,7 @@ pub(super) async fn rebase(args: RebaseArgs) -> Result<(), BuildError> {
     let operation_id = args.operation_id.unwrap_or_else(request::new_operation_id);
     request::check_operation_id(&operation_id)?;
     let log = DeploymentLog::new(&operation_id, vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
-    match pipeline::rebase(&settings, &from, &args.to_version, &target, &operation_id, &log).await? {
+    match build::rebase(&settings, &from, &args.to_version, &target, &operation_id, &log).await? {
         RebaseOutcome::Moved(rebased) => {
             println!("{}", rebased.image);
             Ok(())

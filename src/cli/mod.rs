@@ -5,6 +5,7 @@ mod commands;
 
 use commands::{build, plan, rebase, rebuild_failed, roll_out, run_worker, runtimes, submit};
 
+use crate::build::Settings;
 use crate::core::image_ref::ImageRef;
 use crate::core::plan::StepNetwork;
 use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
@@ -13,7 +14,6 @@ use crate::edge::registry::{Credentials, RegistryAuth};
 use crate::edge::source::{self, PackLimits};
 use crate::edge::stand_in::StandInBuilder;
 use crate::error::{BuildError, ErrorClass};
-use crate::pipeline::Settings;
 use crate::queue::amqp::{Brokers, Topology};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

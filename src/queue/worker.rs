@@ -14,12 +14,12 @@ use super::lease::{Lease, Leases, NoLease};
 use super::ledger::{Built, Ledger};
 use super::metrics::Metrics;
 use super::outcome::{Action, JobOutcome, RetryPolicy};
+use crate::build::{self, Settings};
 use crate::core::labels;
 use crate::edge::rebase::RebaseOutcome;
 use crate::edge::registry::Registry;
 use crate::error::BuildError;
 use crate::log::{DeploymentLog, LogLine, LogSink};
-use crate::pipeline::{self, Settings};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -493,12 +493,12 @@ async fn build(settings: &Settings, job: &BuildJob, log: &DeploymentLog) -> Resu
             job.service.name, rollout.runtime, rollout.to_version
         ));
         let from = crate::core::image_ref::ImageRef::parse(&rollout.from_image)?;
-        match pipeline::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
+        match build::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
             RebaseOutcome::Moved(rebased) => return Ok(Finished::Rebased(rebased)),
             RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
         }
     }
-    pipeline::run(&settings, &job.request()?, log).await.map(Finished::Built)
+    build::run(&settings, &job.request()?, log).await.map(Finished::Built)
 }
 
 /// The SUCCEEDED event of an operation whose image is already at its target.

@@ -4,12 +4,12 @@
 
 pub mod queue;
 
+use apprunner_build::build::{self, Settings};
 use apprunner_build::core::image_ref::ImageRef;
 use apprunner_build::core::request::{self, BuildRequest, BuildResult, ConfigInput, Revision};
 use apprunner_build::edge::source;
 use apprunner_build::error::BuildError;
 use apprunner_build::log::{DeploymentLog, MemorySink};
-use apprunner_build::pipeline::{self, Settings};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ pub fn request(
 pub async fn build_with(settings: &Settings, req: BuildRequest) -> Built {
     let sink = MemorySink::default();
     let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(sink.clone())]);
-    let result = pipeline::run(settings, &req, &log).await;
+    let result = build::run(settings, &req, &log).await;
     let log = sink.rendered();
     for l in &log {
         eprintln!("{l}");

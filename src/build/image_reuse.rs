@@ -1,0 +1,70 @@
+//! Image reuse: the build key on the image exporter, and the image at the target tag taken
+//! under a new index when it was built with the same key.
+
+use super::prepare::Prepared;
+use super::settings::Settings;
+use crate::core::image_ref::ImageRef;
+use crate::core::rebase::OCI_INDEX;
+use crate::core::reuse;
+use crate::edge::buildkit::{attestations, image_exporter};
+use crate::edge::registry::{is_plain_http, Registry};
+use crate::error::BuildError;
+use crate::log::DeploymentLog;
+use std::collections::BTreeMap;
+
+/// The image exporter and its attributes for `prepared`, with the build key (`core::reuse`) as an
+/// annotation of the index.
+pub(super) fn keyed_exporter(
+    settings: &Settings,
+    target: &ImageRef,
+    prepared: &Prepared,
+) -> (String, BTreeMap<String, String>) {
+    let plain_http = is_plain_http(&target.registry, &settings.insecure_registries);
+    let (exporter, mut attrs) = image_exporter(target, &prepared.plan.image, plain_http);
+    let solves = &prepared.solves;
+    let key = reuse::build_key(
+        &target.repository,
+        std::iter::once(&solves.image).chain(&solves.post_build).map(|l| l.bytes.as_slice()),
+        &attrs,
+        &attestations(),
+        &prepared.plan.image.deployment,
+    );
+    attrs.insert(build_key_attribute(), key);
+    (exporter.to_string(), attrs)
+}
+
+pub(super) fn build_key_attribute() -> String {
+    format!("annotation-index.{}", crate::core::labels::BUILD_KEY)
+}
+
+/// When the image at `target` was built with the key in the exporter's `attrs`: writes an index
+/// for this deployment over the same manifests and returns its digest. A tag that is new, holds
+/// other inputs' image, or cannot be read is a miss (None): the build goes on, and its push says
+/// whatever was wrong.
+pub(super) async fn reuse_image(
+    registry: &Registry,
+    target: &ImageRef,
+    attrs: &BTreeMap<String, String>,
+    deployment: &BTreeMap<String, String>,
+    log: &DeploymentLog,
+) -> Result<Option<String>, BuildError> {
+    let Some(key) = attrs.get(&build_key_attribute()) else { return Ok(None) };
+    let Ok(Some(existing)) = registry.manifest(&target.registry, &target.repository, &target.reference()).await else {
+        return Ok(None);
+    };
+    let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else {
+        return Ok(None);
+    };
+    log.apprunner("Starting source code build.");
+    let digest = registry
+        .put_manifest(&target.registry, &target.repository, &target.reference(), &reused.index, OCI_INDEX)
+        .await?;
+    log.apprunner(format!(
+        "{} holds the image of these exact inputs (build key {}, built by deployment {}): reused under a new index; nothing was solved.",
+        target,
+        &key[..12],
+        reused.built_by.as_deref().unwrap_or("unknown")
+    ));
+    log.apprunner("Successfully built your application source code.");
+    Ok(Some(digest))
+}

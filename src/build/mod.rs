@@ -1,0 +1,210 @@
+//! One build, end to end: source -> configuration -> runtime -> plan -> LLB -> `BuildKit` ->
+//! image, and a rebase. The pure steps are in `core` and `llb`; this is where they meet the
+//! edges: `prepare` (before `BuildKit`), `image_reuse` (the build key, an image taken again), `solve`
+//! (the solves and their narration), `settings` (how the services are reached).
+
+mod image_reuse;
+mod prepare;
+mod settings;
+mod solve;
+
+pub use prepare::{prepare, read_config, ImageLookup, Prepared};
+pub use settings::{Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY};
+
+use crate::core::catalog::RuntimeCatalog;
+use crate::core::image_ref::ImageRef;
+use crate::core::request::{self, BuildRequest, BuildResult, PhaseTimings, StageTiming};
+use crate::edge::buildkit::session::Session;
+use crate::edge::buildkit::{Buildkit, FleetCache};
+use crate::edge::image;
+use crate::edge::rebase::RebaseOutcome;
+use crate::edge::registry::is_plain_http;
+use crate::edge::stand_in::{self};
+use crate::error::BuildError;
+use crate::log::DeploymentLog;
+use image_reuse::{keyed_exporter, reuse_image};
+use solve::solve;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Runs a whole build, streaming the deployment log; the result on success.
+pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
+    log.apprunner(format!("Deployment with ID : {} started. Triggering event : {}", req.operation_id, req.trigger));
+    // The time limit bounds the whole build: fetch, plan, solve, push. Whatever is running when
+    // it expires is dropped: git processes are killed, BuildKit's solves cancelled.
+    let result = match tokio::time::timeout(settings.timeout, run_inner(settings, req, log)).await {
+        Ok(result) => result,
+        Err(_) => Err(BuildError::user(format!(
+            "the build did not finish within its time limit of {} seconds and was cancelled",
+            settings.timeout.as_secs()
+        ))),
+    };
+    match &result {
+        Ok(o) => {
+            log.apprunner(format!("Image: {}", o.image));
+            log.apprunner(format!("Deployment with ID : {} completed successfully.", req.operation_id));
+        }
+        Err(e) => {
+            log.apprunner(format!("Failed to build your application source code. Reason: {}", e.message));
+            log.apprunner(format!(
+                "Deployment with ID : {} failed. Failure reason : {} ({} error; see the lines above).",
+                req.operation_id, e.message, e.class
+            ));
+        }
+    }
+    result
+}
+
+/// Moves the image `from` onto the run image of `to_version`, writing `target` with the
+/// deployment `operation_id`; says in the log what it did, or why it could not (the inner error).
+pub async fn rebase(
+    settings: &Settings,
+    from: &ImageRef,
+    to_version: &str,
+    target: &ImageRef,
+    operation_id: &str,
+    log: &DeploymentLog,
+) -> Result<RebaseOutcome, BuildError> {
+    request::check_target(target, &settings.allowed_targets)?;
+    let registry = settings.registry_client();
+    log.apprunner(format!(
+        "Rebasing {from} onto the run image of runtime version {to_version}: registry operations only, nothing is built."
+    ));
+    let deployment = BTreeMap::from([(crate::core::labels::OPERATION_ID.to_string(), operation_id.to_string())]);
+    let catalog = RuntimeCatalog::builtin();
+    let images = stand_in::RuntimeImages { host: &settings.registry, builder: settings.stand_ins.as_ref(), log };
+    let rebasing = crate::edge::rebase::rebase(&registry, images, catalog, from, to_version, target, &deployment);
+    let out = tokio::time::timeout(settings.timeout, rebasing).await.map_err(|_| {
+        BuildError::transient(format!("the rebase did not finish within {} seconds", settings.timeout.as_secs()))
+    })??;
+    match &out {
+        RebaseOutcome::Moved(r) if r.unchanged => {
+            log.apprunner(format!("The image is on {} {} already: {}", r.runtime, r.to_version, r.image));
+        }
+        RebaseOutcome::Moved(r) => log.apprunner(format!(
+            "Rebased from {} {} onto {} {} ({}) in {:.1}s, {} bytes copied: {}",
+            r.runtime, r.from_version, r.runtime, r.to_version, r.run_image, r.seconds, r.copied_bytes, r.image
+        )),
+        RebaseOutcome::Refused(refusal) => log.apprunner(format!("Cannot rebase: {refusal}.")),
+    }
+    Ok(out)
+}
+
+async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
+    let registry = settings.registry_client();
+    let target = &req.target;
+    request::check_target(target, &settings.allowed_targets)?;
+    if target.digest.is_some() {
+        return Err(BuildError::user(format!(
+            "target image {target} names a digest; give a repository and tag, e.g. {}:latest",
+            target.name()
+        )));
+    }
+    let preparing = Instant::now();
+    let prepared = prepare(settings, req, ImageLookup::Required(&registry), log).await?;
+    let plan = &prepared.plan;
+    for w in &plan.warnings {
+        log.apprunner(format!("Warning: {w}"));
+    }
+    log.apprunner(format!(
+        "Runtime {} {} ({} build). Build image {}, run image {}.",
+        plan.runtime, plan.runtime_version, plan.build_process, plan.build_image, plan.run_image
+    ));
+    if !plan.secrets.is_empty() {
+        let names: Vec<&str> = plan.secrets.iter().map(|s| s.name.as_str()).collect();
+        log.apprunner(format!(
+            "Runtime secrets {} stay references: they are not resolved at build time and not written into the image.",
+            names.join(", ")
+        ));
+    }
+
+    let exporter = keyed_exporter(settings, target, &prepared);
+    if settings.image_reuse {
+        let looking = Instant::now();
+        if let Some(digest) = reuse_image(&registry, target, &exporter.1, &plan.image.deployment, log).await? {
+            let seconds = looking.elapsed().as_secs_f64();
+            let phases = PhaseTimings {
+                fetch: prepared.fetch_seconds,
+                plan: (preparing.elapsed().as_secs_f64() - prepared.fetch_seconds - seconds).max(0.0),
+                solve: 0.0,
+                export: seconds,
+            };
+            return Ok(result(&prepared, target.with_digest(&digest), Vec::new(), false, phases));
+        }
+    }
+
+    let host = settings.registry.as_str();
+    let src = image::push_content(&registry, host, SOURCE_REPOSITORY, &prepared.source_layer).await?;
+    if src.uploaded {
+        log.apprunner(format!(
+            "Source directory {} packed: {} files, {} bytes uploaded as {}.",
+            plan.source_dir, prepared.source_layer.files, src.bytes, src.pinned
+        ));
+    } else {
+        log.apprunner(format!(
+            "Source directory {} unchanged since an earlier build ({}); nothing uploaded.",
+            plan.source_dir, src.pinned
+        ));
+    }
+    if prepared.source_layer.special_bits_dropped > 0 {
+        log.apprunner(format!(
+            "setuid and setgid bits dropped from {} files of the source; every file in /app is owned by root.",
+            prepared.source_layer.special_bits_dropped
+        ));
+    }
+    if let Some(ca) = &prepared.ca_layer {
+        image::push_content(&registry, host, CA_REPOSITORY, ca).await?;
+    }
+    let plan_seconds = preparing.elapsed().as_secs_f64() - prepared.fetch_seconds;
+
+    let buildkit = Buildkit::connect(&settings.buildkit).await?;
+    // BuildKit asks the session for registry credentials: to push, and to reach the fleet cache.
+    let session = Session::attach(&settings.buildkit, settings.registry_client()).await?;
+    let fleet_cache = settings.fleet_cache.as_deref().map(|prefix| {
+        let cache_host = prefix.split('/').next().unwrap_or_default();
+        FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))
+    });
+    log.apprunner("Starting source code build.");
+    let solving = Instant::now();
+    let solved = solve(&buildkit, &session, fleet_cache.as_ref(), settings, exporter, &prepared, log).await?;
+    log.apprunner("Successfully built your application source code.");
+    let digest = solved
+        .exporter_response
+        .get("containerimage.digest")
+        .cloned()
+        .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
+    let solve_seconds = solving.elapsed().as_secs_f64();
+    let phases = PhaseTimings {
+        fetch: prepared.fetch_seconds,
+        plan: plan_seconds,
+        solve: (solve_seconds - solved.export_seconds).max(0.0),
+        export: solved.export_seconds,
+    };
+    Ok(result(&prepared, target.with_digest(&digest), solved.timings, src.uploaded, phases))
+}
+
+/// What a build that gave `image` tells its caller.
+fn result(
+    prepared: &Prepared,
+    image: String,
+    stages: Vec<StageTiming>,
+    source_uploaded: bool,
+    phases: PhaseTimings,
+) -> BuildResult {
+    let (plan, cfg) = (&prepared.plan, &prepared.config);
+    BuildResult {
+        image,
+        runtime: plan.runtime.clone(),
+        runtime_version: plan.runtime_version.clone(),
+        build_process: plan.build_process,
+        commit: prepared.checkout.commit.clone(),
+        stages,
+        start_command: cfg.command.clone(),
+        port: cfg.port,
+        run_env: cfg.run_env.clone(),
+        secrets: cfg.secrets.clone(),
+        warnings: plan.warnings.clone(),
+        source_uploaded,
+        phases,
+    }
+}

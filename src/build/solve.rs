@@ -1,0 +1,238 @@
+//! The solves of one build on BuildKit: the dependency warm-ups, the image and its post-build
+//! check, the export, the fleet cache; their progress narrated as the deployment log.
+
+use super::prepare::Prepared;
+use super::settings::Settings;
+use crate::core::plan::{BuildPlan, StageRole};
+use crate::core::progress::{first_line, Progress, SolveEvent};
+use crate::core::request::StageTiming;
+use crate::edge::buildkit::session::Session;
+use crate::edge::buildkit::{attestations, Buildkit, FleetCache, SolveFailure, SolveOptions};
+use crate::error::BuildError;
+use crate::llb::{self, Solves};
+use crate::log::DeploymentLog;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// What the solves of a build gave: the image exporter's response, each stage's timing, and the
+/// seconds `BuildKit` spent exporting.
+pub(super) struct Solved {
+    pub(super) exporter_response: BTreeMap<String, String>,
+    pub(super) timings: Vec<StageTiming>,
+    pub(super) export_seconds: f64,
+}
+
+/// Solves the image and (concurrently) the post-build check within the time limit, reporting
+/// progress as it comes.
+pub(super) async fn solve(
+    buildkit: &Buildkit,
+    session: &Session,
+    fleet_cache: Option<&FleetCache>,
+    settings: &Settings,
+    exporter: (String, BTreeMap<String, String>),
+    prepared: &Prepared,
+    log: &DeploymentLog,
+) -> Result<Solved, BuildError> {
+    let plan = &prepared.plan;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let reporter = tokio::spawn(report(rx, log.clone(), plan.clone()));
+    let options = |exporter, export_cache| SolveOptions {
+        exporter,
+        cache: fleet_cache.map(|c| c.options(export_cache)),
+        session: Some(session.id.clone()),
+        entitlements: settings.entitlements(),
+        frontend_attrs: BTreeMap::new(),
+    };
+    let rebuilt = warm_up(buildkit, prepared, &options(None, false), &tx, log).await?;
+    let solves = rebuilt.as_ref().unwrap_or(&prepared.solves);
+    let image_options = SolveOptions { frontend_attrs: attestations(), ..options(Some(exporter), false) };
+    // The warm-ups were reported as they ran, with the fleet cache's import; the image solve
+    // finds them cached and imports it again: each said once.
+    let warmed = !prepared.solves.warm.is_empty();
+    let warm_steps: std::collections::HashSet<String> =
+        solves.warm.iter().flat_map(|(_, llb)| llb.vertices.values().map(|v| v.name.clone())).collect();
+    let (image_tx, forward_image) = filtered(&tx, move |ev| match ev {
+        SolveEvent::Cached(v) => !warm_steps.contains(&v.name),
+        SolveEvent::Other { name, .. } => !(warmed && name.starts_with("importing cache manifest from ")),
+        _ => true,
+    });
+    // With a post-build check, the image is pushed only once the check has passed (a failed
+    // check must leave the target tag as it was, or a rebuild would find the image there and
+    // reuse it): its steps are solved beside the check, then exported by a second solve that
+    // finds every step cached.
+    let checked = solves.post_build.is_some();
+    let first = if checked { options(None, false) } else { image_options.clone() };
+    let image_solve = buildkit.solve(&solves.image, first, image_tx);
+    // The post-build solve shares the build stage with the image's; only its own stage is
+    // reported from it, so each step shows once.
+    let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
+    let (post_tx, forward) = filtered(&tx, move |ev| ev.stage() == check_stage.as_deref());
+    let post_solve = async {
+        match &solves.post_build {
+            Some(llb) => buildkit.solve(llb, options(None, false), post_tx).await.map(|_| ()),
+            None => Ok(()),
+        }
+    };
+    let (mut image_result, post_result) = tokio::join!(image_solve, post_solve);
+    let _ = forward.await;
+    let _ = forward_image.await;
+    if checked && image_result.is_ok() && post_result.is_ok() {
+        // Only the export is news: every step was reported by the first solve.
+        let (export_tx, forward_export) = filtered(&tx, |ev| match ev {
+            SolveEvent::Other { name, .. } => !name.starts_with("importing cache manifest from "),
+            _ => false,
+        });
+        image_result = buildkit.solve(&solves.image, image_options, export_tx).await;
+        let _ = forward_export.await;
+    }
+    drop(tx);
+    let report = reporter.await.unwrap_or_default();
+    let failed_step = report.failed_step;
+    let failure = |f: SolveFailure| match &f {
+        SolveFailure::Step { vertex, exit_code, .. } => {
+            // The command that failed, as its shell's markers said; else the phase's vertex.
+            let failed = failed_step.as_ref().filter(|(stage, _)| *stage == vertex.stage);
+            let step = failed.map(|(_, i)| *i).or(vertex.step);
+            let found = plan.stage(&vertex.stage).and_then(|s| step.and_then(|i| s.steps.get(i)));
+            let phase = found.map_or("build", |s| s.phase.key());
+            let what = match (failed.and(found), exit_code) {
+                (Some(s), Some(code)) => {
+                    format!(
+                        "[{}] {}: {} failed with exit code {code}",
+                        vertex.stage,
+                        s.describe(),
+                        first_line(&s.command)
+                    )
+                }
+                _ => f.to_string(),
+            };
+            BuildError::user(format!("Failed to execute '{phase}' command: {what}"))
+        }
+        _ => BuildError::from(f),
+    };
+    let exporter_response = image_result.map_err(failure)?;
+    post_result.map_err(failure)?;
+    let (cached, all) = report.cached_steps;
+    if cached > 0 {
+        let from = match fleet_cache {
+            Some(c) => format!("this BuildKit's cache or the fleet cache {}", c.reference),
+            None => "this BuildKit's cache".to_string(),
+        };
+        log.apprunner(format!("{cached} of {all} steps came from {from}."));
+    }
+    let mut export_seconds = report.export_seconds;
+    if let Some(cache) = fleet_cache {
+        // A build whose every step came from a cache while the fleet cache was there adds
+        // nothing to it: exporting would only rewrite it (a second or more, paid by every no-op
+        // rebuild). Otherwise the image's definition is solved again, all of it cached now, to
+        // export every step's result.
+        if cached < all || report.fleet_imported != Some(true) {
+            export_seconds += export_fleet_cache(buildkit, &solves.image, options(None, true), cache, log).await;
+        }
+    }
+    Ok(Solved { exporter_response, timings: report.timings, export_seconds })
+}
+
+/// Exports the fleet cache of a solved definition; the seconds it took. A cache that cannot be
+/// written is a warning: the image is already pushed.
+pub(super) async fn export_fleet_cache(
+    buildkit: &Buildkit,
+    llb: &llb::Llb,
+    options: SolveOptions,
+    cache: &FleetCache,
+    log: &DeploymentLog,
+) -> f64 {
+    let started = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let result = buildkit.solve(llb, options, tx).await;
+    let _ = drain.await;
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(_) => log.apprunner(format!("Fleet cache {} exported in {seconds:.1}s.", cache.reference)),
+        Err(e) => log.apprunner(format!("Warning: the fleet cache {} was not exported: {e}", cache.reference)),
+    }
+    seconds
+}
+
+/// A sender whose events reach `tx` only where `keep` says so; the task ends when the sender
+/// is dropped.
+pub(super) fn filtered(
+    tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
+    keep: impl Fn(&SolveEvent) -> bool + Send + 'static,
+) -> (tokio::sync::mpsc::UnboundedSender<SolveEvent>, tokio::task::JoinHandle<()>) {
+    let (sender, mut rx) = tokio::sync::mpsc::unbounded_channel::<SolveEvent>();
+    let tx = tx.clone();
+    let task = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if keep(&ev) {
+                let _ = tx.send(ev);
+            }
+        }
+    });
+    (sender, task)
+}
+
+/// Solves the stages' dependency warm-ups, reporting them as they run. One that fails is left out
+/// and the build goes on without it: the solves without those warm-ups, when there were any.
+pub(super) async fn warm_up(
+    buildkit: &Buildkit,
+    prepared: &Prepared,
+    options: &SolveOptions,
+    tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
+    log: &DeploymentLog,
+) -> Result<Option<Solves>, BuildError> {
+    let warmed =
+        futures_util::future::join_all(prepared.solves.warm.iter().map(|(stage, llb)| async move {
+            (stage.clone(), buildkit.solve(llb, options.clone(), tx.clone()).await)
+        }))
+        .await;
+    let mut cold: Vec<String> = Vec::new();
+    for (stage, result) in warmed {
+        match result {
+            Ok(_) => {}
+            Err(e @ SolveFailure::Unavailable(_)) => return Err(e.into()),
+            Err(e) => {
+                log.apprunner(format!("[{stage}] dependency warm-up left out ({e}); the build goes on without it."));
+                cold.push(stage);
+            }
+        }
+    }
+    if cold.is_empty() {
+        return Ok(None);
+    }
+    let mut plan = prepared.plan.clone();
+    for stage in plan.stages.iter_mut().filter(|s| cold.contains(&s.name)) {
+        stage.warm = None;
+    }
+    Ok(Some(llb::from_plan(&plan)))
+}
+
+/// What the report of a build's solves found.
+#[derive(Default)]
+pub(super) struct SolveReport {
+    timings: Vec<StageTiming>,
+    failed_step: Option<(String, usize)>,
+    export_seconds: f64,
+    cached_steps: (usize, usize),
+    /// Whether the fleet cache was found (None: not asked for).
+    fleet_imported: Option<bool>,
+}
+
+/// Turns solve events into deployment-log lines as they come; what they told in the end.
+pub(super) async fn report(mut rx: UnboundedReceiver<SolveEvent>, log: DeploymentLog, plan: BuildPlan) -> SolveReport {
+    let mut progress = Progress::new(&plan);
+    while let Some(ev) = rx.recv().await {
+        for (source, text) in progress.on_event(&ev, Instant::now()) {
+            log.emit(source, &text);
+        }
+    }
+    SolveReport {
+        failed_step: progress.failed_step(),
+        export_seconds: progress.export_seconds(),
+        cached_steps: progress.cached_steps(),
+        fleet_imported: progress.fleet_imported(),
+        timings: progress.timings(),
+    }
+}
