@@ -2,6 +2,7 @@
 //! docker/stack starts them. Nothing here is a stand-in for a service.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod faults;
 pub mod queue;
 
 use apprunner_build::build::{self, Settings};
@@ -16,6 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const DOCKER: &str = "/usr/bin/docker";
+
+/// A Python app on python3: `pip install -r requirements.txt`, then `python server.py`.
+pub const PY_CFG: &str =
+    "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python server.py\n";
 
 /// The local stack's settings (`docker/stack`), with a shorter time limit. The runtime images a
 /// test needs are made the first time one needs them, as for any build on the local stack.

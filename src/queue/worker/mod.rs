@@ -5,21 +5,17 @@
 //! back, a bounded number of times. A redelivered job whose image already exists for the same
 //! operation is not built again, and its success is reported once.
 
-use super::amqp::{
-    self, Brokers, Outgoing, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT,
-};
-use super::error::QueueError;
-use super::job::{now_rfc3339, BuildJob, FailedJob, JobEvent, JobStatus};
-use super::lease::{Lease, Leases, NoLease};
-use super::ledger::{Built, Ledger};
+mod deployment;
+
+use super::amqp::{self, Brokers, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT};
+use super::job::{now_rfc3339, BuildJob, FailedJob, JobEvent};
+use super::lease::Leases;
 use super::metrics::Metrics;
-use super::outcome::{Action, JobOutcome, RetryPolicy};
-use crate::build::{self, Settings};
-use crate::core::labels;
-use crate::edge::rebase::RebaseOutcome;
+use super::outcome::{JobOutcome, RetryPolicy};
+use crate::build::Settings;
 use crate::edge::registry::Registry;
 use crate::error::BuildError;
-use crate::log::{DeploymentLog, LogLine, LogSink};
+use deployment::{publish_event, publish_failed, run_job};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -194,63 +190,6 @@ fn sweep_clones(when: &str) {
     }
 }
 
-/// Log lines go to the logs exchange in order, pipelined; `finish` waits for every confirm.
-struct AmqpLogSink {
-    tx: tokio::sync::mpsc::UnboundedSender<LogLine>,
-}
-
-impl LogSink for AmqpLogSink {
-    fn line(&self, line: &LogLine) {
-        let _ = self.tx.send(line.clone());
-    }
-}
-
-fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpLogSink, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
-    let task = tokio::spawn(async move {
-        let exchange = shared.cfg.topology.logs();
-        let key = Topology::log_key(&operation_id);
-        let mut pending = Vec::new();
-        while let Some(line) = rx.recv().await {
-            let Ok(payload) = serde_json::to_vec(&line) else { continue };
-            match shared.publisher.publish_pipelined(&Outgoing::new(&exchange, &key, &payload)).await {
-                Ok(confirm) => pending.push(confirm),
-                // A lost line is retried once on a fresh connection, confirmed.
-                Err(_) => {
-                    let _ = shared.publisher.publish(&Outgoing::new(&exchange, &key, &payload)).await;
-                }
-            }
-            if pending.len() >= 256 {
-                for c in pending.drain(..) {
-                    let _ = c.await;
-                }
-            }
-        }
-        for c in pending {
-            let _ = c.await;
-        }
-    });
-    (AmqpLogSink { tx }, task)
-}
-
-async fn publish_event(shared: &Shared, event: &JobEvent) -> Result<(), QueueError> {
-    let payload = QueueError::json("the event", event)?;
-    let key = Topology::event_key(&event.operation_id, event.status.key());
-    shared
-        .publisher
-        .publish(&Outgoing {
-            message_id: Some(&event.job_id),
-            ..Outgoing::new(&shared.cfg.topology.events(), &key, &payload)
-        })
-        .await
-}
-
-async fn publish_failed(shared: &Shared, entry: &FailedJob) -> Result<(), QueueError> {
-    let payload = QueueError::json("the failed entry", entry)?;
-    let failed = shared.cfg.topology.failed();
-    shared.publisher.publish(&Outgoing::new("", &failed, &payload)).await
-}
-
 async fn ack(delivery: &Delivery) {
     if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
         // The channel is gone: the broker will redeliver, and the redelivery is idempotent.
@@ -324,189 +263,4 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
 async fn requeue_delivery(delivery: &Delivery) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
-}
-
-/// Builds one job under its operation's lease and publishes its outcome. Ok when the job may
-/// be acked. While another build of the operation runs, the job waits in a delay queue.
-async fn run_job(
-    shared: &Arc<Shared>,
-    job: &BuildJob,
-    attempt: u32,
-    may_be_built: bool,
-) -> Result<JobOutcome, QueueError> {
-    let lease = match shared.leases.acquire(&job.operation_id).await {
-        Ok(lease) => lease,
-        Err(NoLease::Held) => {
-            tracing::info!("job {}: its operation is being built elsewhere; it waits {DEFER:?}", job.job_id);
-            requeue(shared, job, attempt, DEFER).await?;
-            return Ok(JobOutcome::Deferred);
-        }
-        Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
-    };
-    let outcome = run_leased(shared, job, attempt, may_be_built, &lease).await;
-    shared.leases.release(lease).await;
-    outcome
-}
-
-/// Publishes `job` to the delay queue of `delay`, to come back as attempt `attempt`.
-async fn requeue(shared: &Shared, job: &BuildJob, attempt: u32, delay: Duration) -> Result<(), QueueError> {
-    let ch = shared.publisher.side_channel().await?;
-    let retry_queue = shared.cfg.topology.declare_retry(ch, delay).await?;
-    let payload = QueueError::json("the job", job)?;
-    let msg =
-        Outgoing { message_id: Some(&job.job_id), attempt: Some(attempt), ..Outgoing::new("", &retry_queue, &payload) };
-    shared.publisher.publish(&msg).await
-}
-
-/// The rest of `run_job`, with the lease held. Nothing is reported once the lease is lost:
-/// another worker may already be building the operation.
-async fn run_leased(
-    shared: &Arc<Shared>,
-    job: &BuildJob,
-    attempt: u32,
-    may_be_built: bool,
-    lease: &Lease,
-) -> Result<JobOutcome, QueueError> {
-    let still_held = || async {
-        if shared.leases.holds(lease).await {
-            Ok(())
-        } else {
-            Err(QueueError::LostLease { job_id: job.job_id.clone() })
-        }
-    };
-    let ledger = Ledger::new(&shared.registry, &shared.cfg.settings.registry);
-    let worker = shared.cfg.worker_id.as_str();
-
-    // Redelivered after the image was pushed: report it once, never build it twice.
-    if let Some(target) = job.target().ok().filter(|_| may_be_built) {
-        if let Some(built) = ledger.built(&target, &job.operation_id).await {
-            // The worker that built it may be a moment from recording its report: its
-            // connection (and lease) went between its event and its marker. It gets that moment.
-            if ledger.reported(&job.operation_id).await || {
-                tokio::time::sleep(REPORT_GRACE).await;
-                ledger.reported(&job.operation_id).await
-            } {
-                tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
-                return Ok(JobOutcome::Duplicate);
-            }
-            still_held().await?;
-            // Its builder recorded the service before its event, unless it died first. A record
-            // there may be a later deployment's: an old job redelivered must not replace it.
-            if !ledger.has_record(&job.service.name).await {
-                record_service(&ledger, job, &target.with_digest(&built.digest)).await;
-            }
-            publish_event(shared, &already_built(job, &target, &built).by(worker, None)).await?;
-            ledger.mark_reported(&job.operation_id).await;
-            return Ok(JobOutcome::Succeeded);
-        }
-    }
-
-    publish_event(shared, &JobEvent::new(job, JobStatus::InProgress).by(worker, Some(attempt))).await?;
-    let (sink, forwarder) = log_forwarder(shared.clone(), job.operation_id.clone());
-    let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
-    let began = Instant::now();
-    let result = build(&shared.cfg.settings, job, &log).await;
-    let action = shared.cfg.retry.decide(result, attempt);
-    if let Action::Retry { delay, error, .. } = &action {
-        let max = shared.cfg.retry.max_attempts;
-        log.apprunner(format!(
-            "Transient fault on attempt {attempt} of {max}: {}. Retrying in {}s.",
-            error.message,
-            delay.as_secs_f32()
-        ));
-    }
-    drop(log);
-    let _ = forwarder.await;
-    shared.metrics.build_seconds(began.elapsed().as_secs_f64());
-
-    still_held().await?;
-    match action {
-        Action::Succeed(finished) => {
-            // The same job may have been redelivered and finished elsewhere meanwhile (this
-            // worker's connection dropped mid-build): report a success once.
-            if ledger.reported(&job.operation_id).await {
-                return Ok(JobOutcome::Duplicate);
-            }
-            let reporting = Instant::now();
-            let (event, image) = match &finished {
-                Finished::Built(r) => (JobEvent::succeeded(job, r), r.image.clone()),
-                Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.clone()),
-            };
-            // Recorded before it is reported: whoever sees the success finds the record.
-            record_service(&ledger, job, &image).await;
-            publish_event(shared, &event.by(worker, Some(attempt))).await?;
-            ledger.mark_reported(&job.operation_id).await;
-            if let Finished::Built(result) = &finished {
-                let p = result.phases;
-                for (phase, secs) in [("fetch", p.fetch), ("plan", p.plan), ("solve", p.solve), ("export", p.export)] {
-                    shared.metrics.phase_seconds(phase, secs);
-                }
-            }
-            shared.metrics.phase_seconds("report", reporting.elapsed().as_secs_f64());
-            Ok(JobOutcome::Succeeded)
-        }
-        Action::Retry { next_attempt, delay, error } => {
-            requeue(shared, job, next_attempt, delay).await?;
-            let mut ev = JobEvent::new(job, JobStatus::Queued);
-            ev.attempt = Some(next_attempt);
-            ev.error = Some((&error).into());
-            publish_event(shared, &ev).await?;
-            Ok(JobOutcome::Retried)
-        }
-        Action::Fail(error) => {
-            publish_failed(shared, &FailedJob::of_job(job, &error, attempt, worker)).await?;
-            publish_event(shared, &JobEvent::failed(job, &error).by(worker, Some(attempt))).await?;
-            Ok(JobOutcome::Failed(error.class))
-        }
-    }
-}
-
-/// Keeps the service's record (its current image and the job that made it) for roll-outs.
-/// Best effort: a roll-out without it does not see the service, which it says.
-async fn record_service(ledger: &Ledger<'_>, job: &BuildJob, image: &str) {
-    if let Err(e) = ledger.record_service(job, image).await {
-        tracing::warn!("job {}: could not record service {}'s image ({e})", job.job_id, job.service.name);
-    }
-}
-
-/// What a job ended with: an image built, or (a roll-out) the service's image rebased.
-enum Finished {
-    Built(crate::core::request::BuildResult),
-    Rebased(crate::edge::rebase::Rebased),
-}
-
-/// Runs the job's build within its deadline, which bounds the build's time limit. A roll-out
-/// job rebases the service's image when it can, and builds it otherwise.
-async fn build(settings: &Settings, job: &BuildJob, log: &DeploymentLog) -> Result<Finished, BuildError> {
-    let mut settings = settings.clone();
-    if let Some(d) = job.deadline() {
-        let now = time::OffsetDateTime::now_utc();
-        if d <= now {
-            let given = job.deadline.as_deref().unwrap_or("");
-            return Err(BuildError::user(format!("the job's deadline {given} passed before it could start")));
-        }
-        settings.timeout = settings.timeout.min((d - now).unsigned_abs());
-    }
-    if let Some(rollout) = &job.rollout {
-        log.apprunner(format!(
-            "Runtime roll-out of service {} to {} {}.",
-            job.service.name, rollout.runtime, rollout.to_version
-        ));
-        let from = crate::core::image_ref::ImageRef::parse(&rollout.from_image)?;
-        match build::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
-            RebaseOutcome::Moved(rebased) => return Ok(Finished::Rebased(rebased)),
-            RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
-        }
-    }
-    build::run(&settings, &job.request()?, log).await.map(Finished::Built)
-}
-
-/// The SUCCEEDED event of an operation whose image is already at its target.
-fn already_built(job: &BuildJob, target: &crate::core::image_ref::ImageRef, built: &Built) -> JobEvent {
-    let mut ev = JobEvent::new(job, JobStatus::Succeeded);
-    ev.image = Some(target.with_digest(&built.digest));
-    ev.runtime = built.labels.get(labels::RUNTIME).cloned();
-    ev.runtime_version = built.labels.get(labels::RUNTIME_VERSION).cloned();
-    ev.commit = built.labels.get(labels::OCI_REVISION).cloned();
-    ev
 }

@@ -1,6 +1,15 @@
 //! A small OCI distribution (registry v2) client: manifests and blobs, with anonymous, basic
 //! and bearer-token auth. Plain HTTP for loopback registries, HTTPS for the rest.
 
+mod auth;
+mod manifest;
+mod transport;
+
+pub use auth::{AuthFileError, Credentials, RegistryAuth, Token};
+pub use manifest::Manifest;
+pub use transport::is_plain_http;
+use transport::tls;
+
 use crate::core::digest::sha256_digest;
 use crate::error::{error_chain, Classified, ErrorClass};
 use serde_json::Value;
@@ -55,157 +64,12 @@ crate::error::classified_into_build_error!(RegistryError);
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
-/// A Docker auth file that cannot be read as one: the operator's to fix, at start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct AuthFileError(String);
-
-/// A bearer token from a registry's token service.
-pub struct Token {
-    pub token: String,
-    pub expires_in: Option<i64>,
-    /// Unix seconds.
-    pub issued_at: Option<i64>,
-}
-
-/// Credentials for one registry host.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"…").finish()
-    }
-}
-
-/// Credentials per registry host: each is sent to its own host and to no other.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistryAuth(std::collections::BTreeMap<String, Credentials>);
-
-impl RegistryAuth {
-    pub fn for_host(host: &str, username: &str, password: &str) -> Self {
-        let mut auth = Self::default();
-        auth.insert(host, Credentials { username: username.to_string(), password: password.to_string() });
-        auth
-    }
-
-    pub fn insert(&mut self, host: &str, credentials: Credentials) {
-        self.0.insert(host.to_string(), credentials);
-    }
-
-    /// The credentials for `host`, if it has any.
-    pub fn get(&self, host: &str) -> Option<&Credentials> {
-        self.0.get(host)
-    }
-
-    /// Reads a Docker-style auth file: `{"auths": {"HOST": {"auth": base64("user:password")}}}`
-    /// (or `username` and `password` fields).
-    pub fn read_docker_config(&mut self, text: &str) -> std::result::Result<(), AuthFileError> {
-        use base64::Engine as _;
-        let v: Value = serde_json::from_str(text).map_err(|e| AuthFileError(format!("not JSON: {e}")))?;
-        let auths = v["auths"].as_object().ok_or_else(|| AuthFileError("no `auths` object".into()))?;
-        for (host, entry) in auths {
-            let creds = if let Some(auth) = entry["auth"].as_str() {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(auth)
-                    .map_err(|_| AuthFileError(format!("{host}: `auth` is not base64")))?;
-                let text = String::from_utf8_lossy(&decoded);
-                let (u, p) = text
-                    .split_once(':')
-                    .ok_or_else(|| AuthFileError(format!("{host}: `auth` is not user:password")))?;
-                Credentials { username: u.to_string(), password: p.to_string() }
-            } else {
-                let field = |k: &str| entry[k].as_str().unwrap_or_default().to_string();
-                Credentials { username: field("username"), password: field("password") }
-            };
-            self.insert(host, creds);
-        }
-        Ok(())
-    }
-}
-
 pub struct Registry {
     http: reqwest::Client,
     auth: RegistryAuth,
     insecure: Vec<String>,
     /// The last bearer token per scope, reused until the registry refuses it.
     tokens: Mutex<Vec<(String, String)>>,
-}
-
-/// A manifest as stored: its bytes (digests are over these), media type and digest.
-#[derive(Debug, Clone)]
-pub struct Manifest {
-    pub bytes: Vec<u8>,
-    pub media_type: String,
-    pub digest: String,
-}
-
-impl Manifest {
-    pub fn json(&self) -> Result<Value> {
-        serde_json::from_slice(&self.bytes)
-            .map_err(|e| RegistryError::Malformed(format!("registry returned a manifest that is not JSON: {e}")))
-    }
-    /// Whether this is an index (or a Docker manifest list) of manifests rather than an image.
-    pub fn is_index(&self) -> bool {
-        self.media_type.contains("index") || self.media_type.contains("manifest.list")
-    }
-
-    /// In an index: the digest of the image manifest for `os`/`architecture` (attestation
-    /// manifests name the platform `unknown/unknown`).
-    pub fn platform_manifest(&self, os: &str, architecture: &str) -> Result<String> {
-        let json = self.json()?;
-        json["manifests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == architecture)
-            .and_then(|m| m["digest"].as_str())
-            .map(str::to_string)
-            .ok_or_else(|| RegistryError::Malformed(format!("index {} has no {os}/{architecture} image", self.digest)))
-    }
-
-    pub fn config_digest(&self) -> Result<String> {
-        self.json()?["config"]["digest"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| RegistryError::Malformed("manifest has no config digest".into()))
-    }
-}
-
-/// The TLS configuration of every registry client: the system's trusted roots, read and parsed
-/// once per process (a client of its own per build parsed them all again: milliseconds of CPU
-/// per build). None when none can be read; reqwest then finds the roots itself, and says why
-/// not.
-fn tls() -> Option<&'static rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<Option<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            if added == 0 {
-                return None;
-            }
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .ok()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(config)
-        })
-        .as_ref()
-}
-
-/// Loopback registries speak plain HTTP (as Docker assumes); so do hosts named insecure.
-pub fn is_plain_http(host: &str, insecure: &[String]) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    name == "localhost"
-        || name.starts_with("127.")
-        || name == "[::1]"
-        || insecure.iter().any(|i| i == host || i == name)
 }
 
 impl Registry {

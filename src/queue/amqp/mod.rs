@@ -1,14 +1,17 @@
 //! `RabbitMQ`: the topology every worker declares at start, and a publisher that waits for the
 //! broker's confirm and reconnects when the connection is lost.
 
+mod publisher;
+
+pub use publisher::{header_u32, Outgoing, Publisher};
+
 use super::error::QueueError;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 /// The names of everything the worker uses, under one prefix (default `apprunner-build`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,148 +260,6 @@ impl std::fmt::Display for Brokers {
         let nodes: Vec<String> = (0..self.uris.len()).map(|i| self.node_of(i)).collect();
         write!(f, "{}", nodes.join(", "))
     }
-}
-
-pub fn header_u32(props: &BasicProperties, key: &str) -> Option<u32> {
-    let headers = props.headers().as_ref()?;
-    match headers.inner().get(&ShortString::from(key))? {
-        AMQPValue::LongInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::LongUInt(v) => Some(*v),
-        AMQPValue::ShortInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::ShortUInt(v) => Some(u32::from(*v)),
-        AMQPValue::ShortShortInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::ShortShortUInt(v) => Some(u32::from(*v)),
-        _ => None,
-    }
-}
-
-/// One message to publish.
-pub struct Outgoing<'a> {
-    pub exchange: &'a str,
-    pub routing_key: &'a str,
-    pub payload: &'a [u8],
-    pub message_id: Option<&'a str>,
-    pub attempt: Option<u32>,
-    pub expiration_ms: Option<u64>,
-}
-
-impl<'a> Outgoing<'a> {
-    pub fn new(exchange: &'a str, routing_key: &'a str, payload: &'a [u8]) -> Self {
-        Self { exchange, routing_key, payload, message_id: None, attempt: None, expiration_ms: None }
-    }
-
-    fn properties(&self) -> BasicProperties {
-        let mut p = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2)
-            .with_timestamp(u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0));
-        if let Some(id) = self.message_id {
-            p = p.with_message_id(id.into());
-        }
-        if let Some(a) = self.attempt {
-            let mut h = FieldTable::default();
-            h.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(i64::from(a)));
-            p = p.with_headers(h);
-        }
-        if let Some(ms) = self.expiration_ms {
-            p = p.with_expiration(ms.to_string().into());
-        }
-        p
-    }
-}
-
-/// Publishes with publisher confirms over a connection of its own, reconnecting when it is lost.
-pub struct Publisher {
-    brokers: Brokers,
-    name: String,
-    state: Mutex<Option<(Connection, Channel)>>,
-}
-
-impl Publisher {
-    pub fn new(brokers: &Brokers, name: &str) -> Self {
-        Self { brokers: brokers.clone(), name: name.to_string(), state: Mutex::new(None) }
-    }
-
-    /// The publishing channel (confirm mode), connected anew if the last one was lost.
-    pub async fn channel(&self) -> lapin::Result<Channel> {
-        let mut state = self.state.lock().await;
-        if let Some((conn, ch)) = state.as_ref() {
-            if conn.status().connected() && ch.status().connected() {
-                return Ok(ch.clone());
-            }
-        }
-        let conn = self.brokers.connect(&self.name).await?;
-        let ch = conn.create_channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
-        *state = Some((conn, ch.clone()));
-        Ok(ch)
-    }
-
-    /// A new channel on the publishing connection, for a declaration that may be refused
-    /// (a refusal closes its channel, which must not be the publishing one).
-    pub async fn side_channel(&self) -> lapin::Result<Channel> {
-        self.channel().await?;
-        let state = self.state.lock().await;
-        match state.as_ref() {
-            Some((conn, _)) => conn.create_channel().await,
-            None => Err(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into()),
-        }
-    }
-
-    /// Publishes and waits for the broker to confirm, retrying over a new connection a few
-    /// times; an error means the message may not have been taken.
-    pub async fn publish(&self, msg: &Outgoing<'_>) -> Result<(), QueueError> {
-        let mut last = String::new();
-        for attempt in 0..5u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-            }
-            let ch = match self.channel().await {
-                Ok(c) => c,
-                Err(e) => {
-                    last = format!("cannot reach the broker: {e}");
-                    continue;
-                }
-            };
-            let res = async { send(&ch, msg).await?.await }.await;
-            match res {
-                // A message for a queue that no queue took (one whose node is down) is
-                // returned, not lost quietly: it has not been sent.
-                Ok(c) if c.is_ack() => match c.take_message() {
-                    None => return Ok(()),
-                    Some(_) => last = format!("no queue took the message for {}", msg.routing_key),
-                },
-                Ok(_) => last = "the broker refused the message (nack)".into(),
-                Err(e) => {
-                    last = format!("publishing failed: {e}");
-                    self.state.lock().await.take();
-                }
-            }
-        }
-        Err(QueueError::Broker(last))
-    }
-
-    /// Publishes without waiting; the returned future resolves with the broker's confirm.
-    /// Log lines use this so a chatty build is not slowed to one round trip per line.
-    pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<lapin::PublisherConfirm, QueueError> {
-        let ch = self.channel().await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
-        send(&ch, msg).await.map_err(|e| QueueError::broker("publishing failed", e))
-    }
-
-    pub async fn close(&self) {
-        if let Some((conn, _)) = self.state.lock().await.take() {
-            let _ = conn.close(200, "bye".into()).await;
-        }
-    }
-}
-
-/// Hands `msg` to the broker on `ch`; the returned confirm resolves when the broker takes it.
-async fn send(ch: &Channel, msg: &Outgoing<'_>) -> lapin::Result<lapin::PublisherConfirm> {
-    // Straight to a queue (the default exchange): mandatory, so an unroutable message comes
-    // back. Events and log lines may have no listener at all.
-    let options = BasicPublishOptions { mandatory: msg.exchange.is_empty(), ..Default::default() };
-    ch.basic_publish(msg.exchange.into(), msg.routing_key.into(), options, msg.payload, msg.properties()).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,60 @@
+//! Faults the tests inject into real services: a worker's broker connection closed from the
+//! broker's side, Docker Engine (and so BuildKit) taken away from one worker and given back.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Closes a worker's consuming connection from the broker's side, as a network fault would.
+pub fn close_consumer_connection(worker_id: &str) {
+    let list =
+        Command::new("rabbitmqctl").args(["list_connections", "pid", "client_properties", "-q"]).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    let needle = format!("\"apprunner-build-worker-{worker_id}\"}}");
+    let pids: Vec<&str> =
+        text.lines().filter(|l| l.contains(&needle)).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(pids.len(), 1, "the worker's connection: {text}");
+    let closed = Command::new("rabbitmqctl").args(["close_connection", pids[0], "test closes it"]).output().unwrap();
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+}
+
+/// A unix-socket proxy to Docker Engine that the test can take down and bring back, so the
+/// worker's `BuildKit` (and Engine API) is unreachable without disturbing the other tests.
+pub struct FlakyDocker {
+    pub path: PathBuf,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FlakyDocker {
+    pub fn new() -> Self {
+        Self {
+            path: std::env::temp_dir().join(format!("flaky-docker-{}.sock", uuid::Uuid::new_v4().simple())),
+            task: None,
+        }
+    }
+    pub fn addr(&self) -> String {
+        format!("docker-unix://{}", self.path.display())
+    }
+    pub fn up(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).unwrap();
+        self.task = Some(tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for FlakyDocker {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
