@@ -5,17 +5,15 @@ use crate::build::{self, ImageLookup};
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{split_tag, ImageRef};
 use crate::core::request::{self, Revision, SourceLocation};
-use crate::edge::image;
 use crate::edge::rebase::RebaseOutcome;
 use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
 use crate::queue::client::{self, FailedFilter};
 use crate::queue::job::{BuildJob, ImageTarget, JobStatus, Repository};
-use crate::queue::ledger::Ledger;
 use crate::queue::metrics::Metrics;
 use crate::queue::outcome::RetryPolicy;
-use crate::queue::rollout::{decide, rollout_job, Decision};
+use crate::queue::rollout;
 use crate::queue::worker::{self, WorkerConfig};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -263,56 +261,11 @@ pub(super) async fn rebase(args: RebaseArgs) -> Result<(), BuildError> {
 
 pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> {
     let settings = args.settings.settings()?;
-    let catalog = RuntimeCatalog::builtin();
-    let rt = catalog.lookup(&args.runtime)?;
+    let rt = RuntimeCatalog::builtin().lookup(&args.runtime)?;
     let to = args.to_version.trim().to_string();
     rt.check_version(&to).map_err(|e| BuildError::user(format!("--to-version: {e}")))?;
-    let registry = settings.registry_client();
-    let ledger = Ledger::new(&registry, &settings.registry);
-    let mut jobs = Vec::new();
-    let mut tally = Tally::default();
-    let mut seen = Vec::new();
-    for record in ledger.services(&args.service).await? {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                println!("skipped: {e}");
-                tally.left += 1;
-                continue;
-            }
-        };
-        if !args.service.is_empty() && !args.service.contains(&record.service) {
-            continue;
-        }
-        seen.push(record.service.clone());
-        let name = &record.service;
-        let found = match ImageRef::parse(&record.image) {
-            Ok(r) => image::existing(&registry, &r).await?,
-            Err(_) => None,
-        };
-        let Some((_, image_labels)) = found else {
-            println!("{name}: skipped, its image {} is not in the registry", crate::core::shown::cut(&record.image));
-            tally.left += 1;
-            continue;
-        };
-        let decision = decide(&record.image, &image_labels, catalog, &rt.name, &to);
-        let job = decision.moves().then(|| rollout_job(&record, &image_labels, &rt.name, &to));
-        let id = job.as_ref().map(|j| format!(" (job {})", j.job_id)).unwrap_or_default();
-        tally.count(&decision);
-        let named = !args.service.is_empty();
-        if let Some(line) = describe(&decision, &rt.name, &to, named) {
-            println!("{name}: {line}{id}");
-        }
-        jobs.extend(job);
-    }
-    for s in args.service.iter().filter(|s| !seen.contains(s)) {
-        println!("{s}: skipped, no record of it (workers record each service they build or roll out)");
-        tally.left += 1;
-    }
-    let summary = format!(
-        "roll-out of {} to {to}: {} to rebase, {} to rebuild, {} up to date, {} left as they are, {} on other runtimes",
-        rt.name, tally.rebase, tally.rebuild, tally.up_to_date, tally.left, tally.other
-    );
+    let survey = rollout::survey(&settings, rt, &to, &args.service, &|line| println!("{line}")).await?;
+    let (summary, jobs) = (survey.summary(&rt.name, &to), survey.jobs);
     if args.dry_run || jobs.is_empty() {
         println!("{summary}{}", if args.dry_run { " (dry run: nothing submitted)" } else { "" });
         return Ok(ExitCode::SUCCESS);
@@ -348,43 +301,4 @@ pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> 
         return Ok(ExitCode::from(3));
     }
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-/// How many services a roll-out found in each state.
-#[derive(Default)]
-struct Tally {
-    rebase: usize,
-    rebuild: usize,
-    up_to_date: usize,
-    left: usize,
-    other: usize,
-}
-
-impl Tally {
-    fn count(&mut self, d: &Decision) {
-        *match d {
-            Decision::Rebase { .. } => &mut self.rebase,
-            Decision::Rebuild { .. } => &mut self.rebuild,
-            Decision::UpToDate { .. } => &mut self.up_to_date,
-            Decision::Pinned { .. } | Decision::RebuildElsewhere { .. } => &mut self.left,
-            Decision::OtherRuntime(_) => &mut self.other,
-        } += 1;
-    }
-}
-
-/// What the roll-out says of one service; services on other runtimes only when named.
-fn describe(d: &Decision, runtime: &str, to: &str, named: bool) -> Option<String> {
-    Some(match d {
-        Decision::OtherRuntime(_) if !named => return None,
-        Decision::OtherRuntime(r) => format!("skipped, it is on runtime {}", if r.is_empty() { "(none)" } else { r }),
-        Decision::UpToDate { version } => format!("{runtime} {version}, up to date"),
-        Decision::Pinned { version, lock } => format!(
-            "{runtime} {version}, skipped: its configuration sets runtime-version {lock}, which {to} does not match"
-        ),
-        Decision::Rebase { version } => format!("{runtime} {version} -> {to}, rebase"),
-        Decision::Rebuild { version, why } => format!("{runtime} {version} -> {to}, rebuild: {why}"),
-        Decision::RebuildElsewhere { version, resolves, why } => {
-            format!("{runtime} {version}, skipped: it needs a rebuild ({why}), which would give {resolves}, not {to}")
-        }
-    })
 }

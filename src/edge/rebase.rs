@@ -6,6 +6,7 @@ use crate::core::catalog::RuntimeCatalog;
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
+pub use crate::core::rebase::Rebased;
 use crate::core::rebase::{self, ImageParts, Refusal, RunImage, OCI_INDEX};
 use crate::edge::buildkit::export::oci_architecture;
 use crate::edge::image::ImageError;
@@ -23,24 +24,6 @@ use std::time::Instant;
 pub enum RebaseOutcome {
     Moved(Rebased),
     Refused(Refusal),
-}
-
-/// What one rebase did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rebased {
-    /// `registry/repo@sha256:…` of the new image (its index).
-    pub image: String,
-    pub runtime: String,
-    pub from_version: String,
-    pub to_version: String,
-    /// The run image it now sits on.
-    pub run_image: String,
-    /// The image was on `to_version` already: the target now names it, nothing else changed.
-    pub unchanged: bool,
-    /// Bytes sent to the registry (0 when every layer was mounted).
-    pub copied_bytes: usize,
-    pub seconds: f64,
-    pub commit: Option<String>,
 }
 
 /// An image as stored: the top manifest (an index or the image), the image manifest for this

@@ -1,7 +1,8 @@
 //! The queue: the message formats (`job`), `RabbitMQ` topology and confirmed publishing (`amqp`),
 //! the worker loop (`worker`) with its pure decisions (`outcome`) and the registry's record of
 //! what was built and reported and of each service's image (`ledger`), the clients (`client`),
-//! what a runtime roll-out does with each service (`rollout`, pure), the one way to hear events
+//! a runtime roll-out (`rollout`: the survey of the recorded services and its pure decision per
+//! service), the one way to hear events
 //! and log lines (`subscription`), and the metrics.
 
 pub mod amqp;

@@ -11,6 +11,7 @@ use crate::catalog::{lock_accepts, BuildProcess, RuntimeCatalog};
 use crate::digest::sha256_digest;
 use crate::labels;
 use crate::plan::merge_env;
+pub use crate::request::Rebased;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -214,6 +214,24 @@ impl BuildResult {
     }
 }
 
+/// What one rebase did (the image moved, or found on the version already).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebased {
+    /// `registry/repo@sha256:…` of the new image (its index).
+    pub image: String,
+    pub runtime: String,
+    pub from_version: String,
+    pub to_version: String,
+    /// The run image it now sits on.
+    pub run_image: String,
+    /// The image was on `to_version` already: the target now names it, nothing else changed.
+    pub unchanged: bool,
+    /// Bytes sent to the registry (0 when every layer was mounted).
+    pub copied_bytes: usize,
+    pub seconds: f64,
+    pub commit: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

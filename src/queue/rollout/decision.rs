@@ -1,16 +1,13 @@
-//! `roll-out`: move the services on a runtime to a newer version of it. The services are the
-//! records the workers keep (`Ledger::services`); what each needs is read off its image's
-//! labels (`decide`, pure); each that moves gets one job with a roll-out part, which a worker
-//! runs as a rebase when the image allows it and as a rebuild of the same commit otherwise.
-//! The jobs' operation ids derive from the service, the target version and the image being
-//! replaced, so running the roll-out again submits nothing new for what is done or under way.
+//! What a roll-out does with one service (pure): read off its image's labels, rebase, rebuild
+//! at the same commit, or leave it with a reason; and the job that does it, whose operation id
+//! derives from the service, the target version and the image being replaced.
 
-use super::job::{BuildJob, Rollout};
-use super::ledger::ServiceRecord;
 use crate::core::catalog::{compare_versions, RuntimeCatalog};
 use crate::core::digest::sha256_digest;
 use crate::core::labels;
 use crate::core::rebase::{self, Refusal};
+use crate::queue::job::{BuildJob, Rollout};
+use crate::queue::ledger::ServiceRecord;
 use std::collections::BTreeMap;
 
 /// What a roll-out does with one service.
