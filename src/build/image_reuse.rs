@@ -6,7 +6,7 @@ use super::settings::Settings;
 use crate::core::image_ref::ImageRef;
 use crate::core::rebase::OCI_INDEX;
 use crate::core::reuse;
-use crate::edge::buildkit::{attestations, image_exporter};
+use crate::edge::buildkit::{attestations, image_exporter, Exporter};
 use crate::edge::registry::{is_plain_http, Registry};
 use crate::error::BuildError;
 use crate::log::DeploymentLog;
@@ -14,23 +14,19 @@ use std::collections::BTreeMap;
 
 /// The image exporter and its attributes for `prepared`, with the build key (`core::reuse`) as an
 /// annotation of the index.
-pub(super) fn keyed_exporter(
-    settings: &Settings,
-    target: &ImageRef,
-    prepared: &Prepared,
-) -> (String, BTreeMap<String, String>) {
+pub(super) fn keyed_exporter(settings: &Settings, target: &ImageRef, prepared: &Prepared) -> Exporter {
     let plain_http = is_plain_http(&target.registry, &settings.insecure_registries);
-    let (exporter, mut attrs) = image_exporter(target, &prepared.plan.image, plain_http);
+    let mut exporter = image_exporter(target, &prepared.plan.image, plain_http);
     let solves = &prepared.solves;
     let key = reuse::build_key(
         &target.repository,
         std::iter::once(&solves.image).chain(&solves.post_build).map(|l| l.bytes.as_slice()),
-        &attrs,
+        &exporter.attributes,
         &attestations(),
         &prepared.plan.image.deployment,
     );
-    attrs.insert(build_key_attribute(), key);
-    (exporter.to_string(), attrs)
+    exporter.attributes.insert(build_key_attribute(), key);
+    exporter
 }
 
 pub(super) fn build_key_attribute() -> String {

@@ -121,7 +121,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     let exporter = keyed_exporter(settings, target, &prepared);
     if settings.image_reuse {
         let looking = Instant::now();
-        if let Some(digest) = reuse_image(&registry, target, &exporter.1, &plan.image.deployment, log).await? {
+        if let Some(digest) = reuse_image(&registry, target, &exporter.attributes, &plan.image.deployment, log).await? {
             let seconds = looking.elapsed().as_secs_f64();
             let phases = PhaseTimings {
                 fetch: prepared.fetch_seconds,
@@ -170,8 +170,8 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     log.apprunner("Successfully built your application source code.");
     let digest = solved
         .exporter_response
-        .get("containerimage.digest")
-        .cloned()
+        .image_digest()
+        .map(str::to_string)
         .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
     let solve_seconds = solving.elapsed().as_secs_f64();
     let phases = PhaseTimings {

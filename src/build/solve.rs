@@ -4,10 +4,12 @@
 use super::prepare::Prepared;
 use super::settings::Settings;
 use crate::core::plan::{BuildPlan, StageRole};
-use crate::core::progress::{first_line, Progress, SolveEvent};
+use crate::core::progress::{first_line, OtherVertex, Progress, SolveEvent};
 use crate::core::request::StageTiming;
 use crate::edge::buildkit::session::Session;
-use crate::edge::buildkit::{attestations, Buildkit, FleetCache, SolveFailure, SolveOptions};
+use crate::edge::buildkit::{
+    attestations, Buildkit, Exporter, ExporterResponse, FleetCache, SolveFailure, SolveOptions,
+};
 use crate::error::BuildError;
 use crate::llb::{self, Solves};
 use crate::log::DeploymentLog;
@@ -18,7 +20,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// What the solves of a build gave: the image exporter's response, each stage's timing, and the
 /// seconds `BuildKit` spent exporting.
 pub(super) struct Solved {
-    pub(super) exporter_response: BTreeMap<String, String>,
+    pub(super) exporter_response: ExporterResponse,
     pub(super) timings: Vec<StageTiming>,
     pub(super) export_seconds: f64,
 }
@@ -30,7 +32,7 @@ pub(super) async fn solve(
     session: &Session,
     fleet_cache: Option<&FleetCache>,
     settings: &Settings,
-    exporter: (String, BTreeMap<String, String>),
+    exporter: Exporter,
     prepared: &Prepared,
     log: &DeploymentLog,
 ) -> Result<Solved, BuildError> {
@@ -54,7 +56,7 @@ pub(super) async fn solve(
         solves.warm.iter().flat_map(|(_, llb)| llb.vertices.values().map(|v| v.name.clone())).collect();
     let (image_tx, forward_image) = filtered(&tx, move |ev| match ev {
         SolveEvent::Cached(v) => !warm_steps.contains(&v.name),
-        SolveEvent::Other { name, .. } => !(warmed && name.starts_with("importing cache manifest from ")),
+        SolveEvent::Other { kind, .. } => !(warmed && matches!(kind, OtherVertex::CacheImport { .. })),
         _ => true,
     });
     // With a post-build check, the image is pushed only once the check has passed (a failed
@@ -80,7 +82,7 @@ pub(super) async fn solve(
     if checked && image_result.is_ok() && post_result.is_ok() {
         // Only the export is news: every step was reported by the first solve.
         let (export_tx, forward_export) = filtered(&tx, |ev| match ev {
-            SolveEvent::Other { name, .. } => !name.starts_with("importing cache manifest from "),
+            SolveEvent::Other { kind, .. } => !matches!(kind, OtherVertex::CacheImport { .. }),
             _ => false,
         });
         image_result = buildkit.solve(&solves.image, image_options, export_tx).await;

@@ -14,6 +14,7 @@ pub mod image_ref;
 pub mod labels;
 pub mod llb;
 pub mod log;
+pub mod media_types;
 pub mod plan;
 pub mod platform;
 pub mod progress;

@@ -83,10 +83,43 @@ pub enum SolveEvent {
     /// Reported once it is done.
     Other {
         name: String,
+        /// What it is, read off its name once (`OtherVertex::of`).
+        kind: OtherVertex,
         cached: bool,
         seconds: f64,
         error: Option<String>,
     },
+}
+
+/// What a vertex of `BuildKit`'s own is: the one place its names are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtherVertex {
+    /// `importing cache manifest from <reference>`: the fleet cache's import.
+    CacheImport { reference: String },
+    /// `exporting to image`: the image exporter, which pushes the image.
+    ImageExport,
+    /// The rest of an export (`exporting …`, `pushing …`, `preparing build cache …`).
+    Export,
+    /// Anything else (a pull, a metadata resolve).
+    Other,
+}
+
+impl OtherVertex {
+    pub fn of(name: &str) -> Self {
+        if let Some(reference) = name.strip_prefix("importing cache manifest from ") {
+            return OtherVertex::CacheImport { reference: reference.to_string() };
+        }
+        match name {
+            "exporting to image" => OtherVertex::ImageExport,
+            _ if name.starts_with("exporting")
+                || name.starts_with("pushing")
+                || name.starts_with("preparing build cache") =>
+            {
+                OtherVertex::Export
+            }
+            _ => OtherVertex::Other,
+        }
+    }
 }
 
 impl SolveEvent {
@@ -144,27 +177,36 @@ impl<'p> Progress<'p> {
     }
 
     /// What `BuildKit` did besides our steps: the cache import, the exports.
-    fn on_other(&mut self, name: &str, seconds: f64, error: Option<&str>) -> Vec<(LineSource, String)> {
+    fn on_other(
+        &mut self,
+        name: &str,
+        kind: &OtherVertex,
+        seconds: f64,
+        error: Option<&str>,
+    ) -> Vec<(LineSource, String)> {
         let app = |text: String| vec![(LineSource::AppRunner, text)];
-        if let Some(reference) = name.strip_prefix("importing cache manifest from ") {
-            self.fleet_imported = Some(error.is_none());
-            return match error {
-                None => app(format!("Fleet cache {reference} imported in {seconds:.1}s.")),
-                Some(e) => app(format!(
+        match (kind, error) {
+            (OtherVertex::CacheImport { reference }, None) => {
+                self.fleet_imported = Some(true);
+                app(format!("Fleet cache {reference} imported in {seconds:.1}s."))
+            }
+            (OtherVertex::CacheImport { reference }, Some(e)) => {
+                self.fleet_imported = Some(false);
+                app(format!(
                     "Fleet cache {reference} not imported ({}); this build fills it.",
                     crate::error::one_line(e.to_string())
-                )),
-            };
+                ))
+            }
+            (OtherVertex::ImageExport | OtherVertex::Export, _) => {
+                self.export_seconds += seconds;
+                match (kind, error) {
+                    (_, Some(e)) => app(format!("{name} failed: {}", crate::error::one_line(e.to_string()))),
+                    (OtherVertex::ImageExport, None) => app(format!("Image exported and pushed in {seconds:.1}s.")),
+                    _ => Vec::new(),
+                }
+            }
+            (OtherVertex::Other, _) => Vec::new(),
         }
-        if name.starts_with("exporting") || name.starts_with("pushing") || name.starts_with("preparing build cache") {
-            self.export_seconds += seconds;
-            return match (name, error) {
-                ("exporting to image", None) => app(format!("Image exported and pushed in {seconds:.1}s.")),
-                (_, Some(e)) => app(format!("{name} failed: {}", crate::error::one_line(e.to_string()))),
-                _ => Vec::new(),
-            };
-        }
-        Vec::new()
     }
 
     /// `[build] build command 2/3: npm ci`: how the log names step `index` of `stage`.
@@ -177,8 +219,8 @@ impl<'p> Progress<'p> {
 
     /// The log lines `ev`, seen at `now`, makes.
     pub fn on_event(&mut self, ev: &SolveEvent, now: Instant) -> Vec<(LineSource, String)> {
-        if let SolveEvent::Other { name, seconds, error, .. } = ev {
-            return self.on_other(name, *seconds, error.as_deref());
+        if let SolveEvent::Other { name, kind, seconds, error, .. } = ev {
+            return self.on_other(name, kind, *seconds, error.as_deref());
         }
         let Some(info) = ev.vertex() else { return Vec::new() };
         let mut out = Vec::new();

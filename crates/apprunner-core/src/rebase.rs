@@ -15,12 +15,9 @@ pub use crate::request::Rebased;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const IN_TOTO: &str = "application/vnd.in-toto+json";
+use crate::media_types::{DOCKER_LAYER_GZIP, IN_TOTO, OCI_CONFIG, OCI_LAYER_GZIP};
+pub use crate::media_types::{OCI_INDEX, OCI_MANIFEST};
+
 const SLSA_V02: &str = "https://slsa.dev/provenance/v0.2";
 const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 const REFERENCE_TYPE: &str = "vnd.docker.reference.type";

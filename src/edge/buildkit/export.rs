@@ -13,12 +13,27 @@ use std::collections::BTreeMap;
 const ANNOTATED: &[&str] = &[labels::OCI_SOURCE, labels::OCI_REVISION];
 const OCI_CREATED: &str = "org.opencontainers.image.created";
 
-/// The exporter's name and attributes for an image solve that ends in `target`.
-pub fn image_exporter(
-    target: &ImageRef,
-    image: &FinalImage,
-    plain_http: bool,
-) -> (&'static str, BTreeMap<String, String>) {
+/// What a solve exports and how: `BuildKit`'s exporter and its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exporter {
+    /// `image`: the image exporter, which pushes.
+    pub kind: &'static str,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// What `BuildKit` says a solve exported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExporterResponse(pub BTreeMap<String, String>);
+
+impl ExporterResponse {
+    /// The digest of what the image exporter pushed (the index, with attestations).
+    pub fn image_digest(&self) -> Option<&str> {
+        self.0.get("containerimage.digest").map(String::as_str)
+    }
+}
+
+/// The image exporter for a solve that ends in `target`.
+pub fn image_exporter(target: &ImageRef, image: &FinalImage, plain_http: bool) -> Exporter {
     let mut attrs = BTreeMap::from([
         ("name".to_string(), target.to_string()),
         ("push".to_string(), "true".to_string()),
@@ -45,7 +60,7 @@ pub fn image_exporter(
     for (key, value) in &image.deployment {
         attrs.insert(format!("annotation-index.{key}"), value.clone());
     }
-    ("image", attrs)
+    Exporter { kind: "image", attributes: attrs }
 }
 
 /// What a build asks `BuildKit` to record besides the image: a SLSA provenance attestation
@@ -156,8 +171,8 @@ mod tests {
             created: None,
             deployment: BTreeMap::from([("dev.apprunner-build.operation-id".into(), "op".into())]),
         };
-        let (name, attrs) = image_exporter(&target, &image, false);
-        assert_eq!(name, "image");
+        let Exporter { kind, attributes: attrs } = image_exporter(&target, &image, false);
+        assert_eq!(kind, "image");
         assert_eq!(attrs["push"], "true");
         assert!(!attrs.contains_key("registry.insecure"));
         let config: serde_json::Value = serde_json::from_str(&attrs["containerimage.config"]).unwrap();

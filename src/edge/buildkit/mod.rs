@@ -11,7 +11,7 @@ mod solve;
 pub use solve::SolveOptions;
 
 pub use connect::BuildkitAddr;
-pub use export::{attestations, image_exporter, FleetCache};
+pub use export::{attestations, image_exporter, Exporter, ExporterResponse, FleetCache};
 
 use crate::core::progress::VertexInfo;
 use crate::error::{error_chain, Classified, ErrorClass};

@@ -2,8 +2,8 @@
 //! per-step events with the users' output split into lines.
 
 use super::control::{CacheOptions, SolveRequest};
-use super::{Buildkit, SolveFailure};
-use crate::core::progress::{SolveEvent, VertexInfo};
+use super::{Buildkit, Exporter, ExporterResponse, SolveFailure};
+use crate::core::progress::{OtherVertex, SolveEvent, VertexInfo};
 use crate::llb::Llb;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::PoisonError;
@@ -15,7 +15,7 @@ use tokio_stream::StreamExt;
 /// `BuildKit` calls back on, what its steps may do.
 #[derive(Debug, Clone, Default)]
 pub struct SolveOptions {
-    pub exporter: Option<(String, BTreeMap<String, String>)>,
+    pub exporter: Option<Exporter>,
     pub cache: Option<CacheOptions>,
     pub session: Option<String>,
     pub entitlements: Vec<String>,
@@ -31,7 +31,7 @@ impl Buildkit {
         llb: &Llb,
         options: SolveOptions,
         events: UnboundedSender<SolveEvent>,
-    ) -> Result<BTreeMap<String, String>, SolveFailure> {
+    ) -> Result<ExporterResponse, SolveFailure> {
         let r#ref = uuid::Uuid::new_v4().simple().to_string();
         let mut status_client = self.client.clone();
         let vertices = llb.vertices.clone();
@@ -50,12 +50,7 @@ impl Buildkit {
                     let seconds = vertex_seconds(&v);
                     let Some(info) = vertices.get(&v.digest) else {
                         if done && !before.1 {
-                            let _ = events.send(SolveEvent::Other {
-                                name: v.name.clone(),
-                                cached: v.cached,
-                                seconds,
-                                error: Some(v.error.clone()).filter(|e| !e.is_empty()),
-                            });
+                            let _ = events.send(other_event(&v, seconds));
                         }
                         continue;
                     };
@@ -95,7 +90,8 @@ impl Buildkit {
 
         // A solve dropped half way (its build's time limit) takes its Status reader with it.
         let _abort_status = AbortOnDrop(status_task.abort_handle());
-        let (exporter, exporter_attrs) = options.exporter.unwrap_or_default();
+        let (exporter, exporter_attrs) =
+            options.exporter.map(|e| (e.kind.to_string(), e.attributes)).unwrap_or_default();
         let req = SolveRequest {
             r#ref,
             definition: Some(llb.definition()),
@@ -112,7 +108,7 @@ impl Buildkit {
         // Status ends once BuildKit has flushed the job; give it a bounded moment.
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut status_task).await;
         match result {
-            Ok(resp) => Ok(resp.exporter_response),
+            Ok(resp) => Ok(ExporterResponse(resp.exporter_response)),
             Err(status) => {
                 let message = status.message().to_string();
                 let failed = failed.lock().unwrap_or_else(PoisonError::into_inner).clone();
@@ -139,6 +135,17 @@ impl Buildkit {
 }
 
 /// How long a finished vertex ran, as `BuildKit`'s clock says.
+/// A finished vertex of `BuildKit`'s own, classified by its name once, here.
+fn other_event(v: &super::control::Vertex, seconds: f64) -> SolveEvent {
+    SolveEvent::Other {
+        kind: OtherVertex::of(&v.name),
+        name: v.name.clone(),
+        cached: v.cached,
+        seconds,
+        error: Some(v.error.clone()).filter(|e| !e.is_empty()),
+    }
+}
+
 fn vertex_seconds(v: &super::control::Vertex) -> f64 {
     match (&v.started, &v.completed) {
         (Some(a), Some(b)) => (b.seconds - a.seconds) as f64 + f64::from(b.nanos - a.nanos) / 1e9,

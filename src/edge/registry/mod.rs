@@ -15,13 +15,11 @@ use crate::error::{error_chain, Classified, ErrorClass};
 use serde_json::Value;
 use std::sync::{Mutex, PoisonError};
 
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+use crate::core::media_types::ACCEPTED_MANIFESTS as ACCEPT_MANIFESTS;
+pub use crate::core::media_types::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_MANIFEST};
+
 /// Blobs up to this size are sent in the request that starts their upload.
 const SMALL_BLOB: usize = 64 * 1024;
-const ACCEPT_MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// What went wrong talking to a registry, and so whose it is to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -77,7 +77,16 @@ fn a_phases_commands_are_named_timed_and_the_stage_by_the_given_clock() {
     assert_eq!(cached[2].1, "[run] build command 2/2: b cached.");
     assert!(cached[3].1.starts_with("Stage run finished in 0.0s (all cached)"), "{cached:?}");
     assert!(p
-        .on_event(&SolveEvent::Other { name: "pull".into(), cached: false, seconds: 1.0, error: None }, t0)
+        .on_event(
+            &SolveEvent::Other {
+                name: "pull".into(),
+                kind: OtherVertex::Other,
+                cached: false,
+                seconds: 1.0,
+                error: None
+            },
+            t0
+        )
         .is_empty());
     let t = p.timings();
     assert_eq!((t[0].stage.as_str(), t[0].seconds, t[0].cached), ("build", 2.5, false));
