@@ -1,6 +1,7 @@
 //! Image reuse: the build key on the image exporter, and the image at the target tag taken
 //! under a new index when it was built with the same key.
 
+use super::narration::Narration;
 use super::prepare::Prepared;
 use super::settings::Settings;
 use crate::core::image_ref::ImageRef;
@@ -51,16 +52,9 @@ pub(super) async fn reuse_image(
     let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else {
         return Ok(None);
     };
-    log.apprunner("Starting source code build.");
     let digest = registry
         .put_manifest(&target.registry, &target.repository, &target.reference(), &reused.index, OCI_INDEX)
         .await?;
-    log.apprunner(format!(
-        "{} holds the image of these exact inputs (build key {}, built by deployment {}): reused under a new index; nothing was solved.",
-        target,
-        &key[..12],
-        reused.built_by.as_deref().unwrap_or("unknown")
-    ));
-    log.apprunner("Successfully built your application source code.");
+    Narration(log).reused(&target.to_string(), &key[..12], reused.built_by.as_deref());
     Ok(Some(digest))
 }

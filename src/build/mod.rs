@@ -4,6 +4,7 @@
 //! (the solves and their narration), `settings` (how the services are reached).
 
 mod image_reuse;
+mod narration;
 mod prepare;
 mod settings;
 mod solve;
@@ -23,13 +24,15 @@ use crate::edge::stand_in::{self};
 use crate::error::BuildError;
 use crate::log::DeploymentLog;
 use image_reuse::{keyed_exporter, reuse_image};
+use narration::Narration;
 use solve::solve;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Runs a whole build, streaming the deployment log; the result on success.
 pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
-    log.apprunner(format!("Deployment with ID : {} started. Triggering event : {}", req.operation_id, req.trigger));
+    let say = Narration(log);
+    say.started(&req.operation_id, &req.trigger);
     // The time limit bounds the whole build: fetch, plan, solve, push. Whatever is running when
     // it expires is dropped: git processes are killed, BuildKit's solves cancelled.
     let result = match tokio::time::timeout(settings.timeout, run_inner(settings, req, log)).await {
@@ -40,17 +43,8 @@ pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -
         ))),
     };
     match &result {
-        Ok(o) => {
-            log.apprunner(format!("Image: {}", o.image));
-            log.apprunner(format!("Deployment with ID : {} completed successfully.", req.operation_id));
-        }
-        Err(e) => {
-            log.apprunner(format!("Failed to build your application source code. Reason: {}", e.message));
-            log.apprunner(format!(
-                "Deployment with ID : {} failed. Failure reason : {} ({} error; see the lines above).",
-                req.operation_id, e.message, e.class
-            ));
-        }
+        Ok(o) => say.succeeded(&req.operation_id, &o.image),
+        Err(e) => say.failed(&req.operation_id, e),
     }
     result
 }
@@ -67,9 +61,8 @@ pub async fn rebase(
 ) -> Result<RebaseOutcome, BuildError> {
     request::check_target(target, &settings.allowed_targets)?;
     let registry = settings.registry_client();
-    log.apprunner(format!(
-        "Rebasing {from} onto the run image of runtime version {to_version}: registry operations only, nothing is built."
-    ));
+    let say = Narration(log);
+    say.rebasing(&from.to_string(), to_version);
     let deployment = BTreeMap::from([(crate::core::labels::OPERATION_ID.to_string(), operation_id.to_string())]);
     let catalog = RuntimeCatalog::builtin();
     let images = stand_in::RuntimeImages { host: &settings.registry, builder: settings.stand_ins.as_ref(), log };
@@ -78,14 +71,8 @@ pub async fn rebase(
         BuildError::transient(format!("the rebase did not finish within {} seconds", settings.timeout.as_secs()))
     })??;
     match &out {
-        RebaseOutcome::Moved(r) if r.unchanged => {
-            log.apprunner(format!("The image is on {} {} already: {}", r.runtime, r.to_version, r.image));
-        }
-        RebaseOutcome::Moved(r) => log.apprunner(format!(
-            "Rebased from {} {} onto {} {} ({}) in {:.1}s, {} bytes copied: {}",
-            r.runtime, r.from_version, r.runtime, r.to_version, r.run_image, r.seconds, r.copied_bytes, r.image
-        )),
-        RebaseOutcome::Refused(refusal) => log.apprunner(format!("Cannot rebase: {refusal}.")),
+        RebaseOutcome::Moved(r) => say.rebased(r),
+        RebaseOutcome::Refused(refusal) => say.rebase_refused(refusal),
     }
     Ok(out)
 }
@@ -103,20 +90,8 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     let preparing = Instant::now();
     let prepared = prepare(settings, req, ImageLookup::Required(&registry), log).await?;
     let plan = &prepared.plan;
-    for w in &plan.warnings {
-        log.apprunner(format!("Warning: {w}"));
-    }
-    log.apprunner(format!(
-        "Runtime {} {} ({} build). Build image {}, run image {}.",
-        plan.runtime, plan.runtime_version, plan.build_process, plan.build_image, plan.run_image
-    ));
-    if !plan.secrets.is_empty() {
-        let names: Vec<&str> = plan.secrets.iter().map(|s| s.name.as_str()).collect();
-        log.apprunner(format!(
-            "Runtime secrets {} stay references: they are not resolved at build time and not written into the image.",
-            names.join(", ")
-        ));
-    }
+    let say = Narration(log);
+    say.planned(plan);
 
     let exporter = keyed_exporter(settings, target, &prepared);
     if settings.image_reuse {
@@ -135,22 +110,10 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
 
     let host = settings.registry.as_str();
     let src = image::push_content(&registry, host, SOURCE_REPOSITORY, &prepared.source_layer).await?;
-    if src.uploaded {
-        log.apprunner(format!(
-            "Source directory {} packed: {} files, {} bytes uploaded as {}.",
-            plan.source_dir, prepared.source_layer.files, src.bytes, src.pinned
-        ));
-    } else {
-        log.apprunner(format!(
-            "Source directory {} unchanged since an earlier build ({}); nothing uploaded.",
-            plan.source_dir, src.pinned
-        ));
-    }
+    let uploaded = src.uploaded.then_some(src.bytes);
+    say.source_uploaded(&plan.source_dir, prepared.source_layer.files, uploaded, &src.pinned);
     if prepared.source_layer.special_bits_dropped > 0 {
-        log.apprunner(format!(
-            "setuid and setgid bits dropped from {} files of the source; every file in /app is owned by root.",
-            prepared.source_layer.special_bits_dropped
-        ));
+        say.special_bits_dropped(prepared.source_layer.special_bits_dropped);
     }
     if let Some(ca) = &prepared.ca_layer {
         image::push_content(&registry, host, CA_REPOSITORY, ca).await?;
@@ -164,10 +127,10 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         let cache_host = prefix.split('/').next().unwrap_or_default();
         FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))
     });
-    log.apprunner("Starting source code build.");
+    say.building();
     let solving = Instant::now();
     let solved = solve(&buildkit, &session, fleet_cache.as_ref(), settings, exporter, &prepared, log).await?;
-    log.apprunner("Successfully built your application source code.");
+    say.built();
     let digest = solved
         .exporter_response
         .image_digest()

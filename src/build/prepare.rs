@@ -1,6 +1,7 @@
 //! Before BuildKit: the source fetched and confined, the configuration read, the runtime and its
 //! images resolved (made first when they are missing and may be), the plan and its LLB.
 
+use super::narration::Narration;
 use super::settings::{Settings, CA_REPOSITORY, SOURCE_REPOSITORY};
 use crate::core::catalog::{ResolvedRuntime, RuntimeCatalog};
 use crate::core::config::{self, AppConfig, ConfigSource, CONFIG_FILE};
@@ -145,34 +146,23 @@ pub async fn prepare(
         SourceLocation::Git(u) => ("GIT", redact_userinfo(u)),
     };
     let version = req.revision.describe();
-    log.apprunner(format!("Deployment Artifact: [Repo Type: {repo_type}], [Repository: {repo_shown}], {version}, [SourceDirectory: {source_dir}]"));
-    log.apprunner(format!("Pulling source code from {repo_type} Repository ( {repo_shown} )."));
+    let say = Narration(log);
+    say.artifact(repo_type, &repo_shown, &version, &source_dir);
     let fetching = Instant::now();
     let checkout = source::fetch(&req.location, &req.revision, settings.git_credentials.as_deref()).await?;
     let fetch_seconds = fetching.elapsed().as_secs_f64();
-    log.apprunner("Successfully pulled your application source code.");
-    log.apprunner(format!(
-        "Source at commit {}{}{}.",
-        checkout.commit.as_deref().unwrap_or("(not a git repository)"),
-        checkout.branch.as_deref().map(|b| format!(" (branch {b})")).unwrap_or_default(),
-        if checkout.dirty { ", with changes not committed (the working tree is built as it is)" } else { "" }
-    ));
+    say.pulled(checkout.commit.as_deref(), checkout.branch.as_deref(), checkout.dirty);
     let dir = source::confine(&checkout.root, &source_dir)?;
     if req.config == ConfigInput::Repository {
-        log.apprunner(format!("Reading {CONFIG_FILE} config file."));
+        say.reading_config_file(CONFIG_FILE);
     }
     let cfg = read_config(&req.config, &source_dir, &dir, catalog)?;
-    match cfg.source {
-        ConfigSource::Repository => log.apprunner("Successfully validate configuration file."),
-        ConfigSource::Api => {
-            log.apprunner("Using the build settings from the API values; any apprunner.yaml is ignored.");
-        }
-    }
+    say.configured(cfg.source == ConfigSource::Repository);
     let runtime = catalog.lookup(&cfg.runtime)?;
     let hold = settings.runtime_holds.get(&runtime.name).map(String::as_str);
     let resolved = catalog.resolve_held(runtime, cfg.runtime_version.as_deref(), hold)?;
     if let Some(hold) = hold.filter(|_| cfg.runtime_version.is_none()) {
-        log.apprunner(format!("{} is held at {hold} on this fleet: building on {}.", runtime.name, resolved.version));
+        say.held(&runtime.name, hold, &resolved.version);
     }
     platform::check(&cfg, &resolved, &source::platform_facts(&dir, &cfg)?, &source_dir)?;
 

@@ -1,6 +1,7 @@
 //! The solves of one build on BuildKit: the dependency warm-ups, the image and its post-build
 //! check, the export, the fleet cache; their progress narrated as the deployment log.
 
+use super::narration::Narration;
 use super::prepare::Prepared;
 use super::settings::Settings;
 use crate::core::plan::{BuildPlan, StageRole};
@@ -121,7 +122,7 @@ pub(super) async fn solve(
             Some(c) => format!("this BuildKit's cache or the fleet cache {}", c.reference),
             None => "this BuildKit's cache".to_string(),
         };
-        log.apprunner(format!("{cached} of {all} steps came from {from}."));
+        Narration(log).steps_from_caches(cached, all, &from);
     }
     let mut export_seconds = report.export_seconds;
     if let Some(cache) = fleet_cache {
@@ -151,10 +152,7 @@ pub(super) async fn export_fleet_cache(
     let result = buildkit.solve(llb, options, tx).await;
     let _ = drain.await;
     let seconds = started.elapsed().as_secs_f64();
-    match result {
-        Ok(_) => log.apprunner(format!("Fleet cache {} exported in {seconds:.1}s.", cache.reference)),
-        Err(e) => log.apprunner(format!("Warning: the fleet cache {} was not exported: {e}", cache.reference)),
-    }
+    Narration(log).fleet_cache_exported(&cache.reference, result.map(|_| seconds).map_err(|e| e.to_string()));
     seconds
 }
 
@@ -196,7 +194,7 @@ pub(super) async fn warm_up(
             Ok(_) => {}
             Err(e @ SolveFailure::Unavailable(_)) => return Err(e.into()),
             Err(e) => {
-                log.apprunner(format!("[{stage}] dependency warm-up left out ({e}); the build goes on without it."));
+                Narration(log).warm_up_left_out(&stage, &e.to_string());
                 cold.push(stage);
             }
         }

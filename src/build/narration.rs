@@ -1,0 +1,162 @@
+//! App Runner's deployment log as a build tells it: every `[AppRunner]` sentence of a build and
+//! a rebase in one place, so the wording App Runner's users search for stays as they know it
+//! (docs/configuration.md, "The deployment log") and is reviewed here. The step-by-step lines
+//! of the solves are `core::progress`'s; a missing runtime image's are `edge::stand_in`'s.
+
+use crate::core::plan::BuildPlan;
+use crate::core::rebase::Refusal;
+use crate::edge::rebase::Rebased;
+use crate::error::BuildError;
+use crate::log::DeploymentLog;
+
+/// Says a build's sentences into its deployment log.
+#[derive(Clone, Copy)]
+pub struct Narration<'a>(pub &'a DeploymentLog);
+
+impl Narration<'_> {
+    fn say(self, text: impl Into<String>) {
+        self.0.apprunner(text);
+    }
+
+    pub fn started(self, operation_id: &str, trigger: &str) {
+        self.say(format!("Deployment with ID : {operation_id} started. Triggering event : {trigger}"));
+    }
+
+    pub fn succeeded(self, operation_id: &str, image: &str) {
+        self.say(format!("Image: {image}"));
+        self.say(format!("Deployment with ID : {operation_id} completed successfully."));
+    }
+
+    pub fn failed(self, operation_id: &str, e: &BuildError) {
+        self.say(format!("Failed to build your application source code. Reason: {}", e.message));
+        self.say(format!(
+            "Deployment with ID : {operation_id} failed. Failure reason : {} ({} error; see the lines above).",
+            e.message, e.class
+        ));
+    }
+
+    /// Where the source comes from, before it is fetched.
+    pub fn artifact(self, repo_type: &str, repository: &str, version: &str, source_dir: &str) {
+        self.say(format!(
+            "Deployment Artifact: [Repo Type: {repo_type}], [Repository: {repository}], {version}, [SourceDirectory: {source_dir}]"
+        ));
+        self.say(format!("Pulling source code from {repo_type} Repository ( {repository} )."));
+    }
+
+    pub fn pulled(self, commit: Option<&str>, branch: Option<&str>, dirty: bool) {
+        self.say("Successfully pulled your application source code.");
+        self.say(format!(
+            "Source at commit {}{}{}.",
+            commit.unwrap_or("(not a git repository)"),
+            branch.map(|b| format!(" (branch {b})")).unwrap_or_default(),
+            if dirty { ", with changes not committed (the working tree is built as it is)" } else { "" }
+        ));
+    }
+
+    pub fn reading_config_file(self, file: &str) {
+        self.say(format!("Reading {file} config file."));
+    }
+
+    /// The configuration was read: from the repository's file, or from the API values.
+    pub fn configured(self, from_file: bool) {
+        self.say(if from_file {
+            "Successfully validate configuration file."
+        } else {
+            "Using the build settings from the API values; any apprunner.yaml is ignored."
+        });
+    }
+
+    pub fn held(self, runtime: &str, hold: &str, version: &str) {
+        self.say(format!("{runtime} is held at {hold} on this fleet: building on {version}."));
+    }
+
+    /// The plan's warnings, its runtime and images, and what becomes of its secrets.
+    pub fn planned(self, plan: &BuildPlan) {
+        for w in &plan.warnings {
+            self.say(format!("Warning: {w}"));
+        }
+        self.say(format!(
+            "Runtime {} {} ({} build). Build image {}, run image {}.",
+            plan.runtime, plan.runtime_version, plan.build_process, plan.build_image, plan.run_image
+        ));
+        if !plan.secrets.is_empty() {
+            let names: Vec<&str> = plan.secrets.iter().map(|s| s.name.as_str()).collect();
+            self.say(format!(
+                "Runtime secrets {} stay references: they are not resolved at build time and not written into the image.",
+                names.join(", ")
+            ));
+        }
+    }
+
+    /// The source directory's layer: uploaded as `pinned` (`bytes` of it) or there already.
+    pub fn source_uploaded(self, source_dir: &str, files: usize, bytes: Option<usize>, pinned: &str) {
+        self.say(match bytes {
+            Some(bytes) => {
+                format!("Source directory {source_dir} packed: {files} files, {bytes} bytes uploaded as {pinned}.")
+            }
+            None => {
+                format!("Source directory {source_dir} unchanged since an earlier build ({pinned}); nothing uploaded.")
+            }
+        });
+    }
+
+    pub fn special_bits_dropped(self, files: usize) {
+        self.say(format!(
+            "setuid and setgid bits dropped from {files} files of the source; every file in /app is owned by root."
+        ));
+    }
+
+    pub fn building(self) {
+        self.say("Starting source code build.");
+    }
+
+    pub fn built(self) {
+        self.say("Successfully built your application source code.");
+    }
+
+    /// The image at `target` was built from these exact inputs: taken under a new index.
+    pub fn reused(self, target: &str, key: &str, built_by: Option<&str>) {
+        self.building();
+        self.say(format!(
+            "{target} holds the image of these exact inputs (build key {key}, built by deployment {}): reused under a new index; nothing was solved.",
+            built_by.unwrap_or("unknown")
+        ));
+        self.built();
+    }
+
+    pub fn steps_from_caches(self, cached: usize, all: usize, from: &str) {
+        self.say(format!("{cached} of {all} steps came from {from}."));
+    }
+
+    pub fn fleet_cache_exported(self, reference: &str, outcome: Result<f64, String>) {
+        self.say(match outcome {
+            Ok(seconds) => format!("Fleet cache {reference} exported in {seconds:.1}s."),
+            Err(e) => format!("Warning: the fleet cache {reference} was not exported: {e}"),
+        });
+    }
+
+    pub fn warm_up_left_out(self, stage: &str, why: &str) {
+        self.say(format!("[{stage}] dependency warm-up left out ({why}); the build goes on without it."));
+    }
+
+    pub fn rebasing(self, from: &str, to_version: &str) {
+        self.say(format!(
+            "Rebasing {from} onto the run image of runtime version {to_version}: registry operations only, nothing is built."
+        ));
+    }
+
+    pub fn rebased(self, r: &Rebased) {
+        self.say(if r.unchanged {
+            format!("The image is on {} {} already: {}", r.runtime, r.to_version, r.image)
+        } else {
+            format!(
+                "Rebased from {} {} onto {} {} ({}) in {:.1}s, {} bytes copied: {}",
+                r.runtime, r.from_version, r.runtime, r.to_version, r.run_image, r.seconds, r.copied_bytes, r.image
+            )
+        });
+    }
+
+    pub fn rebase_refused(self, refusal: &Refusal) {
+        self.say(format!("Cannot rebase: {refusal}."));
+    }
+}
