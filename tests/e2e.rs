@@ -83,7 +83,7 @@ async fn revised_build_keeps_pre_run_and_drops_build_and_post_build_effects() {
         assert!(built.has_line("[Build] tests failed") || built.has_line("post-build command 1/1"));
         assert!(!built.has_line("Image exported and pushed"), "{:#?}", built.log);
         let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
-        let at_tag = registry.manifest(&target.registry, &target.repository, &target.reference()).await.unwrap();
+        let at_tag = registry.manifest_of(&target).await.unwrap();
         assert!(at_tag.is_none(), "nothing pushed to {target}");
     }
 }

@@ -102,8 +102,7 @@ async fn the_services_own_repositories_are_never_a_target() {
     use apprunner_build::core::image_ref::ImageRef;
     let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
     let runtime = ImageRef::parse("127.0.0.1:5000/apprunner-runtimes/python3:3.8.20-run").unwrap();
-    let before =
-        registry.manifest(&runtime.registry, &runtime.repository, &runtime.reference()).await.unwrap().unwrap();
+    let before = registry.manifest_of(&runtime).await.unwrap().unwrap();
     for target in
         ["127.0.0.1:5000/apprunner-runtimes/python3:3.8.20-run", "127.0.0.1:5000/apprunner-build/reported:someone-else"]
     {
@@ -115,7 +114,7 @@ async fn the_services_own_repositories_are_never_a_target() {
         assert!(e.message.contains("holds the build service's own images"), "{e}");
         assert!(!built.has_line("Starting source code build"));
     }
-    let after = registry.manifest(&runtime.registry, &runtime.repository, &runtime.reference()).await.unwrap().unwrap();
+    let after = registry.manifest_of(&runtime).await.unwrap().unwrap();
     assert_eq!(before.digest, after.digest);
     let mut confined = settings();
     confined.allowed_targets = vec!["127.0.0.1:5000/apprunner-tests".into()];

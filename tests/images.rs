@@ -31,7 +31,7 @@ async fn images_are_oci_indexes_with_a_provenance_attestation() {
     let built = build(&guide_app(), "/", None).await;
     let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
     let registry = Registry::new(Default::default(), vec![]);
-    let index = registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap();
+    let index = registry.manifest_of(&r).await.unwrap().unwrap();
     assert_eq!(index.media_type, "application/vnd.oci.image.index.v1+json");
     let json = index.json().unwrap();
     assert_eq!(json["annotations"]["org.opencontainers.image.title"], "e2e", "{json:#}");
@@ -222,8 +222,7 @@ async fn one_commit_gives_one_image_manifest() {
         // BuildKit solves both: the second would otherwise reuse the first's image.
         let built = build_with(&Settings { image_reuse: false, ..settings() }, req.clone()).await;
         let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
-        let index =
-            registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap().json().unwrap();
+        let index = registry.manifest_of(&r).await.unwrap().unwrap().json().unwrap();
         assert_eq!(index["annotations"]["dev.apprunner-build.operation-id"], req.operation_id.as_str());
         manifests.push(index["manifests"][0]["digest"].as_str().unwrap().to_string());
         indexes.push(r.reference());
@@ -255,7 +254,7 @@ async fn the_same_inputs_to_the_same_tag_reuse_the_image() {
     let index_of = |built: &Built| {
         let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
         let registry = &registry;
-        async move { registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap().json().unwrap() }
+        async move { registry.manifest_of(&r).await.unwrap().unwrap().json().unwrap() }
     };
     let (first, first_op) = build_to(settings()).await;
     assert!(!first.has_line("reused under a new index"));
@@ -292,7 +291,7 @@ async fn layers(image: &str) -> Vec<String> {
     use apprunner_build::edge::registry::Registry;
     let registry = Registry::new(Default::default(), vec![]);
     let r = apprunner_build::core::image_ref::ImageRef::parse(image).unwrap();
-    let mut manifest = registry.manifest(&r.registry, &r.repository, &r.reference()).await.unwrap().unwrap();
+    let mut manifest = registry.manifest_of(&r).await.unwrap().unwrap();
     if manifest.is_index() {
         let digest = manifest.platform_manifest("linux", "amd64").unwrap();
         manifest = registry.manifest(&r.registry, &r.repository, &digest).await.unwrap().unwrap();

@@ -104,10 +104,7 @@ async fn a_build_pushes_to_a_registry_that_wants_credentials() {
     let image = built.image().to_string();
     assert!(image.starts_with(&format!("{}/apps/authed@sha256:", reg.host)));
     let r = ImageRef::parse(&image).unwrap();
-    let m = Registry::new(creds(&reg.host, "s3cret"), vec![])
-        .manifest(&r.registry, &r.repository, &r.reference())
-        .await
-        .unwrap();
+    let m = Registry::new(creds(&reg.host, "s3cret"), vec![]).manifest_of(&r).await.unwrap();
     assert!(m.is_some());
 }
 

@@ -49,7 +49,7 @@ async fn failed_count(topology: &Topology) -> u32 {
 async fn image_exists(reference: &str) -> bool {
     let r = apprunner_build::core::image_ref::ImageRef::parse(reference).unwrap();
     apprunner_build::edge::registry::Registry::new(Default::default(), Vec::new())
-        .manifest(&r.registry, &r.repository, &r.reference())
+        .manifest_of(&r)
         .await
         .unwrap()
         .is_some()

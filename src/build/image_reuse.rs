@@ -46,7 +46,7 @@ pub(super) async fn reuse_image(
     log: &DeploymentLog,
 ) -> Result<Option<String>, BuildError> {
     let Some(key) = attrs.get(&build_key_attribute()) else { return Ok(None) };
-    let Ok(Some(existing)) = registry.manifest(&target.registry, &target.repository, &target.reference()).await else {
+    let Ok(Some(existing)) = registry.manifest_of(target).await else {
         return Ok(None);
     };
     let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else {

@@ -125,7 +125,7 @@ async fn manifest_and_config(
     type Known = std::sync::Mutex<std::collections::HashMap<String, (Value, BTreeMap<String, String>)>>;
     static KNOWN: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
     let known = KNOWN.get_or_init(Known::default);
-    let Some(top) = registry.manifest(&r.registry, &r.repository, &r.reference()).await? else { return Ok(None) };
+    let Some(top) = registry.manifest_of(r).await? else { return Ok(None) };
     let key = format!("{}/{}@{}", r.registry, r.repository, top.digest);
     if remember {
         if let Some((config, annotations)) = known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
@@ -190,7 +190,7 @@ pub async fn runtime_image_presence(
     use futures_util::stream::{self, StreamExt};
     let has = |image: String| async move {
         let Ok(r) = ImageRef::parse(&format!("{host}/{image}")) else { return false };
-        matches!(registry.manifest(&r.registry, &r.repository, &r.reference()).await, Ok(Some(_)))
+        matches!(registry.manifest_of(&r).await, Ok(Some(_)))
     };
     let wanted = catalog.runtimes().iter().flat_map(|rt| rt.versions().into_iter().map(move |v| (rt, v)));
     stream::iter(wanted)

@@ -212,6 +212,11 @@ impl Registry {
         format!("repository:{repo}:pull,push")
     }
 
+    /// The manifest `image` names (by digest if it has one, else by tag), or None.
+    pub async fn manifest_of(&self, image: &crate::core::image_ref::ImageRef) -> Result<Option<Manifest>> {
+        self.manifest(&image.registry, &image.repository, &image.reference()).await
+    }
+
     /// The manifest at `reference` (tag or digest), or None if the registry has none.
     pub async fn manifest(&self, host: &str, repo: &str, reference: &str) -> Result<Option<Manifest>> {
         let url = self.url(host, &format!("{repo}/manifests/{reference}"));
