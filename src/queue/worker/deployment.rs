@@ -74,137 +74,165 @@ pub(super) async fn publish_failed(shared: &Shared, entry: &FailedJob) -> Result
     shared.publisher.publish(&Outgoing::new("", &failed, &payload)).await
 }
 
-/// Builds one job under its operation's lease and publishes its outcome. Ok when the job may
-/// be acked. While another build of the operation runs, the job waits in a delay queue.
-pub(super) async fn run_job(
-    shared: &Arc<Shared>,
-    job: &BuildJob,
-    attempt: u32,
-    may_be_built: bool,
-) -> Result<JobOutcome, QueueError> {
-    let lease = match shared.leases.acquire(&job.operation_id).await {
-        Ok(lease) => lease,
-        Err(NoLease::Held) => {
-            tracing::info!("job {}: its operation is being built elsewhere; it waits {DEFER:?}", job.job_id);
-            requeue(shared, job, attempt, DEFER).await?;
-            return Ok(JobOutcome::Deferred);
+/// One delivered job: the handler a worker runs for it, a step a method.
+pub(super) struct Deployment<'a> {
+    pub(super) shared: &'a Arc<Shared>,
+    pub(super) job: &'a BuildJob,
+    /// Which attempt this is (1 for the first delivery; a retry's comes in its header).
+    pub(super) attempt: u32,
+    /// Whether an earlier delivery may have built it already (so the registry is asked).
+    pub(super) may_be_built: bool,
+}
+
+impl Deployment<'_> {
+    /// Builds the job under its operation's lease and publishes its outcome. Ok when the job
+    /// may be acked. While another build of the operation runs, the job waits in a delay queue.
+    pub(super) async fn run(&self) -> Result<JobOutcome, QueueError> {
+        let lease = match self.shared.leases.acquire(&self.job.operation_id).await {
+            Ok(lease) => lease,
+            Err(NoLease::Held) => {
+                tracing::info!("job {}: its operation is being built elsewhere; it waits {DEFER:?}", self.job.job_id);
+                self.requeue(self.attempt, DEFER).await?;
+                return Ok(JobOutcome::Deferred);
+            }
+            Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
+        };
+        let outcome = self.leased(&lease).await;
+        self.shared.leases.release(lease).await;
+        outcome
+    }
+
+    /// With the lease held. Nothing is reported once the lease is lost: another worker may
+    /// already be building the operation.
+    async fn leased(&self, lease: &Lease) -> Result<JobOutcome, QueueError> {
+        let ledger = Ledger::new(&self.shared.registry, &self.shared.cfg.settings.registry);
+        if let Some(outcome) = self.report_if_built(&ledger, lease).await? {
+            return Ok(outcome);
         }
-        Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
-    };
-    let outcome = run_leased(shared, job, attempt, may_be_built, &lease).await;
-    shared.leases.release(lease).await;
-    outcome
-}
+        self.publish(JobEvent::new(self.job, JobStatus::InProgress), Some(self.attempt)).await?;
+        let action = self.build().await;
+        self.still_held(lease).await?;
+        self.report(&ledger, action).await
+    }
 
-/// Publishes `job` to the delay queue of `delay`, to come back as attempt `attempt`.
-pub(super) async fn requeue(shared: &Shared, job: &BuildJob, attempt: u32, delay: Duration) -> Result<(), QueueError> {
-    let ch = shared.publisher.side_channel().await?;
-    let retry_queue = shared.cfg.topology.declare_retry(ch, delay).await?;
-    let payload = QueueError::json("the job", job)?;
-    let msg =
-        Outgoing { message_id: Some(&job.job_id), attempt: Some(attempt), ..Outgoing::new("", &retry_queue, &payload) };
-    shared.publisher.publish(&msg).await
-}
+    /// A redelivery after the image was pushed: reported once, never built twice.
+    async fn report_if_built(&self, ledger: &Ledger<'_>, lease: &Lease) -> Result<Option<JobOutcome>, QueueError> {
+        let (job, worker) = (self.job, self.shared.cfg.worker_id.as_str());
+        let Some(target) = job.target().ok().filter(|_| self.may_be_built) else { return Ok(None) };
+        let Some(built) = ledger.built(&target, &job.operation_id).await else { return Ok(None) };
+        // The worker that built it may be a moment from recording its report: its connection
+        // (and lease) went between its event and its marker. It gets that moment.
+        if ledger.reported(&job.operation_id).await || {
+            tokio::time::sleep(REPORT_GRACE).await;
+            ledger.reported(&job.operation_id).await
+        } {
+            tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
+            return Ok(Some(JobOutcome::Duplicate));
+        }
+        self.still_held(lease).await?;
+        // Its builder recorded the service before its event, unless it died first. A record
+        // there may be a later deployment's: an old job redelivered must not replace it.
+        if !ledger.has_record(&job.service.name).await {
+            record_service(ledger, job, &target.with_digest(&built.digest)).await;
+        }
+        publish_event(self.shared, &already_built(job, &target, &built).by(worker, None)).await?;
+        ledger.mark_reported(&job.operation_id).await;
+        Ok(Some(JobOutcome::Succeeded))
+    }
 
-/// The rest of `run_job`, with the lease held. Nothing is reported once the lease is lost:
-/// another worker may already be building the operation.
-pub(super) async fn run_leased(
-    shared: &Arc<Shared>,
-    job: &BuildJob,
-    attempt: u32,
-    may_be_built: bool,
-    lease: &Lease,
-) -> Result<JobOutcome, QueueError> {
-    let still_held = || async {
-        if shared.leases.holds(lease).await {
+    /// Runs the build with its log going to the logs exchange; what to do with its result.
+    async fn build(&self) -> Action<Finished> {
+        let (shared, job, attempt) = (self.shared, self.job, self.attempt);
+        let (sink, forwarder) = log_forwarder(shared.clone(), job.operation_id.clone());
+        let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
+        let began = Instant::now();
+        let result = build(&shared.cfg.settings, job, &log).await;
+        let action = shared.cfg.retry.decide(result, attempt);
+        if let Action::Retry { delay, error, .. } = &action {
+            let max = shared.cfg.retry.max_attempts;
+            log.apprunner(format!(
+                "Transient fault on attempt {attempt} of {max}: {}. Retrying in {}s.",
+                error.message,
+                delay.as_secs_f32()
+            ));
+        }
+        drop(log);
+        let _ = forwarder.await;
+        shared.metrics.build_seconds(began.elapsed().as_secs_f64());
+        action
+    }
+
+    /// Publishes what the build came to: success (once), a retry, or a failure.
+    async fn report(&self, ledger: &Ledger<'_>, action: Action<Finished>) -> Result<JobOutcome, QueueError> {
+        let (shared, job, attempt) = (self.shared, self.job, self.attempt);
+        match action {
+            Action::Succeed(finished) => {
+                // The same job may have been redelivered and finished elsewhere meanwhile (this
+                // worker's connection dropped mid-build): report a success once.
+                if ledger.reported(&job.operation_id).await {
+                    return Ok(JobOutcome::Duplicate);
+                }
+                let reporting = Instant::now();
+                let (event, image) = match &finished {
+                    Finished::Built(r) => (JobEvent::succeeded(job, r), r.image.clone()),
+                    Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.clone()),
+                };
+                // Recorded before it is reported: whoever sees the success finds the record.
+                record_service(ledger, job, &image).await;
+                self.publish(event, Some(attempt)).await?;
+                ledger.mark_reported(&job.operation_id).await;
+                if let Finished::Built(result) = &finished {
+                    let p = result.phases;
+                    for (phase, secs) in
+                        [("fetch", p.fetch), ("plan", p.plan), ("solve", p.solve), ("export", p.export)]
+                    {
+                        shared.metrics.phase_seconds(phase, secs);
+                    }
+                }
+                shared.metrics.phase_seconds("report", reporting.elapsed().as_secs_f64());
+                Ok(JobOutcome::Succeeded)
+            }
+            Action::Retry { next_attempt, delay, error } => {
+                self.requeue(next_attempt, delay).await?;
+                let mut ev = JobEvent::new(job, JobStatus::Queued);
+                ev.attempt = Some(next_attempt);
+                ev.error = Some((&error).into());
+                publish_event(shared, &ev).await?;
+                Ok(JobOutcome::Retried)
+            }
+            Action::Fail(error) => {
+                let worker = shared.cfg.worker_id.as_str();
+                publish_failed(shared, &FailedJob::of_job(job, &error, attempt, worker)).await?;
+                self.publish(JobEvent::failed(job, &error), Some(attempt)).await?;
+                Ok(JobOutcome::Failed(error.class))
+            }
+        }
+    }
+
+    /// Publishes `event` as this worker's, on `attempt`.
+    async fn publish(&self, event: JobEvent, attempt: Option<u32>) -> Result<(), QueueError> {
+        publish_event(self.shared, &event.by(&self.shared.cfg.worker_id, attempt)).await
+    }
+
+    /// Publishes the job to the delay queue of `delay`, to come back as attempt `attempt`.
+    async fn requeue(&self, attempt: u32, delay: Duration) -> Result<(), QueueError> {
+        let (shared, job) = (self.shared, self.job);
+        let ch = shared.publisher.side_channel().await?;
+        let retry_queue = shared.cfg.topology.declare_retry(ch, delay).await?;
+        let payload = QueueError::json("the job", job)?;
+        let msg = Outgoing {
+            message_id: Some(&job.job_id),
+            attempt: Some(attempt),
+            ..Outgoing::new("", &retry_queue, &payload)
+        };
+        shared.publisher.publish(&msg).await
+    }
+
+    async fn still_held(&self, lease: &Lease) -> Result<(), QueueError> {
+        if self.shared.leases.holds(lease).await {
             Ok(())
         } else {
-            Err(QueueError::LostLease { job_id: job.job_id.clone() })
-        }
-    };
-    let ledger = Ledger::new(&shared.registry, &shared.cfg.settings.registry);
-    let worker = shared.cfg.worker_id.as_str();
-
-    // Redelivered after the image was pushed: report it once, never build it twice.
-    if let Some(target) = job.target().ok().filter(|_| may_be_built) {
-        if let Some(built) = ledger.built(&target, &job.operation_id).await {
-            // The worker that built it may be a moment from recording its report: its
-            // connection (and lease) went between its event and its marker. It gets that moment.
-            if ledger.reported(&job.operation_id).await || {
-                tokio::time::sleep(REPORT_GRACE).await;
-                ledger.reported(&job.operation_id).await
-            } {
-                tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
-                return Ok(JobOutcome::Duplicate);
-            }
-            still_held().await?;
-            // Its builder recorded the service before its event, unless it died first. A record
-            // there may be a later deployment's: an old job redelivered must not replace it.
-            if !ledger.has_record(&job.service.name).await {
-                record_service(&ledger, job, &target.with_digest(&built.digest)).await;
-            }
-            publish_event(shared, &already_built(job, &target, &built).by(worker, None)).await?;
-            ledger.mark_reported(&job.operation_id).await;
-            return Ok(JobOutcome::Succeeded);
-        }
-    }
-
-    publish_event(shared, &JobEvent::new(job, JobStatus::InProgress).by(worker, Some(attempt))).await?;
-    let (sink, forwarder) = log_forwarder(shared.clone(), job.operation_id.clone());
-    let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
-    let began = Instant::now();
-    let result = build(&shared.cfg.settings, job, &log).await;
-    let action = shared.cfg.retry.decide(result, attempt);
-    if let Action::Retry { delay, error, .. } = &action {
-        let max = shared.cfg.retry.max_attempts;
-        log.apprunner(format!(
-            "Transient fault on attempt {attempt} of {max}: {}. Retrying in {}s.",
-            error.message,
-            delay.as_secs_f32()
-        ));
-    }
-    drop(log);
-    let _ = forwarder.await;
-    shared.metrics.build_seconds(began.elapsed().as_secs_f64());
-
-    still_held().await?;
-    match action {
-        Action::Succeed(finished) => {
-            // The same job may have been redelivered and finished elsewhere meanwhile (this
-            // worker's connection dropped mid-build): report a success once.
-            if ledger.reported(&job.operation_id).await {
-                return Ok(JobOutcome::Duplicate);
-            }
-            let reporting = Instant::now();
-            let (event, image) = match &finished {
-                Finished::Built(r) => (JobEvent::succeeded(job, r), r.image.clone()),
-                Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.clone()),
-            };
-            // Recorded before it is reported: whoever sees the success finds the record.
-            record_service(&ledger, job, &image).await;
-            publish_event(shared, &event.by(worker, Some(attempt))).await?;
-            ledger.mark_reported(&job.operation_id).await;
-            if let Finished::Built(result) = &finished {
-                let p = result.phases;
-                for (phase, secs) in [("fetch", p.fetch), ("plan", p.plan), ("solve", p.solve), ("export", p.export)] {
-                    shared.metrics.phase_seconds(phase, secs);
-                }
-            }
-            shared.metrics.phase_seconds("report", reporting.elapsed().as_secs_f64());
-            Ok(JobOutcome::Succeeded)
-        }
-        Action::Retry { next_attempt, delay, error } => {
-            requeue(shared, job, next_attempt, delay).await?;
-            let mut ev = JobEvent::new(job, JobStatus::Queued);
-            ev.attempt = Some(next_attempt);
-            ev.error = Some((&error).into());
-            publish_event(shared, &ev).await?;
-            Ok(JobOutcome::Retried)
-        }
-        Action::Fail(error) => {
-            publish_failed(shared, &FailedJob::of_job(job, &error, attempt, worker)).await?;
-            publish_event(shared, &JobEvent::failed(job, &error).by(worker, Some(attempt))).await?;
-            Ok(JobOutcome::Failed(error.class))
+            Err(QueueError::LostLease { job_id: self.job.job_id.clone() })
         }
     }
 }

@@ -15,7 +15,7 @@ use super::outcome::{JobOutcome, RetryPolicy};
 use crate::build::Settings;
 use crate::edge::registry::Registry;
 use crate::error::BuildError;
-use deployment::{publish_event, publish_failed, run_job};
+use deployment::{publish_event, publish_failed, Deployment};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -242,7 +242,7 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
         || delivered_before > 0
         || attempt > 1
         || props.headers().as_ref().is_some_and(|h| h.inner().contains_key("x-death"));
-    let done = run_job(shared, &job, attempt, may_be_built).await;
+    let done = Deployment { shared, job: &job, attempt, may_be_built }.run().await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     match done {
         Ok(outcome) => {
