@@ -15,17 +15,14 @@ pub use settings::{Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY}
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::ImageRef;
 use crate::core::request::{self, BuildRequest, BuildResult, PhaseTimings, StageTiming};
-use crate::edge::buildkit::session::Session;
-use crate::edge::buildkit::{Buildkit, FleetCache};
 use crate::edge::image;
 use crate::edge::rebase::RebaseOutcome;
-use crate::edge::registry::is_plain_http;
 use crate::edge::stand_in::{self};
 use crate::error::BuildError;
 use crate::log::DeploymentLog;
 use image_reuse::{keyed_exporter, reuse_image};
 use narration::Narration;
-use solve::solve;
+use solve::SolveSession;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -120,16 +117,10 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     }
     let plan_seconds = preparing.elapsed().as_secs_f64() - prepared.fetch_seconds;
 
-    let buildkit = Buildkit::connect(&settings.buildkit).await?;
-    // BuildKit asks the session for registry credentials: to push, and to reach the fleet cache.
-    let session = Session::attach(&settings.buildkit, settings.registry_client()).await?;
-    let fleet_cache = settings.fleet_cache.as_deref().map(|prefix| {
-        let cache_host = prefix.split('/').next().unwrap_or_default();
-        FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))
-    });
+    let session = SolveSession::open(settings, target, log).await?;
     say.building();
     let solving = Instant::now();
-    let solved = solve(&buildkit, &session, fleet_cache.as_ref(), settings, exporter, &prepared, log).await?;
+    let solved = session.solve(exporter, &prepared).await?;
     say.built();
     let digest = solved
         .exporter_response

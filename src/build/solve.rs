@@ -4,6 +4,7 @@
 use super::narration::Narration;
 use super::prepare::Prepared;
 use super::settings::Settings;
+use crate::core::image_ref::ImageRef;
 use crate::core::plan::{BuildPlan, StageRole};
 use crate::core::progress::{first_line, OtherVertex, Progress, SolveEvent};
 use crate::core::request::StageTiming;
@@ -11,6 +12,7 @@ use crate::edge::buildkit::session::Session;
 use crate::edge::buildkit::{
     attestations, Buildkit, Exporter, ExporterResponse, FleetCache, SolveFailure, SolveOptions,
 };
+use crate::edge::registry::is_plain_http;
 use crate::error::BuildError;
 use crate::llb::{self, Solves};
 use crate::log::DeploymentLog;
@@ -26,76 +28,188 @@ pub(super) struct Solved {
     pub(super) export_seconds: f64,
 }
 
-/// Solves the image and (concurrently) the post-build check within the time limit, reporting
-/// progress as it comes.
-pub(super) async fn solve(
-    buildkit: &Buildkit,
-    session: &Session,
-    fleet_cache: Option<&FleetCache>,
-    settings: &Settings,
-    exporter: Exporter,
-    prepared: &Prepared,
-    log: &DeploymentLog,
-) -> Result<Solved, BuildError> {
-    let plan = &prepared.plan;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let reporter = tokio::spawn(report(rx, log.clone(), plan.clone()));
-    let options = |exporter, export_cache| SolveOptions {
-        exporter,
-        cache: fleet_cache.map(|c| c.options(export_cache)),
-        session: Some(session.id.clone()),
-        entitlements: settings.entitlements(),
-        frontend_attrs: BTreeMap::new(),
-    };
-    let rebuilt = warm_up(buildkit, prepared, &options(None, false), &tx, log).await?;
-    let solves = rebuilt.as_ref().unwrap_or(&prepared.solves);
-    let image_options = SolveOptions { frontend_attrs: attestations(), ..options(Some(exporter), false) };
-    // The warm-ups were reported as they ran, with the fleet cache's import; the image solve
-    // finds them cached and imports it again: each said once.
-    let warmed = !prepared.solves.warm.is_empty();
-    let warm_steps: std::collections::HashSet<String> =
-        solves.warm.iter().flat_map(|(_, llb)| llb.vertices.values().map(|v| v.name.clone())).collect();
-    let (image_tx, forward_image) = filtered(&tx, move |ev| match ev {
-        SolveEvent::Cached(v) => !warm_steps.contains(&v.name),
-        SolveEvent::Other { kind, .. } => !(warmed && matches!(kind, OtherVertex::CacheImport { .. })),
-        _ => true,
-    });
-    // With a post-build check, the image is pushed only once the check has passed (a failed
-    // check must leave the target tag as it was, or a rebuild would find the image there and
-    // reuse it): its steps are solved beside the check, then exported by a second solve that
-    // finds every step cached.
-    let checked = solves.post_build.is_some();
-    let first = if checked { options(None, false) } else { image_options.clone() };
-    let image_solve = buildkit.solve(&solves.image, first, image_tx);
-    // The post-build solve shares the build stage with the image's; only its own stage is
-    // reported from it, so each step shows once.
-    let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
-    let (post_tx, forward) = filtered(&tx, move |ev| ev.stage() == check_stage.as_deref());
-    let post_solve = async {
-        match &solves.post_build {
-            Some(llb) => buildkit.solve(llb, options(None, false), post_tx).await.map(|_| ()),
-            None => Ok(()),
-        }
-    };
-    let (mut image_result, post_result) = tokio::join!(image_solve, post_solve);
-    let _ = forward.await;
-    let _ = forward_image.await;
-    if checked && image_result.is_ok() && post_result.is_ok() {
-        // Only the export is news: every step was reported by the first solve.
-        let (export_tx, forward_export) = filtered(&tx, |ev| match ev {
-            SolveEvent::Other { kind, .. } => !matches!(kind, OtherVertex::CacheImport { .. }),
-            _ => false,
+/// One build's time on `BuildKit`: the connection, the session that answers its credential
+/// requests, the service's fleet cache, and the deployment log its solves report to. The
+/// warm-ups, the image with its check, and the fleet cache's export are its methods.
+pub(super) struct SolveSession<'a> {
+    buildkit: Buildkit,
+    session: Session,
+    fleet_cache: Option<FleetCache>,
+    settings: &'a Settings,
+    log: &'a DeploymentLog,
+}
+
+impl<'a> SolveSession<'a> {
+    /// Connects to `BuildKit` and opens a session for a build that pushes to `target`.
+    pub(super) async fn open(
+        settings: &'a Settings,
+        target: &ImageRef,
+        log: &'a DeploymentLog,
+    ) -> Result<Self, BuildError> {
+        let buildkit = Buildkit::connect(&settings.buildkit).await?;
+        // BuildKit asks the session for registry credentials: to push, and to reach the fleet cache.
+        let session = Session::attach(&settings.buildkit, settings.registry_client()).await?;
+        let fleet_cache = settings.fleet_cache.as_deref().map(|prefix| {
+            let cache_host = prefix.split('/').next().unwrap_or_default();
+            FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))
         });
-        image_result = buildkit.solve(&solves.image, image_options, export_tx).await;
-        let _ = forward_export.await;
+        Ok(Self { buildkit, session, fleet_cache, settings, log })
     }
-    drop(tx);
-    let report = reporter.await.unwrap_or_default();
-    let failed_step = report.failed_step;
-    let failure = |f: SolveFailure| match &f {
+
+    /// How every solve of this build is asked for: with `exporter`, exporting the fleet cache
+    /// or not.
+    fn options(&self, exporter: Option<Exporter>, export_cache: bool) -> SolveOptions {
+        SolveOptions {
+            exporter,
+            cache: self.fleet_cache.as_ref().map(|c| c.options(export_cache)),
+            session: Some(self.session.id.clone()),
+            entitlements: self.settings.entitlements(),
+            frontend_attrs: BTreeMap::new(),
+        }
+    }
+
+    /// Solves the image and (concurrently) the post-build check, reporting progress as it
+    /// comes; the warm-ups first; the fleet cache exported after.
+    pub(super) async fn solve(&self, exporter: Exporter, prepared: &Prepared) -> Result<Solved, BuildError> {
+        let plan = &prepared.plan;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let reporter = tokio::spawn(report(rx, self.log.clone(), plan.clone()));
+        let rebuilt = self.warm_up(prepared, &tx).await?;
+        let solves = rebuilt.as_ref().unwrap_or(&prepared.solves);
+        let (image_result, post_result) = self.image_and_check(prepared, solves, exporter, &tx).await;
+        drop(tx);
+        let report = reporter.await.unwrap_or_default();
+        let failure = |f: SolveFailure| step_failure(plan, report.failed_step.as_ref(), f);
+        let exporter_response = image_result.map_err(failure)?;
+        post_result.map_err(failure)?;
+        let (cached, all) = report.cached_steps;
+        if cached > 0 {
+            let from = match &self.fleet_cache {
+                Some(c) => format!("this BuildKit's cache or the fleet cache {}", c.reference),
+                None => "this BuildKit's cache".to_string(),
+            };
+            Narration(self.log).steps_from_caches(cached, all, &from);
+        }
+        let mut export_seconds = report.export_seconds;
+        // A build whose every step came from a cache while the fleet cache was there adds
+        // nothing to it: exporting would only rewrite it (a second or more, paid by every no-op
+        // rebuild). Otherwise the image's definition is solved again, all of it cached now, to
+        // export every step's result.
+        if self.fleet_cache.is_some() && (cached < all || report.fleet_imported != Some(true)) {
+            export_seconds += self.export_fleet_cache(&solves.image).await;
+        }
+        Ok(Solved { exporter_response, timings: report.timings, export_seconds })
+    }
+
+    /// The image's solve (exporting it) beside the post-build check's, their events to `tx`.
+    async fn image_and_check(
+        &self,
+        prepared: &Prepared,
+        solves: &Solves,
+        exporter: Exporter,
+        tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
+    ) -> (Result<ExporterResponse, SolveFailure>, Result<(), SolveFailure>) {
+        let buildkit = &self.buildkit;
+        let image_options = SolveOptions { frontend_attrs: attestations(), ..self.options(Some(exporter), false) };
+        // The warm-ups were reported as they ran, with the fleet cache's import; the image solve
+        // finds them cached and imports it again: each said once.
+        let warmed = !prepared.solves.warm.is_empty();
+        let warm_steps: std::collections::HashSet<String> =
+            solves.warm.iter().flat_map(|(_, llb)| llb.vertices.values().map(|v| v.name.clone())).collect();
+        let (image_tx, forward_image) = filtered(tx, move |ev| match ev {
+            SolveEvent::Cached(v) => !warm_steps.contains(&v.name),
+            SolveEvent::Other { kind, .. } => !(warmed && matches!(kind, OtherVertex::CacheImport { .. })),
+            _ => true,
+        });
+        // With a post-build check, the image is pushed only once the check has passed (a failed
+        // check must leave the target tag as it was, or a rebuild would find the image there and
+        // reuse it): its steps are solved beside the check, then exported by a second solve that
+        // finds every step cached.
+        let checked = solves.post_build.is_some();
+        let first = if checked { self.options(None, false) } else { image_options.clone() };
+        let image_solve = buildkit.solve(&solves.image, first, image_tx);
+        // The post-build solve shares the build stage with the image's; only its own stage is
+        // reported from it, so each step shows once.
+        let plan = &prepared.plan;
+        let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
+        let (post_tx, forward) = filtered(tx, move |ev| ev.stage() == check_stage.as_deref());
+        let post_solve = async {
+            match &solves.post_build {
+                Some(llb) => buildkit.solve(llb, self.options(None, false), post_tx).await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let (mut image_result, post_result) = tokio::join!(image_solve, post_solve);
+        let _ = forward.await;
+        let _ = forward_image.await;
+        if checked && image_result.is_ok() && post_result.is_ok() {
+            // Only the export is news: every step was reported by the first solve.
+            let (export_tx, forward_export) = filtered(tx, |ev| match ev {
+                SolveEvent::Other { kind, .. } => !matches!(kind, OtherVertex::CacheImport { .. }),
+                _ => false,
+            });
+            image_result = buildkit.solve(&solves.image, image_options, export_tx).await;
+            let _ = forward_export.await;
+        }
+        (image_result, post_result)
+    }
+
+    /// Exports the fleet cache of a solved definition; the seconds it took. A cache that cannot
+    /// be written is a warning: the image is already pushed.
+    async fn export_fleet_cache(&self, llb: &llb::Llb) -> f64 {
+        let Some(cache) = &self.fleet_cache else { return 0.0 };
+        let started = Instant::now();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let result = self.buildkit.solve(llb, self.options(None, true), tx).await;
+        let _ = drain.await;
+        let seconds = started.elapsed().as_secs_f64();
+        Narration(self.log).fleet_cache_exported(&cache.reference, result.map(|_| seconds).map_err(|e| e.to_string()));
+        seconds
+    }
+
+    /// Solves the stages' dependency warm-ups, reporting them as they run. One that fails is
+    /// left out and the build goes on without it: the solves without those warm-ups, when there
+    /// were any.
+    async fn warm_up(
+        &self,
+        prepared: &Prepared,
+        tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
+    ) -> Result<Option<Solves>, BuildError> {
+        let options = self.options(None, false);
+        let warmed = futures_util::future::join_all(prepared.solves.warm.iter().map(|(stage, llb)| {
+            let options = options.clone();
+            async move { (stage.clone(), self.buildkit.solve(llb, options, tx.clone()).await) }
+        }))
+        .await;
+        let mut cold: Vec<String> = Vec::new();
+        for (stage, result) in warmed {
+            match result {
+                Ok(_) => {}
+                Err(e @ SolveFailure::Unavailable(_)) => return Err(e.into()),
+                Err(e) => {
+                    Narration(self.log).warm_up_left_out(&stage, &e.to_string());
+                    cold.push(stage);
+                }
+            }
+        }
+        if cold.is_empty() {
+            return Ok(None);
+        }
+        let mut plan = prepared.plan.clone();
+        for stage in plan.stages.iter_mut().filter(|s| cold.contains(&s.name)) {
+            stage.warm = None;
+        }
+        Ok(Some(llb::from_plan(&plan)))
+    }
+}
+
+/// A failed solve as the user's error: the command that failed (as its shell's markers said,
+/// else the phase's step) and its exit code; any other failure as its class says.
+fn step_failure(plan: &BuildPlan, failed_step: Option<&(String, usize)>, f: SolveFailure) -> BuildError {
+    match &f {
         SolveFailure::Step { vertex, exit_code, .. } => {
-            // The command that failed, as its shell's markers said; else the phase's vertex.
-            let failed = failed_step.as_ref().filter(|(stage, _)| *stage == vertex.stage);
+            let failed = failed_step.filter(|(stage, _)| *stage == vertex.stage);
             let step = failed.map(|(_, i)| *i).or(vertex.step);
             let found = plan.stage(&vertex.stage).and_then(|s| step.and_then(|i| s.steps.get(i)));
             let phase = found.map_or("build", |s| s.phase.key());
@@ -113,52 +227,12 @@ pub(super) async fn solve(
             BuildError::user(format!("Failed to execute '{phase}' command: {what}"))
         }
         _ => BuildError::from(f),
-    };
-    let exporter_response = image_result.map_err(failure)?;
-    post_result.map_err(failure)?;
-    let (cached, all) = report.cached_steps;
-    if cached > 0 {
-        let from = match fleet_cache {
-            Some(c) => format!("this BuildKit's cache or the fleet cache {}", c.reference),
-            None => "this BuildKit's cache".to_string(),
-        };
-        Narration(log).steps_from_caches(cached, all, &from);
     }
-    let mut export_seconds = report.export_seconds;
-    if let Some(cache) = fleet_cache {
-        // A build whose every step came from a cache while the fleet cache was there adds
-        // nothing to it: exporting would only rewrite it (a second or more, paid by every no-op
-        // rebuild). Otherwise the image's definition is solved again, all of it cached now, to
-        // export every step's result.
-        if cached < all || report.fleet_imported != Some(true) {
-            export_seconds += export_fleet_cache(buildkit, &solves.image, options(None, true), cache, log).await;
-        }
-    }
-    Ok(Solved { exporter_response, timings: report.timings, export_seconds })
-}
-
-/// Exports the fleet cache of a solved definition; the seconds it took. A cache that cannot be
-/// written is a warning: the image is already pushed.
-pub(super) async fn export_fleet_cache(
-    buildkit: &Buildkit,
-    llb: &llb::Llb,
-    options: SolveOptions,
-    cache: &FleetCache,
-    log: &DeploymentLog,
-) -> f64 {
-    let started = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let result = buildkit.solve(llb, options, tx).await;
-    let _ = drain.await;
-    let seconds = started.elapsed().as_secs_f64();
-    Narration(log).fleet_cache_exported(&cache.reference, result.map(|_| seconds).map_err(|e| e.to_string()));
-    seconds
 }
 
 /// A sender whose events reach `tx` only where `keep` says so; the task ends when the sender
 /// is dropped.
-pub(super) fn filtered(
+fn filtered(
     tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
     keep: impl Fn(&SolveEvent) -> bool + Send + 'static,
 ) -> (tokio::sync::mpsc::UnboundedSender<SolveEvent>, tokio::task::JoinHandle<()>) {
@@ -174,44 +248,9 @@ pub(super) fn filtered(
     (sender, task)
 }
 
-/// Solves the stages' dependency warm-ups, reporting them as they run. One that fails is left out
-/// and the build goes on without it: the solves without those warm-ups, when there were any.
-pub(super) async fn warm_up(
-    buildkit: &Buildkit,
-    prepared: &Prepared,
-    options: &SolveOptions,
-    tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
-    log: &DeploymentLog,
-) -> Result<Option<Solves>, BuildError> {
-    let warmed =
-        futures_util::future::join_all(prepared.solves.warm.iter().map(|(stage, llb)| async move {
-            (stage.clone(), buildkit.solve(llb, options.clone(), tx.clone()).await)
-        }))
-        .await;
-    let mut cold: Vec<String> = Vec::new();
-    for (stage, result) in warmed {
-        match result {
-            Ok(_) => {}
-            Err(e @ SolveFailure::Unavailable(_)) => return Err(e.into()),
-            Err(e) => {
-                Narration(log).warm_up_left_out(&stage, &e.to_string());
-                cold.push(stage);
-            }
-        }
-    }
-    if cold.is_empty() {
-        return Ok(None);
-    }
-    let mut plan = prepared.plan.clone();
-    for stage in plan.stages.iter_mut().filter(|s| cold.contains(&s.name)) {
-        stage.warm = None;
-    }
-    Ok(Some(llb::from_plan(&plan)))
-}
-
 /// What the report of a build's solves found.
 #[derive(Default)]
-pub(super) struct SolveReport {
+struct SolveReport {
     timings: Vec<StageTiming>,
     failed_step: Option<(String, usize)>,
     export_seconds: f64,
@@ -221,7 +260,7 @@ pub(super) struct SolveReport {
 }
 
 /// Turns solve events into deployment-log lines as they come; what they told in the end.
-pub(super) async fn report(mut rx: UnboundedReceiver<SolveEvent>, log: DeploymentLog, plan: BuildPlan) -> SolveReport {
+async fn report(mut rx: UnboundedReceiver<SolveEvent>, log: DeploymentLog, plan: BuildPlan) -> SolveReport {
     let mut progress = Progress::new(&plan);
     while let Some(ev) = rx.recv().await {
         for (source, text) in progress.on_event(&ev, Instant::now()) {
