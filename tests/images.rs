@@ -44,16 +44,14 @@ async fn images_are_oci_indexes_with_a_provenance_attestation() {
         .expect("an attestation manifest beside the image");
     assert_eq!(attestation["annotations"]["vnd.docker.reference.digest"], image["digest"]);
     let digest = attestation["digest"].as_str().unwrap();
-    let statements = registry.manifest(&r.registry, &r.repository, digest).await.unwrap().unwrap().json().unwrap();
+    let statements = registry.manifest(&r.repo(), digest).await.unwrap().unwrap().json().unwrap();
     let layer = &statements["layers"][0];
     assert!(layer["annotations"]["in-toto.io/predicate-type"]
         .as_str()
         .unwrap()
         .starts_with("https://slsa.dev/provenance/"));
-    let statement: serde_json::Value = serde_json::from_slice(
-        &registry.blob(&r.registry, &r.repository, layer["digest"].as_str().unwrap()).await.unwrap(),
-    )
-    .unwrap();
+    let statement: serde_json::Value =
+        serde_json::from_slice(&registry.blob(&r.repo(), layer["digest"].as_str().unwrap()).await.unwrap()).unwrap();
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v0.2");
     let materials: Vec<&str> =
         statement["predicate"]["materials"].as_array().unwrap().iter().map(|m| m["uri"].as_str().unwrap()).collect();
@@ -294,7 +292,7 @@ async fn layers(image: &str) -> Vec<String> {
     let mut manifest = registry.manifest_of(&r).await.unwrap().unwrap();
     if manifest.is_index() {
         let digest = manifest.platform_manifest("linux", "amd64").unwrap();
-        manifest = registry.manifest(&r.registry, &r.repository, &digest).await.unwrap().unwrap();
+        manifest = registry.manifest(&r.repo(), &digest).await.unwrap().unwrap();
     }
     let json = manifest.json().unwrap();
     json["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()

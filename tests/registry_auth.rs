@@ -5,6 +5,7 @@
 
 mod common;
 use apprunner_build::core::image_ref::ImageRef;
+use apprunner_build::core::image_ref::Repo;
 use apprunner_build::edge::registry::{Registry, RegistryAuth};
 use common::*;
 use std::process::{Child, Command, Stdio};
@@ -63,8 +64,7 @@ async fn registry_credentials_are_asked_for_used_and_checked() {
     let layer = apprunner_build::edge::source::pack_file("hello", b"hi", 0o644).unwrap();
     let e = apprunner_build::edge::image::push_content(
         &Registry::new(RegistryAuth::default(), vec![]),
-        &reg.host,
-        "t/content",
+        &Repo::new(&reg.host, "t/content"),
         &layer,
     )
     .await
@@ -75,8 +75,7 @@ async fn registry_credentials_are_asked_for_used_and_checked() {
     );
     let e = apprunner_build::edge::image::push_content(
         &Registry::new(creds(&reg.host, "wrong"), vec![]),
-        &reg.host,
-        "t/content",
+        &Repo::new(&reg.host, "t/content"),
         &layer,
     )
     .await
@@ -84,8 +83,7 @@ async fn registry_credentials_are_asked_for_used_and_checked() {
     assert!(e.to_string().contains("refused access"), "{e}");
     let pushed = apprunner_build::edge::image::push_content(
         &Registry::new(creds(&reg.host, "s3cret"), vec![]),
-        &reg.host,
-        "t/content",
+        &Repo::new(&reg.host, "t/content"),
         &layer,
     )
     .await

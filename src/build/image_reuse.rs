@@ -52,9 +52,7 @@ pub(super) async fn reuse_image(
     let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else {
         return Ok(None);
     };
-    let digest = registry
-        .put_manifest(&target.registry, &target.repository, &target.reference(), &reused.index, OCI_INDEX)
-        .await?;
+    let digest = registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await?;
     Narration(log).reused(&target.to_string(), &key[..12], reused.built_by.as_deref());
     Ok(Some(digest))
 }

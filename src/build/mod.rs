@@ -13,7 +13,7 @@ pub use prepare::{prepare, read_config, ImageLookup, Prepared};
 pub use settings::{Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY};
 
 use crate::core::catalog::RuntimeCatalog;
-use crate::core::image_ref::ImageRef;
+use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::request::{self, BuildRequest, BuildResult, PhaseTimings, StageTiming};
 use crate::edge::image;
 use crate::edge::rebase::RebaseOutcome;
@@ -106,14 +106,14 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     }
 
     let host = settings.registry.as_str();
-    let src = image::push_content(&registry, host, SOURCE_REPOSITORY, &prepared.source_layer).await?;
+    let src = image::push_content(&registry, &Repo::new(host, SOURCE_REPOSITORY), &prepared.source_layer).await?;
     let uploaded = src.uploaded.then_some(src.bytes);
     say.source_uploaded(&plan.source_dir, prepared.source_layer.files, uploaded, &src.pinned);
     if prepared.source_layer.special_bits_dropped > 0 {
         say.special_bits_dropped(prepared.source_layer.special_bits_dropped);
     }
     if let Some(ca) = &prepared.ca_layer {
-        image::push_content(&registry, host, CA_REPOSITORY, ca).await?;
+        image::push_content(&registry, &Repo::new(host, CA_REPOSITORY), ca).await?;
     }
     let plan_seconds = preparing.elapsed().as_secs_f64() - prepared.fetch_seconds;
 

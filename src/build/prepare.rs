@@ -5,7 +5,7 @@ use super::narration::Narration;
 use super::settings::{Settings, CA_REPOSITORY, SOURCE_REPOSITORY};
 use crate::core::catalog::{ResolvedRuntime, RuntimeCatalog};
 use crate::core::config::{self, AppConfig, ConfigSource, CONFIG_FILE};
-use crate::core::image_ref::ImageRef;
+use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput};
 use crate::core::platform;
 use crate::core::request::{BuildRequest, ConfigInput, SourceLocation};
@@ -187,7 +187,7 @@ pub async fn prepare(
         runtime: resolved,
         build_image,
         run_image,
-        source_image: image::content_reference(host, SOURCE_REPOSITORY, &source_layer),
+        source_image: image::content_reference(&Repo::new(host, SOURCE_REPOSITORY), &source_layer),
         source_dir,
         // A path on the build machine (a directory, or a `file://` URL) means nothing to
         // whoever reads the image, and would make two namings of one commit differ.
@@ -202,7 +202,7 @@ pub async fn prepare(
             .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
             .map(crate::core::log::rfc3339),
         operation_id: req.operation_id.clone(),
-        ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(host, CA_REPOSITORY, l)),
+        ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(&Repo::new(host, CA_REPOSITORY), l)),
         network: settings.network,
         cache_scope: req.target.repository.clone(),
         warm_manifests: settings.warm_steps.then(|| {

@@ -4,7 +4,7 @@
 use super::registry::{Registry, RegistryError, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
 use super::source::Layer;
 use crate::core::digest::sha256_digest;
-use crate::core::image_ref::ImageRef;
+use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::labels;
 use crate::core::plan::ImageFacts;
 use crate::error::{Classified, ErrorClass};
@@ -63,52 +63,45 @@ fn content_manifest(layer: &Layer) -> (Vec<u8>, Vec<u8>) {
     (config, serde_json::to_vec(&manifest).expect("json"))
 }
 
-/// `host/repo@sha256:…` of the image `push_content` makes of `layer`, without pushing it.
-pub fn content_reference(host: &str, repo: &str, layer: &Layer) -> String {
+/// `host/repo@sha256:…` of the image `push_content` makes of `layer` in `at`, without pushing it.
+pub fn content_reference(at: &Repo, layer: &Layer) -> String {
     let (_, manifest) = content_manifest(layer);
-    format!("{host}/{repo}@{}", sha256_digest(&manifest))
+    format!("{at}@{}", sha256_digest(&manifest))
 }
 
-/// Pushes `layer` as an image to `host/repo`, unless the registry already has that manifest.
-pub async fn push_content(registry: &Registry, host: &str, repo: &str, layer: &Layer) -> Result<ContentImage> {
+/// Pushes `layer` as an image to `at`, unless the registry already has that manifest.
+pub async fn push_content(registry: &Registry, at: &Repo, layer: &Layer) -> Result<ContentImage> {
     let (config, manifest) = content_manifest(layer);
     let digest = sha256_digest(&manifest);
-    let pinned = format!("{host}/{repo}@{digest}");
-    if registry.manifest(host, repo, &digest).await?.is_some() {
+    let pinned = format!("{at}@{digest}");
+    if registry.manifest(at, &digest).await?.is_some() {
         return Ok(ContentImage { pinned, uploaded: false, bytes: 0 });
     }
     let mut bytes = 0;
-    if registry.put_blob(host, repo, &layer.gzip).await? {
+    if registry.put_blob(at, &layer.gzip).await? {
         bytes += layer.gzip.len();
     }
-    registry.put_blob(host, repo, &config).await?;
+    registry.put_blob(at, &config).await?;
     // Tagged by content too, so registry garbage collection keeps it while it is in use.
     let tag = format!("sha256-{}", &digest[7..39]);
-    registry.put_manifest(host, repo, &tag, &manifest, DOCKER_MANIFEST).await?;
+    registry.put_manifest(at, &tag, &manifest, DOCKER_MANIFEST).await?;
     Ok(ContentImage { pinned, uploaded: true, bytes })
 }
 
-/// Pushes `layer` as an image to `host/repo` under `tag` only (a record or a marker); returns
-/// its digest.
-pub async fn tag_content(registry: &Registry, host: &str, repo: &str, layer: &Layer, tag: &str) -> Result<String> {
+/// Pushes `layer` as an image to `at` under `tag` only (a record or a marker); returns its
+/// digest.
+pub async fn tag_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<String> {
     let (config, manifest) = content_manifest(layer);
-    registry.put_blob(host, repo, &layer.gzip).await?;
-    registry.put_blob(host, repo, &config).await?;
-    Ok(registry.put_manifest(host, repo, tag, &manifest, DOCKER_MANIFEST).await?)
+    registry.put_blob(at, &layer.gzip).await?;
+    registry.put_blob(at, &config).await?;
+    Ok(registry.put_manifest(at, tag, &manifest, DOCKER_MANIFEST).await?)
 }
 
-/// The file in the one-layer image at `host/repo:reference`, if there is one of at most `max`
-/// bytes.
-pub async fn content_file(
-    registry: &Registry,
-    host: &str,
-    repo: &str,
-    reference: &str,
-    max: u64,
-) -> Result<Option<Vec<u8>>> {
-    let Some(manifest) = registry.manifest(host, repo, reference).await? else { return Ok(None) };
+/// The file in the one-layer image at `at:reference`, if there is one of at most `max` bytes.
+pub async fn content_file(registry: &Registry, at: &Repo, reference: &str, max: u64) -> Result<Option<Vec<u8>>> {
+    let Some(manifest) = registry.manifest(at, reference).await? else { return Ok(None) };
     let Some(layer) = manifest.json()?["layers"][0]["digest"].as_str().map(str::to_string) else { return Ok(None) };
-    let gzip = registry.blob(host, repo, &layer).await?;
+    let gzip = registry.blob(at, &layer).await?;
     Ok(super::source::unpack_file(&gzip, max))
 }
 
@@ -135,13 +128,12 @@ async fn manifest_and_config(
     let manifest = if top.is_index() {
         let digest = top.platform_manifest("linux", crate::edge::buildkit::export::oci_architecture())?;
         let missing = || RegistryError::Malformed(format!("{r}: index names {digest}, which the registry lacks"));
-        registry.manifest(&r.registry, &r.repository, &digest).await?.ok_or_else(missing)?
+        registry.manifest(&r.repo(), &digest).await?.ok_or_else(missing)?
     } else {
         top.clone()
     };
-    let config: Value =
-        serde_json::from_slice(&registry.blob(&r.registry, &r.repository, &manifest.config_digest()?).await?)
-            .map_err(|e| ImageError::BadConfig { image: r.to_string(), detail: e.to_string() })?;
+    let config: Value = serde_json::from_slice(&registry.blob(&r.repo(), &manifest.config_digest()?).await?)
+        .map_err(|e| ImageError::BadConfig { image: r.to_string(), detail: e.to_string() })?;
     let annotations = if top.is_index() { labels::string_map(&top.json()?["annotations"]) } else { BTreeMap::new() };
     if remember {
         let mut known = known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

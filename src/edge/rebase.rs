@@ -4,7 +4,7 @@
 
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::digest::sha256_digest;
-use crate::core::image_ref::ImageRef;
+use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::labels;
 pub use crate::core::rebase::Rebased;
 use crate::core::rebase::{self, ImageParts, Refusal, RunImage, OCI_INDEX};
@@ -45,26 +45,26 @@ fn json_of(bytes: &[u8], what: &str) -> Result<Value, BuildError> {
 }
 
 async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Result<Option<Stored>, BuildError> {
-    let (host, repo) = (r.registry.as_str(), r.repository.as_str());
-    let Some(top) = registry.manifest(host, repo, &r.reference()).await? else { return Ok(None) };
+    let at = r.repo();
+    let Some(top) = registry.manifest(&at, &r.reference()).await? else { return Ok(None) };
     let (image, index) = if top.is_index() {
         let digest = top.platform_manifest("linux", oci_architecture())?;
         let missing = || malformed(format!("{what} {r}: its index names {digest}, which the registry lacks"));
-        (registry.manifest(host, repo, &digest).await?.ok_or_else(missing)?, Some(top.json()?))
+        (registry.manifest(&at, &digest).await?.ok_or_else(missing)?, Some(top.json()?))
     } else {
         (top.clone(), None)
     };
     let manifest = image.json()?;
-    let config = json_of(&registry.blob(host, repo, &image.config_digest()?).await?, &format!("config of {r}"))?;
+    let config = json_of(&registry.blob(&at, &image.config_digest()?).await?, &format!("config of {r}"))?;
     let platform = index
         .as_ref()
         .and_then(|i| i["manifests"].as_array()?.iter().find(|m| m["digest"] == image.digest.as_str()).cloned())
         .map_or_else(|| json!({"architecture": config["architecture"], "os": config["os"]}), |m| m["platform"].clone());
     let mut provenance = None;
     if let Some(att) = index.as_ref().and_then(|i| rebase::attestation_of(i, &image.digest)) {
-        if let Some(m) = registry.manifest(host, repo, &att).await? {
+        if let Some(m) = registry.manifest(&at, &att).await? {
             if let Some(layer) = m.json()?["layers"][0]["digest"].as_str() {
-                provenance = Some(json_of(&registry.blob(host, repo, layer).await?, "provenance statement")?);
+                provenance = Some(json_of(&registry.blob(&at, layer).await?, "provenance statement")?);
             }
         }
     }
@@ -97,7 +97,7 @@ pub async fn rebase(
     };
     let commit = old_labels.get(labels::OCI_REVISION).cloned();
     let tag_or = |digest: &str| target.tag.clone().unwrap_or_else(|| digest.to_string());
-    let (host, repo) = (target.registry.as_str(), target.repository.as_str());
+    let at = target.repo();
 
     let mut done = Rebased {
         image: String::new(),
@@ -120,7 +120,7 @@ pub async fn rebase(
                 from.name()
             )));
         }
-        registry.put_manifest(host, repo, &tag_or(&old.top.digest), &old.top.bytes, &old.top.media_type).await?;
+        registry.put_manifest(&at, &tag_or(&old.top.digest), &old.top.bytes, &old.top.media_type).await?;
         done.image = target.with_digest(&old.top.digest);
         done.unchanged = true;
         done.seconds = began.elapsed().as_secs_f64();
@@ -207,20 +207,21 @@ async fn write(
     w: &Written<'_>,
     layers: [(&ImageRef, &Vec<String>); 2],
 ) -> Result<(String, usize), BuildError> {
-    let (host, repo) = (target.registry.as_str(), target.repository.as_str());
-    let carried = layers
+    let at = target.repo();
+    let sources: Vec<(Repo, &Vec<String>)> = layers.iter().map(|(from, digests)| (from.repo(), *digests)).collect();
+    let carried = sources
         .iter()
-        .flat_map(|(from, digests)| digests.iter().map(move |d| (*from, d)))
-        .map(|(from, d)| registry.carry_blob(host, repo, d, &from.registry, &from.repository));
+        .flat_map(|(from, digests)| digests.iter().map(move |d| (from, d)))
+        .map(|(from, d)| registry.carry_blob(&at, d, from));
     let copied = futures_util::future::try_join_all(carried).await?.iter().sum();
-    registry.put_blob(host, repo, &w.moved.config).await?;
-    registry.put_manifest(host, repo, &w.moved.manifest_digest, &w.moved.manifest, w.media_type).await?;
-    registry.put_blob(host, repo, &w.attestation.statement).await?;
-    registry.put_blob(host, repo, &w.attestation.config).await?;
+    registry.put_blob(&at, &w.moved.config).await?;
+    registry.put_manifest(&at, &w.moved.manifest_digest, &w.moved.manifest, w.media_type).await?;
+    registry.put_blob(&at, &w.attestation.statement).await?;
+    registry.put_blob(&at, &w.attestation.config).await?;
     let attestation_digest = sha256_digest(&w.attestation.manifest);
-    registry.put_manifest(host, repo, &attestation_digest, &w.attestation.manifest, rebase::OCI_MANIFEST).await?;
+    registry.put_manifest(&at, &attestation_digest, &w.attestation.manifest, rebase::OCI_MANIFEST).await?;
     let index_digest = sha256_digest(w.index);
     let reference = target.tag.clone().unwrap_or_else(|| index_digest.clone());
-    registry.put_manifest(host, repo, &reference, w.index, OCI_INDEX).await?;
+    registry.put_manifest(&at, &reference, w.index, OCI_INDEX).await?;
     Ok((index_digest, copied))
 }

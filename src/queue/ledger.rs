@@ -5,7 +5,7 @@
 //! `roll-out` reads.
 
 use crate::core::digest::sha256_digest;
-use crate::core::image_ref::ImageRef;
+use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::labels;
 use crate::edge::image;
 use crate::edge::registry::Registry;
@@ -36,6 +36,11 @@ impl<'r> Ledger<'r> {
         Self { registry, host: host.to_string() }
     }
 
+    /// The repository of the services' records.
+    fn records(&self) -> Repo {
+        Repo::new(&self.host, SERVICES_REPOSITORY)
+    }
+
     fn marker(&self, operation_id: &str) -> ImageRef {
         ImageRef {
             registry: self.host.clone(),
@@ -63,13 +68,12 @@ impl<'r> Ledger<'r> {
         // The same bytes for every operation: only the tag says which, and after the first
         // marker its blobs are there already.
         let Ok(layer) = pack_file("reported", b"reported\n", 0o644) else { return };
-        let _ =
-            image::tag_content(self.registry, &marker.registry, &marker.repository, &layer, &marker.reference()).await;
+        let _ = image::tag_content(self.registry, &marker.repo(), &layer, &marker.reference()).await;
     }
 
     /// Whether the service has a record.
     pub async fn has_record(&self, service: &str) -> bool {
-        matches!(self.registry.manifest(&self.host, SERVICES_REPOSITORY, &service_tag(service)).await, Ok(Some(_)))
+        matches!(self.registry.manifest(&self.records(), &service_tag(service)).await, Ok(Some(_)))
     }
 
     /// Records `image` as the service's current image, made by `job` (kept without credentials
@@ -84,7 +88,7 @@ impl<'r> Ledger<'r> {
         let failed = |e: String| QueueError::Record(format!("service record of {}: {e}", record.service));
         let layer = pack_file("service.json", &json, 0o644).map_err(|e| failed(e.to_string()))?;
         let tag = service_tag(&record.service);
-        image::tag_content(self.registry, &self.host, SERVICES_REPOSITORY, &layer, &tag)
+        image::tag_content(self.registry, &self.records(), &layer, &tag)
             .await
             .map(drop)
             .map_err(|e| failed(e.to_string()))
@@ -94,7 +98,7 @@ impl<'r> Ledger<'r> {
     /// time; a record that cannot be read is named. A service without a record is left out.
     pub async fn services(&self, only: &[String]) -> Result<Vec<Result<ServiceRecord, QueueError>>, BuildError> {
         use futures_util::stream::{self, StreamExt};
-        let all = self.registry.tags(&self.host, SERVICES_REPOSITORY).await?;
+        let all = self.registry.tags(&self.records()).await?;
         let tags: Vec<String> = if only.is_empty() {
             all
         } else {
@@ -102,7 +106,7 @@ impl<'r> Ledger<'r> {
         };
         let read = |tag: String| async move {
             let unreadable = |e: String| QueueError::Record(format!("service record {tag}: {e}"));
-            let bytes = image::content_file(self.registry, &self.host, SERVICES_REPOSITORY, &tag, MAX_RECORD_BYTES)
+            let bytes = image::content_file(self.registry, &self.records(), &tag, MAX_RECORD_BYTES)
                 .await
                 .map_err(|e| unreadable(e.to_string()))?
                 .ok_or_else(|| unreadable("not a record".into()))?;

@@ -65,6 +65,30 @@ impl ImageRef {
     pub fn with_digest(&self, digest: &str) -> String {
         format!("{}@{digest}", self.name())
     }
+
+    /// The repository it is in.
+    pub fn repo(&self) -> Repo {
+        Repo::new(&self.registry, &self.repository)
+    }
+}
+
+/// A repository at a registry (`host[:port]`, `path/name`): where blobs, manifests and tags live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repo {
+    pub registry: String,
+    pub repository: String,
+}
+
+impl Repo {
+    pub fn new(registry: &str, repository: &str) -> Self {
+        Self { registry: registry.to_string(), repository: repository.to_string() }
+    }
+}
+
+impl std::fmt::Display for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)
+    }
 }
 
 /// `repo/path:tag` -> (`repo/path`, Some(`tag`)); a `:` inside the host part is a port, not a tag.

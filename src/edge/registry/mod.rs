@@ -11,6 +11,7 @@ pub use transport::is_plain_http;
 use transport::tls;
 
 use crate::core::digest::sha256_digest;
+use crate::core::image_ref::{ImageRef, Repo};
 use crate::error::{error_chain, Classified, ErrorClass};
 use serde_json::Value;
 use std::sync::{Mutex, PoisonError};
@@ -213,12 +214,13 @@ impl Registry {
     }
 
     /// The manifest `image` names (by digest if it has one, else by tag), or None.
-    pub async fn manifest_of(&self, image: &crate::core::image_ref::ImageRef) -> Result<Option<Manifest>> {
-        self.manifest(&image.registry, &image.repository, &image.reference()).await
+    pub async fn manifest_of(&self, image: &ImageRef) -> Result<Option<Manifest>> {
+        self.manifest(&image.repo(), &image.reference()).await
     }
 
     /// The manifest at `reference` (tag or digest), or None if the registry has none.
-    pub async fn manifest(&self, host: &str, repo: &str, reference: &str) -> Result<Option<Manifest>> {
+    pub async fn manifest(&self, at: &Repo, reference: &str) -> Result<Option<Manifest>> {
+        let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let url = self.url(host, &format!("{repo}/manifests/{reference}"));
         let resp =
             self.send(host, &Self::pull_scope(repo), || self.http.get(&url).header("Accept", ACCEPT_MANIFESTS)).await?;
@@ -233,7 +235,8 @@ impl Registry {
         Ok(Some(Manifest { bytes, media_type, digest }))
     }
 
-    pub async fn blob(&self, host: &str, repo: &str, digest: &str) -> Result<Vec<u8>> {
+    pub async fn blob(&self, at: &Repo, digest: &str) -> Result<Vec<u8>> {
+        let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let url = self.url(host, &format!("{repo}/blobs/{digest}"));
         let resp = self.send(host, &Self::pull_scope(repo), || self.http.get(&url)).await?;
         let resp = Self::check(resp, &format!("reading blob {digest} of {host}/{repo}")).await?;
@@ -244,7 +247,8 @@ impl Registry {
         Ok(bytes)
     }
 
-    pub async fn has_blob(&self, host: &str, repo: &str, digest: &str) -> Result<bool> {
+    pub async fn has_blob(&self, at: &Repo, digest: &str) -> Result<bool> {
+        let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let url = self.url(host, &format!("{repo}/blobs/{digest}"));
         let resp = self.send(host, &Self::pull_scope(repo), || self.http.head(&url)).await?;
         Ok(resp.status().is_success())
@@ -253,10 +257,11 @@ impl Registry {
     /// Uploads a blob unless the repository already has it; returns whether bytes were sent.
     /// A small one goes with the request that starts the upload, which a registry that takes
     /// single-request uploads completes at once.
-    pub async fn put_blob(&self, host: &str, repo: &str, bytes: &[u8]) -> Result<bool> {
+    pub async fn put_blob(&self, at: &Repo, bytes: &[u8]) -> Result<bool> {
+        let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let digest = sha256_digest(bytes);
         let small = bytes.len() <= SMALL_BLOB;
-        if self.has_blob(host, repo, &digest).await? {
+        if self.has_blob(at, &digest).await? {
             return Ok(false);
         }
         let scope = Self::push_scope(repo);
@@ -318,22 +323,25 @@ impl Registry {
         Ok(false)
     }
 
-    /// Makes blob `digest` of `from_host/from` part of `host/repo`: nothing if it is there,
-    /// a mount on the same host, a copy otherwise. Returns the bytes copied.
-    pub async fn carry_blob(&self, host: &str, repo: &str, digest: &str, from_host: &str, from: &str) -> Result<usize> {
-        if self.has_blob(host, repo, digest).await? {
+    /// Makes blob `digest` of `from` part of `to`: nothing if it is there, a mount on the same
+    /// host, a copy otherwise. Returns the bytes copied.
+    pub async fn carry_blob(&self, to: &Repo, digest: &str, from: &Repo) -> Result<usize> {
+        if self.has_blob(to, digest).await? {
             return Ok(0);
         }
-        if from_host == host && self.mount_blob(host, repo, digest, from).await? {
+        if from.registry == to.registry
+            && self.mount_blob(&to.registry, &to.repository, digest, &from.repository).await?
+        {
             return Ok(0);
         }
-        let bytes = self.blob(from_host, from, digest).await?;
-        self.put_blob(host, repo, &bytes).await?;
+        let bytes = self.blob(from, digest).await?;
+        self.put_blob(to, &bytes).await?;
         Ok(bytes.len())
     }
 
     /// Every tag of `repo` (none if the registry has no such repository).
-    pub async fn tags(&self, host: &str, repo: &str) -> Result<Vec<String>> {
+    pub async fn tags(&self, at: &Repo) -> Result<Vec<String>> {
+        let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let mut tags = Vec::new();
         let mut next = Some(self.url(host, &format!("{repo}/tags/list?n=1000")));
         while let Some(url) = next.take() {
@@ -356,14 +364,8 @@ impl Registry {
     }
 
     /// Stores a manifest under `reference` (a tag or its digest); returns its digest.
-    pub async fn put_manifest(
-        &self,
-        host: &str,
-        repo: &str,
-        reference: &str,
-        bytes: &[u8],
-        media_type: &str,
-    ) -> Result<String> {
+    pub async fn put_manifest(&self, at: &Repo, reference: &str, bytes: &[u8], media_type: &str) -> Result<String> {
+        let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let url = self.url(host, &format!("{repo}/manifests/{reference}"));
         let body = bytes.to_vec();
         let resp = self
