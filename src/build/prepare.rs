@@ -13,7 +13,7 @@ use crate::core::shown::redact_userinfo;
 use crate::edge::image;
 use crate::edge::registry::Registry;
 use crate::edge::source::{self, Checkout, Layer};
-use crate::edge::stand_in::{self};
+use crate::edge::stand_in;
 use crate::error::BuildError;
 use crate::llb::{self, Solves};
 use crate::log::DeploymentLog;

@@ -59,11 +59,6 @@ impl StandInBuilder {
         script.is_file().then_some(Self { script })
     }
 
-    /// The command an operator runs to make `runtime` `version`'s images at `registry`.
-    pub fn command(&self, registry: &str, runtime: &str, version: &str) -> String {
-        command_line(&self.script.display().to_string(), registry, runtime, version)
-    }
-
     /// Builds and pushes the build and run images of `runtime` `version` to `registry` (waiting
     /// for another build of them if one runs), since `missing` is not there; says what it does
     /// in `log`.

@@ -58,13 +58,13 @@ pub async fn submit(
 /// Publishes each job and its QUEUED event, confirmed, on a publisher of its own.
 async fn publish(brokers: &Brokers, topology: &Topology, jobs: &[BuildJob]) -> Result<(), QueueError> {
     let publisher = Publisher::new(brokers, "apprunner-build-submit-publisher");
-    let mut published = Ok(());
-    for job in jobs {
-        published = publish_job(&publisher, topology, job).await;
-        if published.is_err() {
-            break;
+    let published = async {
+        for job in jobs {
+            publish_job(&publisher, topology, job).await?;
         }
+        Ok(())
     }
+    .await;
     publisher.close().await;
     published
 }
