@@ -9,9 +9,11 @@
 #![allow(clippy::unwrap_used)]
 
 use apprunner_build::core::config::ConfigSource;
-use apprunner_build::queue::amqp::{self as queue, Topology};
-use apprunner_build::queue::job::{BuildJob, Configuration, ImageTarget, JobStatus, Repository, Service, JOB_VERSION};
 use apprunner_build::queue::subscription::{Interest, Subscription};
+use apprunner_build::queue::transport::{self as queue, Topology};
+use apprunner_build::queue::wire::job::{
+    BuildJob, Configuration, ImageTarget, JobStatus, Repository, Service, JOB_VERSION,
+};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -33,25 +33,17 @@ async fn images_are_oci_indexes_with_a_provenance_attestation() {
     let registry = Registry::new(Default::default(), vec![]);
     let index = registry.manifest_of(&r).await.unwrap().unwrap();
     assert_eq!(index.media_type, "application/vnd.oci.image.index.v1+json");
-    let json = index.json().unwrap();
-    assert_eq!(json["annotations"]["org.opencontainers.image.title"], "e2e", "{json:#}");
-    let manifests = json["manifests"].as_array().unwrap();
-    let image = manifests.iter().find(|m| m["platform"]["os"] == "linux").unwrap();
-    assert_eq!(image["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    let attestation = manifests
-        .iter()
-        .find(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
-        .expect("an attestation manifest beside the image");
-    assert_eq!(attestation["annotations"]["vnd.docker.reference.digest"], image["digest"]);
-    let digest = attestation["digest"].as_str().unwrap();
-    let statements = registry.manifest(&r.repo(), digest).await.unwrap().unwrap().json().unwrap();
-    let layer = &statements["layers"][0];
-    assert!(layer["annotations"]["in-toto.io/predicate-type"]
-        .as_str()
-        .unwrap()
-        .starts_with("https://slsa.dev/provenance/"));
+    let index = index.index().unwrap();
+    assert_eq!(index.annotations()["org.opencontainers.image.title"], "e2e", "{index:#?}");
+    let image = index.for_platform("linux", "amd64").unwrap();
+    assert_eq!(image.media_type, "application/vnd.oci.image.manifest.v1+json");
+    let attestation = index.attestation_of(&image.digest).expect("an attestation manifest beside the image");
+    let statements = registry.manifest(&r.repo(), &attestation.digest).await.unwrap().unwrap().image().unwrap();
+    let layer = &statements.layers[0];
+    assert!(layer.annotation("in-toto.io/predicate-type").unwrap().starts_with("https://slsa.dev/provenance/"));
+    // Read as plain JSON: what a consumer of the provenance sees, fields the service never names included.
     let statement: serde_json::Value =
-        serde_json::from_slice(&registry.blob(&r.repo(), layer["digest"].as_str().unwrap()).await.unwrap()).unwrap();
+        serde_json::from_slice(&registry.blob(&r.repo(), &layer.digest).await.unwrap()).unwrap();
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v0.2");
     let materials: Vec<&str> =
         statement["predicate"]["materials"].as_array().unwrap().iter().map(|m| m["uri"].as_str().unwrap()).collect();
@@ -220,9 +212,9 @@ async fn one_commit_gives_one_image_manifest() {
         // BuildKit solves both: the second would otherwise reuse the first's image.
         let built = build_with(&Settings { image_reuse: false, ..settings() }, req.clone()).await;
         let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
-        let index = registry.manifest_of(&r).await.unwrap().unwrap().json().unwrap();
-        assert_eq!(index["annotations"]["dev.apprunner-build.operation-id"], req.operation_id.as_str());
-        manifests.push(index["manifests"][0]["digest"].as_str().unwrap().to_string());
+        let index = registry.manifest_of(&r).await.unwrap().unwrap().index().unwrap();
+        assert_eq!(index.annotations()["dev.apprunner-build.operation-id"], req.operation_id.as_str());
+        manifests.push(index.manifests[0].digest.clone());
         indexes.push(r.reference());
     }
     assert_eq!(manifests[0], manifests[1], "one commit, one image");
@@ -252,7 +244,7 @@ async fn the_same_inputs_to_the_same_tag_reuse_the_image() {
     let index_of = |built: &Built| {
         let r = apprunner_build::core::image_ref::ImageRef::parse(built.image()).unwrap();
         let registry = &registry;
-        async move { registry.manifest_of(&r).await.unwrap().unwrap().json().unwrap() }
+        async move { registry.manifest_of(&r).await.unwrap().unwrap().index().unwrap() }
     };
     let (first, first_op) = build_to(settings()).await;
     assert!(!first.has_line("reused under a new index"));
@@ -267,8 +259,8 @@ async fn the_same_inputs_to_the_same_tag_reuse_the_image() {
     assert!(second.has_line("Successfully built your application source code."));
     assert!(second.result.as_ref().unwrap().stages.is_empty());
     let (i1, i2) = (index_of(&first).await, index_of(&second).await);
-    assert_eq!(i1["manifests"], i2["manifests"], "the same image and provenance");
-    assert_eq!(i2["annotations"]["dev.apprunner-build.operation-id"], second_op.as_str());
+    assert_eq!(i1.manifests, i2.manifests, "the same image and provenance");
+    assert_eq!(i2.annotations()["dev.apprunner-build.operation-id"], second_op.as_str());
     assert_ne!(first.image(), second.image(), "a new index for the new deployment");
     assert_eq!(in_image(first.image(), "cat /app/built.txt"), in_image(second.image(), "cat /app/built.txt"));
 
@@ -294,8 +286,7 @@ async fn layers(image: &str) -> Vec<String> {
         let digest = manifest.platform_manifest("linux", "amd64").unwrap();
         manifest = registry.manifest(&r.repo(), &digest).await.unwrap().unwrap();
     }
-    let json = manifest.json().unwrap();
-    json["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+    manifest.image().unwrap().layers.into_iter().map(|l| l.digest).collect()
 }
 
 /// The run image of `runtime`'s newest version, as the catalog names it.

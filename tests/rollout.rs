@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::format_push_string)]
 
 mod common;
-use apprunner_build::queue::job::*;
+use apprunner_build::queue::wire::job::*;
 use common::queue::*;
 use common::*;
 use std::time::Duration;

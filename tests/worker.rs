@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::format_push_string)]
 
 mod common;
-use apprunner_build::queue::amqp::{Outgoing, Publisher, Topology};
-use apprunner_build::queue::job::*;
+use apprunner_build::queue::transport::{Outgoing, Publisher, Topology};
+use apprunner_build::queue::wire::job::*;
 use common::faults::*;
 use common::queue::*;
 use common::*;
@@ -305,7 +305,7 @@ async fn a_job_past_the_delivery_limit_is_reported_failed() {
     let (_dir, url) = repo(&format!("echo {}; sleep 60", uuid::Uuid::new_v4()));
     let j = job(&url, "doomed");
     submit(&topology, &j).await;
-    let limit = usize::try_from(apprunner_build::queue::amqp::DELIVERY_LIMIT).unwrap();
+    let limit = usize::try_from(apprunner_build::queue::transport::DELIVERY_LIMIT).unwrap();
     for round in 1..limit {
         let mut w = Worker::start(&prefix, &format!("w{round}"), &["--concurrency", "1"]);
         events

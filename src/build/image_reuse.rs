@@ -5,7 +5,7 @@ use super::narration::Narration;
 use super::prepare::Prepared;
 use super::settings::Settings;
 use crate::core::image_ref::ImageRef;
-use crate::core::rebase::OCI_INDEX;
+use crate::core::media_types::OCI_INDEX;
 use crate::core::reuse;
 use crate::edge::buildkit::{attestations, image_exporter, Exporter};
 use crate::edge::registry::{is_plain_http, Registry};

@@ -10,10 +10,10 @@ use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
 use crate::queue::client::{self, FailedFilter};
-use crate::queue::job::{BuildJob, ImageTarget, JobStatus, Repository};
 use crate::queue::metrics::Metrics;
 use crate::queue::outcome::RetryPolicy;
 use crate::queue::rollout;
+use crate::queue::wire::job::{BuildJob, ImageTarget, JobStatus, Repository};
 use crate::queue::worker::{self, WorkerConfig};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -271,7 +271,7 @@ pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> 
         return Ok(ExitCode::SUCCESS);
     }
     let topology = args.queue.topology()?;
-    let print = |ev: &crate::queue::job::JobEvent| {
+    let print = |ev: &crate::queue::wire::job::JobEvent| {
         let how = if ev.rebased_from.is_some() { "rebased" } else { "built" };
         match (&ev.error, &ev.image) {
             (Some(e), _) => println!("{}: FAILED, {} error: {}", ev.service.name, e.class, e.message),

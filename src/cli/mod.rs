@@ -12,7 +12,7 @@ use crate::core::image_ref::ImageRef;
 use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
 use crate::edge::source::{self};
 use crate::error::{BuildError, ErrorClass};
-use crate::queue::amqp::{Brokers, Topology};
+use crate::queue::transport::{Brokers, Topology};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

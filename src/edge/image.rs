@@ -5,10 +5,9 @@ use super::registry::{Registry, RegistryError, DOCKER_CONFIG, DOCKER_LAYER_GZIP,
 use super::source::Layer;
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::{ImageRef, Repo};
-use crate::core::labels;
+use crate::core::oci::{self, ContainerConfig, Descriptor, ImageConfig, ImageManifest, RootFs};
 use crate::core::plan::ImageFacts;
 use crate::error::{Classified, ErrorClass};
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,7 +17,7 @@ pub enum ImageError {
     /// `remedy` says how to make it: the command, or that only a pushed image will do.
     #[error("the {what} {reference} is missing from registry {registry}: {remedy}")]
     MissingRuntimeImage { what: String, reference: String, registry: String, remedy: String },
-    #[error("config of {image} is not JSON: {detail}")]
+    #[error("the config of {image} is not a valid image config: {detail}")]
     BadConfig { image: String, detail: String },
 }
 
@@ -46,21 +45,17 @@ pub struct ContentImage {
 }
 
 fn content_manifest(layer: &Layer) -> (Vec<u8>, Vec<u8>) {
-    // serde_json with preserve_order writes keys as given: fixed order, fixed bytes.
-    let config = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+    let config = oci::to_bytes(&ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        config: ContainerConfig::default(),
+        rootfs: RootFs::layers(vec![layer.diff_id.clone()]),
+        history: None,
+        other: oci::Other::new(),
     });
-    let config = serde_json::to_vec(&config).expect("json");
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST,
-        "config": {"mediaType": DOCKER_CONFIG, "size": config.len(), "digest": sha256_digest(&config)},
-        "layers": [{"mediaType": DOCKER_LAYER_GZIP, "size": layer.gzip.len(), "digest": layer.digest}],
-    });
-    (config, serde_json::to_vec(&manifest).expect("json"))
+    let gzip = Descriptor::new(DOCKER_LAYER_GZIP, layer.gzip.len(), &layer.digest);
+    let manifest = ImageManifest::new(DOCKER_MANIFEST, Descriptor::of(DOCKER_CONFIG, &config), vec![gzip]);
+    (config, oci::to_bytes(&manifest))
 }
 
 /// `host/repo@sha256:…` of the image `push_content` makes of `layer` in `at`, without pushing it.
@@ -100,7 +95,7 @@ pub async fn tag_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &st
 /// The file in the one-layer image at `at:reference`, if there is one of at most `max` bytes.
 pub async fn content_file(registry: &Registry, at: &Repo, reference: &str, max: u64) -> Result<Option<Vec<u8>>> {
     let Some(manifest) = registry.manifest(at, reference).await? else { return Ok(None) };
-    let Some(layer) = manifest.json()?["layers"][0]["digest"].as_str().map(str::to_string) else { return Ok(None) };
+    let Some(layer) = manifest.image()?.layers.first().map(|l| l.digest.clone()) else { return Ok(None) };
     let gzip = registry.blob(at, &layer).await?;
     Ok(super::source::unpack_file(&gzip, max))
 }
@@ -114,8 +109,8 @@ async fn manifest_and_config(
     registry: &Registry,
     r: &ImageRef,
     remember: bool,
-) -> Result<Option<(String, Value, BTreeMap<String, String>)>> {
-    type Known = std::sync::Mutex<std::collections::HashMap<String, (Value, BTreeMap<String, String>)>>;
+) -> Result<Option<(String, ImageConfig, BTreeMap<String, String>)>> {
+    type Known = std::sync::Mutex<std::collections::HashMap<String, (ImageConfig, BTreeMap<String, String>)>>;
     static KNOWN: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
     let known = KNOWN.get_or_init(Known::default);
     let Some(top) = registry.manifest_of(r).await? else { return Ok(None) };
@@ -132,9 +127,9 @@ async fn manifest_and_config(
     } else {
         top.clone()
     };
-    let config: Value = serde_json::from_slice(&registry.blob(&r.repo(), &manifest.config_digest()?).await?)
+    let config: ImageConfig = serde_json::from_slice(&registry.blob(&r.repo(), &manifest.config_digest()?).await?)
         .map_err(|e| ImageError::BadConfig { image: r.to_string(), detail: e.to_string() })?;
-    let annotations = if top.is_index() { labels::string_map(&top.json()?["annotations"]) } else { BTreeMap::new() };
+    let annotations = if top.is_index() { top.index()?.annotations() } else { BTreeMap::new() };
     if remember {
         let mut known = known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Runtime images are a few hundred at most; a bound all the same.
@@ -149,11 +144,8 @@ async fn manifest_and_config(
 /// Digest, Env and Labels of a runtime image; None when the registry lacks it.
 pub async fn image_facts(registry: &Registry, r: &ImageRef) -> Result<Option<ImageFacts>> {
     let Some((digest, config, _)) = manifest_and_config(registry, r, true).await? else { return Ok(None) };
-    let env = config["config"]["Env"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
-    let labels = labels::of_config(&config);
+    let env = config.env().to_vec();
+    let labels = config.labels();
     Ok(Some(ImageFacts {
         reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())),
         digest: Some(digest),
@@ -166,7 +158,7 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef) -> Result<Option<Ima
 /// annotations (what is true of one deployment only) over them.
 pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(String, BTreeMap<String, String>)>> {
     Ok(manifest_and_config(registry, target, false).await?.map(|(digest, config, annotations)| {
-        let mut labels = labels::of_config(&config);
+        let mut labels = config.labels();
         labels.extend(annotations);
         (digest, labels)
     }))

@@ -6,14 +6,15 @@ use crate::core::catalog::RuntimeCatalog;
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::labels;
+use crate::core::media_types::OCI_INDEX;
+use crate::core::oci::{self, ImageConfig, ImageIndex, Platform, Statement};
 pub use crate::core::rebase::Rebased;
-use crate::core::rebase::{self, ImageParts, Refusal, RunImage, OCI_INDEX};
+use crate::core::rebase::{self, ImageParts, Refusal, RunImage};
 use crate::edge::buildkit::export::oci_architecture;
 use crate::edge::image::ImageError;
 use crate::edge::registry::{Manifest, Registry, RegistryError};
 use crate::edge::stand_in::RuntimeImages;
 use crate::error::BuildError;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -30,18 +31,11 @@ pub enum RebaseOutcome {
 /// platform, its config, and the provenance statement if the index carries one.
 struct Stored {
     top: Manifest,
+    index: Option<ImageIndex>,
     image: Manifest,
     parts: ImageParts,
-    platform: Value,
-    provenance: Option<Value>,
-}
-
-fn malformed(what: String) -> BuildError {
-    RegistryError::Malformed(what).into()
-}
-
-fn json_of(bytes: &[u8], what: &str) -> Result<Value, BuildError> {
-    serde_json::from_slice(bytes).map_err(|e| malformed(format!("{what} is not JSON: {e}")))
+    platform: Platform,
+    provenance: Option<Statement>,
 }
 
 async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Result<Option<Stored>, BuildError> {
@@ -49,26 +43,33 @@ async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Result<Option<St
     let Some(top) = registry.manifest(&at, &r.reference()).await? else { return Ok(None) };
     let (image, index) = if top.is_index() {
         let digest = top.platform_manifest("linux", oci_architecture())?;
-        let missing = || malformed(format!("{what} {r}: its index names {digest}, which the registry lacks"));
-        (registry.manifest(&at, &digest).await?.ok_or_else(missing)?, Some(top.json()?))
+        let missing =
+            || RegistryError::Malformed(format!("{what} {r}: its index names {digest}, which the registry lacks"));
+        (registry.manifest(&at, &digest).await?.ok_or_else(missing)?, Some(top.index()?))
     } else {
         (top.clone(), None)
     };
-    let manifest = image.json()?;
-    let config = json_of(&registry.blob(&at, &image.config_digest()?).await?, &format!("config of {r}"))?;
+    let manifest = image.image()?;
+    let config_bytes = registry.blob(&at, &manifest.config.digest).await?;
+    let config: ImageConfig =
+        oci::parse(&config_bytes, "image config", &format!("the config of {r}")).map_err(RegistryError::from)?;
     let platform = index
         .as_ref()
-        .and_then(|i| i["manifests"].as_array()?.iter().find(|m| m["digest"] == image.digest.as_str()).cloned())
-        .map_or_else(|| json!({"architecture": config["architecture"], "os": config["os"]}), |m| m["platform"].clone());
+        .and_then(|i| i.manifests.iter().find(|m| m.digest == image.digest)?.platform.clone())
+        .unwrap_or_else(|| Platform::new(&config.os, &config.architecture));
     let mut provenance = None;
-    if let Some(att) = index.as_ref().and_then(|i| rebase::attestation_of(i, &image.digest)) {
-        if let Some(m) = registry.manifest(&at, &att).await? {
-            if let Some(layer) = m.json()?["layers"][0]["digest"].as_str() {
-                provenance = Some(json_of(&registry.blob(&at, layer).await?, "provenance statement")?);
+    if let Some(att) = index.as_ref().and_then(|i| i.attestation_of(&image.digest)) {
+        if let Some(m) = registry.manifest(&at, &att.digest).await? {
+            if let Some(layer) = m.image()?.layers.first() {
+                let bytes = registry.blob(&at, &layer.digest).await?;
+                provenance = Some(
+                    oci::parse(&bytes, "in-toto statement", &format!("the provenance of {r}"))
+                        .map_err(RegistryError::from)?,
+                );
             }
         }
     }
-    Ok(Some(Stored { top, image, parts: ImageParts { manifest, config }, platform, provenance }))
+    Ok(Some(Stored { top, index, image, parts: ImageParts { manifest, config }, platform, provenance }))
 }
 
 /// Moves the image at `from` onto the run image of `to_version` of its runtime (from the
@@ -90,7 +91,7 @@ pub async fn rebase(
     let old = read(registry, from, "image")
         .await?
         .ok_or_else(|| BuildError::user(format!("there is no image {shown} to rebase; give REGISTRY/REPOSITORY:TAG or @sha256:DIGEST of an image apprunner-build built")))?;
-    let old_labels = labels::of_config(&old.parts.config);
+    let old_labels = old.parts.config.labels();
     let movable = match rebase::check(&shown, &old_labels, catalog, to_version) {
         Ok(m) => m,
         Err(refusal) => return Ok(RebaseOutcome::Refused(refusal)),
@@ -175,8 +176,7 @@ pub async fn rebase(
         to_version,
     );
     let attestation = rebase::attestation(&statement);
-    let old_index = if old.top.is_index() { Some(old.top.json()?) } else { None };
-    let index = rebase::rebased_index(old_index.as_ref(), &old.platform, &moved, &attestation, deployment);
+    let index = rebase::rebased_index(old.index.as_ref(), &old.platform, &moved, &attestation, deployment);
 
     let written =
         Written { moved: &moved, media_type: &old.image.media_type, attestation: &attestation, index: &index };
@@ -219,7 +219,9 @@ async fn write(
     registry.put_blob(&at, &w.attestation.statement).await?;
     registry.put_blob(&at, &w.attestation.config).await?;
     let attestation_digest = sha256_digest(&w.attestation.manifest);
-    registry.put_manifest(&at, &attestation_digest, &w.attestation.manifest, rebase::OCI_MANIFEST).await?;
+    registry
+        .put_manifest(&at, &attestation_digest, &w.attestation.manifest, crate::core::media_types::OCI_MANIFEST)
+        .await?;
     let index_digest = sha256_digest(w.index);
     let reference = target.tag.clone().unwrap_or_else(|| index_digest.clone());
     registry.put_manifest(&at, &reference, w.index, OCI_INDEX).await?;

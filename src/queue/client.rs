@@ -2,10 +2,10 @@
 //! `submit_all` (a roll-out's jobs, optionally gathering their outcomes) and `rebuild-failed`
 //! (resubmit failed jobs that match a filter).
 
-use super::amqp::{self, Brokers, Outgoing, Publisher, Topology};
 use super::error::QueueError;
-use super::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use super::subscription::{Heard, Interest, Subscription};
+use super::transport::{self, Brokers, Outgoing, Publisher, Topology};
+use super::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use crate::core::log::LogLine;
 use crate::error::ErrorClass;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
@@ -89,10 +89,10 @@ async fn publish_job(publisher: &Publisher, topology: &Topology, job: &BuildJob)
     publisher
         .publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) })
         .await?;
-    let queued = QueueError::json("the QUEUED event", &JobEvent::new(job, JobStatus::Queued))?;
-    publisher
-        .publish(&Outgoing::new(&topology.events(), &Topology::event_key(&job.operation_id, "QUEUED"), &queued))
-        .await
+    let event = JobEvent::new(job, JobStatus::Queued);
+    let (queued, id) = (QueueError::json("the QUEUED event", &event)?, event.new_message_id());
+    let key = Topology::event_key(&job.operation_id, "QUEUED");
+    publisher.publish(&Outgoing { message_id: Some(&id), ..Outgoing::new(&topology.events(), &key, &queued) }).await
 }
 
 /// How `submit_all` waits: how long, and what it calls with each outcome.
@@ -192,8 +192,8 @@ pub async fn rebuild_failed(
                         .timestamp()
                         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok())
                         .unwrap_or_else(time::OffsetDateTime::now_utc);
-                    let limit = u32::try_from(amqp::DELIVERY_LIMIT).unwrap_or(u32::MAX);
-                    FailedJob::dead_lettered(&job, super::job::rfc3339(failed_at), limit)
+                    let limit = u32::try_from(transport::DELIVERY_LIMIT).unwrap_or(u32::MAX);
+                    FailedJob::dead_lettered(&job, super::wire::job::rfc3339(failed_at), limit)
                 }
                 Err(_) => continue, // not ours to judge; it stays
             },

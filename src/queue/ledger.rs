@@ -12,7 +12,7 @@ use crate::edge::registry::Registry;
 use crate::edge::source::pack_file;
 use crate::error::BuildError;
 use crate::queue::error::QueueError;
-use crate::queue::job::{now_rfc3339, BuildJob};
+use crate::queue::wire::job::{now_rfc3339, BuildJob};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -62,7 +62,7 @@ impl<'r> Ledger<'r> {
     }
 
     /// Records that the operation's success was published. Best effort: without the marker a
-    /// redelivery reports the success once more, which is the lesser harm.
+    /// redelivery may report it once more (under the same event id, which followers drop).
     pub async fn mark_reported(&self, operation_id: &str) {
         let marker = self.marker(operation_id);
         // The same bytes for every operation: only the tag says which, and after the first

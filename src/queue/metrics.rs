@@ -58,12 +58,12 @@ pub struct Metrics {
     lag: Mutex<Histogram>,
     phases: Mutex<BTreeMap<&'static str, Histogram>>,
     /// The broker's nodes: which one the worker is on, how often it moved.
-    brokers: std::sync::OnceLock<super::amqp::Brokers>,
+    brokers: std::sync::OnceLock<super::transport::Brokers>,
 }
 
 impl Metrics {
     /// Says which broker the worker uses (once, at start).
-    pub fn watch_broker(&self, brokers: &super::amqp::Brokers) {
+    pub fn watch_broker(&self, brokers: &super::transport::Brokers) {
         let _ = self.brokers.set(brokers.clone());
     }
 

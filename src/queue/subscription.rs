@@ -1,15 +1,25 @@
-//! One way to hear what the workers publish: a private queue bound to the events (and, for one
-//! operation, the log lines) a follower wants, read back as typed messages. `submit --wait`,
-//! `roll-out --wait`, the tests and the benchmarks all subscribe through it, before they publish,
-//! so nothing they wait for can go by unheard.
+//! One way to hear what the workers publish: a queue of the follower's own, bound to the events
+//! (and, for one operation, the log lines) it wants, read back as typed messages. `submit
+//! --wait`, `roll-out --wait`, the tests and the benchmarks all subscribe through it, before they
+//! publish, so nothing they wait for can go by unheard.
+//!
+//! The queue is a quorum queue, so it outlives the loss of the node the follower is connected
+//! to: the follower moves to the next node and reads on from where it was, the messages
+//! published while it moved included. Messages are acked once read, so one in flight when the
+//! connection went comes again; every message carries an id, and a repeat is dropped (an
+//! operation's terminal event has one id whoever publishes it, so no follower hears two).
 
-use super::amqp::{self, Brokers, Topology};
 use super::error::QueueError;
-use super::job::{JobEvent, JobStatus};
+use super::transport::{Brokers, Topology};
+use super::wire::job::{JobEvent, JobStatus};
 use crate::core::log::LogLine;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 /// What a subscription hears.
 #[derive(Debug, Clone, Copy)]
@@ -48,16 +58,33 @@ pub enum Heard {
     Line(LogLine),
 }
 
-/// A subscription on a connection of its own; its queue goes with the connection.
+/// How long a follower tries to reach another node before it gives up.
+const RECONNECT_FOR: Duration = Duration::from_secs(120);
+/// With nothing heard for this long, the follower asks whether its queue holds messages (a
+/// consumer subscribed while its queue had no leader may be sent nothing) and subscribes again.
+const QUIET: Duration = Duration::from_secs(5);
+/// Message ids remembered to drop repeats.
+const REMEMBERED: usize = 100_000;
+
+/// A subscription: its queue, and the connection it reads it on, made anew when a node goes.
 pub struct Subscription {
-    conn: lapin::Connection,
-    consumer: lapin::Consumer,
+    brokers: Brokers,
+    name: String,
+    queue: String,
     events: String,
+    reading: Option<(lapin::Connection, lapin::Channel, lapin::Consumer)>,
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+    last_heard: Instant,
+    /// Repeats dropped so far (a benchmark or a test reports them).
+    pub repeats: u64,
+    /// Times the subscription moved to a new connection.
+    pub reconnects: u64,
 }
 
 impl Subscription {
     /// Connects as `name`, declares the topology (so a job published next has its queue) and
-    /// starts hearing `interest`.
+    /// its own queue, and starts hearing `interest`.
     pub async fn open(
         brokers: &Brokers,
         topology: &Topology,
@@ -69,24 +96,137 @@ impl Subscription {
             .await
             .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
         let (ch, _) = topology.declare(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
-        let queue = amqp::private_queue(&ch).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let queue = topology.declare_follower(conn.create_channel().await?, &id).await?;
         for (exchange, key) in interest.bindings(topology) {
             let (options, args) = (QueueBindOptions::default(), FieldTable::default());
             ch.queue_bind(queue.clone().into(), exchange.into(), key.into(), options, args).await?;
         }
-        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
-        let consumer = ch.basic_consume(queue.into(), "".into(), no_ack, FieldTable::default()).await?;
-        Ok(Self { conn, consumer, events: topology.events() })
+        let mut sub = Self {
+            brokers: brokers.clone(),
+            name: name.to_string(),
+            queue,
+            events: topology.events(),
+            reading: None,
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            last_heard: Instant::now(),
+            repeats: 0,
+            reconnects: 0,
+        };
+        let consumer = sub.consume(&ch).await?;
+        sub.reading = Some((conn, ch, consumer));
+        Ok(sub)
     }
 
-    /// The next message, skipping any that does not decode; None when the broker ended the
-    /// subscription.
+    async fn consume(&self, ch: &lapin::Channel) -> Result<lapin::Consumer, QueueError> {
+        ch.basic_qos(256, BasicQosOptions::default()).await?;
+        Ok(ch
+            .basic_consume(self.queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?)
+    }
+
+    /// Reads on from the next node that answers; an error once none has for [`RECONNECT_FOR`],
+    /// or when the queue is gone.
+    async fn reconnect(&mut self, why: &str) -> Result<(), QueueError> {
+        if let Some((conn, _, _)) = self.reading.take() {
+            let _ = conn.close(200, "reconnecting".into()).await;
+        }
+        tracing::info!("following again on another connection ({why})");
+        let began = Instant::now();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let attempt = async {
+                let conn = self.brokers.connect(&self.name).await?;
+                let ch = conn.create_channel().await?;
+                let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+                ch.queue_declare(self.queue.as_str().into(), passive, FieldTable::default()).await?;
+                let consumer = self.consume(&ch).await?;
+                Ok::<_, QueueError>((conn, ch, consumer))
+            }
+            .await;
+            match attempt {
+                Ok(reading) => {
+                    self.reading = Some(reading);
+                    self.reconnects += 1;
+                    self.last_heard = Instant::now();
+                    return Ok(());
+                }
+                Err(e) if began.elapsed() >= RECONNECT_FOR => {
+                    return Err(QueueError::Broker(format!(
+                        "lost the broker while following ({why}) and could not follow again within {}s: {e}",
+                        RECONNECT_FOR.as_secs()
+                    )))
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(3));
+                }
+            }
+        }
+    }
+
+    /// Whether `id` was heard before (and remembers it).
+    fn repeat(&mut self, id: &str) -> bool {
+        if self.seen.contains(id) {
+            return true;
+        }
+        if self.order.len() >= REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        false
+    }
+
+    /// The next message, skipping any that does not decode and any repeat; None only if the
+    /// broker ended the subscription for good.
     pub async fn next(&mut self) -> Option<Result<Heard, QueueError>> {
         loop {
-            let delivery = match self.consumer.next().await? {
-                Ok(d) => d,
-                Err(e) => return Some(Err(QueueError::broker("lost the broker while listening", e))),
+            let Some((_, ch, consumer)) = self.reading.as_mut() else {
+                if let Err(e) = self.reconnect("no connection").await {
+                    return Some(Err(e));
+                }
+                continue;
             };
+            let Ok(next) = tokio::time::timeout(QUIET, consumer.next()).await else {
+                let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+                let why = match ch.queue_declare(self.queue.as_str().into(), passive, FieldTable::default()).await {
+                    Ok(q) if q.message_count() == 0 => continue,
+                    Ok(_) => "messages wait but none came",
+                    Err(_) => "the broker did not answer",
+                };
+                if let Err(e) = self.reconnect(why).await {
+                    return Some(Err(e));
+                }
+                continue;
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    if let Err(e) = self.reconnect(&e.to_string()).await {
+                        return Some(Err(e));
+                    }
+                    continue;
+                }
+                None => {
+                    if let Err(e) = self.reconnect("the broker ended the subscription").await {
+                        return Some(Err(e));
+                    }
+                    continue;
+                }
+            };
+            self.last_heard = Instant::now();
+            // Acked as read: a message lost with the connection before this comes again.
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            if let Some(id) = delivery.properties.message_id().as_ref().map(ToString::to_string) {
+                if self.repeat(&id) {
+                    self.repeats += 1;
+                    continue;
+                }
+            }
             let heard = if delivery.exchange.as_str() == self.events {
                 serde_json::from_slice(&delivery.data).ok().map(|e| Heard::Event(Box::new(e)))
             } else {
@@ -109,7 +249,11 @@ impl Subscription {
         }
     }
 
-    pub async fn close(self) {
-        let _ = self.conn.close(200, "done".into()).await;
+    /// Deletes the subscription's queue and closes its connection.
+    pub async fn close(mut self) {
+        if let Some((conn, ch, _)) = self.reading.take() {
+            let _ = ch.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await;
+            let _ = conn.close(200, "done".into()).await;
+        }
     }
 }

@@ -4,9 +4,9 @@
 
 use super::{app, git};
 use apprunner_build::core::config::ConfigSource;
-use apprunner_build::queue::amqp::{self as queue, Topology};
-use apprunner_build::queue::job::*;
 use apprunner_build::queue::subscription::{Interest, Subscription};
+use apprunner_build::queue::transport::{self as queue, Topology};
+use apprunner_build::queue::wire::job::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -97,7 +97,8 @@ impl Drop for Cleanup {
                 let Ok(conn) = brokers().connect("test-cleanup").await else { return };
                 let Ok(ch) = conn.create_channel().await else { return };
                 let mut queues = vec![t.jobs(), t.failed()];
-                queues.extend((0..10).map(|k| t.retry(Duration::from_millis(1000 << k))));
+                queues.extend((0..10).map(|k| t.waiting(Duration::from_millis(1000 << k))));
+                queues.push(t.waiting(Duration::from_secs(5)));
                 for q in queues {
                     let _ = ch.queue_delete(q.into(), Default::default()).await;
                 }
@@ -182,6 +183,11 @@ impl Events {
         while let Ok(Some(Ok(event))) = tokio::time::timeout(quiet, self.heard.next_event()).await {
             self.seen.push(event);
         }
+    }
+
+    /// Messages the subscription dropped as repeats of ones it had heard.
+    pub fn repeats(&self) -> u64 {
+        self.heard.repeats
     }
 
     pub fn count(&self, job_id: &str, status: JobStatus) -> usize {

@@ -29,16 +29,3 @@ pub const REBASED_FROM_VERSION: &str = "dev.apprunner-build.rebased-from-version
 /// An annotation of the image index: the build key of the solve that made the image
 /// (`core::reuse`), so a build with the same inputs to the same tag reuses it.
 pub const BUILD_KEY: &str = "dev.apprunner-build.build-key";
-
-/// The labels of an image config (`config.Labels`), its string values only.
-pub fn of_config(config: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
-    string_map(&config["config"]["Labels"])
-}
-
-/// A JSON object's string values (labels, annotations); anything else is left out.
-pub fn string_map(object: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
-    object
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-        .unwrap_or_default()
-}

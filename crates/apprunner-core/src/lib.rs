@@ -15,6 +15,7 @@ pub mod labels;
 pub mod llb;
 pub mod log;
 pub mod media_types;
+pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod progress;

@@ -10,17 +10,20 @@
 use crate::catalog::{lock_accepts, BuildProcess, RuntimeCatalog};
 use crate::digest::sha256_digest;
 use crate::labels;
+use crate::oci::{
+    self, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, Material, Platform, Predicate, Statement,
+    Subject,
+};
 use crate::plan::merge_env;
 pub use crate::request::Rebased;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 use crate::media_types::{DOCKER_LAYER_GZIP, IN_TOTO, OCI_CONFIG, OCI_LAYER_GZIP};
-pub use crate::media_types::{OCI_INDEX, OCI_MANIFEST};
+use crate::media_types::{OCI_INDEX, OCI_MANIFEST};
 
 const SLSA_V02: &str = "https://slsa.dev/provenance/v0.2";
-const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 /// Where the provenance of a rebased image says so.
 pub const REBASE_METADATA: &str = "https://apprunner-build.dev/rebase@v1";
 
@@ -109,8 +112,8 @@ pub fn check(
 /// An image manifest and its config.
 #[derive(Debug, Clone)]
 pub struct ImageParts {
-    pub manifest: Value,
-    pub config: Value,
+    pub manifest: ImageManifest,
+    pub config: ImageConfig,
 }
 
 /// The run image to move onto: how the catalog names it, the digest that name resolved to.
@@ -133,23 +136,15 @@ pub struct RebasedImage {
     pub app_layers: Vec<String>,
 }
 
-fn array(v: &Value) -> Vec<Value> {
-    v.as_array().cloned().unwrap_or_default()
-}
-
-fn to_bytes(v: &Value) -> Vec<u8> {
-    serde_json::to_vec(v).expect("a JSON value serialises")
-}
-
 /// Where the history of the first `layers` layers ends: entries marked `empty_layer` belong to
 /// no layer.
-fn history_split(history: &[Value], layers: usize) -> Option<usize> {
+fn history_split(history: &[History], layers: usize) -> Option<usize> {
     let mut seen = 0;
     for (i, h) in history.iter().enumerate() {
         if seen == layers {
             return Some(i);
         }
-        if h["empty_layer"] != Value::Bool(true) {
+        if h.made_a_layer() {
             seen += 1;
         }
     }
@@ -168,43 +163,43 @@ pub fn rebase_image(
     to: &str,
 ) -> Result<RebasedImage, Refusal> {
     let differ = || Refusal::LayersDiffer { image: image.to_string(), base: from.base_name.clone() };
-    let ids = |c: &Value| array(&c["rootfs"]["diff_ids"]);
-    let (old_ids, base_ids, new_ids) = (ids(&old.config), ids(&old_run.config), ids(&new_run.parts.config));
-    let old_layers = array(&old.manifest["layers"]);
+    let (old_ids, base_ids) = (&old.config.rootfs.diff_ids, &old_run.config.rootfs.diff_ids);
+    let old_layers = &old.manifest.layers;
     let base = base_ids.len();
     if old_ids.len() < base || old_ids[..base] != base_ids[..] || old_layers.len() != old_ids.len() {
         return Err(differ());
     }
 
     let mut config = old.config.clone();
-    let mut diff_ids = new_ids;
+    let mut diff_ids = new_run.parts.config.rootfs.diff_ids.clone();
     diff_ids.extend_from_slice(&old_ids[base..]);
-    config["rootfs"]["diff_ids"] = Value::Array(diff_ids);
-    let old_history = array(&old.config["history"]);
-    let mut history = array(&new_run.parts.config["history"]);
-    if let Some(split) = history_split(&old_history, base) {
+    config.rootfs.diff_ids = diff_ids;
+    let old_history = old.config.history();
+    let mut history = new_run.parts.config.history().to_vec();
+    if let Some(split) = history_split(old_history, base) {
         history.extend_from_slice(&old_history[split..]);
     }
-    config["history"] = Value::Array(history);
+    config.history = Some(history);
 
     // The app's variables (named by a label, valued by the old env) over the new run image's.
-    let old_env: Vec<(String, String)> = array(&old.config["config"]["Env"])
+    let old_env: Vec<(String, String)> = old
+        .config
+        .env()
         .iter()
-        .filter_map(|e| e.as_str()?.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
-    let app_names = old.config["config"]["Labels"][labels::RUN_ENV].as_str().unwrap_or_default();
+    let old_labels = old.config.labels();
+    let app_names = old_labels.get(labels::RUN_ENV).map(String::as_str).unwrap_or_default();
     let app_env =
         app_names.split(',').filter_map(|name| old_env.iter().find(|(k, _)| k == name).cloned()).collect::<Vec<_>>();
-    let run_env: Vec<String> =
-        array(&new_run.parts.config["config"]["Env"]).iter().filter_map(|e| e.as_str().map(str::to_string)).collect();
-    config["config"]["Env"] = json!(merge_env(&run_env, app_env));
+    config.config.env = Some(merge_env(new_run.parts.config.env(), app_env));
 
     // The new run image's labels with ours over them, as a build writes them.
-    let mut image_labels = labels::of_config(&new_run.parts.config);
+    let mut image_labels = new_run.parts.config.labels();
     image_labels.remove(labels::OCI_TITLE);
     image_labels.remove(labels::OCI_DESCRIPTION);
     let ours = |k: &str| k.starts_with("dev.apprunner-build.") || k == labels::OCI_SOURCE || k == labels::OCI_REVISION;
-    image_labels.extend(labels::of_config(&old.config).into_iter().filter(|(k, _)| ours(k)));
+    image_labels.extend(old_labels.into_iter().filter(|(k, _)| ours(k)));
     for (k, v) in [
         (labels::RUNTIME_VERSION, to),
         (labels::OCI_BASE_NAME, &new_run.reference),
@@ -214,78 +209,85 @@ pub fn rebase_image(
     ] {
         image_labels.insert(k.to_string(), v.to_string());
     }
-    config["config"]["Labels"] = json!(image_labels);
-    let config_bytes = to_bytes(&config);
+    config.config.labels = Some(image_labels);
+    let config_bytes = oci::to_bytes(&config);
 
     let mut manifest = old.manifest.clone();
-    let oci = manifest["mediaType"] == OCI_MANIFEST;
-    manifest["config"]["digest"] = json!(sha256_digest(&config_bytes));
-    manifest["config"]["size"] = json!(config_bytes.len());
-    let mut layers: Vec<Value> = array(&new_run.parts.manifest["layers"])
-        .into_iter()
+    let oci = manifest.media_type.as_deref() == Some(OCI_MANIFEST);
+    manifest.config.digest = sha256_digest(&config_bytes);
+    manifest.config.size = config_bytes.len() as u64;
+    let mut layers: Vec<Descriptor> = new_run
+        .parts
+        .manifest
+        .layers
+        .iter()
+        .cloned()
         .map(|mut l| {
             // Same bytes; an OCI manifest names them with OCI's type, as BuildKit does.
-            if oci && l["mediaType"] == DOCKER_LAYER_GZIP {
-                l["mediaType"] = json!(OCI_LAYER_GZIP);
+            if oci && l.media_type == DOCKER_LAYER_GZIP {
+                l.media_type = OCI_LAYER_GZIP.to_string();
             }
             l
         })
         .collect();
-    let run_layers = layers.iter().filter_map(|l| l["digest"].as_str().map(str::to_string)).collect();
+    let run_layers = layers.iter().map(|l| l.digest.clone()).collect();
     let app = &old_layers[base..];
     layers.extend_from_slice(app);
-    manifest["layers"] = Value::Array(layers);
-    let manifest_bytes = to_bytes(&manifest);
+    manifest.layers = layers;
+    let manifest_bytes = oci::to_bytes(&manifest);
     Ok(RebasedImage {
         manifest_digest: sha256_digest(&manifest_bytes),
         config: config_bytes,
         manifest: manifest_bytes,
         run_layers,
-        app_layers: app.iter().filter_map(|l| l["digest"].as_str().map(str::to_string)).collect(),
+        app_layers: app.iter().map(|l| l.digest.clone()).collect(),
     })
 }
 
 /// The provenance of the moved image: the old statement (what `BuildKit` recorded of the build)
 /// about the new manifest, its run image material swapped, and where it was rebased from.
 pub fn rebased_provenance(
-    old: Option<&Value>,
+    old: Option<&Statement>,
     subject_name: &str,
     rebased: &RebasedImage,
     old_digest: &str,
     from: &Movable,
     new_run: &RunImage,
     to: &str,
-) -> Value {
-    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
-    let new_material = json!({
-        "uri": purl(&new_run.reference, Some(&new_run.digest)),
-        "digest": {"sha256": hex(&new_run.digest)},
-    });
+) -> Statement {
+    let sha256 = |d: &str| BTreeMap::from([("sha256".to_string(), d.trim_start_matches("sha256:").to_string())]);
+    let new_material =
+        Material { uri: purl(&new_run.reference, Some(&new_run.digest)), digest: sha256(&new_run.digest) };
     let mut statement = old.cloned().unwrap_or_else(|| {
+        let mut predicate = Predicate::default();
+        predicate.other.insert("builder".into(), json!({"id": ""}));
+        predicate.other.insert("buildType".into(), json!(REBASE_METADATA));
+        Statement {
+            kind: "https://in-toto.io/Statement/v0.1".into(),
+            predicate_type: SLSA_V02.into(),
+            subject: vec![],
+            predicate,
+            other: oci::Other::new(),
+        }
+    });
+    statement.subject = vec![Subject { name: subject_name.to_string(), digest: sha256(&rebased.manifest_digest) }];
+    let old_base = sha256(&from.base_digest);
+    for m in &mut statement.predicate.materials {
+        if m.digest.get("sha256") == old_base.get("sha256") {
+            *m = new_material.clone();
+        }
+    }
+    if !statement.predicate.materials.contains(&new_material) {
+        statement.predicate.materials.push(new_material);
+    }
+    statement.predicate.metadata.insert(
+        REBASE_METADATA.into(),
         json!({
-            "_type": "https://in-toto.io/Statement/v0.1",
-            "predicateType": SLSA_V02,
-            "subject": [],
-            "predicate": {"builder": {"id": ""}, "buildType": REBASE_METADATA, "materials": [], "metadata": {}},
-        })
-    });
-    statement["subject"] = json!([{"name": subject_name, "digest": {"sha256": hex(&rebased.manifest_digest)}}]);
-    let mut materials: Vec<Value> = array(&statement["predicate"]["materials"])
-        .into_iter()
-        .map(|m| if m["digest"]["sha256"] == hex(&from.base_digest).as_str() { new_material.clone() } else { m })
-        .collect();
-    if !materials.contains(&new_material) {
-        materials.push(new_material);
-    }
-    statement["predicate"]["materials"] = Value::Array(materials);
-    if !statement["predicate"]["metadata"].is_object() {
-        statement["predicate"]["metadata"] = json!({});
-    }
-    statement["predicate"]["metadata"][REBASE_METADATA] = json!({
-        "rebasedFrom": {"digest": old_digest, "runtime": from.runtime, "runtimeVersion": from.from_version, "runImage": from.base_name},
-        "runtimeVersion": to,
-        "runImage": new_run.reference,
-    });
+            "rebasedFrom": {"digest": old_digest, "runtime": from.runtime, "runtimeVersion": from.from_version, "runImage": from.base_name},
+            "runtimeVersion": to,
+            "runImage": new_run.reference,
+        }),
+    );
     statement
 }
 
@@ -305,72 +307,50 @@ pub struct Attestation {
     pub manifest: Vec<u8>,
 }
 
-pub fn attestation(statement: &Value) -> Attestation {
-    let statement_bytes = to_bytes(statement);
+pub fn attestation(statement: &Statement) -> Attestation {
+    let statement_bytes = oci::to_bytes(statement);
     let statement_digest = sha256_digest(&statement_bytes);
-    let config = to_bytes(&json!({
-        "architecture": "unknown",
-        "os": "unknown",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [statement_digest]},
-    }));
-    let predicate_type = statement["predicateType"].as_str().unwrap_or(SLSA_V02);
-    let manifest = to_bytes(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(&config), "size": config.len()},
-        "layers": [{
-            "mediaType": IN_TOTO,
-            "digest": statement_digest,
-            "size": statement_bytes.len(),
-            "annotations": {"in-toto.io/predicate-type": predicate_type},
-        }],
-    }));
-    Attestation { statement: statement_bytes, config, manifest }
+    let config = oci::to_bytes(&ImageConfig {
+        architecture: "unknown".into(),
+        os: "unknown".into(),
+        config: oci::ContainerConfig::default(),
+        rootfs: oci::RootFs::layers(vec![statement_digest]),
+        history: None,
+        other: oci::Other::new(),
+    });
+    let mut layer = Descriptor::of(IN_TOTO, &statement_bytes);
+    layer.annotations = Some(BTreeMap::from([(PREDICATE_TYPE.to_string(), statement.predicate_type.clone())]));
+    let manifest = ImageManifest::new(OCI_MANIFEST, Descriptor::of(OCI_CONFIG, &config), vec![layer]);
+    Attestation { statement: statement_bytes, config, manifest: oci::to_bytes(&manifest) }
 }
 
 /// The index of the moved image: the old one's (its annotations, this deployment's over them)
 /// with the image and its attestation replaced.
 pub fn rebased_index(
-    old_index: Option<&Value>,
-    platform: &Value,
+    old_index: Option<&ImageIndex>,
+    platform: &Platform,
     rebased: &RebasedImage,
     attestation: &Attestation,
     deployment: &BTreeMap<String, String>,
 ) -> Vec<u8> {
-    let image_entry = json!({
-        "mediaType": OCI_MANIFEST,
-        "digest": rebased.manifest_digest,
-        "size": rebased.manifest.len(),
-        "platform": platform,
+    let mut image_entry = Descriptor::of(OCI_MANIFEST, &rebased.manifest);
+    image_entry.platform = Some(platform.clone());
+    let mut attestation_entry = Descriptor::of(OCI_MANIFEST, &attestation.manifest);
+    attestation_entry.annotations = Some(BTreeMap::from([
+        (oci::REFERENCE_DIGEST.to_string(), rebased.manifest_digest.clone()),
+        (oci::REFERENCE_TYPE.to_string(), oci::ATTESTATION_MANIFEST.to_string()),
+    ]));
+    attestation_entry.platform = Some(Platform::new("unknown", "unknown"));
+    let mut index = old_index.cloned().unwrap_or_else(|| ImageIndex {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.to_string()),
+        manifests: vec![],
+        annotations: None,
+        other: oci::Other::new(),
     });
-    let attestation_entry = json!({
-        "mediaType": OCI_MANIFEST,
-        "digest": sha256_digest(&attestation.manifest),
-        "size": attestation.manifest.len(),
-        "annotations": {REFERENCE_DIGEST: rebased.manifest_digest, REFERENCE_TYPE: "attestation-manifest"},
-        "platform": {"architecture": "unknown", "os": "unknown"},
-    });
-    let mut index = old_index.cloned().unwrap_or_else(|| json!({"schemaVersion": 2, "mediaType": OCI_INDEX}));
-    index["manifests"] = json!([image_entry, attestation_entry]);
-    if !index["annotations"].is_object() {
-        index["annotations"] = json!({});
-    }
-    for (k, v) in deployment {
-        index["annotations"][k] = json!(v);
-    }
-    to_bytes(&index)
-}
-
-/// In an index: the attestation manifest's digest for the image manifest `image_digest`.
-pub fn attestation_of(index: &Value, image_digest: &str) -> Option<String> {
-    array(&index["manifests"])
-        .iter()
-        .find(|m| {
-            m["annotations"][REFERENCE_TYPE] == "attestation-manifest"
-                && m["annotations"][REFERENCE_DIGEST] == image_digest
-        })
-        .and_then(|m| m["digest"].as_str().map(str::to_string))
+    index.manifests = vec![image_entry, attestation_entry];
+    index.annotations.get_or_insert_with(BTreeMap::new).extend(deployment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    oci::to_bytes(&index)
 }
 
 /// For tests (this crate's and the service's): the labels of a python311 3.11.10 image that can

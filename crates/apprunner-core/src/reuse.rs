@@ -10,7 +10,8 @@
 //! Pure: bytes in, bytes out.
 
 use crate::labels;
-use crate::rebase::OCI_INDEX;
+use crate::media_types::OCI_INDEX;
+use crate::oci::{self, ImageIndex};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -77,24 +78,21 @@ pub struct Reuse {
 /// The index to write for this deployment when `existing` (the index at the target tag) was
 /// built with `key`: the same manifests, its annotations with `deployment`'s over them.
 pub fn reuse(existing: &[u8], key: &str, deployment: &BTreeMap<String, String>) -> Result<Reuse, Miss> {
-    let Ok(mut index) = serde_json::from_slice::<serde_json::Value>(existing) else {
+    let Ok(mut index) = serde_json::from_slice::<ImageIndex>(existing) else {
         return Err(Miss::NotAnIndex);
     };
-    if index["mediaType"] != OCI_INDEX || !index["manifests"].is_array() {
+    if index.media_type.as_deref() != Some(OCI_INDEX) {
         return Err(Miss::NotAnIndex);
     }
-    if index["annotations"][labels::BUILD_KEY].as_str() != Some(key) {
+    let mut annotations = index.annotations();
+    if annotations.get(labels::BUILD_KEY).map(String::as_str) != Some(key) {
         return Err(Miss::OtherInputs);
     }
-    let built_by = index["annotations"][labels::OPERATION_ID].as_str().map(str::to_string);
-    let Some(annotations) = index["annotations"].as_object_mut() else {
-        return Err(Miss::OtherInputs);
-    };
-    for (k, v) in deployment {
-        annotations.insert(k.clone(), serde_json::Value::String(v.clone()));
-    }
-    // serde_json's map is ordered, so the same index and deployment give the same bytes.
-    Ok(Reuse { index: serde_json::to_vec(&index).unwrap_or_default(), built_by })
+    let built_by = annotations.get(labels::OPERATION_ID).cloned();
+    annotations.extend(deployment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    index.annotations = Some(annotations);
+    // Every map is ordered, so the same index and deployment give the same bytes.
+    Ok(Reuse { index: oci::to_bytes(&index), built_by })
 }
 
 #[cfg(test)]

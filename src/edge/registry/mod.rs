@@ -13,7 +13,6 @@ use transport::tls;
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::error::{error_chain, Classified, ErrorClass};
-use serde_json::Value;
 use std::sync::{Mutex, PoisonError};
 
 use crate::core::media_types::ACCEPTED_MANIFESTS as ACCEPT_MANIFESTS;
@@ -60,6 +59,12 @@ impl Classified for RegistryError {
     }
 }
 crate::error::classified_into_build_error!(RegistryError);
+
+impl From<crate::core::oci::Malformed> for RegistryError {
+    fn from(e: crate::core::oci::Malformed) -> Self {
+        RegistryError::Malformed(e.to_string())
+    }
+}
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
@@ -121,22 +126,23 @@ impl Registry {
         if !creds.username.is_empty() {
             req = req.basic_auth(&creds.username, Some(&creds.password));
         }
-        let body: Value = req
+        let body: TokenResponse = req
             .send()
             .await
             .map_err(|e| Self::unreachable(host, &e))?
             .json()
             .await
             .map_err(|e| Self::unreachable(host, &e))?;
-        let token = body["token"].as_str().or(body["access_token"].as_str()).unwrap_or_default().to_string();
+        let token = body.token.or(body.access_token).unwrap_or_default();
         if token.is_empty() {
             return Err(RegistryError::TokenRefused { host: host.to_string(), scope: scopes.join(" ") });
         }
-        let issued_at = body["issued_at"]
-            .as_str()
+        let issued_at = body
+            .issued_at
+            .as_deref()
             .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
             .map(time::OffsetDateTime::unix_timestamp);
-        Ok(Token { token, expires_in: body["expires_in"].as_i64(), issued_at })
+        Ok(Token { token, expires_in: body.expires_in, issued_at })
     }
 
     /// The worker's credentials for `host`, if it has any.
@@ -357,8 +363,8 @@ impl Registry {
                 .and_then(|l| l.split_once('<')?.1.split_once('>').map(|(u, _)| u.to_string()))
                 .map(|u| if u.starts_with("http") { u } else { format!("{}://{host}{u}", self.scheme(host)) });
             let resp = Self::check(resp, &format!("listing the tags of {host}/{repo}")).await?;
-            let body: Value = resp.json().await.map_err(|e| Self::unreachable(host, &e))?;
-            tags.extend(body["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)));
+            let body: TagList = resp.json().await.map_err(|e| Self::unreachable(host, &e))?;
+            tags.extend(body.tags.unwrap_or_default());
         }
         Ok(tags)
     }
@@ -383,4 +389,19 @@ impl Registry {
         self.http.get(&url).send().await.map_err(|e| Self::unreachable(host, &e))?;
         Ok(())
     }
+}
+
+/// A token server's answer (Docker's token spec names it `token`, `OAuth2` `access_token`).
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<i64>,
+    issued_at: Option<String>,
+}
+
+/// A page of `/v2/<name>/tags/list` (`tags` is null for a repository with none).
+#[derive(serde::Deserialize)]
+struct TagList {
+    tags: Option<Vec<String>>,
 }

@@ -6,8 +6,8 @@ use crate::core::catalog::{compare_versions, RuntimeCatalog};
 use crate::core::digest::sha256_digest;
 use crate::core::labels;
 use crate::core::rebase::{self, Refusal};
-use crate::queue::job::{BuildJob, Rollout};
 use crate::queue::ledger::ServiceRecord;
+use crate::queue::wire::job::{BuildJob, Rollout};
 use std::collections::BTreeMap;
 
 /// What a roll-out does with one service.

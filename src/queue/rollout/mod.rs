@@ -14,8 +14,8 @@ use crate::core::catalog::Runtime;
 use crate::core::image_ref::ImageRef;
 use crate::edge::image;
 use crate::error::BuildError;
-use crate::queue::job::BuildJob;
 use crate::queue::ledger::Ledger;
+use crate::queue::wire::job::BuildJob;
 
 /// What a roll-out found: the jobs to submit and how many services are in each state.
 pub struct Survey {

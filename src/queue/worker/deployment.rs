@@ -8,12 +8,12 @@ use crate::core::labels;
 use crate::edge::rebase::RebaseOutcome;
 use crate::error::BuildError;
 use crate::log::{DeploymentLog, LogLine, LogSink};
-use crate::queue::amqp::{Outgoing, Topology};
 use crate::queue::error::QueueError;
-use crate::queue::job::{BuildJob, FailedJob, JobEvent, JobStatus};
-use crate::queue::lease::{Lease, NoLease};
 use crate::queue::ledger::{Built, Ledger};
 use crate::queue::outcome::{Action, JobOutcome};
+use crate::queue::transport::lease::{Lease, NoLease};
+use crate::queue::transport::{waiting, Outgoing, Topology};
+use crate::queue::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,14 +33,20 @@ pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpL
     let task = tokio::spawn(async move {
         let exchange = shared.cfg.topology.logs();
         let key = Topology::log_key(&operation_id);
+        // Each line's id: this build's, and the line's place in it (a follower drops a repeat).
+        let build = uuid::Uuid::new_v4().simple().to_string();
         let mut pending = Vec::new();
+        let mut n = 0u64;
         while let Some(line) = rx.recv().await {
             let Ok(payload) = serde_json::to_vec(&line) else { continue };
-            match shared.publisher.publish_pipelined(&Outgoing::new(&exchange, &key, &payload)).await {
+            n += 1;
+            let id = format!("{build}.{n}");
+            let msg = Outgoing { message_id: Some(&id), ..Outgoing::new(&exchange, &key, &payload) };
+            match shared.publisher.publish_pipelined(&msg).await {
                 Ok(confirm) => pending.push(confirm),
                 // A lost line is retried once on a fresh connection, confirmed.
                 Err(_) => {
-                    let _ = shared.publisher.publish(&Outgoing::new(&exchange, &key, &payload)).await;
+                    let _ = shared.publisher.publish(&msg).await;
                 }
             }
             if pending.len() >= 256 {
@@ -59,12 +65,10 @@ pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpL
 pub(super) async fn publish_event(shared: &Shared, event: &JobEvent) -> Result<(), QueueError> {
     let payload = QueueError::json("the event", event)?;
     let key = Topology::event_key(&event.operation_id, event.status.key());
+    let id = event.new_message_id();
     shared
         .publisher
-        .publish(&Outgoing {
-            message_id: Some(&event.job_id),
-            ..Outgoing::new(&shared.cfg.topology.events(), &key, &payload)
-        })
+        .publish(&Outgoing { message_id: Some(&id), ..Outgoing::new(&shared.cfg.topology.events(), &key, &payload) })
         .await
 }
 
@@ -201,6 +205,12 @@ impl Deployment<'_> {
                 Ok(JobOutcome::Retried)
             }
             Action::Fail(error) => {
+                // A copy of the job that succeeded meanwhile (its success reported) has the
+                // last word: an operation never reports a success and a failure. A failure is
+                // not marked, so a roll-out run again builds its failed services again.
+                if ledger.reported(&job.operation_id).await {
+                    return Ok(JobOutcome::Duplicate);
+                }
                 let worker = shared.cfg.worker_id.as_str();
                 publish_failed(shared, &FailedJob::of_job(job, &error, attempt, worker)).await?;
                 self.publish(JobEvent::failed(job, &error), Some(attempt)).await?;
@@ -214,18 +224,11 @@ impl Deployment<'_> {
         publish_event(self.shared, &event.by(&self.shared.cfg.worker_id, attempt)).await
     }
 
-    /// Publishes the job to the delay queue of `delay`, to come back as attempt `attempt`.
+    /// Sends the job to wait `delay`, to come back as attempt `attempt`.
     async fn requeue(&self, attempt: u32, delay: Duration) -> Result<(), QueueError> {
         let (shared, job) = (self.shared, self.job);
-        let ch = shared.publisher.side_channel().await?;
-        let retry_queue = shared.cfg.topology.declare_retry(ch, delay).await?;
         let payload = QueueError::json("the job", job)?;
-        let msg = Outgoing {
-            message_id: Some(&job.job_id),
-            attempt: Some(attempt),
-            ..Outgoing::new("", &retry_queue, &payload)
-        };
-        shared.publisher.publish(&msg).await
+        waiting::send_to_wait(&shared.publisher, &shared.cfg.topology, &payload, &job.job_id, attempt, delay).await
     }
 
     async fn still_held(&self, lease: &Lease) -> Result<(), QueueError> {

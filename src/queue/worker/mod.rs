@@ -1,17 +1,20 @@
 //! `apprunner-build worker`: build jobs from `RabbitMQ`, results and logs back, nothing lost.
 //!
 //! A job is acked only after its outcome is published (with confirms): a SUCCEEDED or FAILED
-//! event, plus a failed-jobs entry for failures. Transient faults go to a delay queue and come
-//! back, a bounded number of times. A redelivered job whose image already exists for the same
+//! event, plus a failed-jobs entry for failures. Transient faults send the job to wait and come
+//! back, a bounded number of times; every worker moves waiting jobs back when they are due
+//! (`transport::waiting`). A redelivered job whose image already exists for the same
 //! operation is not built again, and its success is reported once.
 
 mod deployment;
 
-use super::amqp::{self, Brokers, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT};
-use super::job::{now_rfc3339, BuildJob, FailedJob, JobEvent};
-use super::lease::Leases;
 use super::metrics::Metrics;
 use super::outcome::{JobOutcome, RetryPolicy};
+use super::transport::lease::Leases;
+use super::transport::{
+    self, waiting, Brokers, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT, DUE_HEADER,
+};
+use super::wire::job::{now_rfc3339, BuildJob, FailedJob, JobEvent};
 use crate::build::Settings;
 use crate::edge::registry::Registry;
 use crate::error::BuildError;
@@ -48,6 +51,19 @@ struct Shared {
     metrics: Arc<Metrics>,
 }
 
+impl Shared {
+    fn new(cfg: WorkerConfig, metrics: Arc<Metrics>) -> Self {
+        let named = |part: &str| format!("apprunner-build-worker-{}-{part}", cfg.worker_id);
+        Shared {
+            publisher: Publisher::new(&cfg.brokers, &named("publisher")),
+            leases: Leases::new(&cfg.brokers, &named("leases"), cfg.topology.clone()),
+            registry: cfg.settings.registry_client(),
+            metrics,
+            cfg,
+        }
+    }
+}
+
 /// How long a redelivered job whose image exists waits for its builder's report to be recorded.
 const REPORT_GRACE: Duration = Duration::from_secs(3);
 
@@ -60,19 +76,15 @@ const DEFER: Duration = Duration::from_secs(5);
 /// Runs until `shutdown` turns true: consume, reconnecting with backoff whenever the broker
 /// connection is lost; then let running builds finish (up to the grace period).
 pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared {
-        publisher: Publisher::new(&cfg.brokers, &format!("apprunner-build-worker-{}-publisher", cfg.worker_id)),
-        leases: Leases::new(
-            &cfg.brokers,
-            &format!("apprunner-build-worker-{}-leases", cfg.worker_id),
-            cfg.topology.clone(),
-        ),
-        registry: cfg.settings.registry_client(),
-        metrics,
-        cfg,
-    });
+    let shared = Arc::new(Shared::new(cfg, metrics));
     shared.metrics.watch_broker(&shared.cfg.brokers);
     sweep_clones("start");
+    let mover = tokio::spawn(waiting::move_due_jobs(
+        shared.cfg.brokers.clone(),
+        shared.cfg.topology.clone(),
+        waits(&shared.cfg.retry),
+        format!("apprunner-build-worker-{}-waits", shared.cfg.worker_id),
+    ));
     let mut tasks = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(500);
     let mut first_session = true;
@@ -152,10 +164,21 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
         shared.metrics.connected.store(false, Ordering::Relaxed);
         let _ = conn.close(200, "reconnecting".into()).await;
     }
+    mover.abort();
     shared.publisher.close().await;
     shared.leases.close().await;
     sweep_clones("exit");
     Ok(())
+}
+
+/// The waits a worker moves jobs back from when they are due: its retry policy's backoffs and
+/// the wait for an operation being built elsewhere.
+fn waits(retry: &RetryPolicy) -> Vec<Duration> {
+    let mut delays: Vec<Duration> = (1..retry.max_attempts).map(|a| retry.delay_after(a)).collect();
+    delays.push(DEFER);
+    delays.sort();
+    delays.dedup();
+    delays
 }
 
 /// Every 5 s: the jobs queue's depth for the metrics, and whether the consumer is stalled
@@ -199,7 +222,7 @@ async fn ack(delivery: &Delivery) {
 
 /// Handles one delivery; returns once it is acked, or left for redelivery.
 async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
-    let attempt = amqp::header_u32(&delivery.properties, ATTEMPT_HEADER).unwrap_or(1);
+    let attempt = transport::header_u32(&delivery.properties, ATTEMPT_HEADER).unwrap_or(1);
     let job = match BuildJob::parse(&delivery.data) {
         Ok(j) => j,
         Err(error) => {
@@ -215,7 +238,7 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
     };
     // The last delivery the broker allows: every earlier one ended with its worker gone. Rather
     // than let the broker dead-letter it unreported, the job fails here, with a reason.
-    let delivered_before = amqp::header_u32(&delivery.properties, DELIVERY_COUNT_HEADER).unwrap_or(0);
+    let delivered_before = transport::header_u32(&delivery.properties, DELIVERY_COUNT_HEADER).unwrap_or(0);
     if i64::from(delivered_before) >= DELIVERY_LIMIT - 1 {
         let deliveries = delivered_before + 1;
         tracing::warn!("job {}: delivery {deliveries}, the last the broker allows; failing it", job.job_id);
@@ -241,7 +264,8 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
         || delivery.redelivered
         || delivered_before > 0
         || attempt > 1
-        || props.headers().as_ref().is_some_and(|h| h.inner().contains_key("x-death"));
+        || props.headers().as_ref().is_some_and(|h| h.inner().contains_key("x-death"))
+        || transport::header_u64(props, DUE_HEADER).is_some();
     let done = Deployment { shared, job: &job, attempt, may_be_built }.run().await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     match done {

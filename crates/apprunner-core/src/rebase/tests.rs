@@ -1,4 +1,6 @@
 use super::*;
+use crate::media_types::{DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_LAYER_GZIP};
+use serde_json::Value;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
@@ -26,20 +28,24 @@ fn only_a_revised_build_without_pre_run_moves_and_each_refusal_says_why() {
     assert!(refused(labels(&[]), "3.11.14").contains("not built by apprunner-build"));
 }
 
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
 fn parts(layers: &[&str], env: &[&str], labels: &Value, history: usize) -> ImageParts {
     let hist: Vec<Value> = (0..history).map(|i| json!({"created_by": format!("step {i}")})).collect();
     ImageParts {
-        manifest: json!({
+        manifest: typed(json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "digest": "sha256:c", "size": 1},
             "layers": layers.iter().map(|l| json!({"mediaType": DOCKER_LAYER_GZIP, "digest": format!("sha256:z{l}"), "size": 1})).collect::<Vec<_>>(),
-        }),
-        config: json!({
+        })),
+        config: typed(json!({
             "architecture": "amd64", "os": "linux",
             "config": {"Env": env, "Labels": labels.clone(), "Cmd": ["/bin/sh", "-c", "python app.py"]},
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| format!("sha256:{l}")).collect::<Vec<_>>()},
             "history": hist,
-        }),
+        })),
     }
 }
 
@@ -82,13 +88,15 @@ fn the_run_image_is_swapped_under_the_app_layers_and_the_app_env_stays_on_top() 
     let e = rebase_image("img", &old, "sha256:old", &from, &other_base, &new_run, "3.11.14").unwrap_err();
     assert!(e.to_string().contains("layers do not start with those of the run image"), "{e}");
 
-    let old_statement = json!({
+    let old_statement: Statement = serde_json::from_value(json!({
         "_type": "https://in-toto.io/Statement/v0.1", "predicateType": SLSA_V02,
         "subject": [{"name": "x", "digest": {"sha256": "old"}}],
         "predicate": {"materials": [{"uri": "pkg:docker/old", "digest": {"sha256": "aaaa"}}, {"uri": "src", "digest": {"sha256": "s"}}], "metadata": {}},
-    });
-    let statement =
+    }))
+    .unwrap();
+    let typed =
         rebased_provenance(Some(&old_statement), "pkg:docker/img", &moved, "sha256:old", &from, &new_run, "3.11.14");
+    let statement = serde_json::to_value(&typed).unwrap();
     assert_eq!(statement["subject"][0]["digest"]["sha256"], moved.manifest_digest.trim_start_matches("sha256:"));
     assert_eq!(statement["predicate"]["materials"][0]["digest"]["sha256"], "bbbb");
     assert_eq!(
@@ -101,15 +109,15 @@ fn the_run_image_is_swapped_under_the_app_layers_and_the_app_env_stays_on_top() 
     );
     assert_eq!(statement["predicate"]["materials"][1]["uri"], "src");
     assert_eq!(statement["predicate"]["metadata"][REBASE_METADATA]["rebasedFrom"]["runtimeVersion"], "3.11.10");
-    let att = attestation(&statement);
-    let index: Value = serde_json::from_slice(&rebased_index(
+    let att = attestation(&typed);
+    let index: ImageIndex = serde_json::from_slice(&rebased_index(
         None,
-        &json!({"architecture": "amd64", "os": "linux"}),
+        &Platform::new("linux", "amd64"),
         &moved,
         &att,
         &labels(&[(labels::OPERATION_ID, "op2")]),
     ))
     .unwrap();
-    assert_eq!(attestation_of(&index, &moved.manifest_digest), Some(sha256_digest(&att.manifest)));
-    assert_eq!(index["annotations"][labels::OPERATION_ID], "op2");
+    assert_eq!(index.attestation_of(&moved.manifest_digest).unwrap().digest, sha256_digest(&att.manifest));
+    assert_eq!(index.annotations()[labels::OPERATION_ID], "op2");
 }

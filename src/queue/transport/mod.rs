@@ -1,9 +1,12 @@
-//! `RabbitMQ`: the topology every worker declares at start, and a publisher that waits for the
-//! broker's confirm and reconnects when the connection is lost.
+//! `RabbitMQ` transport: the topology every worker declares at start, the connections to a
+//! cluster's nodes, a publisher that waits for the broker's confirm and reconnects when the
+//! connection is lost, and the lease (`lease`) that keeps one build per operation.
 
+pub mod lease;
 mod publisher;
+pub mod waiting;
 
-pub use publisher::{header_u32, Outgoing, Publisher};
+pub use publisher::{header_u32, header_u64, Outgoing, Publisher};
 
 use super::error::QueueError;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
@@ -26,6 +29,9 @@ pub struct Topology {
 /// dead-lettered to the failed-jobs queue instead of looping.
 pub const DELIVERY_LIMIT: i64 = 5;
 pub const ATTEMPT_HEADER: &str = "x-apprunner-attempt";
+/// When a waiting job is due back in the jobs queue (milliseconds since the epoch); a job that
+/// carries it has waited, so an earlier delivery may have built it.
+pub const DUE_HEADER: &str = "x-apprunner-due-ms";
 /// How many times a quorum queue delivered a message before, without an ack.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
@@ -55,13 +61,18 @@ impl Topology {
     pub fn logs(&self) -> String {
         format!("{}.logs", self.prefix)
     }
-    /// A holding queue whose messages return to the jobs queue after `delay`.
     /// The exclusive queue whose existence says an operation is being built: its lease.
     pub fn lease(&self, operation_id: &str) -> String {
         format!("{}.lease.{operation_id}", self.prefix)
     }
-    pub fn retry(&self, delay: Duration) -> String {
-        format!("{}.delay.{}ms", self.prefix, delay.as_millis())
+    /// The quorum queue where jobs wait `delay` (a backoff, or while their operation is built
+    /// elsewhere) until a worker moves them back (`waiting`).
+    pub fn waiting(&self, delay: Duration) -> String {
+        format!("{}.wait.{}ms", self.prefix, delay.as_millis())
+    }
+    /// A follower's own queue (`subscription`): quorum, so what it holds outlives a node.
+    pub fn follower(&self, id: &str) -> String {
+        format!("{}.follow.{id}", self.prefix)
     }
 
     pub fn event_key(operation_id: &str, status: &str) -> String {
@@ -131,34 +142,44 @@ impl Topology {
         }
     }
 
-    /// Declares the delay queue of `delay` on a channel of its own (`ch`, closed after): a quorum
-    /// queue, so waiting jobs outlive the loss of a node, whose messages go back to the jobs
-    /// queue when they expire, at least once.
-    pub async fn declare_retry(&self, ch: Channel, delay: Duration) -> lapin::Result<String> {
-        let name = self.retry(delay);
+    /// Declares the waiting queue of `delay` on a channel of its own (`ch`, closed after): a
+    /// quorum queue with no TTL and no dead-lettering; workers move its jobs back when due.
+    pub async fn declare_waiting(&self, ch: Channel, delay: Duration) -> lapin::Result<String> {
+        let name = self.waiting(delay);
+        self.declare_own(ch, &name, self.quorum()).await?;
+        Ok(name)
+    }
+
+    /// Declares a follower's queue: quorum, deleted by the broker once no one has used it for
+    /// [`FOLLOWER_EXPIRY`] (a follower that died), and by the follower when it is done.
+    pub async fn declare_follower(&self, ch: Channel, id: &str) -> lapin::Result<String> {
+        let name = self.follower(id);
         let mut args = self.quorum();
         args.insert(
-            "x-message-ttl".into(),
-            AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+            "x-expires".into(),
+            AMQPValue::LongLongInt(i64::try_from(FOLLOWER_EXPIRY.as_millis()).unwrap_or(i64::MAX)),
         );
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
-        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.jobs().into()));
-        args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
-        args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
-        match ch
-            .queue_declare(name.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
-            .await
-        {
+        self.declare_own(ch, &name, args).await?;
+        Ok(name)
+    }
+
+    /// Declares the durable queue `name` with `args` on `ch` (closed after). One that exists
+    /// with another member count serves as it is.
+    async fn declare_own(&self, ch: Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        match ch.queue_declare(name.into(), durable, args).await {
             Ok(_) => {
                 let _ = ch.close(200, "declared".into()).await;
-                Ok(name)
+                Ok(())
             }
-            // It exists, declared with another member count: it serves as it is.
-            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406) => Ok(name),
+            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406) => Ok(()),
             Err(e) => Err(e),
         }
     }
 }
+
+/// How long a follower's queue outlives its last use (a follower killed mid-deployment).
+pub const FOLLOWER_EXPIRY: Duration = Duration::from_secs(600);
 
 /// A queue of this channel's connection alone, named by the broker, gone with the connection.
 pub async fn private_queue(ch: &Channel) -> lapin::Result<String> {

@@ -4,8 +4,8 @@
 //! connection goes, so a lease survives nothing but its holder. A build reports its outcome
 //! only while its lease still holds.
 
-use super::amqp::{Brokers, Topology};
-use super::error::QueueError;
+use super::{Brokers, Topology};
+use crate::queue::error::QueueError;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;

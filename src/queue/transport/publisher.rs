@@ -1,7 +1,7 @@
 //! Confirmed publishing: a message the broker has taken, or an error saying it may not have;
 //! the headers a job carries between attempts.
 
-use super::{Brokers, ATTEMPT_HEADER};
+use super::{Brokers, ATTEMPT_HEADER, DUE_HEADER};
 use crate::queue::error::QueueError;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -10,15 +10,19 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 pub fn header_u32(props: &BasicProperties, key: &str) -> Option<u32> {
+    header_u64(props, key).and_then(|v| u32::try_from(v).ok())
+}
+
+pub fn header_u64(props: &BasicProperties, key: &str) -> Option<u64> {
     let headers = props.headers().as_ref()?;
     match headers.inner().get(&ShortString::from(key))? {
-        AMQPValue::LongInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::LongUInt(v) => Some(*v),
-        AMQPValue::ShortInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::ShortUInt(v) => Some(u32::from(*v)),
-        AMQPValue::ShortShortInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::ShortShortUInt(v) => Some(u32::from(*v)),
+        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
+        AMQPValue::ShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::ShortUInt(v) => Some(u64::from(*v)),
+        AMQPValue::ShortShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::ShortShortUInt(v) => Some(u64::from(*v)),
         _ => None,
     }
 }
@@ -30,12 +34,13 @@ pub struct Outgoing<'a> {
     pub payload: &'a [u8],
     pub message_id: Option<&'a str>,
     pub attempt: Option<u32>,
-    pub expiration_ms: Option<u64>,
+    /// For a waiting job: when it is due back (milliseconds since the epoch).
+    pub due_ms: Option<u64>,
 }
 
 impl<'a> Outgoing<'a> {
     pub fn new(exchange: &'a str, routing_key: &'a str, payload: &'a [u8]) -> Self {
-        Self { exchange, routing_key, payload, message_id: None, attempt: None, expiration_ms: None }
+        Self { exchange, routing_key, payload, message_id: None, attempt: None, due_ms: None }
     }
 
     fn properties(&self) -> BasicProperties {
@@ -46,15 +51,18 @@ impl<'a> Outgoing<'a> {
         if let Some(id) = self.message_id {
             p = p.with_message_id(id.into());
         }
+        let mut h = FieldTable::default();
         if let Some(a) = self.attempt {
-            let mut h = FieldTable::default();
             h.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(i64::from(a)));
-            p = p.with_headers(h);
         }
-        if let Some(ms) = self.expiration_ms {
-            p = p.with_expiration(ms.to_string().into());
+        if let Some(due) = self.due_ms {
+            h.insert(DUE_HEADER.into(), AMQPValue::LongLongInt(i64::try_from(due).unwrap_or(i64::MAX)));
         }
-        p
+        if h.inner().is_empty() {
+            p
+        } else {
+            p.with_headers(h)
+        }
     }
 }
 

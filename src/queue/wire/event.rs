@@ -117,6 +117,19 @@ pub fn now_rfc3339() -> String {
 }
 
 impl JobEvent {
+    /// An AMQP `message_id` for one publication of this event, by which followers drop a
+    /// repeat (a message delivered again after a lost connection, or published again when its
+    /// confirm did not come). An operation's terminal event has one id whoever publishes it and
+    /// whatever it says, so no follower hears two outcomes of one deployment; any other event's
+    /// id is new with each publication (a build started again after its worker died is news).
+    pub fn new_message_id(&self) -> String {
+        if self.status.is_terminal() {
+            format!("{}.outcome", self.operation_id)
+        } else {
+            format!("{}.{}.{}", self.job_id, self.status.key(), uuid::Uuid::new_v4().simple())
+        }
+    }
+
     pub fn new(job: &BuildJob, status: JobStatus) -> Self {
         let (operation_status, message) = match operation_status(job.trigger.as_deref(), status) {
             Some((s, m)) => (Some(s), Some(m)),

@@ -1,0 +1,115 @@
+//! Jobs that wait: a backoff after a transient fault, or a while when their operation is being
+//! built elsewhere. A waiting job sits in the quorum queue of its delay (`<prefix>.wait.<ms>ms`)
+//! stamped with the time it is due, and every worker moves the due ones back to the jobs queue
+//! itself ([`move_due_jobs`]). Nothing depends on the broker expiring messages and
+//! dead-lettering them: `RabbitMQ` 3.10's quorum queues can leave expired messages stuck after
+//! losing a node (docs/reliability.md).
+//!
+//! One queue per delay keeps each queue in due order (first in, first due), so a mover holds
+//! its queue's head until it is due and no later job waits behind an earlier one. A job is moved
+//! by publishing it to the jobs queue (confirmed) and then acking it here; a mover that dies
+//! between the two leaves a second copy, which the worker recognises as the same job (its id,
+//! the ledger), so moving is safe with any number of workers moving at once.
+
+use super::{header_u32, header_u64, Brokers, Outgoing, Publisher, Topology, ATTEMPT_HEADER, DUE_HEADER};
+use crate::queue::error::QueueError;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use std::time::Duration;
+
+/// How often an empty waiting queue is looked at again: the most a job waits past its time.
+const POLL: Duration = Duration::from_secs(1);
+/// A request the broker does not answer in this long (a queue with no leader) ends the session.
+const ANSWER: Duration = Duration::from_secs(10);
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// Sends the job `payload` (id `job_id`) to wait `delay`, then to come back as `attempt`.
+pub async fn send_to_wait(
+    publisher: &Publisher,
+    topology: &Topology,
+    payload: &[u8],
+    job_id: &str,
+    attempt: u32,
+    delay: Duration,
+) -> Result<(), QueueError> {
+    let queue = topology.declare_waiting(publisher.side_channel().await?, delay).await?;
+    let due = now_ms() + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    let msg = Outgoing {
+        message_id: Some(job_id),
+        attempt: Some(attempt),
+        due_ms: Some(due),
+        ..Outgoing::new("", &queue, payload)
+    };
+    publisher.publish(&msg).await
+}
+
+/// Moves due jobs from the waiting queue of each of `delays` back to the jobs queue, until the
+/// process ends; reconnects (to the next node) whenever the broker goes.
+pub async fn move_due_jobs(brokers: Brokers, topology: Topology, delays: Vec<Duration>, name: String) {
+    let publisher = std::sync::Arc::new(Publisher::new(&brokers, &format!("{name}-publisher")));
+    let movers = delays.into_iter().map(|delay| {
+        let (brokers, topology, publisher, name) = (brokers.clone(), topology.clone(), publisher.clone(), name.clone());
+        async move {
+            let mut pause = Duration::from_millis(500);
+            loop {
+                match move_session(&brokers, &topology, delay, &publisher, &name).await {
+                    Ok(()) => pause = Duration::from_millis(500),
+                    Err(e) => {
+                        tracing::warn!("moving waiting jobs ({}): {e}; again in {pause:?}", topology.waiting(delay));
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+    });
+    futures_util::future::join_all(movers).await;
+}
+
+/// One connection's worth of moving; returns when the connection or the broker fails.
+async fn move_session(
+    brokers: &Brokers,
+    topology: &Topology,
+    delay: Duration,
+    publisher: &Publisher,
+    name: &str,
+) -> Result<(), QueueError> {
+    let conn = brokers.connect(name).await?;
+    let result = async {
+        let queue = topology.declare_waiting(conn.create_channel().await?, delay).await?;
+        let ch = conn.create_channel().await?;
+        let jobs = topology.jobs();
+        loop {
+            let got = tokio::time::timeout(ANSWER, ch.basic_get(queue.as_str().into(), BasicGetOptions::default()))
+                .await
+                .map_err(|_| QueueError::Broker(format!("{queue} did not answer within {ANSWER:?}")))??;
+            let Some(msg) = got else {
+                tokio::time::sleep(POLL).await;
+                continue;
+            };
+            let props = &msg.delivery.properties;
+            // Held until due: if this connection goes meanwhile, the broker gives the job to
+            // another mover, so it is not published from here.
+            let due = header_u64(props, DUE_HEADER).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(due.saturating_sub(now_ms()))).await;
+            if !ch.status().connected() {
+                return Err(QueueError::Broker("the connection went while a job waited".into()));
+            }
+            let id = props.message_id().as_ref().map(ToString::to_string);
+            let back = Outgoing {
+                message_id: id.as_deref(),
+                attempt: header_u32(props, ATTEMPT_HEADER),
+                due_ms: Some(due),
+                ..Outgoing::new("", &jobs, &msg.delivery.data)
+            };
+            publisher.publish(&back).await?;
+            msg.delivery.ack(BasicAckOptions::default()).await?;
+        }
+    }
+    .await;
+    let _ = conn.close(200, "moving again".into()).await;
+    result
+}
