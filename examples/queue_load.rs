@@ -111,7 +111,8 @@ async fn main() {
                 version: JOB_VERSION,
                 job_id: format!("load-{i}"),
                 operation_id: op,
-                service: Service { name: "load".into(), id: None },
+                // A service each: one service's deployments run one at a time.
+                service: Service { name: format!("load-{i}"), id: None },
                 repository: Repository {
                     url: url.clone(),
                     branch: Some("main".into()),
@@ -123,11 +124,20 @@ async fn main() {
                 deadline: None,
                 trigger: None,
                 rollout: None,
+                submitted_at: None,
             }
         })
         .collect();
     for j in &all {
-        apprunner_build::queue::client::submit(&brokers(), &topology, j, None).await.unwrap();
+        apprunner_build::queue::client::submit(
+            &brokers(),
+            &topology,
+            j,
+            apprunner_build::queue::transport::Lane::User,
+            None,
+        )
+        .await
+        .unwrap();
     }
     let mut peak = idle.clone();
     let (mut ok, mut failed) = (0, 0);

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use apprunner_build::queue::transport::{Brokers, Topology};
+use apprunner_build::queue::transport::{Brokers, Lane, Topology};
 use apprunner_build::queue::wire::job::*;
 use common::faults::FlakyDocker;
 use common::queue::*;
@@ -248,7 +248,7 @@ impl World {
     }
 
     async fn submit(&self, job: &BuildJob) {
-        apprunner_build::queue::client::submit(&self.listener, &self.topology, job, None).await.unwrap();
+        apprunner_build::queue::client::submit(&self.listener, &self.topology, job, Lane::User, None).await.unwrap();
     }
 
     /// A worker given every node, first node first, serving /healthz; returns once connected.

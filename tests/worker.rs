@@ -46,6 +46,20 @@ async fn failed_count(topology: &Topology) -> u32 {
     q.message_count()
 }
 
+/// The failed queue's ready count once it is `n`, or what it is after 10 s: entries a client
+/// left unacked come back a moment after its connection closes (a quorum queue's return goes
+/// through its log).
+async fn failed_count_becomes(topology: &Topology, n: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let count = failed_count(topology).await;
+        if count == n || Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn image_exists(reference: &str) -> bool {
     let r = apprunner_build::core::image_ref::ImageRef::parse(reference).unwrap();
     apprunner_build::edge::registry::Registry::new(Default::default(), Vec::new())
@@ -61,7 +75,7 @@ async fn fifty_jobs_on_two_workers_each_finish_exactly_once() {
     let (_dir, url) = repo("echo trivial build");
     let _a = Worker::start(&prefix, "a", &["--concurrency", "3"]);
     let _b = Worker::start(&prefix, "b", &["--concurrency", "3"]);
-    let jobs: Vec<BuildJob> = (0..50).map(|_| job(&url, "fifty")).collect();
+    let jobs: Vec<BuildJob> = (0..50).map(|i| job(&url, &format!("fifty-{i}"))).collect();
     for j in &jobs {
         submit(&topology, j).await;
     }
@@ -215,17 +229,17 @@ async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_fa
         dry.contains(&format!("would resubmit {}", gives_up.job_id)) && dry.contains("1 of 1 failed jobs match"),
         "{dry}"
     );
-    assert_eq!(failed_count(&topology).await, 1);
+    assert_eq!(failed_count_becomes(&topology, 1).await, 1);
     let none = run(&["--service", "someone-else"]);
     assert!(none.contains("0 of 1 failed jobs resubmitted"), "{none}");
-    assert_eq!(failed_count(&topology).await, 1);
+    assert_eq!(failed_count_becomes(&topology, 1).await, 1);
 
     // With BuildKit reachable again, the resubmitted job builds.
     let _healthy = Worker::start(&prefix, "w3", &[]);
     drop(w2);
     let real = run(&["--error-class", "transient", "--newer-than", "1h"]);
     assert!(real.contains(&format!("resubmitted {}", gives_up.job_id)), "{real}");
-    assert_eq!(failed_count(&topology).await, 0);
+    assert_eq!(failed_count_becomes(&topology, 0).await, 0);
     let new_id = real.split(" as ").nth(1).unwrap().lines().next().unwrap().trim().to_string();
     events.until(Duration::from_secs(120), |seen| terminal(seen, &new_id).is_some()).await;
     assert_eq!(terminal(&events.seen, &new_id).unwrap().status, JobStatus::Succeeded);
@@ -250,7 +264,9 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
         "{stdout}"
     );
     // The terminal shows App Runner's time prefix: `MM-DD-YYYY HH:MM:SS AM|PM [AppRunner] …`.
-    let first = stdout.lines().next().unwrap();
+    let mut lines = stdout.lines();
+    assert!(lines.next().unwrap().starts_with("operation "), "the operation id first: {stdout}");
+    let first = lines.next().unwrap();
     assert!(first.len() > 23 && &first[2..3] == "-" && (&first[20..22] == "AM" || &first[20..22] == "PM"), "{first}");
     assert!(stdout.trim_end().lines().last().unwrap().contains("@sha256:"), "{stdout}");
 

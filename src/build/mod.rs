@@ -9,6 +9,7 @@ mod prepare;
 mod settings;
 mod solve;
 
+pub use narration::Narration;
 pub use prepare::{prepare, read_config, ImageLookup, Prepared};
 pub use settings::{Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY};
 
@@ -21,7 +22,6 @@ use crate::edge::stand_in::{self};
 use crate::error::BuildError;
 use crate::log::DeploymentLog;
 use image_reuse::{keyed_exporter, reuse_image};
-use narration::Narration;
 use solve::SolveSession;
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -27,6 +27,16 @@ impl Narration<'_> {
         self.say(format!("Deployment with ID : {operation_id} completed successfully."));
     }
 
+    /// A deployment ended by `cancel`: before a worker took it, or with its build stopped.
+    pub fn cancelled(self, operation_id: &str, while_building: bool) {
+        if while_building {
+            self.say("Cancel requested: the build was stopped; nothing was pushed.");
+        } else {
+            self.say("Cancel requested before the build started: nothing was built.");
+        }
+        self.say(format!("Deployment with ID : {operation_id} was cancelled."));
+    }
+
     pub fn failed(self, operation_id: &str, e: &BuildError) {
         self.say(format!("Failed to build your application source code. Reason: {}", e.message));
         self.say(format!(

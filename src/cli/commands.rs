@@ -13,6 +13,7 @@ use crate::queue::client::{self, FailedFilter};
 use crate::queue::metrics::Metrics;
 use crate::queue::outcome::RetryPolicy;
 use crate::queue::rollout;
+use crate::queue::transport::Lane;
 use crate::queue::wire::job::{BuildJob, ImageTarget, JobStatus, Repository};
 use crate::queue::worker::{self, WorkerConfig};
 use std::process::ExitCode;
@@ -165,7 +166,10 @@ pub(super) async fn submit(args: SubmitArgs) -> Result<ExitCode, BuildError> {
     let (repository, tag) = split_tag(&image);
     let image = ImageTarget { repository: repository.to_string(), tag: tag.map(str::to_string) };
     let repository = Repository::at(url, &revision, what.source_dir.clone());
-    let job = BuildJob::deploy(&service, repository, &what.config()?, image, args.deadline.clone());
+    let mut job = BuildJob::deploy(&service, repository, &what.config()?, image, args.deadline.clone());
+    if let Some(id) = &args.operation_id {
+        job.operation_id.clone_from(id);
+    }
     // The same checks a worker makes, so a bad job never reaches the queue from here.
     let bytes = serde_json::to_vec(&job).map_err(|e| BuildError::internal(e.to_string()))?;
     BuildJob::parse(&bytes).map_err(|e| BuildError::user(e.0))?;
@@ -174,15 +178,21 @@ pub(super) async fn submit(args: SubmitArgs) -> Result<ExitCode, BuildError> {
     let print = |line: &crate::log::LogLine| println!("{}", if timed { line.render_timed() } else { line.render() });
     let wait = Duration::from_secs(args.wait_timeout);
     let follow: Option<client::Follow<'_>> = args.wait.then_some((&print, wait));
-    let result = client::submit(&args.queue.brokers()?, &topology, &job, follow).await?;
+    println!("operation {}", job.operation_id);
+    let lane = if args.batch { Lane::Batch } else { Lane::User };
+    let result = client::submit(&args.queue.brokers()?, &topology, &job, lane, follow).await?;
     match result {
         None => {
-            println!("submitted job {} (operation {})", job.job_id, job.operation_id);
+            println!("submitted job {}", job.job_id);
             Ok(ExitCode::SUCCESS)
         }
         Some(ev) if ev.status == JobStatus::Succeeded => {
             println!("{}", ev.image.unwrap_or_default());
             Ok(ExitCode::SUCCESS)
+        }
+        Some(ev) if ev.status == JobStatus::Cancelled => {
+            eprintln!("error: deployment {} was cancelled", job.operation_id);
+            Ok(ExitCode::from(4))
         }
         Some(ev) => {
             let e = ev.error.map(|e| format!("{} error: {}", e.class, e.message)).unwrap_or_default();

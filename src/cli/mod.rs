@@ -2,11 +2,13 @@
 //! `commands`.
 
 mod commands;
+mod fleet;
 mod settings;
 
 use settings::SettingsArgs;
 
 use commands::{build, plan, rebase, rebuild_failed, roll_out, run_worker, runtimes, submit};
+use fleet::{cancel, history, status};
 
 use crate::core::image_ref::ImageRef;
 use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
@@ -62,6 +64,35 @@ enum Command {
     /// Move every service on a runtime to a newer version: rebase what can be, rebuild the rest
     /// (jobs through the queue); safe to stop and run again.
     RollOut(RollOutArgs),
+    /// What became of a deployment: queued, in progress, succeeded (its image), failed (its
+    /// reason and class) or cancelled, from the history the broker keeps.
+    Status {
+        /// The deployment's operation id.
+        operation_id: String,
+        #[command(flatten)]
+        queue: QueueArgs,
+    },
+    /// A service's last deployments, oldest first, from the history the broker keeps.
+    History {
+        /// The service's name, as its jobs give it.
+        #[arg(long)]
+        service: String,
+        /// How many deployments to show.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[command(flatten)]
+        queue: QueueArgs,
+    },
+    /// Cancel a deployment: a queued one is never built, a running one stops with nothing
+    /// pushed; either ends in one CANCELLED event. One that ended already is left as it is.
+    Cancel {
+        /// The deployment's operation id.
+        operation_id: String,
+        #[command(flatten)]
+        queue: QueueArgs,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 #[derive(Args)]
@@ -231,7 +262,14 @@ struct SubmitArgs {
     /// RFC 3339 time after which the job must not start or go on.
     #[arg(long)]
     deadline: Option<String>,
-    /// Follow the build's log and exit with its outcome (0 succeeded, 1 failed).
+    /// The deployment's operation id (default: a new one, 32 hex digits); printed first, the id
+    /// `status` and `cancel` take.
+    #[arg(long)]
+    operation_id: Option<String>,
+    /// Batch work: run only when no user's deployment waits (as roll-outs and rebuilds do).
+    #[arg(long)]
+    batch: bool,
+    /// Follow the build's log and exit with its outcome (0 succeeded, 1 failed, 4 cancelled).
     #[arg(long)]
     wait: bool,
     /// With --wait: seconds to wait for the outcome before giving up (exit 3).
@@ -328,6 +366,12 @@ pub async fn main() -> ExitCode {
         Command::RebuildFailed(args) => (rebuild_failed(args).await, 2),
         Command::Rebase(args) => (rebase(args).await, 2),
         Command::RollOut(args) => match roll_out(args).await {
+            Ok(code) => return code,
+            Err(e) => (Err(e), 2),
+        },
+        Command::Status { operation_id, queue } => (status(&operation_id, &queue).await, 2),
+        Command::History { service, limit, queue } => (history(&service, limit, &queue).await, 2),
+        Command::Cancel { operation_id, queue, settings } => match cancel(&operation_id, &queue, settings).await {
             Ok(code) => return code,
             Err(e) => (Err(e), 2),
         },

@@ -4,7 +4,7 @@
 
 use super::error::QueueError;
 use super::subscription::{Heard, Interest, Subscription};
-use super::transport::{self, Brokers, Outgoing, Publisher, Topology};
+use super::transport::{self, Brokers, Lane, Outgoing, Publisher, Topology};
 use super::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use crate::core::log::LogLine;
 use crate::error::ErrorClass;
@@ -21,18 +21,19 @@ pub async fn submit(
     brokers: &Brokers,
     topology: &Topology,
     job: &BuildJob,
+    lane: Lane,
     follow: Option<Follow<'_>>,
 ) -> Result<Option<JobEvent>, QueueError> {
     let Some((print, wait)) = follow else {
         let (conn, _) = open(brokers, "apprunner-build-submit", topology).await?;
-        publish(brokers, topology, std::slice::from_ref(job)).await?;
+        publish(brokers, topology, std::slice::from_ref(job), lane).await?;
         let _ = conn.close(200, "submitted".into()).await;
         return Ok(None);
     };
     // Subscribed before publishing, so not one line is missed.
     let interest = Interest::Operation(&job.operation_id);
     let mut heard = Subscription::open(brokers, topology, "apprunner-build-submit", interest).await?;
-    publish(brokers, topology, std::slice::from_ref(job)).await?;
+    publish(brokers, topology, std::slice::from_ref(job), lane).await?;
     let deadline = tokio::time::Instant::now() + wait;
     let outcome = loop {
         let Ok(next) = tokio::time::timeout_at(deadline, heard.next()).await else {
@@ -56,11 +57,11 @@ pub async fn submit(
 }
 
 /// Publishes each job and its QUEUED event, confirmed, on a publisher of its own.
-async fn publish(brokers: &Brokers, topology: &Topology, jobs: &[BuildJob]) -> Result<(), QueueError> {
+async fn publish(brokers: &Brokers, topology: &Topology, jobs: &[BuildJob], lane: Lane) -> Result<(), QueueError> {
     let publisher = Publisher::new(brokers, "apprunner-build-submit-publisher");
     let published = async {
         for job in jobs {
-            publish_job(&publisher, topology, job).await?;
+            publish_job(&publisher, topology, job, lane).await?;
         }
         Ok(())
     }
@@ -84,10 +85,11 @@ async fn open(
 }
 
 /// Publishes `job` and its QUEUED event, each confirmed.
-async fn publish_job(publisher: &Publisher, topology: &Topology, job: &BuildJob) -> Result<(), QueueError> {
+async fn publish_job(publisher: &Publisher, topology: &Topology, job: &BuildJob, lane: Lane) -> Result<(), QueueError> {
+    let job = &job.stamped();
     let payload = QueueError::json("the job", job)?;
     publisher
-        .publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.jobs(), &payload) })
+        .publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.queue_of(lane), &payload) })
         .await?;
     let event = JobEvent::new(job, JobStatus::Queued);
     let (queued, id) = (QueueError::json("the QUEUED event", &event)?, event.new_message_id());
@@ -108,7 +110,7 @@ pub async fn submit_all(
 ) -> Result<Vec<JobEvent>, QueueError> {
     let Some((wait, each)) = wait else {
         let (conn, _) = open(brokers, "apprunner-build-roll-out", topology).await?;
-        publish(brokers, topology, jobs).await?;
+        publish(brokers, topology, jobs, Lane::Batch).await?;
         let _ = conn.close(200, "submitted".into()).await;
         return Ok(Vec::new());
     };
@@ -116,7 +118,7 @@ pub async fn submit_all(
     let operations: Vec<String> = jobs.iter().map(|j| j.operation_id.clone()).collect();
     let interest = Interest::OutcomesOf(&operations);
     let mut heard = Subscription::open(brokers, topology, "apprunner-build-roll-out", interest).await?;
-    publish(brokers, topology, jobs).await?;
+    publish(brokers, topology, jobs, Lane::Batch).await?;
     let mut events: Vec<JobEvent> = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     while events.len() < jobs.len() {
@@ -203,13 +205,13 @@ pub async fn rebuild_failed(
             out.push(Rebuilt { entry, resubmitted: None });
             continue;
         };
-        let new_job = job.rebuild();
+        let new_job = job.rebuild().stamped();
         if !dry_run {
             let payload = QueueError::json("the job", &new_job)?;
             publisher
                 .publish(&Outgoing {
                     message_id: Some(&new_job.job_id),
-                    ..Outgoing::new("", &topology.jobs(), &payload)
+                    ..Outgoing::new("", &topology.batch(), &payload)
                 })
                 .await?;
             msg.delivery.ack(BasicAckOptions::default()).await?;

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 
 /// Where markers say "this operation's success was published".
 pub const REPORTED_REPOSITORY: &str = "apprunner-build/reported";
+/// Where markers say "this operation was cancelled": a worker that takes its job ends it.
+pub const CANCELLED_REPOSITORY: &str = "apprunner-build/cancelled";
 
 /// An image at the target already built for this operation: its digest and labels.
 pub struct Built {
@@ -41,13 +43,26 @@ impl<'r> Ledger<'r> {
         Repo::new(&self.host, SERVICES_REPOSITORY)
     }
 
-    fn marker(&self, operation_id: &str) -> ImageRef {
+    fn marker(&self, repository: &str, operation_id: &str) -> ImageRef {
         ImageRef {
             registry: self.host.clone(),
-            repository: REPORTED_REPOSITORY.into(),
+            repository: repository.into(),
             tag: Some(operation_id.chars().take(128).collect()),
             digest: None,
         }
+    }
+
+    async fn has_marker(&self, repository: &str, operation_id: &str) -> bool {
+        matches!(image::existing(self.registry, &self.marker(repository, operation_id)).await, Ok(Some(_)))
+    }
+
+    /// Writes the marker; the same bytes for every operation: only the tag says which, and
+    /// after the first marker its blobs are there already.
+    async fn write_marker(&self, repository: &str, operation_id: &str) -> Result<(), BuildError> {
+        let marker = self.marker(repository, operation_id);
+        let layer = pack_file("marker", b"marker\n", 0o644)?;
+        image::tag_content(self.registry, &marker.repo(), &layer, &marker.reference()).await?;
+        Ok(())
     }
 
     /// The image at `target`, if it was built for `operation_id`.
@@ -58,17 +73,23 @@ impl<'r> Ledger<'r> {
 
     /// Whether the operation's success was reported already.
     pub async fn reported(&self, operation_id: &str) -> bool {
-        matches!(image::existing(self.registry, &self.marker(operation_id)).await, Ok(Some(_)))
+        self.has_marker(REPORTED_REPOSITORY, operation_id).await
     }
 
     /// Records that the operation's success was published. Best effort: without the marker a
     /// redelivery may report it once more (under the same event id, which followers drop).
     pub async fn mark_reported(&self, operation_id: &str) {
-        let marker = self.marker(operation_id);
-        // The same bytes for every operation: only the tag says which, and after the first
-        // marker its blobs are there already.
-        let Ok(layer) = pack_file("reported", b"reported\n", 0o644) else { return };
-        let _ = image::tag_content(self.registry, &marker.repo(), &layer, &marker.reference()).await;
+        let _ = self.write_marker(REPORTED_REPOSITORY, operation_id).await;
+    }
+
+    /// Whether the operation was cancelled.
+    pub async fn cancelled(&self, operation_id: &str) -> bool {
+        self.has_marker(CANCELLED_REPOSITORY, operation_id).await
+    }
+
+    /// Records that the operation is cancelled, for the worker that takes its job next.
+    pub async fn mark_cancelled(&self, operation_id: &str) -> Result<(), BuildError> {
+        self.write_marker(CANCELLED_REPOSITORY, operation_id).await
     }
 
     /// Whether the service has a record.
@@ -78,7 +99,24 @@ impl<'r> Ledger<'r> {
 
     /// Records `image` as the service's current image, made by `job` (kept without credentials
     /// and without its roll-out part, so a roll-out can rebuild it).
+    /// A record there of a deployment submitted later stays: of a service's deployments, the
+    /// last submitted has the last word, whatever order they end in.
     pub async fn record_service(&self, job: &BuildJob, image: &str) -> Result<(), QueueError> {
+        if let (Some(ours), Ok(mut records)) =
+            (job.submitted(), self.services(std::slice::from_ref(&job.service.name)).await)
+        {
+            if let Some(Ok(current)) = records.pop() {
+                if current.job.submitted().is_some_and(|theirs| theirs > ours) {
+                    tracing::info!(
+                        "job {}: service {}'s record is of a later deployment ({}); it stays",
+                        job.job_id,
+                        job.service.name,
+                        current.job.operation_id
+                    );
+                    return Ok(());
+                }
+            }
+        }
         let mut kept = job.without_credentials();
         kept.rollout = None;
         let record =

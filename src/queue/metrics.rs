@@ -71,8 +71,10 @@ impl Metrics {
         self.brokers.get().map_or_else(|| (String::new(), 0), |b| (b.node(), b.failovers()))
     }
 
-    pub fn job_finished(&self, outcome: &str) {
-        *self.jobs.lock().unwrap_or_else(PoisonError::into_inner).entry(outcome.to_string()).or_default() += 1;
+    /// A job of `lane` ended with `outcome`.
+    pub fn job_finished(&self, lane: super::transport::Lane, outcome: &str) {
+        let key = format!("kind=\"{}\",outcome=\"{outcome}\"", lane.label());
+        *self.jobs.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default() += 1;
     }
     pub fn build_seconds(&self, s: f64) {
         self.durations.lock().unwrap_or_else(PoisonError::into_inner).observe(s);
@@ -90,10 +92,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(
-            "# HELP apprunner_build_jobs_total Jobs finished, by outcome.\n# TYPE apprunner_build_jobs_total counter\n",
+            "# HELP apprunner_build_jobs_total Jobs finished, by kind (user, batch) and outcome.\n# TYPE apprunner_build_jobs_total counter\n",
         );
-        for (outcome, n) in self.jobs.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            let _ = writeln!(out, "apprunner_build_jobs_total{{outcome=\"{outcome}\"}} {n}");
+        for (labels, n) in self.jobs.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "apprunner_build_jobs_total{{{labels}}} {n}");
         }
         out.push_str("# HELP apprunner_build_in_flight Builds running now.\n# TYPE apprunner_build_in_flight gauge\n");
         let _ = writeln!(out, "apprunner_build_in_flight {}", self.in_flight.load(Ordering::Relaxed));

@@ -8,8 +8,10 @@
 //! - `client` and `subscription`: submitting, and the one way to hear events and log lines;
 //! - `metrics`.
 
+pub mod cancel;
 pub mod client;
 pub mod error;
+pub mod history;
 pub mod ledger;
 pub mod metrics;
 pub mod outcome;

@@ -53,6 +53,8 @@ pub enum JobOutcome {
     /// Another build of the operation was running; the job waits and comes back.
     Deferred,
     Failed(ErrorClass),
+    /// Ended by `cancel`.
+    Cancelled,
     /// Not a job at all.
     Rejected,
 }
@@ -67,6 +69,7 @@ impl JobOutcome {
             JobOutcome::Failed(ErrorClass::User) => "failed",
             JobOutcome::Failed(ErrorClass::Transient) => "failed_transient",
             JobOutcome::Failed(ErrorClass::Internal) => "failed_internal",
+            JobOutcome::Cancelled => "cancelled",
             JobOutcome::Rejected => "rejected",
         }
     }

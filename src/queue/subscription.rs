@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 pub enum Interest<'a> {
     /// Every status event of the prefix.
     AllEvents,
-    /// The terminal events (SUCCEEDED, FAILED) of every operation.
+    /// The terminal events (SUCCEEDED, FAILED, CANCELLED) of every operation.
     Outcomes,
     /// The terminal events of these operations.
     OutcomesOf(&'a [String]),
@@ -37,9 +37,7 @@ pub enum Interest<'a> {
 impl Interest<'_> {
     /// (exchange, routing key) pairs to bind.
     fn bindings(self, topology: &Topology) -> Vec<(String, String)> {
-        let terminal = |op: &str| {
-            [JobStatus::Succeeded, JobStatus::Failed].map(|s| (topology.events(), Topology::event_key(op, s.key())))
-        };
+        let terminal = |op: &str| JobStatus::TERMINAL.map(|s| (topology.events(), Topology::event_key(op, s.key())));
         match self {
             Interest::AllEvents => vec![(topology.events(), "#".into())],
             Interest::Outcomes => terminal("*").into(),
@@ -143,8 +141,11 @@ impl Subscription {
                 ch.queue_declare(self.queue.as_str().into(), passive, FieldTable::default()).await?;
                 let consumer = self.consume(&ch).await?;
                 Ok::<_, QueueError>((conn, ch, consumer))
-            }
-            .await;
+            };
+            // A node that accepts the connection but does not answer counts as gone.
+            let attempt = tokio::time::timeout(RECONNECT_FOR / 4, attempt)
+                .await
+                .unwrap_or_else(|_| Err(QueueError::Broker("the node did not answer".into())));
             match attempt {
                 Ok(reading) => {
                     self.reading = Some(reading);
@@ -193,10 +194,11 @@ impl Subscription {
             };
             let Ok(next) = tokio::time::timeout(QUIET, consumer.next()).await else {
                 let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-                let why = match ch.queue_declare(self.queue.as_str().into(), passive, FieldTable::default()).await {
-                    Ok(q) if q.message_count() == 0 => continue,
-                    Ok(_) => "messages wait but none came",
-                    Err(_) => "the broker did not answer",
+                let asked = ch.queue_declare(self.queue.as_str().into(), passive, FieldTable::default());
+                let why = match tokio::time::timeout(QUIET, asked).await {
+                    Ok(Ok(q)) if q.message_count() == 0 => continue,
+                    Ok(Ok(_)) => "messages wait but none came",
+                    Ok(Err(_)) | Err(_) => "the broker did not answer",
                 };
                 if let Err(e) = self.reconnect(why).await {
                     return Some(Err(e));

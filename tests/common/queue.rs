@@ -144,6 +144,7 @@ pub fn job(url: &str, service: &str) -> BuildJob {
         deadline: None,
         trigger: None,
         rollout: None,
+        submitted_at: None,
     }
 }
 
@@ -200,5 +201,5 @@ pub fn terminal(events: &[JobEvent], job_id: &str) -> Option<JobEvent> {
 }
 
 pub async fn submit(topology: &Topology, job: &BuildJob) {
-    apprunner_build::queue::client::submit(&brokers(), topology, job, None).await.unwrap();
+    apprunner_build::queue::client::submit(&brokers(), topology, job, queue::Lane::User, None).await.unwrap();
 }

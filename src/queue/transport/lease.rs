@@ -1,7 +1,8 @@
-//! One build per operation at a time, across the fleet: a lease is an exclusive queue named
-//! after the operation, declared on a connection of the worker's own. The broker refuses a
-//! second declaration while the first connection lives and deletes the queue when that
-//! connection goes, so a lease survives nothing but its holder. A build reports its outcome
+//! One build per operation, and one deployment per service, at a time across the fleet: a
+//! lease is an exclusive queue named after the operation (or the service), declared on a
+//! connection of the worker's own. The broker refuses a second declaration while the first
+//! connection lives and deletes the queue when that connection goes, so a lease survives
+//! nothing but its holder. A build reports its outcome
 //! only while its lease still holds.
 
 use super::{Brokers, Topology};
@@ -16,7 +17,8 @@ use tokio::sync::Mutex as AsyncMutex;
 /// A held lease; release it with [`Leases::release`].
 #[derive(Debug)]
 pub struct Lease {
-    operation_id: String,
+    /// Its queue's name.
+    queue: String,
     /// Which connection holds it: a reconnect means the lease was lost.
     generation: u64,
 }
@@ -72,17 +74,26 @@ impl Leases {
 
     /// Takes the lease of `operation_id`, unless a build of it runs anywhere.
     pub async fn acquire(&self, operation_id: &str) -> Result<Lease, NoLease> {
-        if !self.mine.lock().unwrap_or_else(PoisonError::into_inner).insert(operation_id.to_string()) {
+        self.take(self.topology.lease(operation_id)).await
+    }
+
+    /// Takes the lease of `service`, unless a deployment of it runs anywhere.
+    pub async fn acquire_service(&self, service: &str) -> Result<Lease, NoLease> {
+        self.take(self.topology.service_lease(service)).await
+    }
+
+    async fn take(&self, queue: String) -> Result<Lease, NoLease> {
+        if !self.mine.lock().unwrap_or_else(PoisonError::into_inner).insert(queue.clone()) {
             return Err(NoLease::Held);
         }
         let taken = async {
             // A refused declaration closes its channel, so each attempt has its own.
             let (ch, generation) = self.channel().await.map_err(NoLease::Broker)?;
             let options = QueueDeclareOptions { exclusive: true, auto_delete: false, ..Default::default() };
-            match ch.queue_declare(self.topology.lease(operation_id).into(), options, FieldTable::default()).await {
+            match ch.queue_declare(queue.as_str().into(), options, FieldTable::default()).await {
                 Ok(_) => {
                     let _ = ch.close(200, "leased".into()).await;
-                    Ok(Lease { operation_id: operation_id.to_string(), generation })
+                    Ok(Lease { queue: queue.clone(), generation })
                 }
                 Err(e) => match e.kind() {
                     // RESOURCE_LOCKED: another connection holds it.
@@ -93,7 +104,7 @@ impl Leases {
         }
         .await;
         if taken.is_err() {
-            self.mine.lock().unwrap_or_else(PoisonError::into_inner).remove(operation_id);
+            self.mine.lock().unwrap_or_else(PoisonError::into_inner).remove(&queue);
         }
         taken
     }
@@ -108,13 +119,11 @@ impl Leases {
     pub async fn release(&self, lease: Lease) {
         if self.holds(&lease).await {
             if let Ok((ch, _)) = self.channel().await {
-                let _ = ch
-                    .queue_delete(self.topology.lease(&lease.operation_id).into(), QueueDeleteOptions::default())
-                    .await;
+                let _ = ch.queue_delete(lease.queue.as_str().into(), QueueDeleteOptions::default()).await;
                 let _ = ch.close(200, "released".into()).await;
             }
         }
-        self.mine.lock().unwrap_or_else(PoisonError::into_inner).remove(&lease.operation_id);
+        self.mine.lock().unwrap_or_else(PoisonError::into_inner).remove(&lease.queue);
     }
 
     pub async fn close(&self) {

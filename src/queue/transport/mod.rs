@@ -9,12 +9,28 @@ pub mod waiting;
 pub use publisher::{header_u32, header_u64, Outgoing, Publisher};
 
 use super::error::QueueError;
-use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Which queue a job is in: users' deployments, or batch work that runs behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    User,
+    Batch,
+}
+
+impl Lane {
+    pub fn label(self) -> &'static str {
+        match self {
+            Lane::User => "user",
+            Lane::Batch => "batch",
+        }
+    }
+}
 
 /// The names of everything the worker uses, under one prefix (default `apprunner-build`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +48,8 @@ pub const ATTEMPT_HEADER: &str = "x-apprunner-attempt";
 /// When a waiting job is due back in the jobs queue (milliseconds since the epoch); a job that
 /// carries it has waited, so an earlier delivery may have built it.
 pub const DUE_HEADER: &str = "x-apprunner-due-ms";
+/// On a waiting job: it goes back to the batch queue, not the jobs queue.
+pub const BATCH_HEADER: &str = "x-apprunner-batch";
 /// How many times a quorum queue delivered a message before, without an ack.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
@@ -49,6 +67,18 @@ impl Topology {
     pub fn jobs(&self) -> String {
         format!("{}.jobs", self.prefix)
     }
+    /// Durable quorum queue of batch jobs (roll-outs, rebuilds, `submit --batch`), which a
+    /// worker takes only while no user's deployment waits.
+    pub fn batch(&self) -> String {
+        format!("{}.batch", self.prefix)
+    }
+    /// The queue of jobs of `lane`.
+    pub fn queue_of(&self, lane: Lane) -> String {
+        match lane {
+            Lane::User => self.jobs(),
+            Lane::Batch => self.batch(),
+        }
+    }
     /// Durable quorum queue of failed jobs, each with its reason.
     pub fn failed(&self) -> String {
         format!("{}.failed", self.prefix)
@@ -65,10 +95,27 @@ impl Topology {
     pub fn lease(&self, operation_id: &str) -> String {
         format!("{}.lease.{operation_id}", self.prefix)
     }
+    /// The exclusive queue whose existence says a deployment of the service runs: one at a
+    /// time per service. Named by a digest, since a service's name may be any text.
+    pub fn service_lease(&self, service: &str) -> String {
+        let digest = crate::core::digest::sha256_digest(service.as_bytes());
+        format!("{}.service.{}", self.prefix, &digest[7..39])
+    }
     /// The quorum queue where jobs wait `delay` (a backoff, or while their operation is built
     /// elsewhere) until a worker moves them back (`waiting`).
     pub fn waiting(&self, delay: Duration) -> String {
         format!("{}.wait.{}ms", self.prefix, delay.as_millis())
+    }
+    /// Topic exchange of requests to the workers; routing key `cancel.<operation-id>`.
+    pub fn control(&self) -> String {
+        format!("{}.control", self.prefix)
+    }
+    pub fn cancel_key(operation_id: &str) -> String {
+        format!("cancel.{operation_id}")
+    }
+    /// The stream of every event, which `status` and `history` read (`queue::history`).
+    pub fn history(&self) -> String {
+        format!("{}.history", self.prefix)
     }
     /// A follower's own queue (`subscription`): quorum, so what it holds outlives a node.
     pub fn follower(&self, id: &str) -> String {
@@ -100,13 +147,16 @@ impl Topology {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         ch.exchange_declare(self.events().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
         ch.exchange_declare(self.logs().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        ch.exchange_declare(self.control().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
         let failed = self.declare_quorum(conn, &self.failed(), self.quorum()).await?;
         let mut jobs = self.quorum();
         jobs.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
         jobs.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         jobs.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.failed().into()));
+        let batch = self.declare_quorum(conn, &self.batch(), jobs.clone()).await?;
         let jobs = self.declare_quorum(conn, &self.jobs(), jobs).await?;
-        Ok((ch, vec![jobs, failed]))
+        self.declare_history(conn).await?;
+        Ok((ch, vec![jobs, batch, failed]))
     }
 
     /// Declares one quorum queue with this topology's member count, unless it exists: then it
@@ -140,6 +190,30 @@ impl Topology {
             Err(_) if exists(conn.create_channel().await?).await => Ok(kept),
             Err(e) => Err(e),
         }
+    }
+
+    /// Declares the history stream, bound to every event: a record the broker keeps of each
+    /// deployment, bounded to [`HISTORY_BYTES`] (the oldest segments go first).
+    async fn declare_history(&self, conn: &Connection) -> lapin::Result<()> {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("stream".into()));
+        args.insert("x-max-length-bytes".into(), AMQPValue::LongLongInt(HISTORY_BYTES));
+        args.insert("x-stream-max-segment-size-bytes".into(), AMQPValue::LongLongInt(HISTORY_BYTES / 8));
+        if let Some(n) = self.quorum_size {
+            args.insert("x-initial-cluster-size".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
+        }
+        self.declare_own(conn.create_channel().await?, &self.history(), args).await?;
+        let ch = conn.create_channel().await?;
+        ch.queue_bind(
+            self.history().into(),
+            self.events().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        let _ = ch.close(200, "bound".into()).await;
+        Ok(())
     }
 
     /// Declares the waiting queue of `delay` on a channel of its own (`ch`, closed after): a
@@ -177,6 +251,9 @@ impl Topology {
         }
     }
 }
+
+/// How much of the event history the broker keeps: some 30,000 deployments' events.
+pub const HISTORY_BYTES: i64 = 64 << 20;
 
 /// How long a follower's queue outlives its last use (a follower killed mid-deployment).
 pub const FOLLOWER_EXPIRY: Duration = Duration::from_secs(600);

@@ -1,5 +1,5 @@
-//! Jobs that wait: a backoff after a transient fault, or a while when their operation is being
-//! built elsewhere. A waiting job sits in the quorum queue of its delay (`<prefix>.wait.<ms>ms`)
+//! Jobs that wait: a backoff after a transient fault, or a while when their operation (or
+//! another deployment of their service) is being built elsewhere. A waiting job sits in the quorum queue of its delay (`<prefix>.wait.<ms>ms`)
 //! stamped with the time it is due, and every worker moves the due ones back to the jobs queue
 //! itself ([`move_due_jobs`]). Nothing depends on the broker expiring messages and
 //! dead-lettering them: `RabbitMQ` 3.10's quorum queues can leave expired messages stuck after
@@ -11,7 +11,9 @@
 //! between the two leaves a second copy, which the worker recognises as the same job (its id,
 //! the ledger), so moving is safe with any number of workers moving at once.
 
-use super::{header_u32, header_u64, Brokers, Outgoing, Publisher, Topology, ATTEMPT_HEADER, DUE_HEADER};
+use super::{
+    header_u32, header_u64, Brokers, Lane, Outgoing, Publisher, Topology, ATTEMPT_HEADER, BATCH_HEADER, DUE_HEADER,
+};
 use crate::queue::error::QueueError;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use std::time::Duration;
@@ -26,22 +28,29 @@ pub fn now_ms() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
-/// Sends the job `payload` (id `job_id`) to wait `delay`, then to come back as `attempt`.
+/// A job to send to wait: its bytes and id, the attempt it comes back as, and its lane.
+pub struct Waiting<'a> {
+    pub payload: &'a [u8],
+    pub job_id: &'a str,
+    pub attempt: u32,
+    pub lane: Lane,
+}
+
+/// Sends the job to wait `delay`, then to come back to its lane's queue.
 pub async fn send_to_wait(
     publisher: &Publisher,
     topology: &Topology,
-    payload: &[u8],
-    job_id: &str,
-    attempt: u32,
+    job: &Waiting<'_>,
     delay: Duration,
 ) -> Result<(), QueueError> {
     let queue = topology.declare_waiting(publisher.side_channel().await?, delay).await?;
     let due = now_ms() + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
     let msg = Outgoing {
-        message_id: Some(job_id),
-        attempt: Some(attempt),
+        message_id: Some(job.job_id),
+        attempt: Some(job.attempt),
         due_ms: Some(due),
-        ..Outgoing::new("", &queue, payload)
+        lane: job.lane,
+        ..Outgoing::new("", &queue, job.payload)
     };
     publisher.publish(&msg).await
 }
@@ -81,7 +90,6 @@ async fn move_session(
     let result = async {
         let queue = topology.declare_waiting(conn.create_channel().await?, delay).await?;
         let ch = conn.create_channel().await?;
-        let jobs = topology.jobs();
         loop {
             let got = tokio::time::timeout(ANSWER, ch.basic_get(queue.as_str().into(), BasicGetOptions::default()))
                 .await
@@ -99,11 +107,15 @@ async fn move_session(
                 return Err(QueueError::Broker("the connection went while a job waited".into()));
             }
             let id = props.message_id().as_ref().map(ToString::to_string);
+            let batch = props.headers().as_ref().is_some_and(|h| h.inner().contains_key(BATCH_HEADER));
+            let lane = if batch { Lane::Batch } else { Lane::User };
+            let to = topology.queue_of(lane);
             let back = Outgoing {
                 message_id: id.as_deref(),
                 attempt: header_u32(props, ATTEMPT_HEADER),
                 due_ms: Some(due),
-                ..Outgoing::new("", &jobs, &msg.delivery.data)
+                lane,
+                ..Outgoing::new("", &to, &msg.delivery.data)
             };
             publisher.publish(&back).await?;
             msg.delivery.ack(BasicAckOptions::default()).await?;

@@ -17,21 +17,27 @@ pub enum JobStatus {
     InProgress,
     Succeeded,
     Failed,
+    /// Ended by `cancel`: never built, or its build stopped with nothing pushed.
+    Cancelled,
 }
 
 impl JobStatus {
+    /// The terminal statuses, for bindings.
+    pub const TERMINAL: [JobStatus; 3] = [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled];
+
     pub fn key(self) -> &'static str {
         match self {
             JobStatus::Queued => "QUEUED",
             JobStatus::InProgress => "IN_PROGRESS",
             JobStatus::Succeeded => "SUCCEEDED",
             JobStatus::Failed => "FAILED",
+            JobStatus::Cancelled => "CANCELLED",
         }
     }
 
     /// Whether the deployment ended with it.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed)
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
     }
 }
 
@@ -108,6 +114,7 @@ pub fn operation_status(trigger: Option<&str>, status: JobStatus) -> Option<(Str
         JobStatus::InProgress => ("Started", format!("{what} started.")),
         JobStatus::Succeeded => ("CompletedSuccessfully", format!("{what} completed successfully.")),
         JobStatus::Failed => ("Failed", format!("{what} failed. For details, see service logs.")),
+        JobStatus::Cancelled => ("Cancelled", format!("{what} was cancelled.")),
     };
     Some((format!("{op}{suffix}"), message))
 }
@@ -127,6 +134,22 @@ impl JobEvent {
             format!("{}.outcome", self.operation_id)
         } else {
             format!("{}.{}.{}", self.job_id, self.status.key(), uuid::Uuid::new_v4().simple())
+        }
+    }
+
+    /// The CANCELLED event of the deployment `last` is an event of, by `worker` (or by the
+    /// `cancel` command itself, for a job no worker has taken).
+    pub fn cancelled(last: &JobEvent, worker: Option<&str>) -> Self {
+        let (operation_status, message) = operation_status(None, JobStatus::Cancelled).unzip();
+        Self {
+            status: JobStatus::Cancelled,
+            operation_status,
+            message,
+            at: now_rfc3339(),
+            worker: worker.map(str::to_string),
+            image: None,
+            error: None,
+            ..last.clone()
         }
     }
 

@@ -95,6 +95,10 @@ pub struct BuildJob {
     pub trigger: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// RFC 3339: when it was submitted (stamped by `submit`, or by whoever publishes it). Of a
+    /// service's deployments, the last submitted has the last word on its record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<String>,
 }
 
 /// A message that is not a job this worker can run, and why.
@@ -253,6 +257,7 @@ impl BuildJob {
             deadline,
             trigger: Some("SERVICE_DEPLOY".into()),
             rollout: None,
+            submitted_at: None,
         }
     }
 
@@ -268,7 +273,22 @@ impl BuildJob {
         if self.image.tag.as_deref() == Some(self.operation_id.as_str()) {
             new_job.image.tag = None;
         }
+        new_job.submitted_at = None;
         new_job
+    }
+
+    /// The job stamped with the time it is submitted, unless its publisher stamped it.
+    #[must_use]
+    pub fn stamped(&self) -> Self {
+        let mut job = self.clone();
+        job.submitted_at.get_or_insert_with(now_rfc3339);
+        job
+    }
+
+    /// When it was submitted, if it says.
+    pub fn submitted(&self) -> Option<time::OffsetDateTime> {
+        let at = self.submitted_at.as_deref()?;
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
     }
 
     /// The job as it may be shown and kept: its repository URL without user information.

@@ -12,7 +12,7 @@ use crate::queue::error::QueueError;
 use crate::queue::ledger::{Built, Ledger};
 use crate::queue::outcome::{Action, JobOutcome};
 use crate::queue::transport::lease::{Lease, NoLease};
-use crate::queue::transport::{waiting, Outgoing, Topology};
+use crate::queue::transport::{waiting, Lane, Outgoing, Topology};
 use crate::queue::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,35 +31,53 @@ impl LogSink for AmqpLogSink {
 pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpLogSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
     let task = tokio::spawn(async move {
-        let exchange = shared.cfg.topology.logs();
-        let key = Topology::log_key(&operation_id);
+        let (exchange, key) = (shared.cfg.topology.logs(), Topology::log_key(&operation_id));
         // Each line's id: this build's, and the line's place in it (a follower drops a repeat).
         let build = uuid::Uuid::new_v4().simple().to_string();
-        let mut pending = Vec::new();
+        let mut pending: Vec<Sent> = Vec::new();
         let mut n = 0u64;
         while let Some(line) = rx.recv().await {
             let Ok(payload) = serde_json::to_vec(&line) else { continue };
             n += 1;
             let id = format!("{build}.{n}");
             let msg = Outgoing { message_id: Some(&id), ..Outgoing::new(&exchange, &key, &payload) };
-            match shared.publisher.publish_pipelined(&msg).await {
-                Ok(confirm) => pending.push(confirm),
-                // A lost line is retried once on a fresh connection, confirmed.
-                Err(_) => {
-                    let _ = shared.publisher.publish(&msg).await;
-                }
-            }
+            let confirm = shared.publisher.publish_pipelined(&msg).await.ok();
+            pending.push(Sent { id, payload, confirm });
             if pending.len() >= 256 {
-                for c in pending.drain(..) {
-                    let _ = c.await;
-                }
+                confirm_lines(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
             }
         }
-        for c in pending {
-            let _ = c.await;
-        }
+        confirm_lines(&shared, &exchange, &key, pending).await;
     });
     (AmqpLogSink { tx }, task)
+}
+
+/// A log line handed to the broker, and its confirm (none if it could not be handed over).
+struct Sent {
+    id: String,
+    payload: Vec<u8>,
+    confirm: Option<lapin::PublisherConfirm>,
+}
+
+/// Waits for the lines' confirms in order. From the first line the broker did not take (its
+/// connection went, or a queue it goes to was between leaders), every line is published again
+/// in order, each confirmed: a follower hears them all, in order, and drops the repeats.
+async fn confirm_lines(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sent>) {
+    let mut resend = false;
+    for line in sent {
+        if !resend {
+            resend = match line.confirm {
+                Some(confirm) => !confirm.await.is_ok_and(|c| c.is_ack()),
+                None => true,
+            };
+        }
+        if resend {
+            let msg = Outgoing { message_id: Some(&line.id), ..Outgoing::new(exchange, key, &line.payload) };
+            if let Err(e) = shared.publisher.publish(&msg).await {
+                tracing::warn!("a log line of {key} was not taken: {e}");
+            }
+        }
+    }
 }
 
 pub(super) async fn publish_event(shared: &Shared, event: &JobEvent) -> Result<(), QueueError> {
@@ -86,6 +104,8 @@ pub(super) struct Deployment<'a> {
     pub(super) attempt: u32,
     /// Whether an earlier delivery may have built it already (so the registry is asked).
     pub(super) may_be_built: bool,
+    /// The queue it came from, and goes back to when it waits.
+    pub(super) lane: Lane,
 }
 
 impl Deployment<'_> {
@@ -101,7 +121,26 @@ impl Deployment<'_> {
             }
             Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
         };
+        // One deployment per service at a time: another one's waits, in the order it came.
+        let service = match self.shared.leases.acquire_service(&self.job.service.name).await {
+            Ok(service) => service,
+            Err(NoLease::Broker(e)) => {
+                self.shared.leases.release(lease).await;
+                return Err(QueueError::broker("no service lease", e));
+            }
+            Err(NoLease::Held) => {
+                self.shared.leases.release(lease).await;
+                tracing::info!(
+                    "job {}: another deployment of service {} is running; it waits {DEFER:?}",
+                    self.job.job_id,
+                    crate::core::shown::cut(&self.job.service.name)
+                );
+                self.requeue(self.attempt, DEFER).await?;
+                return Ok(JobOutcome::Deferred);
+            }
+        };
         let outcome = self.leased(&lease).await;
+        self.shared.leases.release(service).await;
         self.shared.leases.release(lease).await;
         outcome
     }
@@ -110,13 +149,36 @@ impl Deployment<'_> {
     /// already be building the operation.
     async fn leased(&self, lease: &Lease) -> Result<JobOutcome, QueueError> {
         let ledger = Ledger::new(&self.shared.registry, &self.shared.cfg.settings.registry);
+        // Registered before the marker is read, so a cancel request is heard either way.
+        let mut cancellation = self.shared.cancels.register(&self.job.operation_id);
+        if ledger.cancelled(&self.job.operation_id).await {
+            return self.end_cancelled(false).await;
+        }
         if let Some(outcome) = self.report_if_built(&ledger, lease).await? {
             return Ok(outcome);
         }
         self.publish(JobEvent::new(self.job, JobStatus::InProgress), Some(self.attempt)).await?;
-        let action = self.build().await;
+        // A cancel drops the build: its solve is cancelled with its connection to BuildKit,
+        // its clone removed, and nothing reaches the target tag.
+        let action = tokio::select! {
+            action = self.build() => action,
+            () = cancellation.requested() => return self.end_cancelled(true).await,
+        };
         self.still_held(lease).await?;
         self.report(&ledger, action).await
+    }
+
+    /// Ends the deployment as cancelled: its log says so, then one CANCELLED event.
+    async fn end_cancelled(&self, while_building: bool) -> Result<JobOutcome, QueueError> {
+        let (sink, forwarder) = log_forwarder(self.shared.clone(), self.job.operation_id.clone());
+        let log = DeploymentLog::new(&self.job.operation_id, vec![Arc::new(sink)]);
+        build::Narration(&log).cancelled(&self.job.operation_id, while_building);
+        drop(log);
+        let _ = forwarder.await;
+        let worker = self.shared.cfg.worker_id.as_str();
+        let cancelled = JobEvent::cancelled(&JobEvent::new(self.job, JobStatus::InProgress), Some(worker));
+        self.publish(cancelled, Some(self.attempt)).await?;
+        Ok(JobOutcome::Cancelled)
     }
 
     /// A redelivery after the image was pushed: reported once, never built twice.
@@ -228,7 +290,8 @@ impl Deployment<'_> {
     async fn requeue(&self, attempt: u32, delay: Duration) -> Result<(), QueueError> {
         let (shared, job) = (self.shared, self.job);
         let payload = QueueError::json("the job", job)?;
-        waiting::send_to_wait(&shared.publisher, &shared.cfg.topology, &payload, &job.job_id, attempt, delay).await
+        let waiting = waiting::Waiting { payload: &payload, job_id: &job.job_id, attempt, lane: self.lane };
+        waiting::send_to_wait(&shared.publisher, &shared.cfg.topology, &waiting, delay).await
     }
 
     async fn still_held(&self, lease: &Lease) -> Result<(), QueueError> {

@@ -6,13 +6,16 @@
 //! (`transport::waiting`). A redelivered job whose image already exists for the same
 //! operation is not built again, and its success is reported once.
 
+mod batch;
+mod cancels;
 mod deployment;
 
 use super::metrics::Metrics;
 use super::outcome::{JobOutcome, RetryPolicy};
 use super::transport::lease::Leases;
 use super::transport::{
-    self, waiting, Brokers, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT, DUE_HEADER,
+    self, waiting, Brokers, Lane, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT,
+    DUE_HEADER,
 };
 use super::wire::job::{now_rfc3339, BuildJob, FailedJob, JobEvent};
 use crate::build::Settings;
@@ -49,6 +52,7 @@ struct Shared {
     leases: Leases,
     registry: Registry,
     metrics: Arc<Metrics>,
+    cancels: Arc<cancels::Cancels>,
 }
 
 impl Shared {
@@ -59,6 +63,7 @@ impl Shared {
             leases: Leases::new(&cfg.brokers, &named("leases"), cfg.topology.clone()),
             registry: cfg.settings.registry_client(),
             metrics,
+            cancels: Arc::default(),
             cfg,
         }
     }
@@ -79,12 +84,8 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
     let shared = Arc::new(Shared::new(cfg, metrics));
     shared.metrics.watch_broker(&shared.cfg.brokers);
     sweep_clones("start");
-    let mover = tokio::spawn(waiting::move_due_jobs(
-        shared.cfg.brokers.clone(),
-        shared.cfg.topology.clone(),
-        waits(&shared.cfg.retry),
-        format!("apprunner-build-worker-{}-waits", shared.cfg.worker_id),
-    ));
+    let slots = Arc::new(batch::Slots::new(shared.cfg.concurrency));
+    let (helpers, mut batch_jobs) = start_helpers(&shared, &slots, &shutdown);
     let mut tasks = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(500);
     let mut first_session = true;
@@ -142,12 +143,22 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
                         *last_delivery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-                        let shared = shared.clone();
-                        tasks.spawn(async move { handle(&shared, delivery).await });
+                        let (shared, slots) = (shared.clone(), slots.clone());
+                        tasks.spawn(async move {
+                            let _slot = slots.for_user().await;
+                            handle(&shared, delivery, Lane::User).await;
+                        });
                     }
                     Some(Err(e)) => { tracing::warn!("consumer failed: {e}; reconnecting"); break; }
                     None => { tracing::warn!("consumer ended; reconnecting"); break; }
                 },
+                Some((delivery, slot, lane)) = batch_jobs.recv() => {
+                    let shared = shared.clone();
+                    tasks.spawn(async move {
+                        handle(&shared, delivery, lane).await;
+                        drop(slot);
+                    });
+                }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = shutdown.changed() => {
                     tracing::info!("stopping: no new jobs; waiting up to {:?} for {} running builds", shared.cfg.grace, tasks.len());
@@ -164,11 +175,31 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
         shared.metrics.connected.store(false, Ordering::Relaxed);
         let _ = conn.close(200, "reconnecting".into()).await;
     }
-    mover.abort();
+    for helper in helpers {
+        helper.abort();
+    }
     shared.publisher.close().await;
     shared.leases.close().await;
     sweep_clones("exit");
     Ok(())
+}
+
+/// The tasks beside the consumer: the cancel listener, the mover of due waiting jobs, and the
+/// taker of batch jobs (which sends what it takes to the loop).
+fn start_helpers(
+    shared: &Arc<Shared>,
+    slots: &Arc<batch::Slots>,
+    stopping: &watch::Receiver<bool>,
+) -> (Vec<tokio::task::JoinHandle<()>>, tokio::sync::mpsc::Receiver<batch::Taken>) {
+    let named = |part: &str| format!("apprunner-build-worker-{}-{part}", shared.cfg.worker_id);
+    let (brokers, topology) = (shared.cfg.brokers.clone(), shared.cfg.topology.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let helpers = vec![
+        tokio::spawn(shared.cancels.clone().listen(brokers.clone(), topology.clone(), named("cancels"))),
+        tokio::spawn(waiting::move_due_jobs(brokers, topology, waits(&shared.cfg.retry), named("waits"))),
+        tokio::spawn(batch::take_batch_jobs(shared.clone(), slots.clone(), tx, stopping.clone())),
+    ];
+    (helpers, rx)
 }
 
 /// The waits a worker moves jobs back from when they are due: its retry policy's backoffs and
@@ -221,7 +252,7 @@ async fn ack(delivery: &Delivery) {
 }
 
 /// Handles one delivery; returns once it is acked, or left for redelivery.
-async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
+async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane) {
     let attempt = transport::header_u32(&delivery.properties, ATTEMPT_HEADER).unwrap_or(1);
     let job = match BuildJob::parse(&delivery.data) {
         Ok(j) => j,
@@ -230,7 +261,7 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
             tracing::warn!("rejected a message: {error}");
             let entry = FailedJob::rejected(&delivery.data, &error, attempt, &shared.cfg.worker_id);
             if publish_failed(shared, &entry).await.is_ok() {
-                shared.metrics.job_finished(JobOutcome::Rejected.label());
+                shared.metrics.job_finished(lane, JobOutcome::Rejected.label());
                 ack(&delivery).await;
             }
             return;
@@ -246,7 +277,7 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
         let error = BuildError::new(entry.class, entry.reason.clone());
         let event = JobEvent::failed(&job, &error).by(&shared.cfg.worker_id, Some(attempt));
         if publish_failed(shared, &entry).await.is_ok() && publish_event(shared, &event).await.is_ok() {
-            shared.metrics.job_finished(JobOutcome::Failed(entry.class).label());
+            shared.metrics.job_finished(lane, JobOutcome::Failed(entry.class).label());
             ack(&delivery).await;
         }
         return;
@@ -266,11 +297,11 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) {
         || attempt > 1
         || props.headers().as_ref().is_some_and(|h| h.inner().contains_key("x-death"))
         || transport::header_u64(props, DUE_HEADER).is_some();
-    let done = Deployment { shared, job: &job, attempt, may_be_built }.run().await;
+    let done = Deployment { shared, job: &job, attempt, may_be_built, lane }.run().await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     match done {
         Ok(outcome) => {
-            shared.metrics.job_finished(outcome.label());
+            shared.metrics.job_finished(lane, outcome.label());
             ack(&delivery).await;
         }
         Err(e) => {

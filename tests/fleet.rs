@@ -1,0 +1,220 @@
+//! Running the fleet: cancelling a deployment (running or queued), and asking what became of
+//! deployments (`status`, `history`) from the history the broker keeps, after the workers that
+//! built them are gone. Against the machine's RabbitMQ, BuildKit and registry.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use apprunner_build::core::image_ref::ImageRef;
+use apprunner_build::edge::registry::Registry;
+use apprunner_build::queue::wire::job::*;
+use common::queue::*;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn cli(prefix: &str, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).args(["--queue-prefix", prefix]).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A running deployment, followed by `submit --wait`, is cancelled: it ends within seconds in
+/// one CANCELLED event, its follower exits 4 saying so, nothing is at its target and its clone
+/// is gone; `status` says CANCELLED; a second cancel changes nothing and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_deployment_cancelled_ends_in_seconds_with_nothing_pushed() {
+    let QueueTest { prefix, topology: _, mut events, cleanup: _cleanup } = QueueTest::new().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-w.log"))).unwrap();
+    // A worker with a temporary directory of its own, so its clones can be counted.
+    let _worker = Worker {
+        child: Command::new(BIN)
+            .args(["worker", "--queue-prefix", &prefix, "--worker-id", "w", "--metrics-addr", "off"])
+            .env("TMPDIR", tmp.path())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    };
+    let (dir, _) = repo(&format!("echo {}; sleep 120", uuid::Uuid::new_v4()));
+    let op = uuid::Uuid::new_v4().simple().to_string();
+    let image = format!("127.0.0.1:5000/apprunner-tests/cancel-{op}");
+    let follower = Command::new(BIN)
+        .args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait"])
+        .args(["--operation-id", &op, "--image", &image, "--no-timestamps"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    events
+        .until(Duration::from_secs(120), |seen| {
+            seen.iter().any(|e| e.operation_id == op && e.status == JobStatus::InProgress)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // well into the build
+    let asked = Instant::now();
+    let out = cli(&prefix, &["cancel", &op]);
+    let took = asked.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("cancelled (it was IN_PROGRESS)"), "{}", text(&out));
+    assert!(took < Duration::from_secs(10), "cancel took {took:?}");
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq!(followed.status.code(), Some(4), "{}", text(&followed));
+    let said = text(&followed);
+    assert!(said.lines().next().unwrap() == format!("operation {op}"), "{said}");
+    assert!(said.contains("Cancel requested: the build was stopped; nothing was pushed."), "{said}");
+    assert!(said.contains(&format!("deployment {op} was cancelled")), "{said}");
+    events.settle(Duration::from_secs(2)).await;
+    let terminal: Vec<_> = events.seen.iter().filter(|e| e.operation_id == op && e.status.is_terminal()).collect();
+    assert_eq!(terminal.len(), 1, "{terminal:#?}");
+    assert_eq!(terminal[0].status, JobStatus::Cancelled);
+    let registry = Registry::new(Default::default(), vec![]);
+    let target = ImageRef::parse(&format!("{image}:{op}")).unwrap();
+    assert!(registry.manifest_of(&target).await.unwrap().is_none(), "nothing pushed to {target}");
+    let clones = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("apprunner-src-"));
+    assert_eq!(clones.count(), 0, "the clone is removed");
+
+    let status = cli(&prefix, &["status", &op]);
+    assert!(status.status.success() && text(&status).contains("status: CANCELLED (cancelled)"), "{}", text(&status));
+    let again = cli(&prefix, &["cancel", &op]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(text(&again).contains("had ended already; nothing changed"), "{}", text(&again));
+    let unknown = cli(&prefix, &["status", "0123456789abcdef0123456789abcdef"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no operation 0123456789abcdef0123456789abcdef in the history"),
+        "{}",
+        text(&unknown)
+    );
+}
+
+/// A deployment cancelled while queued ends at once and is never built; `status` and
+/// `history` answer for deployments built by workers that have since stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_deployment_is_never_built_and_history_outlives_the_workers() {
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
+    let (_dir, url) = repo(&format!("echo {}", uuid::Uuid::new_v4()));
+    let (_bad_dir, bad_url) = repo("echo broken >&2; exit 7");
+    let service = format!("history-{}", &prefix[5..]);
+    let good = job(&url, &service);
+    let bad = job(&bad_url, &service);
+    let queued = job(&url, &service);
+    for j in [&good, &bad, &queued] {
+        submit(&topology, j).await;
+    }
+    // No worker yet: the third is cancelled where it waits.
+    let out = cli(&prefix, &["cancel", &queued.operation_id]);
+    assert!(out.status.success() && text(&out).contains("cancelled (it was QUEUED)"), "{}", text(&out));
+    let mut w = Worker::start(&prefix, "w", &[]);
+    events
+        .until(Duration::from_secs(180), |seen| [&good, &bad].iter().all(|j| terminal(seen, &j.job_id).is_some()))
+        .await;
+    events.settle(Duration::from_secs(3)).await;
+    w.stop();
+    assert!(
+        !events.seen.iter().any(|e| e.job_id == queued.job_id && e.status == JobStatus::InProgress),
+        "the cancelled job was not built: {:#?}",
+        events.seen
+    );
+    let _other = Worker::start(&prefix, "w2", &[]);
+    let history = cli(&prefix, &["history", "--service", &service]);
+    let said = text(&history);
+    assert!(history.status.success(), "{said}");
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 3, "{said}");
+    assert!(
+        lines[0].contains(&good.operation_id) && lines[0].contains("SUCCEEDED") && lines[0].contains("@sha256:"),
+        "{said}"
+    );
+    assert!(
+        lines[1].contains(&bad.operation_id) && lines[1].contains("FAILED") && lines[1].contains("USER: "),
+        "{said}"
+    );
+    assert!(lines[2].contains(&queued.operation_id) && lines[2].contains("CANCELLED"), "{said}");
+    let status = cli(&prefix, &["status", &bad.operation_id]);
+    assert!(
+        text(&status).contains("status: FAILED (failed)") && text(&status).contains("reason (USER): "),
+        "{}",
+        text(&status)
+    );
+    assert!(text(&status).contains("exit code 7"), "{}", text(&status));
+}
+
+fn started_at(events: &[JobEvent], job: &BuildJob) -> Option<time::OffsetDateTime> {
+    let e = events.iter().find(|e| e.job_id == job.job_id && e.status == JobStatus::InProgress)?;
+    time::OffsetDateTime::parse(&e.at, &time::format_description::well_known::Rfc3339).ok()
+}
+
+fn ended_at(events: &[JobEvent], job: &BuildJob) -> Option<time::OffsetDateTime> {
+    let e = terminal(events, &job.job_id)?;
+    time::OffsetDateTime::parse(&e.at, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// With both of a worker's slots busy with batch work and five batch jobs waiting, a user's
+/// deployment is the next one started; the batch jobs all run after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_deployment_goes_before_waiting_batch_work() {
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let batch: Vec<(tempfile::TempDir, BuildJob)> = (0..7)
+        .map(|i| {
+            let (dir, url) = repo(&format!("sleep 5; echo {tag} batch {i}"));
+            (dir, job(&url, &format!("batch-{i}")))
+        })
+        .collect();
+    for (_, j) in &batch {
+        apprunner_build::queue::client::submit(
+            &brokers(),
+            &topology,
+            j,
+            apprunner_build::queue::transport::Lane::Batch,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let _w = Worker::start(&prefix, "w", &["--concurrency", "2"]);
+    let running = |seen: &[JobEvent]| batch.iter().filter(|(_, j)| started_at(seen, j).is_some()).count();
+    events.until(Duration::from_secs(120), |seen| running(seen) == 2).await;
+    let (_user_dir, url) = repo(&format!("echo {tag} user"));
+    let user = job(&url, "user");
+    let submitted = time::OffsetDateTime::now_utc();
+    submit(&topology, &user).await;
+    events.until(Duration::from_secs(300), |seen| batch.iter().all(|(_, j)| terminal(seen, &j.job_id).is_some())).await;
+    let user_started = started_at(&events.seen, &user).expect("the user's deployment ran");
+    let after: Vec<_> =
+        batch.iter().filter_map(|(_, j)| started_at(&events.seen, j)).filter(|t| *t > submitted).collect();
+    assert_eq!(after.len(), 5, "five batch jobs started after the user's submission");
+    assert!(after.iter().all(|t| *t > user_started), "the user's deployment started first: {:#?}", events.seen);
+    assert_eq!(terminal(&events.seen, &user.job_id).unwrap().status, JobStatus::Succeeded);
+}
+
+/// Two deployments of one service, submitted back to back to a fleet with free slots, run one
+/// after the other, and the service's record ends as the second's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_deploys_one_at_a_time_in_the_order_submitted() {
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let service = format!("one-at-a-time-{}", &tag[..8]);
+    let (_d1, u1) = repo(&format!("sleep 4; echo {tag} first"));
+    let (_d2, u2) = repo(&format!("sleep 1; echo {tag} second"));
+    let (first, second) = (job(&u1, &service), job(&u2, &service));
+    let _w1 = Worker::start(&prefix, "w1", &["--concurrency", "2"]);
+    let _w2 = Worker::start(&prefix, "w2", &["--concurrency", "2"]);
+    submit(&topology, &first).await;
+    submit(&topology, &second).await;
+    events
+        .until(Duration::from_secs(180), |seen| [&first, &second].iter().all(|j| terminal(seen, &j.job_id).is_some()))
+        .await;
+    assert_eq!(terminal(&events.seen, &first.job_id).unwrap().status, JobStatus::Succeeded);
+    assert_eq!(terminal(&events.seen, &second.job_id).unwrap().status, JobStatus::Succeeded);
+    let (first_ended, second_started) =
+        (ended_at(&events.seen, &first).unwrap(), started_at(&events.seen, &second).unwrap());
+    assert!(second_started >= first_ended, "the second started {second_started} before the first ended {first_ended}");
+    let registry = Registry::new(Default::default(), vec![]);
+    let ledger = apprunner_build::queue::ledger::Ledger::new(&registry, "127.0.0.1:5000");
+    let record = ledger.services(std::slice::from_ref(&service)).await.unwrap().pop().unwrap().unwrap();
+    assert_eq!(record.job.operation_id, second.operation_id, "the record is the last submitted's");
+}
