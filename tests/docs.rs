@@ -8,7 +8,19 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-const COMMANDS: &[&str] = &["plan", "build", "runtimes", "worker", "submit", "rebuild-failed", "rebase", "roll-out"];
+const COMMANDS: &[&str] = &[
+    "plan",
+    "build",
+    "runtimes",
+    "worker",
+    "submit",
+    "rebuild-failed",
+    "rebase",
+    "roll-out",
+    "status",
+    "history",
+    "cancel",
+];
 
 /// Flags of other tools that the docs quote, with the tool.
 const OTHER_TOOLS: &[(&str, &[&str])] = &[

@@ -404,3 +404,44 @@ async fn a_yaml_bomb_fails_its_job_and_the_worker_survives() {
     assert_eq!(terminal(&events.seen, &good.job_id).unwrap().status, JobStatus::Succeeded);
     assert!(w.child.try_wait().unwrap().is_none(), "the worker is still running");
 }
+
+/// A deployment that meets a transient fault and succeeds on a later attempt reads as one
+/// deployment: one start line, one end line, and a line for each attempt between.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_deployment_logs_one_start_and_one_end() {
+    use apprunner_build::queue::subscription::{Heard, Interest, Subscription};
+    let QueueTest { prefix, topology, cleanup: _cleanup, .. } = QueueTest::new().await;
+    let mut docker = FlakyDocker::new();
+    let (_dir, url) = repo(&format!("echo {}", uuid::Uuid::new_v4()));
+    let j = job(&url, "retried-log");
+    let interest = Interest::Operation(&j.operation_id);
+    let mut heard = Subscription::open(&brokers(), &topology, "test-retried-log", interest).await.unwrap();
+    let _w = Worker::start(&prefix, "w", &["--buildkit", &docker.addr(), "--max-attempts", "6"]);
+    submit(&topology, &j).await;
+    let mut lines: Vec<String> = Vec::new();
+    let outcome = loop {
+        match tokio::time::timeout(Duration::from_secs(120), heard.next()).await {
+            Ok(Some(Ok(Heard::Line(line)))) => {
+                // BuildKit comes back once the first attempt has failed.
+                if line.render().contains("Attempt 1 of 6 ") {
+                    docker.up();
+                }
+                lines.push(line.render());
+            }
+            Ok(Some(Ok(Heard::Event(e)))) if e.status.is_terminal() => break e,
+            Ok(Some(Ok(Heard::Event(_)))) => {}
+            other => panic!("the deployment did not end: {other:?}\n{}", lines.join("\n")),
+        }
+    };
+    heard.close().await;
+    let log = lines.join("\n");
+    assert_eq!(outcome.status, JobStatus::Succeeded, "{log}");
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count(&format!("Deployment with ID : {} started.", j.operation_id)), 1, "{log}");
+    assert_eq!(count("completed successfully."), 1, "{log}");
+    assert_eq!(count(" failed. Failure reason"), 0, "{log}");
+    assert_eq!(count("Failed to build your application source code"), 0, "{log}");
+    let first = lines.iter().find(|l| l.contains("Attempt 1 of 6 ")).unwrap();
+    assert!(first.contains("BuildKit") && first.contains("; trying again in 1 s."), "{first}");
+    assert_eq!(count("Attempt 2 of 6 started."), 1, "{log}");
+}

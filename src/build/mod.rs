@@ -26,10 +26,43 @@ use solve::SolveSession;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// Which attempt of a deployment a build is: the first of one, for a build run once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub number: u32,
+    pub of: u32,
+}
+
+impl Attempt {
+    pub const ONLY: Attempt = Attempt { number: 1, of: 1 };
+
+    /// Whether a deployment that failed with `e` on this attempt is tried again: a transient
+    /// fault, with attempts left. (The queue's retry decision is this.)
+    pub fn will_retry(self, e: &BuildError) -> bool {
+        e.class == crate::error::ErrorClass::Transient && self.number < self.of
+    }
+}
+
 /// Runs a whole build, streaming the deployment log; the result on success.
 pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
+    run_attempt(settings, req, log, Attempt::ONLY).await
+}
+
+/// Runs attempt `attempt` of a deployment. The log has one start and one end per deployment:
+/// the first attempt says the deployment started, a later one that it is one; an attempt that
+/// will be retried ends without the failure lines (its caller says what happens next).
+pub async fn run_attempt(
+    settings: &Settings,
+    req: &BuildRequest,
+    log: &DeploymentLog,
+    attempt: Attempt,
+) -> Result<BuildResult, BuildError> {
     let say = Narration(log);
-    say.started(&req.operation_id, &req.trigger);
+    if attempt.number <= 1 {
+        say.started(&req.operation_id, &req.trigger);
+    } else {
+        say.attempt_started(attempt);
+    }
     // The time limit bounds the whole build: fetch, plan, solve, push. Whatever is running when
     // it expires is dropped: git processes are killed, BuildKit's solves cancelled.
     let result = match tokio::time::timeout(settings.timeout, run_inner(settings, req, log)).await {
@@ -41,6 +74,7 @@ pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -
     };
     match &result {
         Ok(o) => say.succeeded(&req.operation_id, &o.image),
+        Err(e) if attempt.will_retry(e) => {}
         Err(e) => say.failed(&req.operation_id, e),
     }
     result

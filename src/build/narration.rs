@@ -27,6 +27,23 @@ impl Narration<'_> {
         self.say(format!("Deployment with ID : {operation_id} completed successfully."));
     }
 
+    /// A later attempt of a deployment that started already.
+    pub fn attempt_started(self, attempt: super::Attempt) {
+        self.say(format!("Attempt {} of {} started.", attempt.number, attempt.of));
+    }
+
+    /// An attempt that met a transient fault, and when the next one starts.
+    pub fn attempt_failed(self, attempt: super::Attempt, e: &BuildError, next_in: std::time::Duration) {
+        let what =
+            if e.message.starts_with("could not ") { e.message.clone() } else { format!("failed: {}", e.message) };
+        self.say(format!(
+            "Attempt {} of {} {what}; trying again in {} s.",
+            attempt.number,
+            attempt.of,
+            next_in.as_secs_f32()
+        ));
+    }
+
     /// A deployment ended by `cancel`: before a worker took it, or with its build stopped.
     pub fn cancelled(self, operation_id: &str, while_building: bool) {
         if while_building {

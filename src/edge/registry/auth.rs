@@ -74,3 +74,12 @@ impl RegistryAuth {
         Ok(())
     }
 }
+
+/// A token server's answer (Docker's token spec names it `token`, `OAuth2` `access_token`).
+#[derive(serde::Deserialize)]
+pub(super) struct TokenResponse {
+    pub(super) token: Option<String>,
+    pub(super) access_token: Option<String>,
+    pub(super) expires_in: Option<i64>,
+    pub(super) issued_at: Option<String>,
+}

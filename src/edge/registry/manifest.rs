@@ -44,3 +44,9 @@ impl Manifest {
         Ok(self.image()?.config.digest)
     }
 }
+
+impl From<crate::core::oci::Malformed> for RegistryError {
+    fn from(e: crate::core::oci::Malformed) -> Self {
+        RegistryError::Malformed(e.to_string())
+    }
+}

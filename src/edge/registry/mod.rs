@@ -5,6 +5,7 @@ mod auth;
 mod manifest;
 mod transport;
 
+use auth::TokenResponse;
 pub use auth::{AuthFileError, Credentials, RegistryAuth, Token};
 pub use manifest::Manifest;
 pub use transport::is_plain_http;
@@ -59,12 +60,6 @@ impl Classified for RegistryError {
     }
 }
 crate::error::classified_into_build_error!(RegistryError);
-
-impl From<crate::core::oci::Malformed> for RegistryError {
-    fn from(e: crate::core::oci::Malformed) -> Self {
-        RegistryError::Malformed(e.to_string())
-    }
-}
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
@@ -389,15 +384,6 @@ impl Registry {
         self.http.get(&url).send().await.map_err(|e| Self::unreachable(host, &e))?;
         Ok(())
     }
-}
-
-/// A token server's answer (Docker's token spec names it `token`, `OAuth2` `access_token`).
-#[derive(serde::Deserialize)]
-struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-    expires_in: Option<i64>,
-    issued_at: Option<String>,
 }
 
 /// A page of `/v2/<name>/tags/list` (`tags` is null for a repository with none).

@@ -212,15 +212,11 @@ impl Deployment<'_> {
         let (sink, forwarder) = log_forwarder(shared.clone(), job.operation_id.clone());
         let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
         let began = Instant::now();
-        let result = build(&shared.cfg.settings, job, &log).await;
+        let this = build::Attempt { number: attempt, of: shared.cfg.retry.max_attempts };
+        let result = build(&shared.cfg.settings, job, &log, this).await;
         let action = shared.cfg.retry.decide(result, attempt);
         if let Action::Retry { delay, error, .. } = &action {
-            let max = shared.cfg.retry.max_attempts;
-            log.apprunner(format!(
-                "Transient fault on attempt {attempt} of {max}: {}. Retrying in {}s.",
-                error.message,
-                delay.as_secs_f32()
-            ));
+            build::Narration(&log).attempt_failed(this, error, *delay);
         }
         drop(log);
         let _ = forwarder.await;
@@ -319,7 +315,12 @@ pub(super) enum Finished {
 
 /// Runs the job's build within its deadline, which bounds the build's time limit. A roll-out
 /// job rebases the service's image when it can, and builds it otherwise.
-pub(super) async fn build(settings: &Settings, job: &BuildJob, log: &DeploymentLog) -> Result<Finished, BuildError> {
+pub(super) async fn build(
+    settings: &Settings,
+    job: &BuildJob,
+    log: &DeploymentLog,
+    attempt: build::Attempt,
+) -> Result<Finished, BuildError> {
     let mut settings = settings.clone();
     if let Some(d) = job.deadline() {
         let now = time::OffsetDateTime::now_utc();
@@ -340,7 +341,7 @@ pub(super) async fn build(settings: &Settings, job: &BuildJob, log: &DeploymentL
             RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
         }
     }
-    build::run(&settings, &job.request()?, log).await.map(Finished::Built)
+    build::run_attempt(&settings, &job.request()?, log, attempt).await.map(Finished::Built)
 }
 
 /// The SUCCEEDED event of an operation whose image is already at its target.
