@@ -445,3 +445,53 @@ async fn a_retried_deployment_logs_one_start_and_one_end() {
     assert!(first.contains("BuildKit") && first.contains("; trying again in 1 s."), "{first}");
     assert_eq!(count("Attempt 2 of 6 started."), 1, "{log}");
 }
+
+/// The registry goes away while a deployment's image is pushed and comes back: the log reads as
+/// one deployment that took two attempts, and names the registry as unreachable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_lost_during_the_push_is_one_deployment_in_two_attempts() {
+    use apprunner_build::queue::subscription::{Heard, Interest, Subscription};
+    let QueueTest { prefix, topology, cleanup: _cleanup, .. } = QueueTest::new().await;
+    let mut registry = FlakyPort::to("127.0.0.1:5000");
+    registry.up().await;
+    let (_dir, url) = repo(&format!("sleep 4; echo {}", uuid::Uuid::new_v4()));
+    let mut j = job(&url, "registry-lost");
+    j.image.repository = format!("127.0.0.1:{}/apprunner-tests/registry-lost", registry.port);
+    let interest = Interest::Operation(&j.operation_id);
+    let mut heard = Subscription::open(&brokers(), &topology, "test-registry-lost", interest).await.unwrap();
+    let _w = Worker::start(&prefix, "w", &["--max-attempts", "6"]);
+    submit(&topology, &j).await;
+    let mut lines: Vec<String> = Vec::new();
+    let outcome = loop {
+        match tokio::time::timeout(Duration::from_secs(180), heard.next()).await {
+            Ok(Some(Ok(Heard::Line(line)))) => {
+                let text = line.render();
+                // Down while the build command runs, so the push after it finds no registry.
+                if text.contains("build command 1/1") && !lines.iter().any(|l| l.contains("build command 1/1")) {
+                    registry.down();
+                }
+                if text.contains("Attempt 1 of 6 ") {
+                    registry.up().await;
+                }
+                lines.push(text);
+            }
+            Ok(Some(Ok(Heard::Event(e)))) if e.status.is_terminal() => break e,
+            Ok(Some(Ok(Heard::Event(_)))) => {}
+            other => panic!("the deployment did not end: {other:?}\n{}", lines.join("\n")),
+        }
+    };
+    heard.close().await;
+    let log = lines.join("\n");
+    assert_eq!(outcome.status, JobStatus::Succeeded, "{log}");
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count(&format!("Deployment with ID : {} started.", j.operation_id)), 1, "{log}");
+    assert_eq!(count("completed successfully."), 1, "{log}");
+    assert_eq!(count(" failed. Failure reason"), 0, "{log}");
+    let unreachable = format!(
+        "Attempt 1 of 6 could not push the image: registry 127.0.0.1:{} unreachable; trying again in 1 s.",
+        registry.port
+    );
+    assert_eq!(count(&unreachable), 1, "{log}");
+    assert!(!log.contains("https://"), "no URL of BuildKit's first try: {log}");
+    assert_eq!(count("Attempt 2 of 6 started."), 1, "{log}");
+}

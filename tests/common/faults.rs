@@ -58,3 +58,47 @@ impl Drop for FlakyDocker {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// A TCP port in front of another (a registry) that the test can take down and bring back:
+/// down, its connections are cut and new ones refused.
+pub struct FlakyPort {
+    pub port: u16,
+    to: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl FlakyPort {
+    pub fn to(target: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self { port, to: target.to_string(), tasks: std::sync::Arc::default() }
+    }
+
+    pub async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let (to, tasks) = (self.to.clone(), self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let to = to.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    pub fn down(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for FlakyPort {
+    fn drop(&mut self) {
+        self.down();
+    }
+}

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod rebase;
+pub mod registry_error;
 pub mod request;
 pub mod reuse;
 pub mod shown;

@@ -200,6 +200,9 @@ impl<'p> Progress<'p> {
             (OtherVertex::ImageExport | OtherVertex::Export, _) => {
                 self.export_seconds += seconds;
                 match (kind, error) {
+                    (_, Some(e)) if crate::registry_error::is_unreachable(e) => {
+                        app(format!("{name} failed: {}", crate::registry_error::unreachable_registry(e)))
+                    }
                     (_, Some(e)) => app(format!("{name} failed: {}", crate::error::one_line(e.to_string()))),
                     (OtherVertex::ImageExport, None) => app(format!("Image exported and pushed in {seconds:.1}s.")),
                     _ => Vec::new(),

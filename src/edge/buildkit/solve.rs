@@ -4,6 +4,7 @@
 use super::control::{CacheOptions, SolveRequest};
 use super::{Buildkit, Exporter, ExporterResponse, SolveFailure};
 use crate::core::progress::{OtherVertex, SolveEvent, VertexInfo};
+use crate::core::registry_error::{is_unreachable, unreachable_registry};
 use crate::llb::Llb;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::PoisonError;
@@ -153,39 +154,6 @@ fn vertex_seconds(v: &super::control::Vertex) -> f64 {
     }
 }
 
-fn is_unreachable(message: &str) -> bool {
-    [
-        "connection refused",
-        "no such host",
-        "i/o timeout",
-        "TLS handshake timeout",
-        "connection reset",
-        "503 Service Unavailable",
-        "502 Bad Gateway",
-        "server misbehaving",
-    ]
-    .iter()
-    .any(|t| message.contains(t))
-}
-
-/// What a person can act on when `BuildKit` could not reach a registry: what it was doing and
-/// which registry, not the URL of its first try (`https://` for a plain-HTTP registry).
-fn unreachable_registry(message: &str) -> String {
-    let doing = if message.contains("failed to push") || message.contains("pushing") {
-        "push the image"
-    } else if message.contains("failed to resolve source metadata") || message.contains("pull") {
-        "pull an image"
-    } else {
-        "reach a registry"
-    };
-    let host =
-        message.split("://").nth(1).and_then(|rest| rest.split(['/', '"', ' ', '\'']).next()).filter(|h| !h.is_empty());
-    match host {
-        Some(h) => format!("could not {doing}: registry {h} unreachable"),
-        None => format!("could not {doing}: a registry is unreachable ({})", crate::core::shown::cut(message)),
-    }
-}
-
 struct AbortOnDrop(tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
@@ -257,14 +225,6 @@ mod tests {
             Some(1)
         );
         assert_eq!(exit_code("no code here"), None);
-    }
-
-    #[test]
-    fn an_unreachable_registry_is_named_by_its_host() {
-        let push = "failed to push 127.0.0.1:5000/apps/web:1: failed to do request: Head \"https://127.0.0.1:5000/v2/apps/web/blobs/sha256:ab\": dial tcp 127.0.0.1:5000: connect: connection refused";
-        assert_eq!(unreachable_registry(push), "could not push the image: registry 127.0.0.1:5000 unreachable");
-        let pull = "failed to resolve source metadata for r.example:5000/x:1: dial tcp: lookup r.example: no such host";
-        assert!(unreachable_registry(pull).starts_with("could not pull an image: a registry is unreachable"));
     }
 
     #[test]

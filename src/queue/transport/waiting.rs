@@ -87,13 +87,15 @@ async fn move_session(
     name: &str,
 ) -> Result<(), QueueError> {
     let conn = brokers.connect(name).await?;
+    let slow = |what: &str| QueueError::Broker(format!("{what} did not answer within {ANSWER:?}"));
     let result = async {
-        let queue = topology.declare_waiting(conn.create_channel().await?, delay).await?;
+        let declared = topology.declare_waiting(conn.create_channel().await?, delay);
+        let queue = tokio::time::timeout(ANSWER, declared).await.map_err(|_| slow("declaring the wait queue"))??;
         let ch = conn.create_channel().await?;
         loop {
             let got = tokio::time::timeout(ANSWER, ch.basic_get(queue.as_str().into(), BasicGetOptions::default()))
                 .await
-                .map_err(|_| QueueError::Broker(format!("{queue} did not answer within {ANSWER:?}")))??;
+                .map_err(|_| slow(&queue))??;
             let Some(msg) = got else {
                 tokio::time::sleep(POLL).await;
                 continue;
@@ -118,10 +120,11 @@ async fn move_session(
                 ..Outgoing::new("", &to, &msg.delivery.data)
             };
             publisher.publish(&back).await?;
-            msg.delivery.ack(BasicAckOptions::default()).await?;
+            let acked = msg.delivery.ack(BasicAckOptions::default());
+            tokio::time::timeout(ANSWER, acked).await.map_err(|_| slow("the ack"))??;
         }
     }
     .await;
-    let _ = conn.close(200, "moving again".into()).await;
+    let _ = tokio::time::timeout(ANSWER, conn.close(200, "moving again".into())).await;
     result
 }

@@ -88,7 +88,7 @@ impl Cancels {
                 tracing::info!("operation {operation_id}: cancelled; stopping its build");
             }
         }
-        let _ = conn.close(200, "listening again".into()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "listening again".into())).await;
         Ok(())
     }
 }

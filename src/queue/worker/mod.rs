@@ -75,6 +75,9 @@ const REPORT_GRACE: Duration = Duration::from_secs(3);
 /// How long a consumer may see no delivery while jobs wait and it has free slots.
 const CONSUMER_STALL: Duration = Duration::from_secs(15);
 
+/// How long a connection's close may take; one whose node is gone may never answer.
+const CLOSE: Duration = Duration::from_secs(5);
+
 /// How long a job waits when another build of its operation is running.
 const DEFER: Duration = Duration::from_secs(5);
 
@@ -166,20 +169,21 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
                     let _ = tokio::time::timeout(shared.cfg.grace, async { while tasks.join_next().await.is_some() {} }).await;
                     depth_task.abort();
                     // Jobs still unacked go back to the queue when the connection closes.
-                    let _ = conn.close(200, "worker stopping".into()).await;
+                    let _ = tokio::time::timeout(CLOSE, conn.close(200, "worker stopping".into())).await;
                     break 'outer;
                 }
             }
         }
         depth_task.abort();
         shared.metrics.connected.store(false, Ordering::Relaxed);
-        let _ = conn.close(200, "reconnecting".into()).await;
+        let _ = tokio::time::timeout(CLOSE, conn.close(200, "reconnecting".into())).await;
     }
     for helper in helpers {
         helper.abort();
     }
-    shared.publisher.close().await;
-    shared.leases.close().await;
+    // A connection whose node is gone may never answer its close.
+    let _ = tokio::time::timeout(CLOSE, shared.publisher.close()).await;
+    let _ = tokio::time::timeout(CLOSE, shared.leases.close()).await;
     sweep_clones("exit");
     Ok(())
 }
