@@ -405,11 +405,49 @@ async fn a_yaml_bomb_fails_its_job_and_the_worker_survives() {
     assert!(w.child.try_wait().unwrap().is_none(), "the worker is still running");
 }
 
-/// A deployment that meets a transient fault and succeeds on a later attempt reads as one
-/// deployment: one start line, one end line, and a line for each attempt between.
+/// Follows one deployment's log to its end: every line as rendered, each shown to `on_line`
+/// first (where a test brings its fault back), and the terminal event.
+async fn follow_log(
+    heard: &mut apprunner_build::queue::subscription::Subscription,
+    mut on_line: impl FnMut(&str),
+) -> (JobEvent, Vec<String>) {
+    use apprunner_build::queue::subscription::Heard;
+    let mut lines: Vec<String> = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(180), heard.next()).await {
+            Ok(Some(Ok(Heard::Line(line)))) => {
+                let text = line.render();
+                on_line(&text);
+                lines.push(text);
+            }
+            Ok(Some(Ok(Heard::Event(e)))) if e.status.is_terminal() => return (*e, lines),
+            Ok(Some(Ok(Heard::Event(_)))) => {}
+            other => panic!("the deployment did not end: {other:?}\n{}", lines.join("\n")),
+        }
+    }
+}
+
+/// The log of one deployment that succeeded on attempt 2 of 6: one start line, one end line,
+/// no failure lines, and the line that says attempt 2 started. Returns the line of attempt 1.
+fn assert_one_deployment_in_two_attempts(outcome: &JobEvent, lines: &[String], operation_id: &str) -> String {
+    let log = lines.join("\n");
+    assert_eq!(outcome.status, JobStatus::Succeeded, "{log}");
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count(&format!("Deployment with ID : {operation_id} started.")), 1, "{log}");
+    assert_eq!(count("completed successfully."), 1, "{log}");
+    assert_eq!(count(" failed. Failure reason"), 0, "{log}");
+    assert_eq!(count("Failed to build your application source code"), 0, "{log}");
+    assert_eq!(count("Attempt 2 of 6 started."), 1, "{log}");
+    let first: Vec<&String> = lines.iter().filter(|l| l.contains("Attempt 1 of 6 ")).collect();
+    assert_eq!(first.len(), 1, "{log}");
+    first[0].clone()
+}
+
+/// A deployment that meets a transient fault (BuildKit down) and succeeds on a later attempt
+/// reads as one deployment: one start line, one end line, and a line for each attempt between.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retried_deployment_logs_one_start_and_one_end() {
-    use apprunner_build::queue::subscription::{Heard, Interest, Subscription};
+    use apprunner_build::queue::subscription::{Interest, Subscription};
     let QueueTest { prefix, topology, cleanup: _cleanup, .. } = QueueTest::new().await;
     let mut docker = FlakyDocker::new();
     let (_dir, url) = repo(&format!("echo {}", uuid::Uuid::new_v4()));
@@ -418,42 +456,26 @@ async fn a_retried_deployment_logs_one_start_and_one_end() {
     let mut heard = Subscription::open(&brokers(), &topology, "test-retried-log", interest).await.unwrap();
     let _w = Worker::start(&prefix, "w", &["--buildkit", &docker.addr(), "--max-attempts", "6"]);
     submit(&topology, &j).await;
-    let mut lines: Vec<String> = Vec::new();
-    let outcome = loop {
-        match tokio::time::timeout(Duration::from_secs(120), heard.next()).await {
-            Ok(Some(Ok(Heard::Line(line)))) => {
-                // BuildKit comes back once the first attempt has failed.
-                if line.render().contains("Attempt 1 of 6 ") {
-                    docker.up();
-                }
-                lines.push(line.render());
-            }
-            Ok(Some(Ok(Heard::Event(e)))) if e.status.is_terminal() => break e,
-            Ok(Some(Ok(Heard::Event(_)))) => {}
-            other => panic!("the deployment did not end: {other:?}\n{}", lines.join("\n")),
+    // BuildKit comes back once the first attempt has failed.
+    let (outcome, lines) = follow_log(&mut heard, |line| {
+        if line.contains("Attempt 1 of 6 ") {
+            docker.up();
         }
-    };
+    })
+    .await;
     heard.close().await;
-    let log = lines.join("\n");
-    assert_eq!(outcome.status, JobStatus::Succeeded, "{log}");
-    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
-    assert_eq!(count(&format!("Deployment with ID : {} started.", j.operation_id)), 1, "{log}");
-    assert_eq!(count("completed successfully."), 1, "{log}");
-    assert_eq!(count(" failed. Failure reason"), 0, "{log}");
-    assert_eq!(count("Failed to build your application source code"), 0, "{log}");
-    let first = lines.iter().find(|l| l.contains("Attempt 1 of 6 ")).unwrap();
+    let first = assert_one_deployment_in_two_attempts(&outcome, &lines, &j.operation_id);
     assert!(first.contains("BuildKit") && first.contains("; trying again in 1 s."), "{first}");
-    assert_eq!(count("Attempt 2 of 6 started."), 1, "{log}");
 }
 
 /// The registry goes away while a deployment's image is pushed and comes back: the log reads as
 /// one deployment that took two attempts, and names the registry as unreachable.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registry_lost_during_the_push_is_one_deployment_in_two_attempts() {
-    use apprunner_build::queue::subscription::{Heard, Interest, Subscription};
+    use apprunner_build::queue::subscription::{Interest, Subscription};
     let QueueTest { prefix, topology, cleanup: _cleanup, .. } = QueueTest::new().await;
     let mut registry = FlakyPort::to("127.0.0.1:5000");
-    registry.up().await;
+    registry.up();
     let (_dir, url) = repo(&format!("sleep 4; echo {}", uuid::Uuid::new_v4()));
     let mut j = job(&url, "registry-lost");
     j.image.repository = format!("127.0.0.1:{}/apprunner-tests/registry-lost", registry.port);
@@ -461,37 +483,26 @@ async fn a_registry_lost_during_the_push_is_one_deployment_in_two_attempts() {
     let mut heard = Subscription::open(&brokers(), &topology, "test-registry-lost", interest).await.unwrap();
     let _w = Worker::start(&prefix, "w", &["--max-attempts", "6"]);
     submit(&topology, &j).await;
-    let mut lines: Vec<String> = Vec::new();
-    let outcome = loop {
-        match tokio::time::timeout(Duration::from_secs(180), heard.next()).await {
-            Ok(Some(Ok(Heard::Line(line)))) => {
-                let text = line.render();
-                // Down while the build command runs, so the push after it finds no registry.
-                if text.contains("build command 1/1") && !lines.iter().any(|l| l.contains("build command 1/1")) {
-                    registry.down();
-                }
-                if text.contains("Attempt 1 of 6 ") {
-                    registry.up().await;
-                }
-                lines.push(text);
-            }
-            Ok(Some(Ok(Heard::Event(e)))) if e.status.is_terminal() => break e,
-            Ok(Some(Ok(Heard::Event(_)))) => {}
-            other => panic!("the deployment did not end: {other:?}\n{}", lines.join("\n")),
+    // Down while the build command runs, so the push after it finds no registry; back once
+    // the attempt has failed.
+    let mut cut = false;
+    let (outcome, lines) = follow_log(&mut heard, |line| {
+        if line.contains("build command 1/1") && !cut {
+            registry.down();
+            cut = true;
         }
-    };
+        if line.contains("Attempt 1 of 6 ") {
+            registry.up();
+        }
+    })
+    .await;
     heard.close().await;
-    let log = lines.join("\n");
-    assert_eq!(outcome.status, JobStatus::Succeeded, "{log}");
-    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
-    assert_eq!(count(&format!("Deployment with ID : {} started.", j.operation_id)), 1, "{log}");
-    assert_eq!(count("completed successfully."), 1, "{log}");
-    assert_eq!(count(" failed. Failure reason"), 0, "{log}");
-    let unreachable = format!(
-        "Attempt 1 of 6 could not push the image: registry 127.0.0.1:{} unreachable; trying again in 1 s.",
-        registry.port
+    let first = assert_one_deployment_in_two_attempts(&outcome, &lines, &j.operation_id);
+    let port = registry.port;
+    assert_eq!(
+        first,
+        format!("[AppRunner] Attempt 1 of 6 could not push the image: registry 127.0.0.1:{port} unreachable; trying again in 1 s.")
     );
-    assert_eq!(count(&unreachable), 1, "{log}");
+    let log = lines.join("\n");
     assert!(!log.contains("https://"), "no URL of BuildKit's first try: {log}");
-    assert_eq!(count("Attempt 2 of 6 started."), 1, "{log}");
 }

@@ -73,8 +73,10 @@ impl FlakyPort {
         Self { port, to: target.to_string(), tasks: std::sync::Arc::default() }
     }
 
-    pub async fn up(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+    pub fn up(&mut self) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let (to, tasks) = (self.to.clone(), self.tasks.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
