@@ -102,19 +102,16 @@ impl<'r> Ledger<'r> {
     /// A record there of a deployment submitted later stays: of a service's deployments, the
     /// last submitted has the last word, whatever order they end in.
     pub async fn record_service(&self, job: &BuildJob, image: &str) -> Result<(), QueueError> {
-        if let (Some(ours), Ok(mut records)) =
-            (job.submitted(), self.services(std::slice::from_ref(&job.service.name)).await)
-        {
-            if let Some(Ok(current)) = records.pop() {
-                if current.job.submitted().is_some_and(|theirs| theirs > ours) {
-                    tracing::info!(
-                        "job {}: service {}'s record is of a later deployment ({}); it stays",
-                        job.job_id,
-                        job.service.name,
-                        current.job.operation_id
-                    );
-                    return Ok(());
-                }
+        if let Some(ours) = job.submitted() {
+            let current = self.read_record(&service_tag(&job.service.name)).await.ok().flatten();
+            if let Some(current) = current.filter(|c| c.job.submitted().is_some_and(|theirs| theirs > ours)) {
+                tracing::info!(
+                    "job {}: service {}'s record is of a later deployment ({}); it stays",
+                    job.job_id,
+                    job.service.name,
+                    current.job.operation_id
+                );
+                return Ok(());
             }
         }
         let mut kept = job.without_credentials();
@@ -143,14 +140,20 @@ impl<'r> Ledger<'r> {
             only.iter().map(|s| service_tag(s)).filter(|t| all.contains(t)).collect()
         };
         let read = |tag: String| async move {
-            let unreadable = |e: String| QueueError::Record(format!("service record {tag}: {e}"));
-            let bytes = image::content_file(self.registry, &self.records(), &tag, MAX_RECORD_BYTES)
-                .await
-                .map_err(|e| unreadable(e.to_string()))?
-                .ok_or_else(|| unreadable("not a record".into()))?;
-            serde_json::from_slice::<ServiceRecord>(&bytes).map_err(|e| unreadable(e.to_string()))
+            self.read_record(&tag)
+                .await?
+                .ok_or_else(|| QueueError::Record(format!("service record {tag}: not a record")))
         };
         Ok(stream::iter(tags).map(read).buffered(16).collect().await)
+    }
+
+    /// The record at `tag`, if there is one.
+    async fn read_record(&self, tag: &str) -> Result<Option<ServiceRecord>, QueueError> {
+        let unreadable = |e: String| QueueError::Record(format!("service record {tag}: {e}"));
+        let bytes = image::content_file(self.registry, &self.records(), tag, MAX_RECORD_BYTES)
+            .await
+            .map_err(|e| unreadable(e.to_string()))?;
+        bytes.map(|b| serde_json::from_slice::<ServiceRecord>(&b).map_err(|e| unreadable(e.to_string()))).transpose()
     }
 }
 
