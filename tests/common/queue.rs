@@ -96,13 +96,13 @@ impl Drop for Cleanup {
             rt.block_on(async {
                 let Ok(conn) = brokers().connect("test-cleanup").await else { return };
                 let Ok(ch) = conn.create_channel().await else { return };
-                let mut queues = vec![t.jobs(), t.failed()];
+                let mut queues = vec![t.jobs(), t.batch(), t.failed(), t.history()];
                 queues.extend((0..10).map(|k| t.waiting(Duration::from_millis(1000 << k))));
                 queues.push(t.waiting(Duration::from_secs(5)));
                 for q in queues {
                     let _ = ch.queue_delete(q.into(), Default::default()).await;
                 }
-                for x in [t.events(), t.logs()] {
+                for x in [t.events(), t.logs(), t.control()] {
                     let _ = ch.exchange_delete(x.into(), Default::default()).await;
                 }
                 let _ = conn.close(200, "cleaned".into()).await;
