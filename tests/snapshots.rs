@@ -17,6 +17,7 @@ fn facts(reference: String, seed: char) -> ImageFacts {
         digest: Some(format!("sha256:{}", seed.to_string().repeat(64))),
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(), "LANG=C.UTF-8".into()],
         labels: BTreeMap::from([("dev.apprunner-build.stands-in-for".to_string(), "fixture".to_string())]),
+        diff_ids: Vec::new(),
     }
 }
 
@@ -31,7 +32,7 @@ fn plan_for(cfg: &config::AppConfig) -> plan::BuildPlan {
         source_dir: "/".into(),
         repository: Some("https://github.com/github-user/python-hello".into()),
         revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
-        created: Some("2026-11-25T12:00:00Z".into()),
+        source_date_epoch: Some(1_795_608_000), // 2026-11-25T12:00:00Z
         operation_id: "c2c8eeedea164f459cf78f12a8953390".into(),
         ca_bundle_image: Some(format!("127.0.0.1:5000/apprunner-build/ca-bundles@sha256:{}", "c".repeat(64))),
         network: StepNetwork::Sandbox,

@@ -125,7 +125,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     say.planned(plan);
 
     let exporter = keyed_exporter(settings, target, &prepared);
-    if settings.image_reuse {
+    if settings.image_reuse && !settings.no_cache {
         let looking = Instant::now();
         if let Some(digest) = reuse_image(&registry, target, &exporter.attributes, &plan.image.deployment, log).await? {
             let seconds = looking.elapsed().as_secs_f64();

@@ -129,7 +129,13 @@ pub(super) async fn runtime_images(
 }
 
 pub(super) fn unpinned(r: &ImageRef) -> ImageFacts {
-    ImageFacts { reference: r.to_string(), digest: None, env: Vec::new(), labels: BTreeMap::new() }
+    ImageFacts {
+        reference: r.to_string(),
+        digest: None,
+        env: Vec::new(),
+        labels: BTreeMap::new(),
+        diff_ids: Vec::new(),
+    }
 }
 
 /// Fetches the source and plans the build.
@@ -196,15 +202,16 @@ pub async fn prepare(
             SourceLocation::Git(_) | SourceLocation::Local(_) => None,
         },
         revision: checkout.commit.clone(),
-        created: checkout
-            .committed_at
-            .filter(|_| !checkout.dirty)
-            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .map(crate::core::log::rfc3339),
+        source_date_epoch: checkout.committed_at.filter(|_| !checkout.dirty),
         operation_id: req.operation_id.clone(),
         ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(&Repo::new(host, CA_REPOSITORY), l)),
         network: settings.network,
-        cache_scope: req.target.repository.clone(),
+        // A build from nothing gets package caches of its own, empty.
+        cache_scope: if settings.no_cache {
+            format!("{}/no-cache/{}", req.target.repository, req.operation_id)
+        } else {
+            req.target.repository.clone()
+        },
         warm_manifests: settings.warm_steps.then(|| {
             // The first command of each stage comes first in one of these lists.
             let firsts = [&cfg.pre_build, &cfg.build, &cfg.pre_run].into_iter().filter_map(|c| c.first());

@@ -38,6 +38,9 @@ pub struct Settings {
     /// Whether a build whose inputs are exactly those of the image at its target tag reuses that
     /// image (`core::reuse`) instead of solving.
     pub image_reuse: bool,
+    /// Whether every build runs every step anew (`build --no-cache`, `verify`): no step from
+    /// `BuildKit`'s cache or the fleet cache, empty package caches, no image reuse.
+    pub no_cache: bool,
     /// Runtimes the operator holds back: a build without `runtime-version` gets the newest
     /// release not newer than the held version (until a roll-out moves the fleet on).
     pub runtime_holds: BTreeMap<String, String>,
@@ -67,6 +70,7 @@ impl Default for Settings {
             pack_limits: PackLimits::default(),
             warm_steps: true,
             image_reuse: true,
+            no_cache: false,
             runtime_holds: BTreeMap::new(),
             stand_ins: StandInBuilder::from_checkout(),
         }

@@ -49,7 +49,7 @@ impl<'a> SolveSession<'a> {
         let buildkit = Buildkit::connect(&settings.buildkit).await?;
         // BuildKit asks the session for registry credentials: to push, and to reach the fleet cache.
         let session = Session::attach(&settings.buildkit, settings.registry_client()).await?;
-        let fleet_cache = settings.fleet_cache.as_deref().map(|prefix| {
+        let fleet_cache = settings.fleet_cache.as_deref().filter(|_| !settings.no_cache).map(|prefix| {
             let cache_host = prefix.split('/').next().unwrap_or_default();
             FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))
         });
@@ -76,7 +76,8 @@ impl<'a> SolveSession<'a> {
         let reporter = tokio::spawn(report(rx, self.log.clone(), plan.clone()));
         let rebuilt = self.warm_up(prepared, &tx).await?;
         let solves = rebuilt.as_ref().unwrap_or(&prepared.solves);
-        let (image_result, post_result) = self.image_and_check(prepared, solves, exporter, &tx).await;
+        let fresh = self.settings.no_cache.then(|| solves.fresh());
+        let (image_result, post_result) = self.image_and_check(prepared, solves, fresh.as_ref(), exporter, &tx).await;
         drop(tx);
         let report = reporter.await.unwrap_or_default();
         let failure = |f: SolveFailure| step_failure(plan, report.failed_step.as_ref(), f);
@@ -101,11 +102,13 @@ impl<'a> SolveSession<'a> {
         Ok(Solved { exporter_response, timings: report.timings, export_seconds })
     }
 
-    /// The image's solve (exporting it) beside the post-build check's, their events to `tx`.
+    /// The image's solve (exporting it) beside the post-build check's, their events to `tx`;
+    /// `fresh`: the same solves running every step anew, where they run first.
     async fn image_and_check(
         &self,
         prepared: &Prepared,
         solves: &Solves,
+        fresh: Option<&Solves>,
         exporter: Exporter,
         tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
     ) -> (Result<ExporterResponse, SolveFailure>, Result<(), SolveFailure>) {
@@ -127,14 +130,15 @@ impl<'a> SolveSession<'a> {
         // finds every step cached.
         let checked = solves.post_build.is_some();
         let first = if checked { self.options(None, false) } else { image_options.clone() };
-        let image_solve = buildkit.solve(&solves.image, first, image_tx);
+        let running = fresh.unwrap_or(solves);
+        let image_solve = buildkit.solve(&running.image, first, image_tx);
         // The post-build solve shares the build stage with the image's; only its own stage is
         // reported from it, so each step shows once.
         let plan = &prepared.plan;
         let check_stage = plan.stages.iter().find(|s| s.role == StageRole::Check).map(|s| s.name.clone());
         let (post_tx, forward) = filtered(tx, move |ev| ev.stage() == check_stage.as_deref());
         let post_solve = async {
-            match &solves.post_build {
+            match &running.post_build {
                 Some(llb) => buildkit.solve(llb, self.options(None, false), post_tx).await.map(|_| ()),
                 None => Ok(()),
             }
@@ -177,7 +181,9 @@ impl<'a> SolveSession<'a> {
         tx: &tokio::sync::mpsc::UnboundedSender<SolveEvent>,
     ) -> Result<Option<Solves>, BuildError> {
         let options = self.options(None, false);
-        let warmed = futures_util::future::join_all(prepared.solves.warm.iter().map(|(stage, llb)| {
+        let fresh = self.settings.no_cache.then(|| prepared.solves.fresh());
+        let warm = &fresh.as_ref().unwrap_or(&prepared.solves).warm;
+        let warmed = futures_util::future::join_all(warm.iter().map(|(stage, llb)| {
             let options = options.clone();
             async move { (stage.clone(), self.buildkit.solve(llb, options, tx.clone()).await) }
         }))

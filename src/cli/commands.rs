@@ -46,7 +46,7 @@ pub(super) async fn plan(what: What, offline: bool, llb: bool, settings: Setting
 }
 
 pub(super) async fn build(args: BuildArgs) -> Result<(), BuildError> {
-    let settings = args.settings.settings()?;
+    let settings = build::Settings { no_cache: args.no_cache, ..args.settings.settings()? };
     let req = args.what.request(&settings.registry, args.image.as_deref(), args.operation_id)?;
     let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
     let outcome = build::run(&settings, &req, &log).await?;

@@ -217,6 +217,10 @@ struct BuildArgs {
     /// Print log lines without App Runner's time prefix.
     #[arg(long)]
     no_timestamps: bool,
+    /// Run every step anew: nothing from BuildKit's cache or the fleet cache, empty package
+    /// caches, no image reuse (what `verify` does to rebuild an image).
+    #[arg(long)]
+    no_cache: bool,
     #[command(flatten)]
     settings: SettingsArgs,
 }

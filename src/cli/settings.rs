@@ -159,6 +159,7 @@ impl SettingsArgs {
             pack_limits: PackLimits { file: self.max_file_size, total: self.max_source_size },
             warm_steps: !self.no_warm_steps,
             image_reuse: !self.no_image_reuse,
+            no_cache: false,
             fleet_cache: (!self.no_fleet_cache)
                 .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),
         })

@@ -44,6 +44,9 @@ pub struct ImageFacts {
     /// The image config's `Env` (`NAME=value`), which LLB execs do not inherit by themselves.
     pub env: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// Its layers' `diff_ids`, bottom first (empty when not resolved).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diff_ids: Vec<String>,
 }
 
 impl ImageFacts {
@@ -76,9 +79,10 @@ pub struct PlanInput {
     pub source_dir: String,
     pub repository: Option<String>,
     pub revision: Option<String>,
-    /// When the image counts as made (RFC 3339): the commit's time, so every build of one commit
-    /// says the same; None (a working tree with changes) leaves it to `BuildKit`'s clock.
-    pub created: Option<String>,
+    /// The commit's time (seconds since 1970), when the image counts as made: `SOURCE_DATE_EPOCH`
+    /// of every step and of the exporter, so every build of one commit says the same; None (a
+    /// working tree with changes) leaves it to `BuildKit`'s clock.
+    pub source_date_epoch: Option<i64>,
     pub operation_id: String,
     /// The CA bundle packed as an image, and the file in it.
     pub ca_bundle_image: Option<String>,
@@ -193,6 +197,9 @@ pub struct BuildPlan {
     pub build_image: String,
     pub run_image: String,
     pub network: StepNetwork,
+    /// `SOURCE_DATE_EPOCH` of the steps (the commit's time), when the image is reproducible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_bundle_image: Option<String>,
     /// Mounted into every step; never in the image.
@@ -308,6 +315,7 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         build_image: input.build_image.pinned(),
         run_image: input.run_image.pinned(),
         network: input.network,
+        source_date_epoch: input.source_date_epoch,
         ca_bundle_image: input.ca_bundle_image.clone(),
         stages,
         image,

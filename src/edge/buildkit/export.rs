@@ -47,6 +47,19 @@ pub fn image_exporter(target: &ImageRef, image: &FinalImage, plain_http: bool) -
     if plain_http {
         attrs.insert("registry.insecure".into(), "true".into());
     }
+    if let Some(epoch) = image.source_date_epoch {
+        // Every time in the image becomes the commit's at the latest: the config's and history's,
+        // and each file's in the layers the steps wrote, so a cold build elsewhere gives the same
+        // layers.
+        attrs.insert("source-date-epoch".into(), epoch.to_string());
+        attrs.insert("rewrite-timestamp".into(), "true".into());
+        // Metadata too, as the config is: the run image's layers, which the rewrite leaves as
+        // they are (rewritten, they would be copies of the run image's under other digests).
+        if !image.base_diff_ids.is_empty() {
+            let base = serde_json::json!({"rootfs": {"type": "layers", "diff_ids": image.base_diff_ids}});
+            attrs.insert("containerimage.base.config".into(), base.to_string());
+        }
+    }
     let title = target.repository.rsplit('/').next().unwrap_or_default().to_string();
     let annotations = ANNOTATED
         .iter()
@@ -169,6 +182,8 @@ mod tests {
             exposed_port: 8080,
             labels: BTreeMap::from([("a".into(), "b".into())]),
             created: None,
+            source_date_epoch: None,
+            base_diff_ids: Vec::new(),
             deployment: BTreeMap::from([("dev.apprunner-build.operation-id".into(), "op".into())]),
         };
         let Exporter { kind, attributes: attrs } = image_exporter(&target, &image, false);

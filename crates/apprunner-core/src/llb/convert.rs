@@ -90,7 +90,7 @@ fn emit_stage(plan: &BuildPlan, stage: &Stage, g: &mut Graph) -> Output {
         let steps = &stage.steps[first..first + count];
         let mut args = vec!["/bin/sh".to_string(), "-c".into(), PHASE_SCRIPT.into(), "apprunner-build".into()];
         args.extend(steps.iter().map(|s| s.command.clone()));
-        let op = exec(plan, stage, &state, ca.as_ref(), args);
+        let op = exec(plan, stage, &state, ca.as_ref(), args, plan.source_date_epoch);
         let name = match steps {
             [only] => format!("[{}] {}: {}", stage.name, only.describe(), first_line(&only.command)),
             _ => format!("[{}] {} commands 1-{count} (one shell)", stage.name, phase.key()),
@@ -120,7 +120,10 @@ fn emit_warm(
         state = g.copy_to(&state, &src, &format!("/{manifest}"), &format!("{APP_DIR}/{manifest}"), &name, quiet(&name));
     }
     let args = vec!["/bin/sh".to_string(), "-c".into(), warm.command.clone()];
-    let op = exec(plan, stage, &state, ca, args);
+    // A fixed date, not the commit's: the warm-up's cache key stays its manifests' content, so
+    // a commit that changes only code reuses it.
+    let epoch = plan.source_date_epoch.map(|_| WARM_UP_EPOCH);
+    let op = exec(plan, stage, &state, ca, args, epoch);
     let name = format!(
         "[{}] dependency warm-up: {} (on {} alone)",
         stage.name,
@@ -130,9 +133,25 @@ fn emit_warm(
     g.add(&op, Some(&name), Some(quiet(&name)))
 }
 
-/// An exec of `args` on `state` as every step of `stage` runs: in /app, with the stage's env,
-/// the CA bundle, the package caches and the plan's network.
-fn exec(plan: &BuildPlan, stage: &Stage, state: &Output, ca: Option<&Output>, args: Vec<String>) -> Op {
+/// `SOURCE_DATE_EPOCH` of the dependency warm-ups: 1980-01-01, the earliest a zip archive
+/// (a wheel, a jar) can record.
+pub const WARM_UP_EPOCH: i64 = 315_532_800;
+
+/// An exec of `args` on `state` as every step of `stage` runs: in /app, with the stage's env
+/// and `SOURCE_DATE_EPOCH` (unless the app sets its own), the CA bundle, the package caches and
+/// the plan's network.
+fn exec(
+    plan: &BuildPlan,
+    stage: &Stage,
+    state: &Output,
+    ca: Option<&Output>,
+    args: Vec<String>,
+    epoch: Option<i64>,
+) -> Op {
+    let mut env = stage.env.clone();
+    if let Some(epoch) = epoch.filter(|_| !env.iter().any(|kv| kv.starts_with("SOURCE_DATE_EPOCH="))) {
+        env.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+    }
     let mut inputs = vec![input(state)];
     let mut mounts = vec![pb::Mount { dest: "/".into(), ..pb::Mount::default() }];
     if let Some(ca) = ca {
@@ -162,7 +181,7 @@ fn exec(plan: &BuildPlan, stage: &Stage, state: &Output, ca: Option<&Output>, ar
         ..pb::Mount::default()
     }));
     let exec = pb::ExecOp {
-        meta: Some(pb::Meta { args, env: stage.env.clone(), cwd: APP_DIR.into(), user: String::new() }),
+        meta: Some(pb::Meta { args, env, cwd: APP_DIR.into(), user: String::new() }),
         mounts,
         network: match plan.network {
             StepNetwork::Sandbox => pb::NetMode::Unset as i32,

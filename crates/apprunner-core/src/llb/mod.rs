@@ -10,7 +10,7 @@ pub use crate::progress::VertexInfo;
 pub use convert::{from_plan, render};
 
 use prost::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The file inside the CA bundle image.
 pub const CA_FILE: &str = "/ca-certificates.crt";
@@ -30,6 +30,21 @@ impl Llb {
     pub fn digest(&self) -> String {
         crate::digest::sha256_digest(&self.bytes)
     }
+
+    /// The same graph with `BuildKit` told to run every op anew but those in `kept` (by digest):
+    /// only the Definition's metadata changes, so each op's digest and output stay its own.
+    #[must_use]
+    pub fn ignoring_cache(&self, kept: &BTreeSet<String>) -> Llb {
+        let mut def = self.definition();
+        for (digest, meta) in &mut def.metadata {
+            meta.ignore_cache = !kept.contains(digest);
+        }
+        Llb { bytes: def.encode_to_vec(), vertices: self.vertices.clone() }
+    }
+
+    fn op_digests(&self) -> impl Iterator<Item = String> + '_ {
+        self.definition().metadata.into_keys()
+    }
 }
 
 /// The solves of a plan: the image, and (when there are post-build commands) the post-build
@@ -40,4 +55,19 @@ pub struct Solves {
     pub post_build: Option<Llb>,
     /// Each stage's dependency warm-up, by stage name, to solve before the others.
     pub warm: Vec<(String, Llb)>,
+}
+
+impl Solves {
+    /// The solves of a build from nothing (`--no-cache`, `verify`): every op runs anew, once.
+    /// The warm-ups are solved first and run theirs; the image and the check then take those
+    /// from the warm-ups just run and run every other op.
+    #[must_use]
+    pub fn fresh(&self) -> Solves {
+        let warmed: BTreeSet<String> = self.warm.iter().flat_map(|(_, llb)| llb.op_digests()).collect();
+        Solves {
+            image: self.image.ignoring_cache(&warmed),
+            post_build: self.post_build.as_ref().map(|llb| llb.ignoring_cache(&warmed)),
+            warm: self.warm.iter().map(|(stage, llb)| (stage.clone(), llb.ignoring_cache(&BTreeSet::new()))).collect(),
+        }
+    }
 }

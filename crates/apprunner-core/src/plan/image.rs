@@ -18,6 +18,12 @@ pub struct FinalImage {
     pub labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// The commit's time: the exporter clamps every file's and the config's times to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<i64>,
+    /// The run image's layers (`diff_ids`), which the image starts with: never rewritten.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub base_diff_ids: Vec<String>,
     /// What is true of this deployment only (its operation id): annotations of the image index,
     /// beside the provenance, so the image itself is the same for every build of the same inputs.
     pub deployment: BTreeMap<String, String>,
@@ -60,7 +66,12 @@ pub(super) fn final_image(cfg: &AppConfig, input: &PlanInput) -> FinalImage {
         env: merge_env(&input.run_image.env, run_over.clone()),
         exposed_port: cfg.port,
         labels: image_labels(cfg, input, &run_over),
-        created: input.created.clone(),
+        created: input
+            .source_date_epoch
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .map(crate::log::rfc3339),
+        source_date_epoch: input.source_date_epoch,
+        base_diff_ids: input.run_image.diff_ids.clone(),
         deployment: BTreeMap::from([(labels::OPERATION_ID.to_string(), input.operation_id.clone())]),
     }
 }

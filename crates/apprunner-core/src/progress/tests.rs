@@ -10,7 +10,13 @@ fn plan() -> BuildPlan {
     let cfg = config::from_yaml(yaml, "apprunner.yaml", RuntimeCatalog::builtin()).unwrap();
     let catalog = RuntimeCatalog::builtin();
     let runtime = catalog.resolve(catalog.lookup("python3").unwrap(), None).unwrap();
-    let facts = |r: &str| ImageFacts { reference: r.into(), digest: None, env: vec![], labels: Default::default() };
+    let facts = |r: &str| ImageFacts {
+        reference: r.into(),
+        digest: None,
+        env: vec![],
+        labels: Default::default(),
+        diff_ids: vec![],
+    };
     plan::plan(
         &cfg,
         &PlanInput {
@@ -21,7 +27,7 @@ fn plan() -> BuildPlan {
             source_dir: "/".into(),
             repository: None,
             revision: None,
-            created: None,
+            source_date_epoch: None,
             operation_id: "op".into(),
             ca_bundle_image: None,
             network: StepNetwork::Sandbox,

@@ -1,0 +1,60 @@
+//! Images a supply chain can check: two builds from nothing of one commit push one image
+//! manifest (the benchmark's Python and Node.js apps).
+// Tests fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use apprunner_build::build::Settings;
+use apprunner_build::core::image_ref::ImageRef;
+use apprunner_build::edge::registry::Registry;
+use common::*;
+
+/// The benchmark's Python app (docker/bench-rebuild): Flask and requests, the original build.
+const PYTHON_APP: &[(&str, &str)] = &[
+    ("requirements.txt", "flask==2.2.5\nrequests==2.31.0\n"),
+    ("app.py", "from flask import Flask\nimport requests\napp = Flask(__name__)\n\n@app.route(\"/\")\ndef hello():\n    return \"hello v1\"\n\nif __name__ == \"__main__\":\n    app.run(host=\"0.0.0.0\", port=8080)\n"),
+    ("apprunner.yaml", "version: 1.0\nruntime: python3\nruntime-version: 3.8.20\nbuild:\n  commands:\n    build:\n      - pip install -r requirements.txt\nrun:\n  command: python app.py\n  network:\n    port: 8080\n"),
+];
+
+/// The benchmark's Node.js app: Express and is-number, the revised build.
+const NODE_APP: &[(&str, &str)] = &[
+    ("package.json", "{\"name\":\"bench\",\"version\":\"1.0.0\",\"scripts\":{\"start\":\"node app.js\"},\"dependencies\":{\"express\":\"4.18.2\",\"is-number\":\"7.0.0\"}}\n"),
+    ("app.js", "const express = require(\"express\");\nconst app = express();\napp.get(\"/\", (q, s) => s.send(\"hello v1\"));\napp.listen(process.env.PORT || 8080);\n"),
+    ("apprunner.yaml", "version: 1.0\nruntime: nodejs18\nruntime-version: 18.20.8\nbuild:\n  commands:\n    build:\n      - npm install --omit=dev\nrun:\n  command: npm start\n  network:\n    port: 8080\n"),
+];
+
+/// `files` committed in a new git repository.
+fn committed(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = app(files);
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "the app"]);
+    dir
+}
+
+/// The digest of the image manifest (this platform's) under the index `image` names.
+async fn image_manifest(image: &str) -> String {
+    let r = ImageRef::parse(image).unwrap();
+    let index = Registry::new(Default::default(), vec![]).manifest_of(&r).await.unwrap().unwrap().index().unwrap();
+    index.for_platform("linux", "amd64").unwrap().digest.clone()
+}
+
+/// Two builds of one commit, each running every step anew (no step from BuildKit's cache or the
+/// fleet cache, empty package caches), push the same image manifest: every time in the layers
+/// and the config is the commit's, Python's bytecode is checked by hash.
+#[tokio::test]
+async fn two_builds_from_nothing_of_one_commit_push_one_image_manifest() {
+    for (name, files) in [("python", PYTHON_APP), ("node", NODE_APP)] {
+        let dir = committed(files);
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let mut manifests = Vec::new();
+        for _ in 0..2 {
+            let mut req = request(&format!("file://{}", dir.path().display()), "/", None, Some("main"));
+            req.target = ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/repro-{name}-{marker}:1")).unwrap();
+            let built = build_with(&Settings { no_cache: true, ..settings() }, req).await;
+            assert!(!built.has_line("from this BuildKit's cache"), "{name}: a step came from a cache");
+            manifests.push(image_manifest(built.image()).await);
+        }
+        assert_eq!(manifests[0], manifests[1], "{name}: one commit built twice from nothing");
+    }
+}
