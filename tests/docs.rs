@@ -39,6 +39,7 @@ const OTHER_TOOLS: &[(&str, &[&str])] = &[
         ],
     ),
     ("docker buildx imagetools inspect", &["--format"]),
+    ("cosign verify", &["--key", "--insecure-ignore-tlog", "--allow-http-registry"]),
     ("debootstrap", &["--variant"]),
     ("npm install", &["--production"]),
 ];

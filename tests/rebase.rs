@@ -23,13 +23,21 @@ fn held() -> Settings {
     s
 }
 
+/// The key the rebases here sign with.
+fn keys() -> &'static KeyPair {
+    static KEYS: std::sync::OnceLock<KeyPair> = std::sync::OnceLock::new();
+    KEYS.get_or_init(key_pair)
+}
+
 async fn rebase(from: &str, to_version: &str, tag: &str) -> (Result<Rebased, Refusal>, Vec<String>) {
     let from = ImageRef::parse(from).unwrap();
     let target = ImageRef { tag: Some(tag.into()), digest: None, ..from.clone() };
     let sink = MemorySink::default();
     let log = DeploymentLog::new("rebase", vec![Arc::new(sink.clone())]);
+    let signer = apprunner_build::edge::signing::Signer::from_file(&keys().private).unwrap();
+    let settings = Settings { signer: Some(signer), ..settings() };
     let out =
-        build::rebase(&settings(), &from, to_version, &target, "0123456789abcdef0123456789abcdef", &log).await.unwrap();
+        build::rebase(&settings, &from, to_version, &target, "0123456789abcdef0123456789abcdef", &log).await.unwrap();
     let out = match out {
         RebaseOutcome::Moved(moved) => Ok(moved),
         RebaseOutcome::Refused(refusal) => Err(refusal),
@@ -64,6 +72,7 @@ async fn a_revised_image_without_pre_run_moves_to_a_newer_run_image_and_answers_
     assert!(!moved.unchanged);
     assert_eq!(moved.copied_bytes, 0, "same registry: every layer is mounted, none copied");
     assert!(log.iter().any(|l| l.contains("Rebased from nodejs18 18.20.6 onto nodejs18 18.20.8")), "{log:#?}");
+    cosign_verify(&moved.image, &keys().public).expect("a rebased image is signed");
     // The new Node.js under the same app, with the app's environment over the new run image's.
     assert_eq!(in_image(&moved.image, "node --version"), "v18.20.8");
     assert_eq!(in_image(&moved.image, "echo $PORT $APP_PORT"), "3000 3000");

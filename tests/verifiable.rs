@@ -1,5 +1,5 @@
-//! Images a supply chain can check: two builds from nothing of one commit push one image
-//! manifest (the benchmark's Python and Node.js apps).
+//! Images a supply chain can check: signed in cosign's format with the operator's key; two builds
+//! from nothing of one commit push one image manifest (the benchmark's Python and Node.js apps).
 // Tests fail loudly on anything unexpected: unwrap is the point.
 #![allow(clippy::unwrap_used)]
 
@@ -7,6 +7,7 @@ mod common;
 use apprunner_build::build::Settings;
 use apprunner_build::core::image_ref::ImageRef;
 use apprunner_build::edge::registry::Registry;
+use apprunner_build::edge::signing::Signer;
 use common::*;
 
 /// The benchmark's Python app (docker/bench-rebuild): Flask and requests, the original build.
@@ -57,4 +58,56 @@ async fn two_builds_from_nothing_of_one_commit_push_one_image_manifest() {
         }
         assert_eq!(manifests[0], manifests[1], "{name}: one commit built twice from nothing");
     }
+}
+
+/// With a signing key, every image pushed is signed: `cosign verify` passes with the public key,
+/// and fails with another key, for an image pushed without the key, and for an image whose
+/// signature was taken from another image. An image reused under a new index is signed too.
+#[tokio::test]
+async fn signed_images_verify_with_cosign_and_nothing_else_does() {
+    let keys = key_pair();
+    let other = key_pair();
+    let signing = Settings { signer: Some(Signer::from_file(&keys.private).unwrap()), ..settings() };
+    let dir = committed(&[
+        ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built > /app/built.txt\nrun:\n  command: python3 -m http.server 8080\n"),
+        ("marker.txt", &uuid::Uuid::new_v4().simple().to_string()),
+    ]);
+    let target =
+        ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/signed-{}:1", uuid::Uuid::new_v4().simple())).unwrap();
+    let mut req = request(dir.path().to_str().unwrap(), "/", None, None);
+    req.target = target.clone();
+    let built = build_with(&signing, req.clone()).await;
+    let signed = built.image().to_string();
+    let fingerprint = Signer::from_file(&keys.private).unwrap().fingerprint;
+    assert!(built.has_line(&format!("Image signed with key {fingerprint}")), "{:#?}", built.log);
+    let key_text = std::fs::read_to_string(&keys.private).unwrap();
+    let key_body = key_text.lines().nth(1).unwrap();
+    assert!(!built.log.iter().any(|l| l.contains(key_body)), "the key is never in the log");
+    cosign_verify(&signed, &keys.public).unwrap();
+    assert!(cosign_verify(&signed, &other.public).is_err(), "another key verifies it");
+
+    // Taken again under a new index (image reuse): that index is signed too.
+    req.operation_id = apprunner_build::core::request::new_operation_id();
+    let reused = build_with(&signing, req.clone()).await;
+    assert!(reused.has_line("reused"), "{:#?}", reused.log);
+    assert_ne!(reused.image(), signed);
+    cosign_verify(reused.image(), &keys.public).unwrap();
+
+    // Without the key: nothing signed, nothing verifies.
+    req.operation_id = apprunner_build::core::request::new_operation_id();
+    let unsigned = build_with(&settings(), req.clone()).await;
+    let err = cosign_verify(unsigned.image(), &keys.public).unwrap_err();
+    assert!(err.contains("no signatures found"), "{err}");
+
+    // Tampered: the unsigned image given the signed one's signature manifest.
+    let registry = Registry::new(Default::default(), vec![]);
+    let repo = target.repo();
+    let digest_of = |image: &str| image.rsplit_once('@').unwrap().1.to_string();
+    let sig_tag = |d: &str| apprunner_build::core::cosign::signature_tag(d);
+    let stolen = registry.manifest(&repo, &sig_tag(&digest_of(&signed))).await.unwrap().unwrap();
+    registry
+        .put_manifest(&repo, &sig_tag(&digest_of(unsigned.image())), &stolen.bytes, &stolen.media_type)
+        .await
+        .unwrap();
+    assert!(cosign_verify(unsigned.image(), &keys.public).is_err(), "a signature of another image verifies it");
 }

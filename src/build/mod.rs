@@ -101,6 +101,10 @@ pub async fn rebase(
     let out = tokio::time::timeout(settings.timeout, rebasing).await.map_err(|_| {
         BuildError::transient(format!("the rebase did not finish within {} seconds", settings.timeout.as_secs()))
     })??;
+    if let RebaseOutcome::Moved(r) = &out {
+        let digest = r.image.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+        seal(settings, &registry, target, digest, log).await?;
+    }
     match &out {
         RebaseOutcome::Moved(r) => say.rebased(r),
         RebaseOutcome::Refused(refusal) => say.rebase_refused(refusal),
@@ -128,6 +132,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     if settings.image_reuse && !settings.no_cache {
         let looking = Instant::now();
         if let Some(digest) = reuse_image(&registry, target, &exporter.attributes, &plan.image.deployment, log).await? {
+            let digest = seal(settings, &registry, target, digest, log).await?;
             let seconds = looking.elapsed().as_secs_f64();
             let phases = PhaseTimings {
                 fetch: prepared.fetch_seconds,
@@ -161,6 +166,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         .image_digest()
         .map(str::to_string)
         .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
+    let digest = seal(settings, &registry, target, digest, log).await?;
     let solve_seconds = solving.elapsed().as_secs_f64();
     let phases = PhaseTimings {
         fetch: prepared.fetch_seconds,
@@ -169,6 +175,22 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         export: solved.export_seconds,
     };
     Ok(result(&prepared, target.with_digest(&digest), solved.timings, src.uploaded, phases))
+}
+
+/// What every image pushed gets before it is reported, built, reused or rebased: its signature
+/// (with a signing key). Returns the digest that names the image.
+async fn seal(
+    settings: &Settings,
+    registry: &crate::edge::registry::Registry,
+    target: &ImageRef,
+    digest: String,
+    log: &DeploymentLog,
+) -> Result<String, BuildError> {
+    if let Some(signer) = &settings.signer {
+        let tag = signer.sign_image(registry, &target.repo(), &digest).await?;
+        Narration(log).signed(&signer.fingerprint, &tag);
+    }
+    Ok(digest)
 }
 
 /// What a build that gave `image` tells its caller.

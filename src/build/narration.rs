@@ -137,6 +137,10 @@ impl Narration<'_> {
         self.say("Starting source code build.");
     }
 
+    pub fn signed(self, fingerprint: &str, tag: &str) {
+        self.say(format!("Image signed with key {fingerprint} (cosign signature at tag {tag})."));
+    }
+
     pub fn built(self) {
         self.say("Successfully built your application source code.");
     }

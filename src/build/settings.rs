@@ -3,6 +3,7 @@
 use crate::core::plan::StepNetwork;
 use crate::edge::buildkit::BuildkitAddr;
 use crate::edge::registry::{Registry, RegistryAuth};
+use crate::edge::signing::Signer;
 use crate::edge::source::PackLimits;
 use crate::edge::stand_in::StandInBuilder;
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub struct Settings {
     /// Whether every build runs every step anew (`build --no-cache`, `verify`): no step from
     /// `BuildKit`'s cache or the fleet cache, empty package caches, no image reuse.
     pub no_cache: bool,
+    /// Signs every image pushed, built or rebased (cosign's format); None: nothing is signed.
+    pub signer: Option<Signer>,
     /// Runtimes the operator holds back: a build without `runtime-version` gets the newest
     /// release not newer than the held version (until a roll-out moves the fleet on).
     pub runtime_holds: BTreeMap<String, String>,
@@ -71,6 +74,7 @@ impl Default for Settings {
             warm_steps: true,
             image_reuse: true,
             no_cache: false,
+            signer: None,
             runtime_holds: BTreeMap::new(),
             stand_ins: StandInBuilder::from_checkout(),
         }

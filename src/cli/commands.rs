@@ -104,6 +104,11 @@ pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
     } else {
         tracing::warn!("BuildKit at {} cannot be reached now; jobs wait and retry", settings.buildkit);
     }
+    if let Some(signer) = &settings.signer {
+        tracing::info!("every image pushed is signed with key {}", signer.fingerprint);
+    } else {
+        tracing::info!("images are not signed: no --signing-key (APPRUNNER_SIGNING_KEY)");
+    }
     if let Some(b) = &settings.stand_ins {
         tracing::info!("a runtime image a build lacks is made first by {}", b.script.display());
     } else {

@@ -5,6 +5,7 @@ use crate::build::Settings;
 use crate::core::plan::StepNetwork;
 use crate::edge::buildkit::BuildkitAddr;
 use crate::edge::registry::{Credentials, RegistryAuth};
+use crate::edge::signing::Signer;
 use crate::edge::source::PackLimits;
 use crate::edge::stand_in::StandInBuilder;
 use crate::error::BuildError;
@@ -54,6 +55,10 @@ pub(super) struct SettingsArgs {
     /// REGISTRY/apprunner-build/cache on the worker's registry.
     #[arg(long, env = "APPRUNNER_FLEET_CACHE")]
     fleet_cache: Option<String>,
+    /// Sign every image pushed, built or rebased, in cosign's format with this ECDSA P-256
+    /// private key (PEM PKCS#8); `cosign verify --key` checks it with the public key.
+    #[arg(long, env = "APPRUNNER_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
     /// Import and export no registry cache: each worker keeps only its own BuildKit's.
     #[arg(long, env = "APPRUNNER_NO_FLEET_CACHE", conflicts_with = "fleet_cache")]
     no_fleet_cache: bool,
@@ -160,6 +165,10 @@ impl SettingsArgs {
             warm_steps: !self.no_warm_steps,
             image_reuse: !self.no_image_reuse,
             no_cache: false,
+            signer: match &self.signing_key {
+                Some(path) => Some(Signer::from_file(path).map_err(|e| BuildError::user(e.to_string()))?),
+                None => None,
+            },
             fleet_cache: (!self.no_fleet_cache)
                 .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),
         })

@@ -7,5 +7,6 @@ pub mod image;
 pub(crate) mod process;
 pub mod rebase;
 pub mod registry;
+pub mod signing;
 pub mod source;
 pub mod stand_in;

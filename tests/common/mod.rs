@@ -183,3 +183,44 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A new ECDSA P-256 key pair made with openssl, as an operator makes one: the private key
+/// (PEM PKCS#8) and the public key, in a directory that goes with the value.
+pub struct KeyPair {
+    pub dir: tempfile::TempDir,
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+pub fn key_pair() -> KeyPair {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = (dir.path().join("signing.pem"), dir.path().join("signing.pub"));
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", private.to_str().unwrap()]);
+    run(&["pkey", "-in", private.to_str().unwrap(), "-pubout", "-out", public.to_str().unwrap()]);
+    KeyPair { dir, private, public }
+}
+
+/// What Debian 13's `cosign verify` says of `image` with the public key `public`: Ok, or its
+/// error output.
+pub fn cosign_verify(image: &str, public: &Path) -> Result<(), String> {
+    let out = Command::new("cosign")
+        .args([
+            "verify",
+            "--key",
+            public.to_str().unwrap(),
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            image,
+        ])
+        .output()
+        .expect("cosign is installed by docker/stack");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}

@@ -8,6 +8,7 @@
 pub mod caches;
 pub mod catalog;
 pub mod config;
+pub mod cosign;
 pub mod digest;
 pub mod error;
 pub mod image_ref;

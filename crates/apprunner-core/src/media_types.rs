@@ -10,6 +10,8 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// An attestation's statement (the SLSA provenance).
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+/// A cosign signature's payload (Red Hat's simple signing format, as cosign writes it).
+pub const COSIGN_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
 /// What a manifest request accepts: an image or an index, in either family.
 pub const ACCEPTED_MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
