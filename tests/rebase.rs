@@ -73,6 +73,11 @@ async fn a_revised_image_without_pre_run_moves_to_a_newer_run_image_and_answers_
     assert_eq!(moved.copied_bytes, 0, "same registry: every layer is mounted, none copied");
     assert!(log.iter().any(|l| l.contains("Rebased from nodejs18 18.20.6 onto nodejs18 18.20.8")), "{log:#?}");
     cosign_verify(&moved.image, &keys().public).expect("a rebased image is signed");
+    // Its SBOM is the moved image's: of its new manifest, with the new run image's packages.
+    let (spdx, purls) = sbom_of(&moved.image);
+    let manifest = spdx["name"].as_str().unwrap().rsplit_once('@').unwrap().1.to_string();
+    assert_ne!(manifest, sbom_of(&old).0["name"].as_str().unwrap().rsplit_once('@').unwrap().1);
+    assert!(purls.iter().any(|p| p.starts_with("pkg:npm/")) && purls.iter().any(|p| p.starts_with("pkg:deb/debian/")));
     // The new Node.js under the same app, with the app's environment over the new run image's.
     assert_eq!(in_image(&moved.image, "node --version"), "v18.20.8");
     assert_eq!(in_image(&moved.image, "echo $PORT $APP_PORT"), "3000 3000");

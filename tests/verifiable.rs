@@ -1,5 +1,6 @@
-//! Images a supply chain can check: signed in cosign's format with the operator's key; two builds
-//! from nothing of one commit push one image manifest (the benchmark's Python and Node.js apps).
+//! Images a supply chain can check: signed in cosign's format with the operator's key, an SPDX
+//! SBOM beside the provenance, and two builds from nothing of one commit push one image manifest
+//! (the benchmark's Python and Node.js apps).
 // Tests fail loudly on anything unexpected: unwrap is the point.
 #![allow(clippy::unwrap_used)]
 
@@ -49,14 +50,29 @@ async fn two_builds_from_nothing_of_one_commit_push_one_image_manifest() {
         let dir = committed(files);
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let mut manifests = Vec::new();
+        let mut images = Vec::new();
         for _ in 0..2 {
             let mut req = request(&format!("file://{}", dir.path().display()), "/", None, Some("main"));
             req.target = ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/repro-{name}-{marker}:1")).unwrap();
             let built = build_with(&Settings { no_cache: true, ..settings() }, req).await;
             assert!(!built.has_line("from this BuildKit's cache"), "{name}: a step came from a cache");
             manifests.push(image_manifest(built.image()).await);
+            images.push(built.image().to_string());
         }
         assert_eq!(manifests[0], manifests[1], "{name}: one commit built twice from nothing");
+        // The SBOM lists the app's packages as installed and the run image's OS packages.
+        let (spdx, purls) = sbom_of(&images[0]);
+        assert_eq!(spdx["spdxVersion"], "SPDX-2.3");
+        assert!(spdx["name"].as_str().unwrap().ends_with(&manifests[0]), "the SBOM is of the image manifest");
+        let wanted: &[&str] = if name == "python" {
+            &["pkg:pypi/flask@2.2.5", "pkg:pypi/requests@2.31.0", "pkg:pypi/werkzeug@"]
+        } else {
+            &["pkg:npm/express@4.18.2", "pkg:npm/is-number@7.0.0", "pkg:npm/body-parser@"]
+        };
+        for want in wanted.iter().chain(&["pkg:deb/debian/libc6@", "pkg:deb/debian/ca-certificates@"]) {
+            assert!(purls.iter().any(|p| p.starts_with(want)), "{name}: {want} not in the SBOM: {purls:#?}");
+        }
+        assert!(purls.iter().any(|p| p.contains("?arch=amd64&distro=debian-12")), "{purls:#?}");
     }
 }
 

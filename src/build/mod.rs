@@ -101,9 +101,11 @@ pub async fn rebase(
     let out = tokio::time::timeout(settings.timeout, rebasing).await.map_err(|_| {
         BuildError::transient(format!("the rebase did not finish within {} seconds", settings.timeout.as_secs()))
     })??;
-    if let RebaseOutcome::Moved(r) = &out {
+    let mut out = out;
+    if let RebaseOutcome::Moved(r) = &mut out {
         let digest = r.image.rsplit_once('@').map_or("", |(_, d)| d).to_string();
-        seal(settings, &registry, target, digest, log).await?;
+        let digest = seal(settings, &registry, target, digest, log).await?;
+        r.image = target.with_digest(&digest);
     }
     match &out {
         RebaseOutcome::Moved(r) => say.rebased(r),
@@ -177,8 +179,9 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     Ok(result(&prepared, target.with_digest(&digest), solved.timings, src.uploaded, phases))
 }
 
-/// What every image pushed gets before it is reported, built, reused or rebased: its signature
-/// (with a signing key). Returns the digest that names the image.
+/// What every image pushed gets before it is reported, built, reused or rebased: its SBOM beside
+/// its provenance (a new index, at the target's tag), then its signature (with a signing key).
+/// Returns the digest that names the image.
 async fn seal(
     settings: &Settings,
     registry: &crate::edge::registry::Registry,
@@ -186,6 +189,11 @@ async fn seal(
     digest: String,
     log: &DeploymentLog,
 ) -> Result<String, BuildError> {
+    let attached = crate::edge::sbom::attach(registry, target, &digest).await?;
+    if let Some(counts) = &attached.packages {
+        Narration(log).sbom_attached(counts);
+    }
+    let digest = attached.index_digest;
     if let Some(signer) = &settings.signer {
         let tag = signer.sign_image(registry, &target.repo(), &digest).await?;
         Narration(log).signed(&signer.fingerprint, &tag);

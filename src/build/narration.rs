@@ -8,6 +8,7 @@ use crate::core::rebase::Refusal;
 use crate::edge::rebase::Rebased;
 use crate::error::BuildError;
 use crate::log::DeploymentLog;
+use std::collections::BTreeMap;
 
 /// Says a build's sentences into its deployment log.
 #[derive(Clone, Copy)]
@@ -135,6 +136,12 @@ impl Narration<'_> {
 
     pub fn building(self) {
         self.say("Starting source code build.");
+    }
+
+    pub fn sbom_attached(self, counts: &BTreeMap<&'static str, usize>) {
+        let all: usize = counts.values().sum();
+        let each: Vec<String> = counts.iter().map(|(what, n)| format!("{n} {what}")).collect();
+        self.say(format!("SBOM attached (SPDX 2.3): {all} packages ({}).", each.join(", ")));
     }
 
     pub fn signed(self, fingerprint: &str, tag: &str) {

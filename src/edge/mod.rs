@@ -7,6 +7,7 @@ pub mod image;
 pub(crate) mod process;
 pub mod rebase;
 pub mod registry;
+pub mod sbom;
 pub mod signing;
 pub mod source;
 pub mod stand_in;

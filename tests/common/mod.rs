@@ -224,3 +224,22 @@ pub fn cosign_verify(image: &str, public: &Path) -> Result<(), String> {
         Err(String::from_utf8_lossy(&out.stderr).to_string())
     }
 }
+
+/// The SPDX document of `image` as `docker buildx imagetools inspect` reads it (Docker's own
+/// reader of SBOM attestations), and the purls it lists.
+pub fn sbom_of(image: &str) -> (serde_json::Value, Vec<String>) {
+    let out = Command::new(DOCKER)
+        .args(["buildx", "imagetools", "inspect", image, "--format", "{{json .SBOM}}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sbom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let spdx = sbom["SPDX"].clone();
+    let purls = spdx["packages"]
+        .as_array()
+        .map(|ps| {
+            ps.iter().filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str().map(str::to_string)).collect()
+        })
+        .unwrap_or_default();
+    (spdx, purls)
+}

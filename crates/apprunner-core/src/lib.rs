@@ -24,6 +24,7 @@ pub mod rebase;
 pub mod registry_error;
 pub mod request;
 pub mod reuse;
+pub mod sbom;
 pub mod shown;
 pub mod warm;
 pub mod yaml;

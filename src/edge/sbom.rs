@@ -1,0 +1,365 @@
+//! The SBOM of a pushed image, attached beside its provenance: each layer read from the registry
+//! once (its findings kept by layer digest, in memory and on disk, so a run image's layers are
+//! read once per machine), merged as the image's filesystem has them, written as an SPDX 2.3
+//! in-toto statement into the image's attestation manifest, and the index written anew.
+
+use crate::core::image_ref::{ImageRef, Repo};
+use crate::core::media_types::{IN_TOTO, OCI_CONFIG, OCI_MANIFEST};
+use crate::core::oci::{self, Descriptor, ImageConfig, ImageIndex};
+use crate::core::sbom::{self, Interest, LayerScan};
+use crate::edge::registry::{Registry, RegistryError};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
+
+/// What attaching found: the new index's digest and how many packages the document lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub index_digest: String,
+    /// None: the attestation had an SBOM already (an image taken again); nothing was written.
+    pub packages: Option<BTreeMap<&'static str, usize>>,
+}
+
+/// Attaches the SBOM of the image `index_digest` of `target`'s repository, unless its
+/// attestation has one; writes the new index at `target`'s tag. An image that is not an index
+/// with an attestation (never one this service pushes) is left as it is.
+pub async fn attach(registry: &Registry, target: &ImageRef, index_digest: &str) -> Result<Attached, RegistryError> {
+    let at = target.repo();
+    let unchanged = Attached { index_digest: index_digest.to_string(), packages: None };
+    let Some(top) = registry.manifest(&at, index_digest).await? else { return Ok(unchanged) };
+    if !top.is_index() {
+        return Ok(unchanged);
+    }
+    let index = top.index()?;
+    let Some(image_entry) = index.for_platform("linux", crate::edge::buildkit::export::oci_architecture()).cloned()
+    else {
+        return Ok(unchanged);
+    };
+    let Some(att_entry) = index.attestation_of(&image_entry.digest).cloned() else { return Ok(unchanged) };
+    let missing = |d: &str| RegistryError::Malformed(format!("{target}: index names {d}, which the registry lacks"));
+    let attestation =
+        registry.manifest(&at, &att_entry.digest).await?.ok_or_else(|| missing(&att_entry.digest))?.image()?;
+    if attestation.layers.iter().any(|l| l.annotation(PREDICATE_TYPE) == Some(sbom::SPDX_PREDICATE)) {
+        return Ok(unchanged);
+    }
+    let image =
+        registry.manifest(&at, &image_entry.digest).await?.ok_or_else(|| missing(&image_entry.digest))?.image()?;
+    let config: ImageConfig =
+        oci::parse(&registry.blob(&at, &image.config.digest).await?, "image config", &target.to_string())?;
+    let created = config.other.get("created").and_then(|c| c.as_str()).unwrap_or("1970-01-01T00:00:00Z").to_string();
+
+    let mut scans = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        scans.push(layer_scan(registry, &at, layer).await?);
+    }
+    let merged = sbom::merge(scans.iter().map(AsRef::as_ref));
+    let name = format!("{}/{}", at.registry, at.repository);
+    let tool = format!("apprunner-build-{}", env!("CARGO_PKG_VERSION"));
+    let document = sbom::document(&merged, &name, &image_entry.digest, &created, &tool);
+    let counts = count(&merged);
+    let statement = sbom::statement(&name, &image_entry.digest, &document);
+
+    // The attestation manifest with the statement as one more layer, its config naming it too.
+    registry.put_blob(&at, &statement).await?;
+    let mut layer = Descriptor::of(IN_TOTO, &statement);
+    layer.annotations = Some(BTreeMap::from([(PREDICATE_TYPE.to_string(), sbom::SPDX_PREDICATE.to_string())]));
+    let mut att_config: ImageConfig =
+        oci::parse(&registry.blob(&at, &attestation.config.digest).await?, "attestation config", &target.to_string())?;
+    att_config.rootfs.diff_ids.push(layer.digest.clone());
+    let att_config = oci::to_bytes(&att_config);
+    registry.put_blob(&at, &att_config).await?;
+    let mut new_attestation = attestation.clone();
+    new_attestation.config = Descriptor::of(OCI_CONFIG, &att_config);
+    new_attestation.layers.push(layer);
+    let att_bytes = oci::to_bytes(&new_attestation);
+    let att_digest =
+        registry.put_manifest(&at, &crate::core::digest::sha256_digest(&att_bytes), &att_bytes, OCI_MANIFEST).await?;
+
+    let new_index = with_attestation(&index, &att_entry.digest, &Descriptor::of(OCI_MANIFEST, &att_bytes));
+    debug_assert_eq!(att_digest, crate::core::digest::sha256_digest(&att_bytes));
+    let bytes = oci::to_bytes(&new_index);
+    let media_type = new_index.media_type.clone().unwrap_or_else(|| top.media_type.clone());
+    let reference = target.tag.clone().unwrap_or_else(|| crate::core::digest::sha256_digest(&bytes));
+    let index_digest = registry.put_manifest(&at, &reference, &bytes, &media_type).await?;
+    Ok(Attached { index_digest, packages: Some(counts) })
+}
+
+/// `index` with the attestation entry `old` replaced by `new` (its annotations and platform kept).
+fn with_attestation(index: &ImageIndex, old: &str, new: &Descriptor) -> ImageIndex {
+    let mut index = index.clone();
+    for entry in &mut index.manifests {
+        if entry.digest == old {
+            entry.digest.clone_from(&new.digest);
+            entry.size = new.size;
+        }
+    }
+    index
+}
+
+/// How many packages of each ecosystem the merged layers record (once per purl).
+fn count(merged: &sbom::Merged) -> BTreeMap<&'static str, usize> {
+    let mut purls: BTreeMap<String, sbom::Ecosystem> = BTreeMap::new();
+    for p in merged.files.values().flatten() {
+        purls.insert(sbom::purl(p, merged.os.as_ref()), p.ecosystem);
+    }
+    let mut counts = BTreeMap::new();
+    for e in purls.values() {
+        *counts.entry(ecosystem_label(*e)).or_insert(0) += 1;
+    }
+    counts
+}
+
+pub fn ecosystem_label(e: sbom::Ecosystem) -> &'static str {
+    match e {
+        sbom::Ecosystem::Deb => "Debian",
+        sbom::Ecosystem::Pypi => "Python",
+        sbom::Ecosystem::Npm => "npm",
+        sbom::Ecosystem::Gem => "Ruby",
+        sbom::Ecosystem::Composer => "Composer",
+        sbom::Ecosystem::Golang => "Go",
+        sbom::Ecosystem::Maven => "Maven",
+    }
+}
+
+/// The layer scans this process has made or read, by layer digest (a few hundred at most).
+fn known() -> &'static Mutex<HashMap<String, Arc<LayerScan>>> {
+    static KNOWN: OnceLock<Mutex<HashMap<String, Arc<LayerScan>>>> = OnceLock::new();
+    KNOWN.get_or_init(Mutex::default)
+}
+
+/// Where layer scans are kept between processes: `$XDG_CACHE_HOME/apprunner-build/sbom-layers`
+/// (or `~/.cache/…`); None without a home.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("apprunner-build").join("sbom-layers"))
+}
+
+/// The scan of `layer`: from memory, from disk, or read from the registry and scanned.
+async fn layer_scan(registry: &Registry, at: &Repo, layer: &Descriptor) -> Result<Arc<LayerScan>, RegistryError> {
+    let digest = layer.digest.clone();
+    if let Some(scan) = known().lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&digest) {
+        return Ok(scan.clone());
+    }
+    let file = cache_dir().map(|d| d.join(format!("{}.json", digest.replace(':', "-"))));
+    let from_disk = file.as_ref().and_then(|f| {
+        // Our own files, named by content digest; one that does not parse is made again.
+        std::fs::symlink_metadata(f).ok().filter(|m| m.is_file() && m.len() < (64 << 20))?;
+        serde_json::from_slice::<LayerScan>(&std::fs::read(f).ok()?).ok()
+    });
+    let scan = if let Some(scan) = from_disk {
+        Arc::new(scan)
+    } else {
+        let bytes = registry.blob(at, &digest).await?;
+        let scan = tokio::task::spawn_blocking(move || scan_layer(&bytes))
+            .await
+            .map_err(|e| RegistryError::Malformed(format!("scanning layer {}: {e}", layer.digest)))?;
+        if let Some(f) = &file {
+            let _ = f.parent().map(std::fs::create_dir_all);
+            let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, serde_json::to_vec(&scan).unwrap_or_default()).is_ok() {
+                let _ = std::fs::rename(&tmp, f);
+            }
+        }
+        Arc::new(scan)
+    };
+    let mut known = known().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if known.len() >= 512 {
+        known.clear();
+    }
+    known.insert(digest, scan.clone());
+    Ok(scan)
+}
+
+/// What one layer (a tar, gzip-compressed or not) holds that the SBOM needs. A layer that cannot
+/// be read as a tar gives what was read before the fault.
+pub fn scan_layer(blob: &[u8]) -> LayerScan {
+    let reader: Box<dyn Read> =
+        if blob.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::GzDecoder::new(blob)) } else { Box::new(blob) };
+    let mut scan = LayerScan::default();
+    let mut archive = tar::Archive::new(reader);
+    let Ok(entries) = archive.entries() else { return scan };
+    for entry in entries {
+        let Ok(mut entry) = entry else { break };
+        let Ok(path) = entry.path().map(|p| p.to_string_lossy().to_string()) else { continue };
+        if scan.whiteout(&path) || entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+        let Some(interest) = sbom::interest(&path, executable) else { continue };
+        let path = path.trim_start_matches("./").trim_start_matches('/').to_string();
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        let limit =
+            if matches!(interest, Interest::Jar | Interest::Executable) { sbom::MAX_BINARY } else { sbom::MAX_TEXT };
+        let needs_content = !matches!(interest, Interest::Gemspec | Interest::MavenRepository);
+        let mut bytes = Vec::new();
+        if needs_content {
+            if size > limit {
+                continue;
+            }
+            if interest == Interest::Executable {
+                // Only ELF files are opened whole.
+                let mut head = [0u8; 4];
+                if entry.read_exact(&mut head).is_err() || &head != b"\x7fELF" {
+                    continue;
+                }
+                bytes.extend_from_slice(&head);
+            }
+            if entry.by_ref().take(limit).read_to_end(&mut bytes).is_err() {
+                break;
+            }
+        }
+        let packages = match interest {
+            Interest::OsRelease => {
+                scan.os = sbom::os_release(&String::from_utf8_lossy(&bytes));
+                continue;
+            }
+            Interest::Jar => jar_packages(&bytes, 1),
+            _ => sbom::parse_found(interest, &path, &bytes),
+        };
+        if !packages.is_empty() {
+            scan.files.insert(path, packages);
+        }
+    }
+    scan
+}
+
+/// The Maven packages a jar (or war) records in its `META-INF/maven/**/pom.properties`, and
+/// those of the jars it holds under `BOOT-INF/lib/` or `WEB-INF/lib/` (`depth` levels down).
+#[allow(clippy::case_sensitive_file_extension_comparisons)] // as Maven and Spring Boot name them
+fn jar_packages(zip: &[u8], depth: u32) -> Vec<sbom::Package> {
+    let mut out = Vec::new();
+    for entry in zip_entries(zip) {
+        let name = entry.name.as_str();
+        let nested = name.ends_with(".jar") && (name.starts_with("BOOT-INF/lib/") || name.starts_with("WEB-INF/lib/"));
+        let pom = name.starts_with("META-INF/maven/") && name.ends_with("/pom.properties");
+        if !(pom || (nested && depth > 0)) {
+            continue;
+        }
+        let Some(bytes) = entry.read(zip) else { continue };
+        if pom {
+            out.extend(sbom::pom_properties(&String::from_utf8_lossy(&bytes)));
+        } else {
+            out.extend(jar_packages(&bytes, depth - 1));
+        }
+    }
+    out
+}
+
+/// One entry of a zip archive's central directory.
+struct ZipEntry {
+    name: String,
+    method: usize,
+    compressed: usize,
+    local_header: usize,
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<usize> {
+    b.get(o..o + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+}
+
+fn u32_at(b: &[u8], o: usize) -> Option<usize> {
+    b.get(o..o + 4).and_then(|b| usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok())
+}
+
+impl ZipEntry {
+    /// Its bytes (stored or deflated, at most `MAX_BINARY`).
+    fn read(&self, zip: &[u8]) -> Option<Vec<u8>> {
+        let local = self.local_header;
+        if !zip.get(local..)?.starts_with(b"PK\x03\x04") {
+            return None;
+        }
+        let data = local + 30 + u16_at(zip, local + 26)? + u16_at(zip, local + 28)?;
+        let raw = zip.get(data..data + self.compressed)?;
+        match self.method {
+            0 => Some(raw.to_vec()),
+            8 => {
+                let mut out = Vec::new();
+                flate2::read::DeflateDecoder::new(raw).take(sbom::MAX_BINARY).read_to_end(&mut out).ok()?;
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The entries a zip archive's central directory lists (Zip64 is not read).
+fn zip_entries(zip: &[u8]) -> Vec<ZipEntry> {
+    let mut out = Vec::new();
+    // The end-of-central-directory record is in the last 64 KiB + 22 bytes.
+    let start = zip.len().saturating_sub(65_557);
+    let Some(eocd) = (start..zip.len().saturating_sub(21)).rev().find(|&i| zip[i..].starts_with(b"PK\x05\x06")) else {
+        return out;
+    };
+    let (Some(count), Some(mut at)) = (u16_at(zip, eocd + 10), u32_at(zip, eocd + 16)) else { return out };
+    for _ in 0..count {
+        if !zip.get(at..).is_some_and(|b| b.starts_with(b"PK\x01\x02")) {
+            break;
+        }
+        let fields = (
+            u16_at(zip, at + 10),
+            u32_at(zip, at + 20),
+            u16_at(zip, at + 28),
+            u16_at(zip, at + 30),
+            u16_at(zip, at + 32),
+            u32_at(zip, at + 42),
+        );
+        let (Some(method), Some(compressed), Some(name_len), Some(extra), Some(comment), Some(local_header)) = fields
+        else {
+            break;
+        };
+        let Some(name) = zip.get(at + 46..at + 46 + name_len) else { break };
+        out.push(ZipEntry { name: String::from_utf8_lossy(name).to_string(), method, compressed, local_header });
+        at += 46 + name_len + extra + comment;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar layer with these regular files (gzip-compressed).
+    fn layer(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, bytes, mode) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(*mode);
+            h.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut h, path, *bytes).unwrap();
+        }
+        let raw = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_layer_says_its_packages_and_whiteouts() {
+        let blob = layer(&[
+            ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n", 0o644),
+            ("app/node_modules/express/package.json", br#"{"name":"express","version":"4.18.2"}"#, 0o644),
+            ("app/node_modules/.wh.left-pad", b"", 0o644),
+            ("app/run.sh", b"#!/bin/sh\n", 0o755),
+        ]);
+        let scan = scan_layer(&blob);
+        assert_eq!(scan.os, Some(("debian".into(), "12".into())));
+        assert_eq!(scan.files.keys().collect::<Vec<_>>(), ["app/node_modules/express/package.json"]);
+        assert_eq!(scan.deleted, ["app/node_modules/left-pad"]);
+    }
+
+    /// A Spring Boot style jar (made with Python's zipfile): its own pom.properties, and a
+    /// nested jar's, stored under BOOT-INF/lib.
+    #[test]
+    fn a_jar_says_its_own_and_its_nested_jars_packages() {
+        let jar = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sbom/boot.jar")).unwrap();
+        let scan = scan_layer(&layer(&[("app/target/boot.jar", &jar, 0o644)]));
+        let names: Vec<String> = scan.files.values().flatten().map(|p| format!("{}@{}", p.name, p.version)).collect();
+        assert_eq!(names, ["com.example/demo@0.0.1-SNAPSHOT", "org.yaml/snakeyaml@2.0"]);
+    }
+}
