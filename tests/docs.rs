@@ -20,6 +20,7 @@ const COMMANDS: &[&str] = &[
     "status",
     "history",
     "cancel",
+    "verify",
 ];
 
 /// Flags of other tools that the docs quote, with the tool.

@@ -18,6 +18,7 @@ fn facts(reference: String, seed: char) -> ImageFacts {
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(), "LANG=C.UTF-8".into()],
         labels: BTreeMap::from([("dev.apprunner-build.stands-in-for".to_string(), "fixture".to_string())]),
         diff_ids: Vec::new(),
+        history: Vec::new(),
     }
 }
 

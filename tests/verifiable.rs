@@ -127,3 +127,35 @@ async fn signed_images_verify_with_cosign_and_nothing_else_does() {
         .unwrap();
     assert!(cosign_verify(unsigned.image(), &keys.public).is_err(), "a signature of another image verifies it");
 }
+
+/// `verify` builds an image again from what it records, every step anew, on the runtime images
+/// it was built on: an image built here (with every cache warm) is confirmed; one whose build
+/// writes a random value differs, and the verdict names the layer and the file.
+#[tokio::test]
+async fn verify_confirms_an_image_and_points_at_the_layer_that_differs() {
+    use apprunner_build::build::{verify, Overrides};
+    let cases =
+        [("echo built > /app/built.txt", true), ("head -c 16 /dev/urandom | od -An -tx1 > /app/stamp.txt", false)];
+    for (command, reproducible) in cases {
+        let yaml = format!("version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - {command}\nrun:\n  command: python3 -m http.server 8080\n");
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let dir = committed(&[("apprunner.yaml", &yaml), ("marker.txt", &marker)]);
+        let source = format!("file://{}", dir.path().display());
+        let mut req = request(&source, "/", None, Some("main"));
+        req.target = ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/verify-{marker}:1")).unwrap();
+        let built = build_with(&settings(), req).await;
+        let image = ImageRef::parse(built.image()).unwrap();
+        let log = apprunner_build::log::DeploymentLog::new("verify", vec![]);
+        let overrides = Overrides { source: Some(source.clone()), api_config: None };
+        let verdict = verify(&settings(), &image, overrides, &log).await.unwrap();
+        assert!(verdict.image.ends_with(&image_manifest(built.image()).await), "{verdict:#?}");
+        if reproducible {
+            assert!(verdict.differences.is_empty(), "{verdict:#?}");
+            assert_eq!(verdict.image, verdict.rebuilt);
+        } else {
+            let lines = verdict.differences.join("\n");
+            assert!(lines.contains("([packaging] copy /app from the build stage)"), "the layer and its step: {lines}");
+            assert!(lines.contains("~ /app/stamp.txt: content"), "{lines}");
+        }
+    }
+}

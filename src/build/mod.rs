@@ -8,10 +8,12 @@ mod narration;
 mod prepare;
 mod settings;
 mod solve;
+mod verify;
 
 pub use narration::Narration;
 pub use prepare::{prepare, read_config, ImageLookup, Prepared};
 pub use settings::{Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY};
+pub use verify::{verify, Overrides, Verdict, VERIFY_TAG};
 
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{ImageRef, Repo};
@@ -189,11 +191,15 @@ async fn seal(
     digest: String,
     log: &DeploymentLog,
 ) -> Result<String, BuildError> {
-    let attached = crate::edge::sbom::attach(registry, target, &digest).await?;
-    if let Some(counts) = &attached.packages {
-        Narration(log).sbom_attached(counts);
-    }
-    let digest = attached.index_digest;
+    let digest = if settings.sbom {
+        let attached = crate::edge::sbom::attach(registry, target, &digest).await?;
+        if let Some(counts) = &attached.packages {
+            Narration(log).sbom_attached(counts);
+        }
+        attached.index_digest
+    } else {
+        digest
+    };
     if let Some(signer) = &settings.signer {
         let tag = signer.sign_image(registry, &target.repo(), &digest).await?;
         Narration(log).signed(&signer.fingerprint, &tag);

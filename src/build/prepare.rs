@@ -87,8 +87,12 @@ pub(super) async fn runtime_images(
     log: &DeploymentLog,
 ) -> Result<(ImageFacts, ImageFacts, Vec<String>), BuildError> {
     let host = settings.registry.as_str();
-    let build_ref = ImageRef::parse(&format!("{host}/{}", rt.build_image))?;
-    let run_ref = ImageRef::parse(&format!("{host}/{}", rt.run_image))?;
+    let pinned = |image: &str| -> Result<ImageRef, BuildError> {
+        let mut r = ImageRef::parse(&format!("{host}/{image}"))?;
+        r.digest = settings.runtime_pins.get(&r.to_string()).cloned();
+        Ok(r)
+    };
+    let (build_ref, run_ref) = (pinned(&rt.build_image)?, pinned(&rt.run_image)?);
     let registry = match images {
         ImageLookup::Offline => return Ok((unpinned(&build_ref), unpinned(&run_ref), Vec::new())),
         ImageLookup::Required(registry) | ImageLookup::IfPresent(registry) => registry,
@@ -135,6 +139,7 @@ pub(super) fn unpinned(r: &ImageRef) -> ImageFacts {
         env: Vec::new(),
         labels: BTreeMap::new(),
         diff_ids: Vec::new(),
+        history: Vec::new(),
     }
 }
 

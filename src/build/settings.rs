@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How this worker reaches its services; the same for every build it runs.
+// Each bool is a switch of its own, as the command line gives it.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub buildkit: BuildkitAddr,
@@ -42,6 +44,11 @@ pub struct Settings {
     /// Whether every build runs every step anew (`build --no-cache`, `verify`): no step from
     /// `BuildKit`'s cache or the fleet cache, empty package caches, no image reuse.
     pub no_cache: bool,
+    /// Runtime images pinned to a digest (`registry/repo:tag` -> `sha256:…`) instead of what
+    /// their tags name now: how `verify` rebuilds on the images an image was built on.
+    pub runtime_pins: BTreeMap<String, String>,
+    /// Whether every image pushed gets its SBOM beside its provenance (`edge::sbom`).
+    pub sbom: bool,
     /// Signs every image pushed, built or rebased (cosign's format); None: nothing is signed.
     pub signer: Option<Signer>,
     /// Runtimes the operator holds back: a build without `runtime-version` gets the newest
@@ -75,6 +82,8 @@ impl Default for Settings {
             image_reuse: true,
             no_cache: false,
             signer: None,
+            sbom: true,
+            runtime_pins: BTreeMap::new(),
             runtime_holds: BTreeMap::new(),
             stand_ins: StandInBuilder::from_checkout(),
         }

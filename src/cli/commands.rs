@@ -1,6 +1,8 @@
 //! Each command: read its arguments, call the library, print what a person needs.
 
-use super::{BuildArgs, RebaseArgs, RebuildFailedArgs, RollOutArgs, SettingsArgs, SubmitArgs, What, WorkerArgs};
+use super::{
+    BuildArgs, RebaseArgs, RebuildFailedArgs, RollOutArgs, SettingsArgs, SubmitArgs, VerifyArgs, What, WorkerArgs,
+};
 use crate::build::{self, ImageLookup};
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{split_tag, ImageRef};
@@ -272,6 +274,24 @@ pub(super) async fn rebase(args: RebaseArgs) -> Result<(), BuildError> {
         }
         RebaseOutcome::Refused(refusal) => Err(refusal.into()),
     }
+}
+
+pub(super) async fn verify(args: VerifyArgs) -> Result<ExitCode, BuildError> {
+    let settings = args.settings.settings()?;
+    let image = ImageRef::parse(&args.image)?;
+    let api_config = args.api_config.as_deref().map(super::api_config_file).transpose()?;
+    let overrides = build::Overrides { source: args.source.clone(), api_config };
+    let log = DeploymentLog::new("verify", vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
+    let verdict = build::verify(&settings, &image, overrides, &log).await?;
+    if verdict.differences.is_empty() {
+        println!("verified: {} is what its commit, configuration and runtime images build", verdict.image);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("differs: {} was built again as {}", verdict.image, verdict.rebuilt);
+    for line in &verdict.differences {
+        println!("{line}");
+    }
+    Ok(ExitCode::from(1))
 }
 
 pub(super) async fn roll_out(args: RollOutArgs) -> Result<ExitCode, BuildError> {

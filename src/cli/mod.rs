@@ -7,7 +7,7 @@ mod settings;
 
 use settings::SettingsArgs;
 
-use commands::{build, plan, rebase, rebuild_failed, roll_out, run_worker, runtimes, submit};
+use commands::{build, plan, rebase, rebuild_failed, roll_out, run_worker, runtimes, submit, verify};
 use fleet::{cancel, history, status};
 
 use crate::core::image_ref::ImageRef;
@@ -61,6 +61,10 @@ enum Command {
     /// Move an image onto the run image of another version of its runtime, by registry
     /// operations alone (a revised build without pre-run); prints image@sha256:… last.
     Rebase(RebaseArgs),
+    /// Build an image again from what it records (commit, configuration, runtime images by
+    /// digest), every step anew, and say whether the image manifest is the same, or where it
+    /// differs (exit 0 the same, 1 different).
+    Verify(VerifyArgs),
     /// Move every service on a runtime to a newer version: rebase what can be, rebuild the rest
     /// (jobs through the queue); safe to stop and run again.
     RollOut(RollOutArgs),
@@ -159,19 +163,7 @@ impl What {
     /// The configuration source `--api-config` selects: API with its values, or the repository's file.
     fn config(&self) -> Result<ConfigInput, BuildError> {
         let Some(path) = &self.api_config else { return Ok(ConfigInput::Repository) };
-        let unreadable = |e: std::io::Error| BuildError::user(format!("--api-config {}: {e}", path.display()));
-        let size = std::fs::metadata(path).map_err(unreadable)?.len();
-        let max = crate::core::config::MAX_CONFIG_BYTES;
-        if size > max as u64 {
-            return Err(BuildError::user(format!(
-                "--api-config {} is {size} bytes; at most {max} are read",
-                path.display()
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(unreadable)?;
-        let v = serde_json::from_str(&text)
-            .map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))?;
-        Ok(ConfigInput::Api(v))
+        Ok(ConfigInput::Api(api_config_file(path)?))
     }
 
     fn request(
@@ -308,6 +300,40 @@ struct RebuildFailedArgs {
     dry_run: bool,
 }
 
+/// The API values (JSON) in the file `--api-config` names.
+fn api_config_file(path: &std::path::Path) -> Result<serde_json::Value, BuildError> {
+    let unreadable = |e: std::io::Error| BuildError::user(format!("--api-config {}: {e}", path.display()));
+    let size = std::fs::metadata(path).map_err(unreadable)?.len();
+    let max = crate::core::config::MAX_CONFIG_BYTES;
+    if size > max as u64 {
+        return Err(BuildError::user(format!(
+            "--api-config {} is {size} bytes; at most {max} are read",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(unreadable)?;
+    serde_json::from_str(&text)
+        .map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The image to check, REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
+    image: String,
+    /// The git repository it was built from, when the image does not record it (a local
+    /// repository: `file:///path`).
+    #[arg(long)]
+    source: Option<String>,
+    /// The API settings it was built with (JSON of `CodeConfigurationValues`), when it was.
+    #[arg(long)]
+    api_config: Option<PathBuf>,
+    /// Print log lines without App Runner's time prefix.
+    #[arg(long)]
+    no_timestamps: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
 #[derive(Args)]
 struct RebaseArgs {
     /// The image to move, REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
@@ -369,6 +395,10 @@ pub async fn main() -> ExitCode {
         },
         Command::RebuildFailed(args) => (rebuild_failed(args).await, 2),
         Command::Rebase(args) => (rebase(args).await, 2),
+        Command::Verify(args) => match verify(args).await {
+            Ok(code) => return code,
+            Err(e) => (Err(e), 2),
+        },
         Command::RollOut(args) => match roll_out(args).await {
             Ok(code) => return code,
             Err(e) => (Err(e), 2),

@@ -59,6 +59,10 @@ pub(super) struct SettingsArgs {
     /// private key (PEM PKCS#8); `cosign verify --key` checks it with the public key.
     #[arg(long, env = "APPRUNNER_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
+    /// Attach no SBOM to the images pushed (by default each gets an SPDX document beside its
+    /// provenance).
+    #[arg(long, env = "APPRUNNER_NO_SBOM")]
+    no_sbom: bool,
     /// Import and export no registry cache: each worker keeps only its own BuildKit's.
     #[arg(long, env = "APPRUNNER_NO_FLEET_CACHE", conflicts_with = "fleet_cache")]
     no_fleet_cache: bool,
@@ -165,6 +169,8 @@ impl SettingsArgs {
             warm_steps: !self.no_warm_steps,
             image_reuse: !self.no_image_reuse,
             no_cache: false,
+            runtime_pins: std::collections::BTreeMap::new(),
+            sbom: !self.no_sbom,
             signer: match &self.signing_key {
                 Some(path) => Some(Signer::from_file(path).map_err(|e| BuildError::user(e.to_string()))?),
                 None => None,

@@ -151,6 +151,7 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef) -> Result<Option<Ima
         digest: Some(digest),
         env,
         labels,
+        history: config.history().to_vec(),
         diff_ids: config.rootfs.diff_ids,
     }))
 }

@@ -4,6 +4,7 @@
 
 pub mod buildkit;
 pub mod image;
+pub mod layers;
 pub(crate) mod process;
 pub mod rebase;
 pub mod registry;

@@ -28,17 +28,18 @@ pub enum RebaseOutcome {
 }
 
 /// An image as stored: the top manifest (an index or the image), the image manifest for this
-/// platform, its config, and the provenance statement if the index carries one.
-struct Stored {
-    top: Manifest,
-    index: Option<ImageIndex>,
-    image: Manifest,
-    parts: ImageParts,
-    platform: Platform,
-    provenance: Option<Statement>,
+/// platform, its config, and the provenance statement if the index carries one. (`verify`
+/// reads an image the same way.)
+pub(crate) struct Stored {
+    pub(crate) top: Manifest,
+    pub(crate) index: Option<ImageIndex>,
+    pub(crate) image: Manifest,
+    pub(crate) parts: ImageParts,
+    pub(crate) platform: Platform,
+    pub(crate) provenance: Option<Statement>,
 }
 
-async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Result<Option<Stored>, BuildError> {
+pub(crate) async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Result<Option<Stored>, BuildError> {
     let at = r.repo();
     let Some(top) = registry.manifest(&at, &r.reference()).await? else { return Ok(None) };
     let (image, index) = if top.is_index() {

@@ -181,6 +181,8 @@ pub fn scan_layer(blob: &[u8]) -> LayerScan {
     let reader: Box<dyn Read> =
         if blob.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::GzDecoder::new(blob)) } else { Box::new(blob) };
     let mut scan = LayerScan::default();
+    // What the jars of one layer may unpack in all: a zip bomb costs this much, no more.
+    let mut jar_budget = JAR_BUDGET;
     let mut archive = tar::Archive::new(reader);
     let Ok(entries) = archive.entries() else { return scan };
     for entry in entries {
@@ -218,7 +220,7 @@ pub fn scan_layer(blob: &[u8]) -> LayerScan {
                 scan.os = sbom::os_release(&String::from_utf8_lossy(&bytes));
                 continue;
             }
-            Interest::Jar => jar_packages(&bytes, 1),
+            Interest::Jar => jar_packages(&bytes, 1, &mut jar_budget),
             _ => sbom::parse_found(interest, &path, &bytes),
         };
         if !packages.is_empty() {
@@ -228,10 +230,14 @@ pub fn scan_layer(blob: &[u8]) -> LayerScan {
     scan
 }
 
+/// The bytes the jars of one layer may unpack in all.
+const JAR_BUDGET: u64 = 1 << 30;
+
 /// The Maven packages a jar (or war) records in its `META-INF/maven/**/pom.properties`, and
-/// those of the jars it holds under `BOOT-INF/lib/` or `WEB-INF/lib/` (`depth` levels down).
+/// those of the jars it holds under `BOOT-INF/lib/` or `WEB-INF/lib/` (`depth` levels down),
+/// unpacking at most `budget` bytes.
 #[allow(clippy::case_sensitive_file_extension_comparisons)] // as Maven and Spring Boot name them
-fn jar_packages(zip: &[u8], depth: u32) -> Vec<sbom::Package> {
+fn jar_packages(zip: &[u8], depth: u32, budget: &mut u64) -> Vec<sbom::Package> {
     let mut out = Vec::new();
     for entry in zip_entries(zip) {
         let name = entry.name.as_str();
@@ -240,11 +246,15 @@ fn jar_packages(zip: &[u8], depth: u32) -> Vec<sbom::Package> {
         if !(pom || (nested && depth > 0)) {
             continue;
         }
-        let Some(bytes) = entry.read(zip) else { continue };
+        let Some(bytes) = entry.read(zip, *budget) else { continue };
+        *budget = budget.saturating_sub(bytes.len() as u64);
         if pom {
             out.extend(sbom::pom_properties(&String::from_utf8_lossy(&bytes)));
         } else {
-            out.extend(jar_packages(&bytes, depth - 1));
+            out.extend(jar_packages(&bytes, depth - 1, budget));
+        }
+        if *budget == 0 {
+            break;
         }
     }
     out
@@ -267,8 +277,8 @@ fn u32_at(b: &[u8], o: usize) -> Option<usize> {
 }
 
 impl ZipEntry {
-    /// Its bytes (stored or deflated, at most `MAX_BINARY`).
-    fn read(&self, zip: &[u8]) -> Option<Vec<u8>> {
+    /// Its bytes (stored or deflated, at most `MAX_BINARY` and `budget`).
+    fn read(&self, zip: &[u8], budget: u64) -> Option<Vec<u8>> {
         let local = self.local_header;
         if !zip.get(local..)?.starts_with(b"PK\x03\x04") {
             return None;
@@ -279,7 +289,7 @@ impl ZipEntry {
             0 => Some(raw.to_vec()),
             8 => {
                 let mut out = Vec::new();
-                flate2::read::DeflateDecoder::new(raw).take(sbom::MAX_BINARY).read_to_end(&mut out).ok()?;
+                flate2::read::DeflateDecoder::new(raw).take(sbom::MAX_BINARY.min(budget)).read_to_end(&mut out).ok()?;
                 Some(out)
             }
             _ => None,

@@ -26,5 +26,6 @@ pub mod request;
 pub mod reuse;
 pub mod sbom;
 pub mod shown;
+pub mod verify;
 pub mod warm;
 pub mod yaml;

@@ -47,6 +47,9 @@ pub struct ImageFacts {
     /// Its layers' `diff_ids`, bottom first (empty when not resolved).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diff_ids: Vec<String>,
+    /// Its config's history (empty when not resolved).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<crate::oci::History>,
 }
 
 impl ImageFacts {

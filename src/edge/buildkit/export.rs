@@ -101,6 +101,9 @@ pub fn image_config(image: &FinalImage) -> serde_json::Value {
     if let Some(created) = &image.created {
         config["created"] = serde_json::json!(created);
     }
+    if !image.base_history.is_empty() {
+        config["history"] = serde_json::json!(image.base_history);
+    }
     config
 }
 
@@ -184,6 +187,7 @@ mod tests {
             created: None,
             source_date_epoch: None,
             base_diff_ids: Vec::new(),
+            base_history: Vec::new(),
             deployment: BTreeMap::from([("dev.apprunner-build.operation-id".into(), "op".into())]),
         };
         let Exporter { kind, attributes: attrs } = image_exporter(&target, &image, false);

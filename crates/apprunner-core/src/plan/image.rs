@@ -24,6 +24,10 @@ pub struct FinalImage {
     /// The run image's layers (`diff_ids`), which the image starts with: never rewritten.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub base_diff_ids: Vec<String>,
+    /// The run image's history, which the image's starts with (else `BuildKit` writes its own
+    /// for those layers, which depends on how its cache came by them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub base_history: Vec<crate::oci::History>,
     /// What is true of this deployment only (its operation id): annotations of the image index,
     /// beside the provenance, so the image itself is the same for every build of the same inputs.
     pub deployment: BTreeMap<String, String>,
@@ -72,6 +76,7 @@ pub(super) fn final_image(cfg: &AppConfig, input: &PlanInput) -> FinalImage {
             .map(crate::log::rfc3339),
         source_date_epoch: input.source_date_epoch,
         base_diff_ids: input.run_image.diff_ids.clone(),
+        base_history: input.run_image.history.clone(),
         deployment: BTreeMap::from([(labels::OPERATION_ID.to_string(), input.operation_id.clone())]),
     }
 }

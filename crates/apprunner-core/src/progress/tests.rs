@@ -16,6 +16,7 @@ fn plan() -> BuildPlan {
         env: vec![],
         labels: Default::default(),
         diff_ids: vec![],
+        history: vec![],
     };
     plan::plan(
         &cfg,
