@@ -191,8 +191,10 @@ async fn seal(
     digest: String,
     log: &DeploymentLog,
 ) -> Result<String, BuildError> {
+    let started = Instant::now();
     let digest = if settings.sbom {
-        let attached = crate::edge::sbom::attach(registry, target, &digest).await?;
+        let findings = Repo::new(&settings.registry, crate::edge::sbom::FINDINGS_REPOSITORY);
+        let attached = crate::edge::sbom::attach(registry, target, &digest, &findings).await?;
         if let Some(counts) = &attached.packages {
             Narration(log).sbom_attached(counts);
         }
@@ -200,10 +202,15 @@ async fn seal(
     } else {
         digest
     };
+    let sbom_seconds = started.elapsed().as_secs_f64();
     if let Some(signer) = &settings.signer {
         let tag = signer.sign_image(registry, &target.repo(), &digest).await?;
         Narration(log).signed(&signer.fingerprint, &tag);
     }
+    tracing::debug!(
+        "sealed {target}: SBOM {sbom_seconds:.3}s, signature {:.3}s",
+        started.elapsed().as_secs_f64() - sbom_seconds
+    );
     Ok(digest)
 }
 

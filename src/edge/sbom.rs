@@ -1,7 +1,8 @@
 //! The SBOM of a pushed image, attached beside its provenance: each layer read from the registry
-//! once (its findings kept by layer digest, in memory and on disk, so a run image's layers are
-//! read once per machine), merged as the image's filesystem has them, written as an SPDX 2.3
-//! in-toto statement into the image's attestation manifest, and the index written anew.
+//! once (its findings kept by layer digest in memory, on disk, and, for a big layer, in the
+//! worker's registry, so a run image's layers are read once per fleet), merged as the image's
+//! filesystem has them, written as an SPDX 2.3 in-toto statement into the image's attestation
+//! manifest, and the index written anew.
 
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::media_types::{IN_TOTO, OCI_CONFIG, OCI_MANIFEST};
@@ -23,10 +24,24 @@ pub struct Attached {
     pub packages: Option<BTreeMap<&'static str, usize>>,
 }
 
+/// Where the fleet keeps the findings of big layers, each under the tag `sha256-<hex>` of the
+/// layer's digest: the worker's own repository, which no job can push to.
+pub const FINDINGS_REPOSITORY: &str = "apprunner-build/sbom-layers";
+
+/// Layers at least this big (compressed) have their findings kept in the registry: a run image's,
+/// a big dependency layer's. Smaller ones are quicker to read again than to fetch.
+const SHARED_FROM: u64 = 4 << 20;
+
 /// Attaches the SBOM of the image `index_digest` of `target`'s repository, unless its
 /// attestation has one; writes the new index at `target`'s tag. An image that is not an index
-/// with an attestation (never one this service pushes) is left as it is.
-pub async fn attach(registry: &Registry, target: &ImageRef, index_digest: &str) -> Result<Attached, RegistryError> {
+/// with an attestation (never one this service pushes) is left as it is. `findings`: where the
+/// fleet keeps big layers' findings (`FINDINGS_REPOSITORY` on the worker's registry).
+pub async fn attach(
+    registry: &Registry,
+    target: &ImageRef,
+    index_digest: &str,
+    findings: &Repo,
+) -> Result<Attached, RegistryError> {
     let at = target.repo();
     let unchanged = Attached { index_digest: index_digest.to_string(), packages: None };
     let Some(top) = registry.manifest(&at, index_digest).await? else { return Ok(unchanged) };
@@ -51,10 +66,9 @@ pub async fn attach(registry: &Registry, target: &ImageRef, index_digest: &str) 
         oci::parse(&registry.blob(&at, &image.config.digest).await?, "image config", &target.to_string())?;
     let created = config.other.get("created").and_then(|c| c.as_str()).unwrap_or("1970-01-01T00:00:00Z").to_string();
 
-    let mut scans = Vec::with_capacity(image.layers.len());
-    for layer in &image.layers {
-        scans.push(layer_scan(registry, &at, layer).await?);
-    }
+    // Each layer on its own, at once: the fetches overlap, the scans use every core.
+    let scans =
+        futures_util::future::try_join_all(image.layers.iter().map(|l| layer_scan(registry, &at, l, findings))).await?;
     let merged = sbom::merge(scans.iter().map(AsRef::as_ref));
     let name = format!("{}/{}", at.registry, at.repository);
     let tool = format!("apprunner-build-{}", env!("CARGO_PKG_VERSION"));
@@ -139,8 +153,14 @@ fn cache_dir() -> Option<PathBuf> {
     Some(base.join("apprunner-build").join("sbom-layers"))
 }
 
-/// The scan of `layer`: from memory, from disk, or read from the registry and scanned.
-async fn layer_scan(registry: &Registry, at: &Repo, layer: &Descriptor) -> Result<Arc<LayerScan>, RegistryError> {
+/// The scan of `layer`: from memory, from disk, from the fleet's findings, or read from the
+/// registry and scanned.
+async fn layer_scan(
+    registry: &Registry,
+    at: &Repo,
+    layer: &Descriptor,
+    findings: &Repo,
+) -> Result<Arc<LayerScan>, RegistryError> {
     let digest = layer.digest.clone();
     if let Some(scan) = known().lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&digest) {
         return Ok(scan.clone());
@@ -151,13 +171,32 @@ async fn layer_scan(registry: &Registry, at: &Repo, layer: &Descriptor) -> Resul
         std::fs::symlink_metadata(f).ok().filter(|m| m.is_file() && m.len() < (64 << 20))?;
         serde_json::from_slice::<LayerScan>(&std::fs::read(f).ok()?).ok()
     });
-    let scan = if let Some(scan) = from_disk {
+    let shared = layer.size >= SHARED_FROM;
+    let tag = digest.replacen(':', "-", 1);
+    // The fleet's findings save work and nothing more: one that cannot be read or written is
+    // made here (a registry that is really gone fails the layer's own fetch).
+    let from_fleet = if from_disk.is_none() && shared {
+        crate::edge::image::content_file(registry, findings, &tag, 64 << 20)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<LayerScan>(&bytes).ok())
+    } else {
+        None
+    };
+    let scan = if let Some(scan) = from_disk.or(from_fleet) {
         Arc::new(scan)
     } else {
         let bytes = registry.blob(at, &digest).await?;
         let scan = tokio::task::spawn_blocking(move || scan_layer(&bytes))
             .await
             .map_err(|e| RegistryError::Malformed(format!("scanning layer {}: {e}", layer.digest)))?;
+        if shared {
+            let json = serde_json::to_vec(&scan).unwrap_or_default();
+            if let Ok(packed) = crate::edge::source::pack_file("findings.json", &json, 0o644) {
+                let _ = crate::edge::image::tag_content(registry, findings, &packed, &tag).await;
+            }
+        }
         if let Some(f) = &file {
             let _ = f.parent().map(std::fs::create_dir_all);
             let tmp = f.with_extension(format!("tmp{}", std::process::id()));

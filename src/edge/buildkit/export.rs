@@ -163,6 +163,7 @@ impl FleetCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::oci;
 
     #[test]
     fn the_cache_is_scoped_to_the_target_repository() {
@@ -200,5 +201,33 @@ mod tests {
         assert_eq!(config["os"], "linux");
         assert_eq!(attrs["annotation-index.dev.apprunner-build.operation-id"], "op");
         assert!(!attrs["containerimage.config"].contains("operation-id"), "not in the image");
+        assert!(!attrs.contains_key("rewrite-timestamp"), "no commit, no epoch");
+    }
+
+    #[test]
+    fn a_commit_s_time_clamps_every_time_and_the_run_image_is_the_base() {
+        let target = ImageRef::parse("127.0.0.1:5000/apprunner-apps/hello:latest").unwrap();
+        let history: oci::History =
+            serde_json::from_str(r#"{"created":"2025-01-01T00:00:00Z","created_by":"debootstrap"}"#).unwrap();
+        let image = FinalImage {
+            working_dir: "/app".into(),
+            cmd: vec![],
+            env: vec![],
+            exposed_port: 8080,
+            labels: BTreeMap::new(),
+            created: Some("2026-11-25T12:00:00Z".into()),
+            source_date_epoch: Some(1_795_608_000),
+            base_diff_ids: vec!["sha256:base".into()],
+            base_history: vec![history],
+            deployment: BTreeMap::new(),
+        };
+        let Exporter { attributes: attrs, .. } = image_exporter(&target, &image, false);
+        assert_eq!(attrs["source-date-epoch"], "1795608000");
+        assert_eq!(attrs["rewrite-timestamp"], "true");
+        let base: serde_json::Value = serde_json::from_str(&attrs["containerimage.base.config"]).unwrap();
+        assert_eq!(base["rootfs"]["diff_ids"][0], "sha256:base");
+        let config: serde_json::Value = serde_json::from_str(&attrs["containerimage.config"]).unwrap();
+        assert_eq!(config["created"], "2026-11-25T12:00:00Z");
+        assert_eq!(config["history"][0]["created_by"], "debootstrap", "the run image's history comes first");
     }
 }
