@@ -5,6 +5,9 @@
 //! worker's own overhead are what is measured), and prints jobs per second through the queue
 //! against a reference measured in the same run: the same build done by `apprunner-build
 //! build` one after another, without a queue. Memory: each worker's RSS idle and at its peak.
+//! Cost: the core-seconds the whole machine spends per job (every process: the workers or the
+//! CLI, BuildKit's daemons, the registry, RabbitMQ, git) on each side, and on one redeploy of
+//! a service's unchanged inputs through the queue, with whether it was solved.
 // Tests and benchmarks fail loudly on anything unexpected: unwrap is the point.
 #![allow(clippy::unwrap_used)]
 
@@ -30,6 +33,16 @@ fn rss_kib(pid: u32) -> u64 {
             s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Core-seconds every process on this machine has spent so far: the busy columns of
+/// `/proc/stat`'s `cpu` line (user, nice, system, irq, softirq, steal), in Linux's 100 ticks a
+/// second. Processes that ended (git) are in it; idle and I/O wait are not.
+fn machine_core_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let ticks: Vec<u64> = stat.lines().next().unwrap().split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7];
+    busy as f64 / 100.0
 }
 
 // A benchmark script, read top to bottom.
@@ -71,9 +84,11 @@ async fn main() {
     direct(0);
     let n_direct = 10;
     let t = Instant::now();
+    let cpu = machine_core_seconds();
     for i in 1..=n_direct {
         direct(i);
     }
+    let direct_cost = (machine_core_seconds() - cpu) / n_direct as f64;
     let direct_rate = n_direct as f64 / t.elapsed().as_secs_f64();
 
     let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -104,6 +119,7 @@ async fn main() {
     let idle: Vec<u64> = workers.iter().map(|w| rss_kib(w.id())).collect();
 
     let t = Instant::now();
+    let cpu = machine_core_seconds();
     let all: Vec<BuildJob> = (0..jobs)
         .map(|i| {
             let op = uuid::Uuid::new_v4().simple().to_string();
@@ -167,6 +183,34 @@ async fn main() {
         }
     }
     let queue_rate = jobs as f64 / t.elapsed().as_secs_f64();
+    let queue_cost = (machine_core_seconds() - cpu) / jobs as f64;
+
+    // A redeploy of the first service's unchanged inputs, alone, once the machine has settled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = BuildJob {
+        job_id: "load-again".into(),
+        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+        ..all[0].clone()
+    };
+    let cpu = machine_core_seconds();
+    apprunner_build::queue::client::submit(
+        &brokers(),
+        &topology,
+        &again,
+        apprunner_build::queue::transport::Lane::User,
+        None,
+    )
+    .await
+    .unwrap();
+    let redeploy = loop {
+        match tokio::time::timeout(Duration::from_secs(120), events.next_event()).await {
+            Ok(Some(Ok(ev))) if ev.operation_id == again.operation_id && ev.status.is_terminal() => break ev,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no outcome for the redeploy: {:?}", other.map(|o| o.map(|r| r.map(|e| e.status)))),
+        }
+    };
+    let redeploy_cost = machine_core_seconds() - cpu;
+    let solved = usize::from(redeploy.phases.is_some_and(|p| p.solve > 0.0));
     for mut w in workers {
         let _ = w.kill();
     }
@@ -184,6 +228,14 @@ async fn main() {
         "queue, 2 workers x 4 concurrent:       {queue_rate:.2} jobs/s over {jobs} ({ok} succeeded, {failed} failed)"
     );
     println!("ratio queue/direct:                     {:.2}", queue_rate / direct_rate);
+    println!(
+        "core-seconds per job: queue {queue_cost:.3}, direct {direct_cost:.3}, ratio {:.2}",
+        queue_cost / direct_cost
+    );
+    println!(
+        "redeploy of unchanged inputs: {redeploy_cost:.3} core-seconds, solved {solved} times ({:?})",
+        redeploy.status
+    );
     let per_job = |v: f64| v / f64::from(u32::try_from(ok.max(1)).unwrap_or(u32::MAX));
     println!(
         "mean seconds per job in the queue:      fetch {:.2}, plan {:.2}, solve {:.2}, export {:.2}; {:.2} slot-seconds per job in all",

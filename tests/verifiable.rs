@@ -130,7 +130,8 @@ async fn signed_images_verify_with_cosign_and_nothing_else_does() {
 
 /// `verify` builds an image again from what it records, every step anew, on the runtime images
 /// it was built on: an image built here (with every cache warm) is confirmed; one whose build
-/// writes a random value differs, and the verdict names the layer and the file.
+/// writes a random value differs, and the verdict names the layer and the file; so does one
+/// built from a working tree whose changes its commit does not hold.
 #[tokio::test]
 async fn verify_confirms_an_image_and_points_at_the_layer_that_differs() {
     use apprunner_build::build::{verify, Overrides};
@@ -158,4 +159,20 @@ async fn verify_confirms_an_image_and_points_at_the_layer_that_differs() {
             assert!(lines.contains("~ /app/stamp.txt: content"), "{lines}");
         }
     }
+
+    // Changed inputs: built from a working tree with a change not committed, which the image's
+    // commit does not hold.
+    let yaml = "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built > /app/built.txt\nrun:\n  command: python3 -m http.server 8080\n";
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let dir = committed(&[("apprunner.yaml", yaml), ("marker.txt", &marker)]);
+    std::fs::write(dir.path().join("marker.txt"), "changed, not committed").unwrap();
+    let mut req = request(dir.path().to_str().unwrap(), "/", None, None);
+    req.target = ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/verify-{marker}:1")).unwrap();
+    let built = build_with(&settings(), req).await;
+    let image = ImageRef::parse(built.image()).unwrap();
+    let log = apprunner_build::log::DeploymentLog::new("verify", vec![]);
+    let overrides = Overrides { source: Some(format!("file://{}", dir.path().display())), api_config: None };
+    let lines = verify(&settings(), &image, overrides, &log).await.unwrap().differences.join("\n");
+    assert!(lines.contains("([packaging] copy /app from the build stage)"), "the app layer: {lines}");
+    assert!(lines.contains("~ /app/marker.txt: content"), "{lines}");
 }

@@ -124,7 +124,9 @@ fn request_from(
     overrides: Overrides,
 ) -> Result<BuildRequest, BuildError> {
     let commit = labels.get(labels::OCI_REVISION).ok_or_else(|| {
-        BuildError::user(format!("{image} records no commit (it was built from a working tree with changes not committed), so it cannot be rebuilt"))
+        BuildError::user(format!(
+            "{image} records no commit (it was built from a directory outside git), so it cannot be rebuilt"
+        ))
     })?;
     let source = overrides.source.or_else(|| labels.get(labels::OCI_SOURCE).cloned()).ok_or_else(|| {
         BuildError::user(format!("{image} does not record its repository (it was built from a local directory or a file:// URL); give it with --source"))
