@@ -506,3 +506,40 @@ async fn a_registry_lost_during_the_push_is_one_deployment_in_two_attempts() {
     let log = lines.join("\n");
     assert!(!log.contains("https://"), "no URL of BuildKit's first try: {log}");
 }
+
+/// A follower that stops waiting while a message is on its way (a timeout around `next_event`,
+/// as `submit --wait` and the benchmarks poll) loses nothing: every event published is heard
+/// once. (Found by `queue_load`, which waited forever for an outcome the follower had acked
+/// and dropped.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_that_stops_waiting_mid_message_loses_nothing() {
+    use apprunner_build::queue::subscription::{Interest, Subscription};
+    use apprunner_build::queue::wire::event::JobEvent;
+    let QueueTest { topology, cleanup: _cleanup, .. } = QueueTest::new().await;
+    let mut heard = Subscription::open(&brokers(), &topology, "test-impatient", Interest::AllEvents).await.unwrap();
+    let p = Publisher::new(&brokers(), "test-impatient-events");
+    let (n, events) = (300, topology.events());
+    let mut published = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let j = job("file:///nowhere", &format!("impatient-{i}"));
+        let ev = JobEvent::new(&j, JobStatus::Queued);
+        let payload = serde_json::to_vec(&ev).unwrap();
+        let key = Topology::event_key(&j.operation_id, JobStatus::Queued.key());
+        let id = ev.new_message_id();
+        let mut out = Outgoing::new(&events, &key, &payload);
+        out.message_id = Some(&id);
+        p.publish(&out).await.unwrap();
+        published.insert(j.operation_id);
+    }
+    p.close().await;
+    let mut got = std::collections::BTreeSet::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while got.len() < n && Instant::now() < until {
+        // A very short wait: many are given up while the ack is on its way.
+        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_micros(200), heard.next_event()).await {
+            assert!(got.insert(ev.operation_id), "heard twice");
+        }
+    }
+    heard.close().await;
+    assert_eq!(got, published, "{} of {n} heard", got.len());
+}

@@ -74,6 +74,9 @@ pub struct Subscription {
     seen: HashSet<String>,
     order: VecDeque<String>,
     last_heard: Instant,
+    /// What was read and acked but not yet returned: a caller that stops waiting (a timeout
+    /// around `next`) while the ack is on its way gets it from the next call.
+    ready: Option<Heard>,
     /// Repeats dropped so far (a benchmark or a test reports them).
     pub repeats: u64,
     /// Times the subscription moved to a new connection.
@@ -109,6 +112,7 @@ impl Subscription {
             seen: HashSet::new(),
             order: VecDeque::new(),
             last_heard: Instant::now(),
+            ready: None,
             repeats: 0,
             reconnects: 0,
         };
@@ -184,8 +188,12 @@ impl Subscription {
 
     /// The next message, skipping any that does not decode and any repeat; None only if the
     /// broker ended the subscription for good.
+    /// Cancel-safe: what it read is never lost to a caller that drops the future (a timeout).
     pub async fn next(&mut self) -> Option<Result<Heard, QueueError>> {
         loop {
+            if let Some(heard) = self.ready.take() {
+                return Some(Ok(heard));
+            }
             let Some((_, ch, consumer)) = self.reading.as_mut() else {
                 if let Err(e) = self.reconnect("no connection").await {
                     return Some(Err(e));
@@ -221,22 +229,17 @@ impl Subscription {
                 }
             };
             self.last_heard = Instant::now();
-            // Acked as read: a message lost with the connection before this comes again.
-            let _ = delivery.ack(BasicAckOptions::default()).await;
-            if let Some(id) = delivery.properties.message_id().as_ref().map(ToString::to_string) {
-                if self.repeat(&id) {
-                    self.repeats += 1;
-                    continue;
-                }
-            }
-            let heard = if delivery.exchange.as_str() == self.events {
-                serde_json::from_slice(&delivery.data).ok().map(|e| Heard::Event(Box::new(e)))
+            let repeat = delivery.properties.message_id().as_ref().is_some_and(|id| self.repeat(id.as_str()));
+            if repeat {
+                self.repeats += 1;
+            } else if delivery.exchange.as_str() == self.events {
+                self.ready = serde_json::from_slice(&delivery.data).ok().map(|e| Heard::Event(Box::new(e)));
             } else {
-                serde_json::from_slice(&delivery.data).ok().map(Heard::Line)
-            };
-            if let Some(h) = heard {
-                return Some(Ok(h));
+                self.ready = serde_json::from_slice(&delivery.data).ok().map(Heard::Line);
             }
+            // Acked as read (and kept in `ready` first, so a caller that gives up waiting during
+            // the ack loses nothing): a message lost with the connection before this comes again.
+            let _ = delivery.ack(BasicAckOptions::default()).await;
         }
     }
 
