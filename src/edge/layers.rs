@@ -8,10 +8,19 @@ use std::io::Read;
 
 const MAX_ENTRIES: usize = 200_000;
 
+/// The tar stream of a layer blob: gunzipped when it is gzip (by its magic bytes), as it is
+/// otherwise.
+pub fn layer_reader(blob: &[u8]) -> Box<dyn Read + '_> {
+    if blob.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(blob))
+    } else {
+        Box::new(blob)
+    }
+}
+
 /// The files of `blob` (a tar, gzip-compressed or not), by path without a leading `/`.
 pub fn layer_files(blob: &[u8]) -> BTreeMap<String, FileFacts> {
-    let reader: Box<dyn Read> =
-        if blob.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::GzDecoder::new(blob)) } else { Box::new(blob) };
+    let reader = layer_reader(blob);
     let mut files = BTreeMap::new();
     let mut archive = tar::Archive::new(reader);
     let Ok(entries) = archive.entries() else { return files };

@@ -89,11 +89,10 @@ pub async fn attach(
     new_attestation.config = Descriptor::of(OCI_CONFIG, &att_config);
     new_attestation.layers.push(layer);
     let att_bytes = oci::to_bytes(&new_attestation);
-    let att_digest =
-        registry.put_manifest(&at, &crate::core::digest::sha256_digest(&att_bytes), &att_bytes, OCI_MANIFEST).await?;
+    let written = Descriptor::of(OCI_MANIFEST, &att_bytes);
+    registry.put_manifest(&at, &written.digest, &att_bytes, OCI_MANIFEST).await?;
 
-    let new_index = with_attestation(&index, &att_entry.digest, &Descriptor::of(OCI_MANIFEST, &att_bytes));
-    debug_assert_eq!(att_digest, crate::core::digest::sha256_digest(&att_bytes));
+    let new_index = with_attestation(&index, &att_entry.digest, &written);
     let bytes = oci::to_bytes(&new_index);
     let media_type = new_index.media_type.clone().unwrap_or_else(|| top.media_type.clone());
     let reference = target.tag.clone().unwrap_or_else(|| crate::core::digest::sha256_digest(&bytes));
@@ -217,8 +216,7 @@ async fn layer_scan(
 /// What one layer (a tar, gzip-compressed or not) holds that the SBOM needs. A layer that cannot
 /// be read as a tar gives what was read before the fault.
 pub fn scan_layer(blob: &[u8]) -> LayerScan {
-    let reader: Box<dyn Read> =
-        if blob.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::GzDecoder::new(blob)) } else { Box::new(blob) };
+    let reader = crate::edge::layers::layer_reader(blob);
     let mut scan = LayerScan::default();
     // What the jars of one layer may unpack in all: a zip bomb costs this much, no more.
     let mut jar_budget = JAR_BUDGET;
