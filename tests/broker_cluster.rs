@@ -353,7 +353,13 @@ async fn stop_the_node_of_workers_and_followers(w: &mut World) -> String {
     for (i, out) in outputs.iter().enumerate() {
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "follower {i} exited {:?}:\n{stdout}\n{stderr}", out.status.code());
-        assert!(stdout.contains(&format!("{tag} followed {i}")), "follower {i} missed its build's lines:\n{stdout}");
+        if !stdout.contains(&format!("{tag} followed {i}")) {
+            // What the workers said of its operation (a line resent, a redelivery reporting it).
+            let op = stdout.lines().next().unwrap_or("").trim_start_matches("operation ").to_string();
+            let logs = w.worker_logs(&["w0", "w1"]);
+            let said: Vec<&str> = logs.lines().filter(|l| !op.is_empty() && l.contains(&op)).collect();
+            panic!("follower {i} missed its build's lines:\n{stdout}\nthe workers on it:\n{}", said.join("\n"));
+        }
         assert!(stdout.lines().last().unwrap_or("").contains("@sha256:"), "follower {i}:\n{stdout}");
     }
     w.assert_one_success(&twins);

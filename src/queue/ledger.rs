@@ -18,6 +18,9 @@ use std::collections::BTreeMap;
 
 /// Where markers say "this operation's success was published".
 pub const REPORTED_REPOSITORY: &str = "apprunner-build/reported";
+/// Where markers say "this operation's builder lost its lease and has published its whole log":
+/// a redelivery that reports the build waits for it, so a follower hears every line first.
+pub const LOGGED_REPOSITORY: &str = "apprunner-build/logged";
 /// Where markers say "this operation was cancelled": a worker that takes its job ends it.
 pub const CANCELLED_REPOSITORY: &str = "apprunner-build/cancelled";
 
@@ -80,6 +83,17 @@ impl<'r> Ledger<'r> {
     /// redelivery may report it once more (under the same event id, which followers drop).
     pub async fn mark_reported(&self, operation_id: &str) {
         let _ = self.write_marker(REPORTED_REPOSITORY, operation_id).await;
+    }
+
+    /// Whether the operation's builder, having lost its lease, published its whole log.
+    pub async fn logged(&self, operation_id: &str) -> bool {
+        self.has_marker(LOGGED_REPOSITORY, operation_id).await
+    }
+
+    /// Records that this builder (its lease lost) published its whole log. Best effort: without
+    /// it the redelivery that reports the build waits its bound.
+    pub async fn mark_logged(&self, operation_id: &str) {
+        let _ = self.write_marker(LOGGED_REPOSITORY, operation_id).await;
     }
 
     /// Whether the operation was cancelled.

@@ -2,7 +2,7 @@
 //! for a roll-out), or reported once when a redelivery finds it built already; its log lines
 //! forwarded to the logs exchange on the way.
 
-use super::{Shared, DEFER, REPORT_GRACE};
+use super::{Shared, BUILDER_GRACE, DEFER};
 use crate::build::{self, Settings};
 use crate::core::labels;
 use crate::edge::rebase::RebaseOutcome;
@@ -64,6 +64,7 @@ struct Sent {
 /// in order, each confirmed: a follower hears them all, in order, and drops the repeats.
 async fn confirm_lines(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sent>) {
     let mut resend = false;
+    let (began, mut resent) = (Instant::now(), 0usize);
     for line in sent {
         if !resend {
             resend = match line.confirm {
@@ -72,11 +73,15 @@ async fn confirm_lines(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sen
             };
         }
         if resend {
+            resent += 1;
             let msg = Outgoing { message_id: Some(&line.id), ..Outgoing::new(exchange, key, &line.payload) };
             if let Err(e) = shared.publisher.publish(&msg).await {
                 tracing::warn!("a log line of {key} was not taken: {e}");
             }
         }
+    }
+    if resent > 0 {
+        tracing::warn!("{resent} log lines of {key} published again in {:.1}s", began.elapsed().as_secs_f64());
     }
 }
 
@@ -161,10 +166,15 @@ impl Deployment<'_> {
         // A cancel drops the build: its solve is cancelled with its connection to BuildKit,
         // its clone removed, and nothing reaches the target tag.
         let action = tokio::select! {
-            action = self.build() => action,
+            action = Box::pin(self.build()) => action,
             () = cancellation.requested() => return self.end_cancelled(true).await,
         };
-        self.still_held(lease).await?;
+        if let Err(lost) = self.still_held(lease).await {
+            // The redelivery that reports this build waits for this mark, so its followers hear
+            // every line of the log (published by now, confirmed) before the outcome.
+            ledger.mark_logged(&self.job.operation_id).await;
+            return Err(lost);
+        }
         self.report(&ledger, action).await
     }
 
@@ -186,16 +196,16 @@ impl Deployment<'_> {
         let (job, worker) = (self.job, self.shared.cfg.worker_id.as_str());
         let Some(target) = job.target().ok().filter(|_| self.may_be_built) else { return Ok(None) };
         let Some(built) = ledger.built(&target, &job.operation_id).await else { return Ok(None) };
-        // The worker that built it may be a moment from recording its report: its connection
-        // (and lease) went between its event and its marker. It gets that moment.
-        if ledger.reported(&job.operation_id).await || {
-            tokio::time::sleep(REPORT_GRACE).await;
-            ledger.reported(&job.operation_id).await
-        } {
+        if builder_reported(ledger, &job.operation_id).await {
             tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
             return Ok(Some(JobOutcome::Duplicate));
         }
         self.still_held(lease).await?;
+        tracing::info!(
+            "job {} (operation {}): built by an earlier delivery; reporting it",
+            job.job_id,
+            job.operation_id
+        );
         // Its builder recorded the service before its event, unless it died first. A record
         // there may be a later deployment's: an old job redelivered must not replace it.
         if !ledger.has_record(&job.service.name).await {
@@ -296,6 +306,23 @@ impl Deployment<'_> {
         } else {
             Err(QueueError::LostLease { job_id: self.job.job_id.clone() })
         }
+    }
+}
+
+/// Whether the worker that built an operation whose image exists reported it. It may be a
+/// moment from recording its report (its connection, and lease, went between its event and its
+/// marker), or, its lease lost, still publishing its log lines again on a new connection: it
+/// gets until it says which ("reported" or "logged"), or [`BUILDER_GRACE`] if it died.
+async fn builder_reported(ledger: &Ledger<'_>, operation_id: &str) -> bool {
+    let began = Instant::now();
+    loop {
+        if ledger.reported(operation_id).await {
+            return true;
+        }
+        if ledger.logged(operation_id).await || began.elapsed() >= BUILDER_GRACE {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -69,8 +69,10 @@ impl Shared {
     }
 }
 
-/// How long a redelivered job whose image exists waits for its builder's report to be recorded.
-const REPORT_GRACE: Duration = Duration::from_secs(3);
+/// How long a redelivered job whose image exists waits for its builder to say it reported the
+/// build or published its whole log (a line published again may take seconds on a broker
+/// electing leaders); only a builder that died after its push makes it wait this long.
+const BUILDER_GRACE: Duration = Duration::from_secs(30);
 
 /// How long a consumer may see no delivery while jobs wait and it has free slots.
 const CONSUMER_STALL: Duration = Duration::from_secs(15);
