@@ -36,7 +36,8 @@ async fn a_running_deployment_cancelled_ends_in_seconds_with_nothing_pushed() {
             .spawn()
             .unwrap(),
     };
-    let (dir, _) = repo(&format!("echo {}; sleep 120", uuid::Uuid::new_v4()));
+    let marker = uuid::Uuid::new_v4().to_string();
+    let (dir, _) = repo(&format!("echo {marker}; sleep 120"));
     let op = uuid::Uuid::new_v4().simple().to_string();
     let image = format!("127.0.0.1:5000/apprunner-tests/cancel-{op}");
     let follower = Command::new(BIN)
@@ -52,6 +53,7 @@ async fn a_running_deployment_cancelled_ends_in_seconds_with_nothing_pushed() {
         })
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await; // well into the build
+    assert!(running_step(&marker), "the step runs before the cancel");
     let asked = Instant::now();
     let out = cli(&prefix, &["cancel", &op]);
     let took = asked.elapsed();
@@ -60,6 +62,12 @@ async fn a_running_deployment_cancelled_ends_in_seconds_with_nothing_pushed() {
     assert!(took < Duration::from_secs(10), "cancel took {took:?}");
     let followed = follower.wait_with_output().unwrap();
     assert_eq!(followed.status.code(), Some(4), "{}", text(&followed));
+    // BuildKit stopped the step (the worker's connection to it, shared by its builds, stays).
+    let stopped = Instant::now();
+    while running_step(&marker) {
+        assert!(stopped.elapsed() < Duration::from_secs(15), "the cancelled build's step still runs");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let said = text(&followed);
     assert!(said.lines().next().unwrap() == format!("operation {op}"), "{said}");
     assert!(said.contains("Cancel requested: the build was stopped; nothing was pushed."), "{said}");
@@ -88,6 +96,15 @@ async fn a_running_deployment_cancelled_ends_in_seconds_with_nothing_pushed() {
         "{}",
         text(&unknown)
     );
+}
+
+/// Whether a process on this machine (a build step in BuildKit's sandbox included) has `marker`
+/// in its command line.
+fn running_step(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker)))
 }
 
 /// A deployment cancelled while queued ends at once and is never built; `status` and

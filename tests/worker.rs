@@ -207,10 +207,11 @@ async fn buildkit_down_jobs_retry_then_complete_or_fail_transient_and_rebuild_fa
     drop(w);
     drop(docker);
 
-    // Down for good: after the bounded attempts it fails with a transient-fault reason.
+    // Down for good: after the bounded attempts it fails with a transient-fault reason. (Another
+    // service: a deployment of "flaky"'s inputs would take its current image, without BuildKit.)
     let docker = FlakyDocker::new();
     let w2 = Worker::start(&prefix, "w2", &["--buildkit", &docker.addr(), "--max-attempts", "2"]);
-    let gives_up = job(&url, "flaky");
+    let gives_up = job(&url, &format!("flaky-{}", &prefix[5..]));
     submit(&topology, &gives_up).await;
     events.until(Duration::from_secs(90), |seen| terminal(seen, &gives_up.job_id).is_some()).await;
     let ev = terminal(&events.seen, &gives_up.job_id).unwrap();
@@ -268,7 +269,22 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
     assert!(lines.next().unwrap().starts_with("operation "), "the operation id first: {stdout}");
     let first = lines.next().unwrap();
     assert!(first.len() > 23 && &first[2..3] == "-" && (&first[20..22] == "AM" || &first[20..22] == "PM"), "{first}");
-    assert!(stdout.trim_end().lines().last().unwrap().contains("@sha256:"), "{stdout}");
+    let image = stdout.trim_end().lines().last().unwrap().to_string();
+    assert!(image.contains("@sha256:"), "{stdout}");
+
+    // The same inputs deployed again (a new operation, so a new tag): the service's current
+    // image is taken again under a new index, nothing solved.
+    let out = Command::new(BIN)
+        .args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait", "--no-timestamps"])
+        .output()
+        .unwrap();
+    let again = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{again}\n{}", String::from_utf8_lossy(&out.stderr));
+    let current = format!("The service's current image {image} holds the image of these exact inputs");
+    assert!(again.contains(&current) && again.contains("nothing was solved"), "{again}");
+    assert!(!again.contains("[Build] hello from the build"), "{again}");
+    let redeployed = again.trim_end().lines().last().unwrap();
+    assert_eq!(redeployed.split_once('@').unwrap().0, image.split_once('@').unwrap().0, "{again}");
 
     let (dir, _) = repo("echo broken >&2; exit 5");
     let out = Command::new(BIN)

@@ -34,25 +34,28 @@ pub(super) fn build_key_attribute() -> String {
     format!("annotation-index.{}", crate::core::labels::BUILD_KEY)
 }
 
-/// When the image at `target` was built with the key in the exporter's `attrs`: writes an index
-/// for this deployment over the same manifests and returns its digest. A tag that is new, holds
-/// other inputs' image, or cannot be read is a miss (None): the build goes on, and its push says
+/// When the image at `target`, or else the service's `current` image (in the same repository),
+/// was built with the key in the exporter's `attrs`: writes an index for this deployment over the
+/// same manifests at `target` and returns its digest. A tag that is new, an image of other
+/// inputs, or one that cannot be read is a miss (None): the build goes on, and its push says
 /// whatever was wrong.
 pub(super) async fn reuse_image(
     registry: &Registry,
     target: &ImageRef,
+    current: Option<&ImageRef>,
     attrs: &BTreeMap<String, String>,
     deployment: &BTreeMap<String, String>,
     log: &DeploymentLog,
 ) -> Result<Option<String>, BuildError> {
     let Some(key) = attrs.get(&build_key_attribute()) else { return Ok(None) };
-    let Ok(Some(existing)) = registry.manifest_of(target).await else {
-        return Ok(None);
-    };
-    let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else {
-        return Ok(None);
-    };
-    let digest = registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await?;
-    Narration(log).reused(&target.to_string(), &key[..12], reused.built_by.as_deref());
-    Ok(Some(digest))
+    // Another repository's image is never taken: its blobs are not this repository's.
+    let current = current.filter(|c| c.repo() == target.repo() && c.digest.is_some());
+    for candidate in std::iter::once(target).chain(current) {
+        let Ok(Some(existing)) = registry.manifest_of(candidate).await else { continue };
+        let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else { continue };
+        let digest = registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await?;
+        Narration(log).reused(&candidate.to_string(), &target.to_string(), &key[..12], reused.built_by.as_deref());
+        return Ok(Some(digest));
+    }
+    Ok(None)
 }

@@ -135,7 +135,16 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     let exporter = keyed_exporter(settings, target, &prepared);
     if settings.image_reuse && !settings.no_cache {
         let looking = Instant::now();
-        if let Some(digest) = reuse_image(&registry, target, &exporter.attributes, &plan.image.deployment, log).await? {
+        if let Some(digest) = reuse_image(
+            &registry,
+            target,
+            req.current_image.as_ref(),
+            &exporter.attributes,
+            &plan.image.deployment,
+            log,
+        )
+        .await?
+        {
             let digest = seal(settings, &registry, target, digest, log).await?;
             let seconds = looking.elapsed().as_secs_f64();
             let phases = PhaseTimings {

@@ -153,12 +153,15 @@ impl Narration<'_> {
     }
 
     /// The image at `target` was built from these exact inputs: taken under a new index.
-    pub fn reused(self, target: &str, key: &str, built_by: Option<&str>) {
+    /// `holder`: the target tag, or the service's current image (then taken to `target`).
+    pub fn reused(self, holder: &str, target: &str, key: &str, built_by: Option<&str>) {
         self.building();
-        self.say(format!(
-            "{target} holds the image of these exact inputs (build key {key}, built by deployment {}): reused under a new index; nothing was solved.",
-            built_by.unwrap_or("unknown")
-        ));
+        let built_by = built_by.unwrap_or("unknown");
+        self.say(if holder == target {
+            format!("{target} holds the image of these exact inputs (build key {key}, built by deployment {built_by}): reused under a new index; nothing was solved.")
+        } else {
+            format!("The service's current image {holder} holds the image of these exact inputs (build key {key}, built by deployment {built_by}): reused under a new index at {target}; nothing was solved.")
+        });
         self.built();
     }
 

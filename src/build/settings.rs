@@ -1,7 +1,7 @@
 //! How a worker or the CLI reaches its services: the same for every build it runs.
 
 use crate::core::plan::StepNetwork;
-use crate::edge::buildkit::BuildkitAddr;
+use crate::edge::buildkit::{BuildkitAddr, BuildkitLink};
 use crate::edge::registry::{Registry, RegistryAuth};
 use crate::edge::signing::Signer;
 use crate::edge::source::PackLimits;
@@ -57,6 +57,9 @@ pub struct Settings {
     /// Makes a stand-in runtime image a build lacks from its recipe before the build goes on;
     /// None: the build fails naming the image and the command that makes it.
     pub stand_ins: Option<StandInBuilder>,
+    /// The connection to `BuildKit` and the session on it that the builds of these settings (and
+    /// of their clones: a worker's) share.
+    pub buildkit_link: BuildkitLink,
 }
 
 /// The local stack's settings, as `docker/stack` sets it up and the CLI's defaults give: Docker
@@ -86,6 +89,7 @@ impl Default for Settings {
             runtime_pins: BTreeMap::new(),
             runtime_holds: BTreeMap::new(),
             stand_ins: StandInBuilder::from_checkout(),
+            buildkit_link: BuildkitLink::default(),
         }
     }
 }

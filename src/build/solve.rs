@@ -13,10 +13,11 @@ use crate::edge::buildkit::{
     attestations, Buildkit, Exporter, ExporterResponse, FleetCache, SolveFailure, SolveOptions,
 };
 use crate::edge::registry::is_plain_http;
-use crate::error::BuildError;
+use crate::error::{BuildError, ErrorClass};
 use crate::llb::{self, Solves};
 use crate::log::DeploymentLog;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -33,22 +34,22 @@ pub(super) struct Solved {
 /// warm-ups, the image with its check, and the fleet cache's export are its methods.
 pub(super) struct SolveSession<'a> {
     buildkit: Buildkit,
-    session: Session,
+    session: Arc<Session>,
     fleet_cache: Option<FleetCache>,
     settings: &'a Settings,
     log: &'a DeploymentLog,
 }
 
 impl<'a> SolveSession<'a> {
-    /// Connects to `BuildKit` and opens a session for a build that pushes to `target`.
+    /// The connection to `BuildKit` and the session the settings' builds share, for a build that
+    /// pushes to `target`.
     pub(super) async fn open(
         settings: &'a Settings,
         target: &ImageRef,
         log: &'a DeploymentLog,
     ) -> Result<Self, BuildError> {
-        let buildkit = Buildkit::connect(&settings.buildkit).await?;
         // BuildKit asks the session for registry credentials: to push, and to reach the fleet cache.
-        let session = Session::attach(&settings.buildkit, settings.registry_client()).await?;
+        let (buildkit, session) = settings.buildkit_link.get(&settings.buildkit, settings.registry_client()).await?;
         let fleet_cache = settings.fleet_cache.as_deref().filter(|_| !settings.no_cache).map(|prefix| {
             let cache_host = prefix.split('/').next().unwrap_or_default();
             FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))
@@ -71,6 +72,15 @@ impl<'a> SolveSession<'a> {
     /// Solves the image and (concurrently) the post-build check, reporting progress as it
     /// comes; the warm-ups first; the fleet cache exported after.
     pub(super) async fn solve(&self, exporter: Exporter, prepared: &Prepared) -> Result<Solved, BuildError> {
+        let solved = self.solve_all(exporter, prepared).await;
+        // BuildKit (or a registry it pushes to) unavailable: the next build connects anew.
+        if solved.as_ref().is_err_and(|e| e.class == ErrorClass::Transient) {
+            self.settings.buildkit_link.reset().await;
+        }
+        solved
+    }
+
+    async fn solve_all(&self, exporter: Exporter, prepared: &Prepared) -> Result<Solved, BuildError> {
         let plan = &prepared.plan;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let reporter = tokio::spawn(report(rx, self.log.clone(), plan.clone()));

@@ -154,5 +154,6 @@ fn request_from(
         target: ImageRef { tag: Some(VERIFY_TAG.into()), digest: None, ..image.clone() },
         operation_id: request::new_operation_id(),
         trigger: "SERVICE_DEPLOY".into(),
+        current_image: None,
     })
 }

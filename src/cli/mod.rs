@@ -189,6 +189,7 @@ impl What {
             target,
             operation_id,
             trigger: "SERVICE_DEPLOY".into(),
+            current_image: None,
         })
     }
 }

@@ -161,6 +161,11 @@ impl<'r> Ledger<'r> {
         Ok(stream::iter(tags).map(read).buffered(16).collect().await)
     }
 
+    /// The service's current image as its record names it, if it has a readable one.
+    pub async fn current_image(&self, service: &str) -> Option<String> {
+        Some(self.read_record(&service_tag(service)).await.ok()??.image)
+    }
+
     /// The record at `tag`, if there is one.
     async fn read_record(&self, tag: &str) -> Result<Option<ServiceRecord>, QueueError> {
         let unreadable = |e: String| QueueError::Record(format!("service record {tag}: {e}"));

@@ -56,6 +56,14 @@ pub enum Heard {
     Line(LogLine),
 }
 
+/// The log lines of one message: a batch (`[line, …]`), or one line as workers before batches
+/// sent it; nothing from a message that is neither.
+fn log_lines(data: &[u8]) -> Vec<LogLine> {
+    serde_json::from_slice::<Vec<LogLine>>(data)
+        .or_else(|_| serde_json::from_slice::<LogLine>(data).map(|l| vec![l]))
+        .unwrap_or_default()
+}
+
 /// How long a follower tries to reach another node before it gives up.
 const RECONNECT_FOR: Duration = Duration::from_secs(120);
 /// With nothing heard for this long, the follower asks whether its queue holds messages (a
@@ -74,9 +82,10 @@ pub struct Subscription {
     seen: HashSet<String>,
     order: VecDeque<String>,
     last_heard: Instant,
-    /// What was read and acked but not yet returned: a caller that stops waiting (a timeout
-    /// around `next`) while the ack is on its way gets it from the next call.
-    ready: Option<Heard>,
+    /// What was read and acked but not yet returned (a message holds a batch of log lines; a
+    /// caller that stops waiting, a timeout around `next`, while the ack is on its way gets
+    /// the rest from the next call).
+    ready: VecDeque<Heard>,
     /// Repeats dropped so far (a benchmark or a test reports them).
     pub repeats: u64,
     /// Times the subscription moved to a new connection.
@@ -112,7 +121,7 @@ impl Subscription {
             seen: HashSet::new(),
             order: VecDeque::new(),
             last_heard: Instant::now(),
-            ready: None,
+            ready: VecDeque::new(),
             repeats: 0,
             reconnects: 0,
         };
@@ -191,7 +200,7 @@ impl Subscription {
     /// Cancel-safe: what it read is never lost to a caller that drops the future (a timeout).
     pub async fn next(&mut self) -> Option<Result<Heard, QueueError>> {
         loop {
-            if let Some(heard) = self.ready.take() {
+            if let Some(heard) = self.ready.pop_front() {
                 return Some(Ok(heard));
             }
             let Some((_, ch, consumer)) = self.reading.as_mut() else {
@@ -233,9 +242,9 @@ impl Subscription {
             if repeat {
                 self.repeats += 1;
             } else if delivery.exchange.as_str() == self.events {
-                self.ready = serde_json::from_slice(&delivery.data).ok().map(|e| Heard::Event(Box::new(e)));
+                self.ready.extend(serde_json::from_slice(&delivery.data).ok().map(|e| Heard::Event(Box::new(e))));
             } else {
-                self.ready = serde_json::from_slice(&delivery.data).ok().map(Heard::Line);
+                self.ready.extend(log_lines(&delivery.data).into_iter().map(Heard::Line));
             }
             // Acked as read (and kept in `ready` first, so a caller that gives up waiting during
             // the ack loses nothing): a message lost with the connection before this comes again.
@@ -260,5 +269,20 @@ impl Subscription {
             let _ = ch.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await;
             let _ = conn.close(200, "done".into()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_lines;
+
+    #[test]
+    fn a_message_holds_a_batch_of_lines_or_one() {
+        let line =
+            |text: &str| format!(r#"{{"stream":"deployment/op","timestamp_ms":1,"source":"Build","text":"{text}"}}"#);
+        let texts = |data: &str| log_lines(data.as_bytes()).into_iter().map(|l| l.text).collect::<Vec<_>>();
+        assert_eq!(texts(&format!("[{},{}]", line("a"), line("b"))), ["a", "b"]);
+        assert_eq!(texts(&line("one")), ["one"]);
+        assert!(texts("not json").is_empty());
     }
 }

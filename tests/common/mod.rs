@@ -89,6 +89,7 @@ pub fn request(
         target,
         operation_id,
         trigger: "SERVICE_CREATE".into(),
+        current_image: None,
     }
 }
 

@@ -97,6 +97,10 @@ pub struct BuildRequest {
     pub operation_id: String,
     /// `SERVICE_CREATE`, `SERVICE_UPDATE` or `SERVICE_DEPLOY`, for the first log line.
     pub trigger: String,
+    /// The service's current image (`repository@sha256:…`, in the target's repository), when
+    /// one is known: taken again, as the image at the target tag is, when its build key is this
+    /// build's. The queue's deployments name it from the service record (their tag is new).
+    pub current_image: Option<ImageRef>,
 }
 
 /// The repository images go to when nobody names one.

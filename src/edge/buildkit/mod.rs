@@ -6,12 +6,14 @@ pub mod connect;
 pub mod control;
 mod docker;
 pub mod export;
+mod link;
 pub mod session;
 mod solve;
 pub use solve::SolveOptions;
 
 pub use connect::BuildkitAddr;
 pub use export::{attestations, image_exporter, Exporter, ExporterResponse, FleetCache};
+pub use link::BuildkitLink;
 
 use crate::core::progress::VertexInfo;
 use crate::error::{error_chain, Classified, ErrorClass};

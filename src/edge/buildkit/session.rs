@@ -39,6 +39,11 @@ impl Drop for Session {
 }
 
 impl Session {
+    /// Whether `BuildKit` can still call it: its connection has not ended.
+    pub fn alive(&self) -> bool {
+        !self.serving.is_finished()
+    }
+
     /// Opens a session on the `BuildKit` at `addr`, answering credential requests from `registry`'s
     /// credentials.
     pub async fn attach(addr: &BuildkitAddr, registry: Registry) -> Result<Self, ConnectError> {

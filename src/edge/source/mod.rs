@@ -170,9 +170,29 @@ pub async fn head_commit(dir: &Path) -> Option<String> {
     git(&["rev-parse", "HEAD"], Some(dir)).await.ok()
 }
 
-/// When HEAD's commit was made, in Unix seconds.
-async fn head_time(dir: &Path) -> Option<i64> {
-    git(&["show", "-s", "--format=%ct", "HEAD"], Some(dir)).await.ok()?.trim().parse().ok()
+/// What a checkout's HEAD is: its commit, when that was made, and the branch it is on.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct HeadFacts {
+    commit: Option<String>,
+    committed_at: Option<i64>,
+    branch: Option<String>,
+}
+
+/// HEAD's facts from one git process (a fetch is otherwise most of its git processes).
+async fn head_facts(dir: &Path) -> HeadFacts {
+    // Only HEAD and local branches decorate, whatever the user's log.excludeDecoration says.
+    let args = ["log", "-1", "--decorate-refs=HEAD", "--decorate-refs=refs/heads/", "--format=%H%x1f%ct%x1f%D", "HEAD"];
+    git(&args, Some(dir)).await.map(|out| parse_head_facts(&out)).unwrap_or_default()
+}
+
+/// `<commit>\x1f<unix time>\x1f<decorations>`; on a branch the decorations start `HEAD -> <branch>`.
+fn parse_head_facts(out: &str) -> HeadFacts {
+    let mut fields = out.trim_end_matches('\n').splitn(3, '\x1f');
+    let commit = fields.next().filter(|c| c.len() >= 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+    let committed_at = fields.next().and_then(|t| t.trim().parse().ok());
+    // Branch names hold no spaces, so ", " ends one; a shallow clone's commit is also "grafted".
+    let branch = fields.next().and_then(|d| d.split(", ").find_map(|r| r.strip_prefix("HEAD -> "))).map(str::to_string);
+    HeadFacts { commit: commit.map(str::to_string), committed_at, branch }
 }
 
 /// Fetches `location` at `revision`; `store` is a git-credential-store file for private hosts.
@@ -190,11 +210,9 @@ pub async fn fetch(location: &SourceLocation, revision: &Revision, store: Option
                 let url = format!("file://{}", root.display());
                 return Box::pin(fetch(&SourceLocation::Git(url), revision, store)).await;
             }
-            let commit = head_commit(&root).await;
-            let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok();
+            let HeadFacts { commit, committed_at, branch } = head_facts(&root).await;
             let dirty =
                 commit.is_some() && git(&["status", "--porcelain"], Some(&root)).await.is_ok_and(|s| !s.is_empty());
-            let committed_at = head_time(&root).await;
             Ok(Checkout { root, commit, committed_at, branch, dirty, _dir: None })
         }
         SourceLocation::Git(url) => {
@@ -211,12 +229,11 @@ async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkou
     match revision {
         Revision::Commit(r) => {
             git(&["init", "-q", &root_s], None).await.map_err(|e| git_error(url, "cannot create a clone of", e))?;
-            git_with(auth, &["remote", "add", "origin", url], Some(&root))
-                .await
-                .map_err(|e| git_error(url, "cannot use", e))?;
+            // Fetched by URL (no remote to add: a process fewer).
             // Servers that refuse a fetch by commit get a full fetch instead.
-            if git_with(auth, &["fetch", "-q", "--depth", "1", "origin", r], Some(&root)).await.is_err() {
-                git_with(auth, &["fetch", "-q", "origin"], Some(&root))
+            if git_with(auth, &["fetch", "-q", "--depth", "1", "--", url, r], Some(&root)).await.is_err() {
+                let all = "+refs/heads/*:refs/remotes/origin/*";
+                git_with(auth, &["fetch", "-q", "--", url, all], Some(&root))
                     .await
                     .map_err(|e| git_error(url, "cannot fetch", e))?;
                 git(&["checkout", "-q", "--detach", r], Some(&root))
@@ -239,12 +256,11 @@ async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkou
                 .map_err(|e| git_error(url, "cannot clone", e))?;
         }
     }
-    let commit = head_commit(&root).await;
+    let HeadFacts { commit, committed_at, branch } = head_facts(&root).await;
     let branch = match revision {
         Revision::Branch(b) => Some(b.clone()),
-        _ => git(&["rev-parse", "--abbrev-ref", "HEAD"], Some(&root)).await.ok().filter(|b| b != "HEAD"),
+        _ => branch,
     };
-    let committed_at = head_time(&root).await;
     Ok(Checkout { root, commit, committed_at, branch, dirty: false, _dir: Some(dir) })
 }
 
@@ -302,5 +318,20 @@ mod tests {
         assert!(confine(repo.path(), "/svc").is_ok());
         assert!(confine(repo.path(), "/escape").unwrap_err().to_string().contains("outside the repository"));
         assert!(confine(repo.path(), "/nope").unwrap_err().to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn head_facts_come_from_one_log_line() {
+        let c = "7f727e34a986ff2ac3345410821ca39ac56dd398";
+        let facts = |branch: Option<&str>| HeadFacts {
+            commit: Some(c.into()),
+            committed_at: Some(1_796_503_963),
+            branch: branch.map(Into::into),
+        };
+        // A shallow clone of a branch, a detached checkout, a branch named with a comma.
+        assert_eq!(parse_head_facts(&format!("{c}\x1f1796503963\x1fgrafted, HEAD -> main\n")), facts(Some("main")));
+        assert_eq!(parse_head_facts(&format!("{c}\x1f1796503963\x1fgrafted, HEAD\n")), facts(None));
+        assert_eq!(parse_head_facts(&format!("{c}\x1f1796503963\x1fHEAD -> a,b, main\n")), facts(Some("a,b")));
+        assert_eq!(parse_head_facts(""), HeadFacts::default());
     }
 }

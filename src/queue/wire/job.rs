@@ -230,6 +230,7 @@ impl BuildJob {
             target: self.target()?,
             operation_id: self.operation_id.clone(),
             trigger: self.trigger.clone().unwrap_or_else(|| "SERVICE_DEPLOY".into()),
+            current_image: None,
         })
     }
 

@@ -4,7 +4,9 @@
 
 use super::{Shared, BUILDER_GRACE, DEFER};
 use crate::build::{self, Settings};
+use crate::core::image_ref::ImageRef;
 use crate::core::labels;
+use crate::core::request::BuildRequest;
 use crate::edge::rebase::RebaseOutcome;
 use crate::error::BuildError;
 use crate::log::{DeploymentLog, LogLine, LogSink};
@@ -17,7 +19,8 @@ use crate::queue::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Log lines go to the logs exchange in order, pipelined; `finish` waits for every confirm.
+/// Log lines go to the logs exchange in order, a message per batch, pipelined; the forwarder
+/// task ends once every batch is confirmed.
 pub(super) struct AmqpLogSink {
     tx: tokio::sync::mpsc::UnboundedSender<LogLine>,
 }
@@ -28,22 +31,36 @@ impl LogSink for AmqpLogSink {
     }
 }
 
+/// How long a line may wait for others to share its message: the log stays live to a follower,
+/// and a chatty build sends a message where it would send dozens.
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
+/// Most lines in one message.
+const BATCH_LINES: usize = 256;
+
 pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpLogSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
     let task = tokio::spawn(async move {
         let (exchange, key) = (shared.cfg.topology.logs(), Topology::log_key(&operation_id));
-        // Each line's id: this build's, and the line's place in it (a follower drops a repeat).
+        // Each message's id: this build's, and the message's place in it (a follower drops a repeat).
         let build = uuid::Uuid::new_v4().simple().to_string();
         let mut pending: Vec<Sent> = Vec::new();
         let mut n = 0u64;
-        while let Some(line) = rx.recv().await {
-            let Ok(payload) = serde_json::to_vec(&line) else { continue };
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            let until = tokio::time::Instant::now() + BATCH_WINDOW;
+            while batch.len() < BATCH_LINES {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(line)) => batch.push(line),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let Ok(payload) = serde_json::to_vec(&batch) else { continue };
             n += 1;
             let id = format!("{build}.{n}");
             let msg = Outgoing { message_id: Some(&id), ..Outgoing::new(&exchange, &key, &payload) };
             let confirm = shared.publisher.publish_pipelined(&msg).await.ok();
             pending.push(Sent { id, payload, confirm });
-            if pending.len() >= 256 {
+            if pending.len() >= 64 {
                 confirm_lines(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
             }
         }
@@ -52,15 +69,15 @@ pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpL
     (AmqpLogSink { tx }, task)
 }
 
-/// A log line handed to the broker, and its confirm (none if it could not be handed over).
+/// A message of log lines handed to the broker, and its confirm (none if it could not be).
 struct Sent {
     id: String,
     payload: Vec<u8>,
     confirm: Option<lapin::PublisherConfirm>,
 }
 
-/// Waits for the lines' confirms in order. From the first line the broker did not take (its
-/// connection went, or a queue it goes to was between leaders), every line is published again
+/// Waits for the messages' confirms in order. From the first the broker did not take (its
+/// connection went, or a queue it goes to was between leaders), every one is published again
 /// in order, each confirmed: a follower hears them all, in order, and drops the repeats.
 async fn confirm_lines(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sent>) {
     let mut resend = false;
@@ -76,12 +93,15 @@ async fn confirm_lines(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sen
             resent += 1;
             let msg = Outgoing { message_id: Some(&line.id), ..Outgoing::new(exchange, key, &line.payload) };
             if let Err(e) = shared.publisher.publish(&msg).await {
-                tracing::warn!("a log line of {key} was not taken: {e}");
+                tracing::warn!("log lines of {key} were not taken: {e}");
             }
         }
     }
     if resent > 0 {
-        tracing::warn!("{resent} log lines of {key} published again in {:.1}s", began.elapsed().as_secs_f64());
+        tracing::warn!(
+            "{resent} messages of log lines of {key} published again in {:.1}s",
+            began.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -223,7 +243,7 @@ impl Deployment<'_> {
         let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
         let began = Instant::now();
         let this = build::Attempt { number: attempt, of: shared.cfg.retry.max_attempts };
-        let result = build(&shared.cfg.settings, job, &log, this).await;
+        let result = build(&shared.cfg.settings, job, self.current_image().await, &log, this).await;
         let action = shared.cfg.retry.decide(result, attempt);
         if let Action::Retry { delay, error, .. } = &action {
             build::Narration(&log).attempt_failed(this, error, *delay);
@@ -232,6 +252,17 @@ impl Deployment<'_> {
         let _ = forwarder.await;
         shared.metrics.build_seconds(began.elapsed().as_secs_f64());
         action
+    }
+
+    /// The service's current image from its record, which a build of the same inputs takes
+    /// again (the job's own tag is new). None when reuse is off.
+    async fn current_image(&self) -> Option<ImageRef> {
+        let settings = &self.shared.cfg.settings;
+        if !settings.image_reuse || settings.no_cache {
+            return None;
+        }
+        let ledger = Ledger::new(&self.shared.registry, &settings.registry);
+        ImageRef::parse(&ledger.current_image(&self.job.service.name).await?).ok()
     }
 
     /// Publishes what the build came to: success (once), a retry, or a failure.
@@ -345,6 +376,7 @@ pub(super) enum Finished {
 pub(super) async fn build(
     settings: &Settings,
     job: &BuildJob,
+    current_image: Option<ImageRef>,
     log: &DeploymentLog,
     attempt: build::Attempt,
 ) -> Result<Finished, BuildError> {
@@ -362,17 +394,18 @@ pub(super) async fn build(
             "Runtime roll-out of service {} to {} {}.",
             job.service.name, rollout.runtime, rollout.to_version
         ));
-        let from = crate::core::image_ref::ImageRef::parse(&rollout.from_image)?;
+        let from = ImageRef::parse(&rollout.from_image)?;
         match build::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
             RebaseOutcome::Moved(rebased) => return Ok(Finished::Rebased(rebased)),
             RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
         }
     }
-    build::run_attempt(&settings, &job.request()?, log, attempt).await.map(Finished::Built)
+    let request = BuildRequest { current_image, ..job.request()? };
+    build::run_attempt(&settings, &request, log, attempt).await.map(Finished::Built)
 }
 
 /// The SUCCEEDED event of an operation whose image is already at its target.
-pub(super) fn already_built(job: &BuildJob, target: &crate::core::image_ref::ImageRef, built: &Built) -> JobEvent {
+pub(super) fn already_built(job: &BuildJob, target: &ImageRef, built: &Built) -> JobEvent {
     let mut ev = JobEvent::new(job, JobStatus::Succeeded);
     ev.image = Some(target.with_digest(&built.digest));
     ev.runtime = built.labels.get(labels::RUNTIME).cloned();
