@@ -95,7 +95,7 @@ impl Buildkit {
             .map_err(|e| ConnectError::Unreachable { addr: addr.to_string(), detail: error_chain(&e) })?;
         let mut client = ControlClient::new(channel);
         // Info, not ListWorkers: BuildKit answers ListWorkers by probing which platforms it can
-        // emulate, every time (a process per platform), and this runs once per build. A
+        // emulate, every time (a process per platform), and this runs on every connection. A
         // BuildKit too old for Info still answered; check_version says what to do about it.
         match client.info().await {
             Ok(_) => {}
