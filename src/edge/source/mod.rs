@@ -167,7 +167,7 @@ fn git_error(url: &str, what: &str, GitFailed(stderr): GitFailed) -> SourceError
 
 /// The commit HEAD of a local git checkout is at, if it is one.
 pub async fn head_commit(dir: &Path) -> Option<String> {
-    git(&["rev-parse", "HEAD"], Some(dir)).await.ok()
+    head_facts(dir).await.commit
 }
 
 /// What a checkout's HEAD is: its commit, when that was made, and the branch it is on.

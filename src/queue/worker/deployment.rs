@@ -61,10 +61,10 @@ pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpL
             let confirm = shared.publisher.publish_pipelined(&msg).await.ok();
             pending.push(Sent { id, payload, confirm });
             if pending.len() >= 64 {
-                confirm_lines(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
+                confirm_batches(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
             }
         }
-        confirm_lines(&shared, &exchange, &key, pending).await;
+        confirm_batches(&shared, &exchange, &key, pending).await;
     });
     (AmqpLogSink { tx }, task)
 }
@@ -79,7 +79,7 @@ struct Sent {
 /// Waits for the messages' confirms in order. From the first the broker did not take (its
 /// connection went, or a queue it goes to was between leaders), every one is published again
 /// in order, each confirmed: a follower hears them all, in order, and drops the repeats.
-async fn confirm_lines(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sent>) {
+async fn confirm_batches(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sent>) {
     let mut resend = false;
     let (began, mut resent) = (Instant::now(), 0usize);
     for line in sent {
