@@ -1,10 +1,11 @@
-//! Load benchmark of the queue path: `cargo run --release --example queue_load [JOBS]`.
+//! Load benchmark of the queue path: `cargo run --release --example queue_load [JOBS [distinct]]`.
 //!
 //! Needs docker/stack. Starts two workers of the release binary on fresh queues, submits JOBS
 //! trivial jobs (a cached one-command build, so the queue, the registry writes and the
-//! worker's own overhead are what is measured), and prints jobs per second through the queue
-//! against a reference measured in the same run: the same build done by `apprunner-build
-//! build` one after another, without a queue. Memory: each worker's RSS idle and at its peak.
+//! worker's own overhead are what is measured; with `distinct`, each service's source one file
+//! apart from the others', so each build runs its steps, as a fleet's services differ), and
+//! prints jobs per second through the queue against a reference measured in the same run: the
+//! same kind of build done by `apprunner-build build` one after another, without a queue. Memory: each worker's RSS idle and at its peak.
 //! Cost: the core-seconds the whole machine spends per job (every process: the workers or the
 //! CLI, BuildKit's daemons, the registry, RabbitMQ, git) on each side, and on one redeploy of
 //! a service's unchanged inputs through the queue, with whether it was solved.
@@ -90,14 +91,21 @@ fn where_it_went(
 #[tokio::main]
 async fn main() {
     let jobs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    // `distinct`: each service (and each direct build) has a source directory of its own, one
+    // file apart, as a fleet's services differ; otherwise every build is of one app.
+    let distinct = std::env::args().nth(2).as_deref() == Some("distinct");
+    let n_direct = 10;
     let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("apprunner-build");
     assert!(bin.exists(), "build the binary first: cargo build --release");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("apprunner.yaml"),
-        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo load\nrun:\n  command: python -m http.server 8080\n",
-    )
-    .unwrap();
+    let yaml = "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo load\nrun:\n  command: python -m http.server 8080\n";
+    let source_dir = |i: usize| if distinct { format!("/svc-{i}") } else { "/".to_string() };
+    for i in 0..if distinct { jobs + n_direct + 1 } else { 1 } {
+        let at = dir.path().join(source_dir(i).trim_start_matches('/'));
+        std::fs::create_dir_all(&at).unwrap();
+        std::fs::write(at.join("apprunner.yaml"), yaml).unwrap();
+        std::fs::write(at.join("service.txt"), format!("{i}\n")).unwrap();
+    }
     let git = |args: &[&str]| {
         assert!(Command::new("git")
             .args(["-c", "user.name=b", "-c", "user.email=b@b"])
@@ -116,13 +124,13 @@ async fn main() {
     let direct = |i: usize| {
         let out = Command::new(&bin)
             .args(["build", &url, "--ref", "main", "--image", &format!("127.0.0.1:5000/apprunner-bench/direct:{i}")])
+            .args(["--source-dir", &source_dir(jobs + i)])
             .stdout(Stdio::null())
             .status()
             .unwrap();
         assert!(out.success());
     };
     direct(0);
-    let n_direct = 10;
     let t = Instant::now();
     let cpu = machine_core_seconds();
     let processes = process_ticks();
@@ -177,7 +185,7 @@ async fn main() {
                     url: url.clone(),
                     branch: Some("main".into()),
                     commit: None,
-                    source_directory: "/".into(),
+                    source_directory: source_dir(i),
                 },
                 configuration: Configuration { source: ConfigSource::Repository, values: None },
                 image: ImageTarget { repository: "127.0.0.1:5000/apprunner-bench/queued".into(), tag: None },
