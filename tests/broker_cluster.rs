@@ -357,7 +357,8 @@ async fn stop_the_node_of_workers_and_followers(w: &mut World) -> String {
             // What the workers said of its operation (a line resent, a redelivery reporting it).
             let op = stdout.lines().next().unwrap_or("").trim_start_matches("operation ").to_string();
             let logs = w.worker_logs(&["w0", "w1"]);
-            let said: Vec<&str> = logs.lines().filter(|l| !op.is_empty() && l.contains(&op)).collect();
+            // Job ids carry the operation's first 12 digits.
+            let said: Vec<&str> = logs.lines().filter(|l| op.len() >= 12 && l.contains(&op[..12])).collect();
             panic!("follower {i} missed its build's lines:\n{stdout}\nthe workers on it:\n{}", said.join("\n"));
         }
         assert!(stdout.lines().last().unwrap_or("").contains("@sha256:"), "follower {i}:\n{stdout}");

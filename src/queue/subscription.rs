@@ -248,7 +248,8 @@ impl Subscription {
             }
             // Acked as read (and kept in `ready` first, so a caller that gives up waiting during
             // the ack loses nothing): a message lost with the connection before this comes again.
-            let _ = delivery.ack(BasicAckOptions::default()).await;
+            // Bounded: an ack on a connection whose node just went may never complete.
+            let _ = tokio::time::timeout(QUIET, delivery.ack(BasicAckOptions::default())).await;
         }
     }
 

@@ -6,7 +6,7 @@ pub mod lease;
 mod publisher;
 pub mod waiting;
 
-pub use publisher::{header_u32, header_u64, Outgoing, Publisher};
+pub use publisher::{header_u32, header_u64, Outgoing, Publisher, CONFIRM_WAIT};
 
 use super::error::QueueError;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};

@@ -73,6 +73,11 @@ impl<'a> Outgoing<'a> {
 /// Tries of one confirmed publish: 0.4 + 0.8 + 1.6 + 3.2 + 5 s each after, about a minute.
 const PUBLISH_TRIES: u32 = 15;
 
+/// Longest wait for a message to be handed over, or for its confirm. A connection whose node
+/// went may still say it is connected for a moment, and what is sent on it then never
+/// completes: seen as a build whose log stopped at a node's loss and never ended.
+pub const CONFIRM_WAIT: Duration = Duration::from_secs(10);
+
 /// Publishes with publisher confirms over a connection of its own, reconnecting when it is lost.
 pub struct Publisher {
     brokers: Brokers,
@@ -129,7 +134,12 @@ impl Publisher {
                     continue;
                 }
             };
-            let res = async { send(&ch, msg).await?.await }.await;
+            let res = tokio::time::timeout(CONFIRM_WAIT, async { send(&ch, msg).await?.await }).await;
+            let Ok(res) = res else {
+                last = format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs());
+                self.state.lock().await.take();
+                continue;
+            };
             match res {
                 // A message for a queue that no queue took (one whose node is down) is
                 // returned, not lost quietly: it has not been sent.
@@ -149,9 +159,17 @@ impl Publisher {
 
     /// Publishes without waiting; the returned future resolves with the broker's confirm.
     /// Log lines use this so a chatty build is not slowed to one round trip per line.
+    /// The confirm may never come (see [`CONFIRM_WAIT`]): wait for it within a bound.
     pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<lapin::PublisherConfirm, QueueError> {
         let ch = self.channel().await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
-        send(&ch, msg).await.map_err(|e| QueueError::broker("publishing failed", e))
+        let Ok(sent) = tokio::time::timeout(CONFIRM_WAIT, send(&ch, msg)).await else {
+            self.state.lock().await.take();
+            return Err(QueueError::Broker(format!(
+                "the broker did not take a message within {}s",
+                CONFIRM_WAIT.as_secs()
+            )));
+        };
+        sent.map_err(|e| QueueError::broker("publishing failed", e))
     }
 
     pub async fn close(&self) {

@@ -14,7 +14,7 @@ use crate::queue::error::QueueError;
 use crate::queue::ledger::{Built, Ledger};
 use crate::queue::outcome::{Action, JobOutcome};
 use crate::queue::transport::lease::{Lease, NoLease};
-use crate::queue::transport::{waiting, Lane, Outgoing, Topology};
+use crate::queue::transport::{waiting, Lane, Outgoing, Topology, CONFIRM_WAIT};
 use crate::queue::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ async fn confirm_batches(shared: &Shared, exchange: &str, key: &str, sent: Vec<S
     for line in sent {
         if !resend {
             resend = match line.confirm {
-                Some(confirm) => !confirm.await.is_ok_and(|c| c.is_ack()),
+                Some(confirm) => !matches!(tokio::time::timeout(CONFIRM_WAIT, confirm).await, Ok(Ok(c)) if c.is_ack()),
                 None => true,
             };
         }
