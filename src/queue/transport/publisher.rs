@@ -74,8 +74,9 @@ impl<'a> Outgoing<'a> {
 const PUBLISH_TRIES: u32 = 15;
 
 /// Longest wait for a message to be handed over, or for its confirm. A connection whose node
-/// went may still say it is connected for a moment, and what is sent on it then never
-/// completes: seen as a build whose log stopped at a node's loss and never ended.
+/// went may still say it is connected for a moment, and what is sent on it then may never
+/// complete (a hang AMQP clients are known for); bounded so no publisher waits forever. (It
+/// did not cure the broker-cluster test's follower that misses lines: that cause is open.)
 pub const CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
 /// Publishes with publisher confirms over a connection of its own, reconnecting when it is lost.

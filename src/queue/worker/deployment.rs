@@ -82,16 +82,16 @@ struct Sent {
 async fn confirm_batches(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sent>) {
     let mut resend = false;
     let (began, mut resent) = (Instant::now(), 0usize);
-    for line in sent {
+    for batch in sent {
         if !resend {
-            resend = match line.confirm {
+            resend = match batch.confirm {
                 Some(confirm) => !matches!(tokio::time::timeout(CONFIRM_WAIT, confirm).await, Ok(Ok(c)) if c.is_ack()),
                 None => true,
             };
         }
         if resend {
             resent += 1;
-            let msg = Outgoing { message_id: Some(&line.id), ..Outgoing::new(exchange, key, &line.payload) };
+            let msg = Outgoing { message_id: Some(&batch.id), ..Outgoing::new(exchange, key, &batch.payload) };
             if let Err(e) = shared.publisher.publish(&msg).await {
                 tracing::warn!("log lines of {key} were not taken: {e}");
             }
