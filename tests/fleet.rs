@@ -52,8 +52,12 @@ async fn a_running_deployment_cancelled_ends_in_seconds_with_nothing_pushed() {
             seen.iter().any(|e| e.operation_id == op && e.status == JobStatus::InProgress)
         })
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // well into the build
-    assert!(running_step(&marker), "the step runs before the cancel");
+    // Until the step runs (a first build on a fresh machine fetches its runtime image first).
+    let building = Instant::now();
+    while !running_step(&marker) {
+        assert!(building.elapsed() < Duration::from_secs(120), "the step runs before the cancel");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let asked = Instant::now();
     let out = cli(&prefix, &["cancel", &op]);
     let took = asked.elapsed();
@@ -209,9 +213,11 @@ async fn a_users_deployment_goes_before_waiting_batch_work() {
 }
 
 /// Two deployments of one service, submitted back to back to a fleet with free slots, run one
-/// after the other, and the service's record ends as the second's.
+/// after the other, and the service's record ends as the second's. Which runs first is not
+/// promised (both are delivered at once and either may take the service's lease first, as
+/// docs/worker.md says); the record is kept by submission time either way.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_service_deploys_one_at_a_time_in_the_order_submitted() {
+async fn a_service_deploys_one_at_a_time_and_keeps_the_last_submitted() {
     let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let service = format!("one-at-a-time-{}", &tag[..8]);
@@ -227,9 +233,9 @@ async fn a_service_deploys_one_at_a_time_in_the_order_submitted() {
         .await;
     assert_eq!(terminal(&events.seen, &first.job_id).unwrap().status, JobStatus::Succeeded);
     assert_eq!(terminal(&events.seen, &second.job_id).unwrap().status, JobStatus::Succeeded);
-    let (first_ended, second_started) =
-        (ended_at(&events.seen, &first).unwrap(), started_at(&events.seen, &second).unwrap());
-    assert!(second_started >= first_ended, "the second started {second_started} before the first ended {first_ended}");
+    let span = |j: &BuildJob| (started_at(&events.seen, j).unwrap(), ended_at(&events.seen, j).unwrap());
+    let ((s1, e1), (s2, e2)) = (span(&first), span(&second));
+    assert!(s2 >= e1 || s1 >= e2, "the two ran at once: first {s1}..{e1}, second {s2}..{e2}");
     let registry = Registry::new(Default::default(), vec![]);
     let ledger = apprunner_build::queue::ledger::Ledger::new(&registry, "127.0.0.1:5000");
     let record = ledger.services(std::slice::from_ref(&service)).await.unwrap().pop().unwrap().unwrap();

@@ -2,7 +2,7 @@
 
 use crate::core::plan::StepNetwork;
 use crate::edge::buildkit::{BuildkitAddr, BuildkitLink};
-use crate::edge::registry::{Registry, RegistryAuth};
+use crate::edge::registry::{Registry, RegistryAuth, RegistryLink};
 use crate::edge::signing::Signer;
 use crate::edge::source::PackLimits;
 use crate::edge::stand_in::StandInBuilder;
@@ -60,6 +60,8 @@ pub struct Settings {
     /// The connection to `BuildKit` and the session on it that the builds of these settings (and
     /// of their clones: a worker's) share.
     pub buildkit_link: BuildkitLink,
+    /// The registry client the builds of these settings (and of their clones) share.
+    pub registry_link: RegistryLink,
 }
 
 /// The local stack's settings, as `docker/stack` sets it up and the CLI's defaults give: Docker
@@ -90,13 +92,15 @@ impl Default for Settings {
             runtime_holds: BTreeMap::new(),
             stand_ins: StandInBuilder::from_checkout(),
             buildkit_link: BuildkitLink::default(),
+            registry_link: RegistryLink::default(),
         }
     }
 }
 
 impl Settings {
+    /// The shared registry client (see [`RegistryLink`]).
     pub fn registry_client(&self) -> Registry {
-        Registry::new(self.registry_auth.clone(), self.insecure_registries.clone())
+        self.registry_link.get(&self.registry_auth, &self.insecure_registries)
     }
 
     /// `<registry>/apprunner-build/cache`: the fleet cache's default home.

@@ -87,7 +87,9 @@ impl<'a> SolveSession<'a> {
         let rebuilt = self.warm_up(prepared, &tx).await?;
         let solves = rebuilt.as_ref().unwrap_or(&prepared.solves);
         let fresh = self.settings.no_cache.then(|| solves.fresh());
+        let solving = Instant::now();
         let (image_result, post_result) = self.image_and_check(prepared, solves, fresh.as_ref(), exporter, &tx).await;
+        tracing::debug!("{}: solves answered in {:.1}s", self.log.stream, solving.elapsed().as_secs_f64());
         drop(tx);
         let report = reporter.await.unwrap_or_default();
         let failure = |f: SolveFailure| step_failure(plan, report.failed_step.as_ref(), f);
@@ -108,6 +110,11 @@ impl<'a> SolveSession<'a> {
         // export every step's result.
         if self.fleet_cache.is_some() && (cached < all || report.fleet_imported != Some(true)) {
             export_seconds += self.export_fleet_cache(&solves.image).await;
+            tracing::debug!(
+                "{}: fleet cache exported {:.1}s after the solves",
+                self.log.stream,
+                solving.elapsed().as_secs_f64()
+            );
         }
         Ok(Solved { exporter_response, timings: report.timings, export_seconds })
     }

@@ -112,12 +112,17 @@ impl<'r> Ledger<'r> {
     }
 
     /// Records `image` as the service's current image, made by `job` (kept without credentials
-    /// and without its roll-out part, so a roll-out can rebuild it).
-    /// A record there of a deployment submitted later stays: of a service's deployments, the
-    /// last submitted has the last word, whatever order they end in.
-    pub async fn record_service(&self, job: &BuildJob, image: &str) -> Result<(), QueueError> {
+    /// and without its roll-out part, so a roll-out can rebuild it). `current` is the record
+    /// read when the deployment took the service's lease (no other deployment of the service
+    /// has written one since): a record of a deployment submitted later stays, for of a
+    /// service's deployments the last submitted has the last word, whatever order they end in.
+    pub async fn record_service(
+        &self,
+        job: &BuildJob,
+        image: &str,
+        current: Option<&ServiceRecord>,
+    ) -> Result<(), QueueError> {
         if let Some(ours) = job.submitted() {
-            let current = self.read_record(&service_tag(&job.service.name)).await.ok().flatten();
             if let Some(current) = current.filter(|c| c.job.submitted().is_some_and(|theirs| theirs > ours)) {
                 tracing::info!(
                     "job {}: service {}'s record is of a later deployment ({}); it stays",
@@ -161,9 +166,9 @@ impl<'r> Ledger<'r> {
         Ok(stream::iter(tags).map(read).buffered(16).collect().await)
     }
 
-    /// The service's current image as its record names it, if it has a readable one.
-    pub async fn current_image(&self, service: &str) -> Option<String> {
-        Some(self.read_record(&service_tag(service)).await.ok()??.image)
+    /// The service's record, if it has a readable one.
+    pub async fn record(&self, service: &str) -> Option<ServiceRecord> {
+        self.read_record(&service_tag(service)).await.ok().flatten()
     }
 
     /// The record at `tag`, if there is one.

@@ -35,7 +35,8 @@ impl Worker {
             .args(["worker", "--queue-prefix", prefix, "--worker-id", id, "--retry-delay", "1"])
             .args(["--amqp", amqp, "--metrics-addr", metrics])
             .args(args)
-            .env("APPRUNNER_LOG", "info")
+            // A run chasing a fault can ask for more (APPRUNNER_TEST_WORKER_LOG=info,apprunner_build=debug).
+            .env("APPRUNNER_LOG", std::env::var("APPRUNNER_TEST_WORKER_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -14,7 +14,7 @@ use transport::tls;
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::error::{error_chain, Classified, ErrorClass};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::core::media_types::ACCEPTED_MANIFESTS as ACCEPT_MANIFESTS;
 pub use crate::core::media_types::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_MANIFEST};
@@ -63,12 +63,50 @@ crate::error::classified_into_build_error!(RegistryError);
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
+/// A registry client; its clones share its connections and tokens.
+#[derive(Clone)]
 pub struct Registry {
     http: reqwest::Client,
     auth: RegistryAuth,
     insecure: Vec<String>,
-    /// The last bearer token per scope, reused until the registry refuses it.
-    tokens: Mutex<Vec<(String, String)>>,
+    /// The last bearer token per scope, reused until the registry refuses it; the newest
+    /// [`TOKENS_KEPT`] scopes (a worker's client lives as long as the worker).
+    tokens: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+const TOKENS_KEPT: usize = 256;
+
+/// The registry client a worker's builds share (and the CLI's, for one build), made on first
+/// use: connections kept alive and tokens reused from build to build. Made anew when the
+/// credentials or plain-HTTP hosts it was made with are no longer the settings'.
+#[derive(Clone, Default)]
+pub struct RegistryLink(Arc<Mutex<Option<Linked>>>);
+
+/// A client and what it was made with.
+struct Linked {
+    auth: RegistryAuth,
+    insecure: Vec<String>,
+    registry: Registry,
+}
+
+impl RegistryLink {
+    pub fn get(&self, auth: &RegistryAuth, insecure: &[String]) -> Registry {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.as_ref() {
+            Some(l) if l.auth == *auth && l.insecure == insecure => l.registry.clone(),
+            _ => {
+                let registry = Registry::new(auth.clone(), insecure.to_vec());
+                *held = Some(Linked { auth: auth.clone(), insecure: insecure.to_vec(), registry: registry.clone() });
+                registry
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistryLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryLink")
+    }
 }
 
 impl Registry {
@@ -82,7 +120,7 @@ impl Registry {
             .timeout(std::time::Duration::from_secs(600))
             .build()
             .unwrap_or_default();
-        Self { http, auth, insecure, tokens: Mutex::new(Vec::new()) }
+        Self { http, auth, insecure, tokens: Arc::default() }
     }
 
     fn scheme(&self, host: &str) -> &'static str {
@@ -185,7 +223,14 @@ impl Registry {
             // A cross-repository mount asks for two scopes at once.
             let scopes: Vec<String> = scope.split(' ').map(str::to_string).collect();
             let token = self.fetch_token(host, &realm, param("service").as_deref(), &scopes, &creds).await?.token;
-            self.tokens.lock().unwrap_or_else(PoisonError::into_inner).push((scope.to_string(), token.clone()));
+            let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+            // The refused one goes; the oldest scope goes past the bound.
+            tokens.retain(|(s, _)| s != scope);
+            if tokens.len() >= TOKENS_KEPT {
+                tokens.remove(0);
+            }
+            tokens.push((scope.to_string(), token.clone()));
+            drop(tokens);
             build().bearer_auth(token)
         } else {
             build().basic_auth(&creds.username, Some(&creds.password))

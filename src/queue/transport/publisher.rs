@@ -126,6 +126,7 @@ impl Publisher {
         let mut last = String::new();
         for attempt in 0..PUBLISH_TRIES {
             if attempt > 0 {
+                tracing::debug!("publish to {} {}: try {attempt} failed: {last}", msg.exchange, msg.routing_key);
                 tokio::time::sleep(Duration::from_millis((200u64 << attempt.min(5)).min(5000))).await;
             }
             let ch = match self.channel().await {

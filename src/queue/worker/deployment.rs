@@ -11,7 +11,7 @@ use crate::edge::rebase::RebaseOutcome;
 use crate::error::BuildError;
 use crate::log::{DeploymentLog, LogLine, LogSink};
 use crate::queue::error::QueueError;
-use crate::queue::ledger::{Built, Ledger};
+use crate::queue::ledger::{Built, Ledger, ServiceRecord};
 use crate::queue::outcome::{Action, JobOutcome};
 use crate::queue::transport::lease::{Lease, NoLease};
 use crate::queue::transport::{waiting, Lane, Outgoing, Topology, CONFIRM_WAIT};
@@ -58,7 +58,17 @@ pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpL
             n += 1;
             let id = format!("{build}.{n}");
             let msg = Outgoing { message_id: Some(&id), ..Outgoing::new(&exchange, &key, &payload) };
-            let confirm = shared.publisher.publish_pipelined(&msg).await.ok();
+            let handing = Instant::now();
+            let confirm = match shared.publisher.publish_pipelined(&msg).await {
+                Ok(confirm) => Some(confirm),
+                Err(e) => {
+                    tracing::debug!("log message {id} not handed over ({e}); it goes again");
+                    None
+                }
+            };
+            if handing.elapsed() > Duration::from_secs(1) {
+                tracing::debug!("log message {id} took {:.1}s to hand over", handing.elapsed().as_secs_f64());
+            }
             pending.push(Sent { id, payload, confirm });
             if pending.len() >= 64 {
                 confirm_batches(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
@@ -88,6 +98,10 @@ async fn confirm_batches(shared: &Shared, exchange: &str, key: &str, sent: Vec<S
                 Some(confirm) => !matches!(tokio::time::timeout(CONFIRM_WAIT, confirm).await, Ok(Ok(c)) if c.is_ack()),
                 None => true,
             };
+            if resend {
+                let waited = began.elapsed().as_secs_f64();
+                tracing::debug!("log message {} unconfirmed after {waited:.1}s; it and those after go again", batch.id);
+            }
         }
         if resend {
             resent += 1;
@@ -146,7 +160,8 @@ impl Deployment<'_> {
             }
             Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
         };
-        // One deployment per service at a time: another one's waits, in the order it came.
+        // One deployment per service at a time: another one's waits and comes back (the service
+        // record, kept by submission time, settles which one ends current).
         let service = match self.shared.leases.acquire_service(&self.job.service.name).await {
             Ok(service) => service,
             Err(NoLease::Broker(e)) => {
@@ -182,11 +197,17 @@ impl Deployment<'_> {
         if let Some(outcome) = self.report_if_built(&ledger, lease).await? {
             return Ok(outcome);
         }
-        self.publish(JobEvent::new(self.job, JobStatus::InProgress), Some(self.attempt)).await?;
+        // The service's record, read once under its lease: the image a build of the same inputs
+        // takes again, and what decides whether this deployment's replaces it.
+        let (started, record) = tokio::join!(
+            self.publish(JobEvent::new(self.job, JobStatus::InProgress), Some(self.attempt)),
+            ledger.record(&self.job.service.name)
+        );
+        started?;
         // A cancel drops the build: its solve is cancelled with its connection to BuildKit,
         // its clone removed, and nothing reaches the target tag.
         let action = tokio::select! {
-            action = Box::pin(self.build()) => action,
+            action = Box::pin(self.build(record.as_ref())) => action,
             () = cancellation.requested() => return self.end_cancelled(true).await,
         };
         if let Err(lost) = self.still_held(lease).await {
@@ -195,7 +216,7 @@ impl Deployment<'_> {
             ledger.mark_logged(&self.job.operation_id).await;
             return Err(lost);
         }
-        self.report(&ledger, action).await
+        self.report(&ledger, action, record.as_ref()).await
     }
 
     /// Ends the deployment as cancelled: its log says so, then one CANCELLED event.
@@ -229,7 +250,7 @@ impl Deployment<'_> {
         // Its builder recorded the service before its event, unless it died first. A record
         // there may be a later deployment's: an old job redelivered must not replace it.
         if !ledger.has_record(&job.service.name).await {
-            record_service(ledger, job, &target.with_digest(&built.digest)).await;
+            record_service(ledger, job, &target.with_digest(&built.digest), None).await;
         }
         publish_event(self.shared, &already_built(job, &target, &built).by(worker, None)).await?;
         ledger.mark_reported(&job.operation_id).await;
@@ -237,36 +258,43 @@ impl Deployment<'_> {
     }
 
     /// Runs the build with its log going to the logs exchange; what to do with its result.
-    async fn build(&self) -> Action<Finished> {
+    async fn build(&self, record: Option<&ServiceRecord>) -> Action<Finished> {
         let (shared, job, attempt) = (self.shared, self.job, self.attempt);
         let (sink, forwarder) = log_forwarder(shared.clone(), job.operation_id.clone());
         let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
         let began = Instant::now();
         let this = build::Attempt { number: attempt, of: shared.cfg.retry.max_attempts };
-        let result = build(&shared.cfg.settings, job, self.current_image().await, &log, this).await;
+        let result = build(&shared.cfg.settings, job, self.current_image(record), &log, this).await;
+        tracing::debug!("job {}: build returned after {:.1}s", job.job_id, began.elapsed().as_secs_f64());
         let action = shared.cfg.retry.decide(result, attempt);
         if let Action::Retry { delay, error, .. } = &action {
             build::Narration(&log).attempt_failed(this, error, *delay);
         }
         drop(log);
+        let confirming = Instant::now();
         let _ = forwarder.await;
+        tracing::debug!("job {}: its log confirmed {:.1}s after", job.job_id, confirming.elapsed().as_secs_f64());
         shared.metrics.build_seconds(began.elapsed().as_secs_f64());
         action
     }
 
     /// The service's current image from its record, which a build of the same inputs takes
     /// again (the job's own tag is new). None when reuse is off.
-    async fn current_image(&self) -> Option<ImageRef> {
+    fn current_image(&self, record: Option<&ServiceRecord>) -> Option<ImageRef> {
         let settings = &self.shared.cfg.settings;
         if !settings.image_reuse || settings.no_cache {
             return None;
         }
-        let ledger = Ledger::new(&self.shared.registry, &settings.registry);
-        ImageRef::parse(&ledger.current_image(&self.job.service.name).await?).ok()
+        ImageRef::parse(&record?.image).ok()
     }
 
     /// Publishes what the build came to: success (once), a retry, or a failure.
-    async fn report(&self, ledger: &Ledger<'_>, action: Action<Finished>) -> Result<JobOutcome, QueueError> {
+    async fn report(
+        &self,
+        ledger: &Ledger<'_>,
+        action: Action<Finished>,
+        record: Option<&ServiceRecord>,
+    ) -> Result<JobOutcome, QueueError> {
         let (shared, job, attempt) = (self.shared, self.job, self.attempt);
         match action {
             Action::Succeed(finished) => {
@@ -281,7 +309,7 @@ impl Deployment<'_> {
                     Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.clone()),
                 };
                 // Recorded before it is reported: whoever sees the success finds the record.
-                record_service(ledger, job, &image).await;
+                record_service(ledger, job, &image, record).await;
                 self.publish(event, Some(attempt)).await?;
                 ledger.mark_reported(&job.operation_id).await;
                 if let Finished::Built(result) = &finished {
@@ -359,8 +387,8 @@ async fn builder_reported(ledger: &Ledger<'_>, operation_id: &str) -> bool {
 
 /// Keeps the service's record (its current image and the job that made it) for roll-outs.
 /// Best effort: a roll-out without it does not see the service, which it says.
-pub(super) async fn record_service(ledger: &Ledger<'_>, job: &BuildJob, image: &str) {
-    if let Err(e) = ledger.record_service(job, image).await {
+pub(super) async fn record_service(ledger: &Ledger<'_>, job: &BuildJob, image: &str, current: Option<&ServiceRecord>) {
+    if let Err(e) = ledger.record_service(job, image, current).await {
         tracing::warn!("job {}: could not record service {}'s image ({e})", job.job_id, job.service.name);
     }
 }
