@@ -45,7 +45,20 @@ pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpL
         let build = uuid::Uuid::new_v4().simple().to_string();
         let mut pending: Vec<Sent> = Vec::new();
         let mut n = 0u64;
-        while let Some(first) = rx.recv().await {
+        loop {
+            // With messages unconfirmed, the next line is waited for only until they are due to
+            // be settled: what the broker did not take goes again then, while the build runs.
+            let next = match pending.first() {
+                None => rx.recv().await,
+                Some(oldest) => {
+                    let Ok(next) = tokio::time::timeout_at(oldest.handed + SETTLE_AFTER, rx.recv()).await else {
+                        confirm_batches(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
+                        continue;
+                    };
+                    next
+                }
+            };
+            let Some(first) = next else { break };
             let mut batch = vec![first];
             let until = tokio::time::Instant::now() + BATCH_WINDOW;
             while batch.len() < BATCH_LINES {
@@ -69,8 +82,8 @@ pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpL
             if handing.elapsed() > Duration::from_secs(1) {
                 tracing::debug!("log message {id} took {:.1}s to hand over", handing.elapsed().as_secs_f64());
             }
-            pending.push(Sent { id, payload, confirm });
-            if pending.len() >= 64 {
+            pending.push(Sent { id, payload, confirm, handed: handing.into() });
+            if pending.len() >= 64 || pending[0].handed.elapsed() >= SETTLE_AFTER {
                 confirm_batches(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
             }
         }
@@ -84,7 +97,14 @@ struct Sent {
     id: String,
     payload: Vec<u8>,
     confirm: Option<lapin::PublisherConfirm>,
+    handed: tokio::time::Instant,
 }
+
+/// How long after a message is handed over its confirm is waited for (with the others'), if no
+/// more than 64 go first. Were confirms only settled at the end of the build, a connection lost
+/// mid-build would hold back every line after it until then; a redelivery that reports the
+/// build meanwhile (its image pushed, the builder's lease gone) ends a follower without them.
+const SETTLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Waits for the messages' confirms in order. From the first the broker did not take (its
 /// connection went, or a queue it goes to was between leaders), every one is published again

@@ -70,9 +70,11 @@ impl Shared {
 }
 
 /// How long a redelivered job whose image exists waits for its builder to say it reported the
-/// build or published its whole log (a line published again may take seconds on a broker
-/// electing leaders); only a builder that died after its push makes it wait this long.
-const BUILDER_GRACE: Duration = Duration::from_secs(30);
+/// build or published its whole log. The image is at its tag before the builder ends: its fleet
+/// cache is exported after the push (10-20 s for a service's first, on a machine whose disk is
+/// busy), then the SBOM; a line published again may take seconds on a broker electing leaders.
+/// Only a builder that died after its push makes it wait this long.
+const BUILDER_GRACE: Duration = Duration::from_secs(60);
 
 /// How long a consumer may see no delivery while jobs wait and it has free slots.
 const CONSUMER_STALL: Duration = Duration::from_secs(15);
