@@ -139,7 +139,7 @@ impl Publisher {
             let res = tokio::time::timeout(CONFIRM_WAIT, async { send(&ch, msg).await?.await }).await;
             let Ok(res) = res else {
                 last = format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs());
-                self.state.lock().await.take();
+                self.forget().await;
                 continue;
             };
             match res {
@@ -152,7 +152,7 @@ impl Publisher {
                 Ok(_) => last = "the broker refused the message (nack)".into(),
                 Err(e) => {
                     last = format!("publishing failed: {e}");
-                    self.state.lock().await.take();
+                    self.forget().await;
                 }
             }
         }
@@ -165,13 +165,24 @@ impl Publisher {
     pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<lapin::PublisherConfirm, QueueError> {
         let ch = self.channel().await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
         let Ok(sent) = tokio::time::timeout(CONFIRM_WAIT, send(&ch, msg)).await else {
-            self.state.lock().await.take();
+            self.forget().await;
             return Err(QueueError::Broker(format!(
                 "the broker did not take a message within {}s",
                 CONFIRM_WAIT.as_secs()
             )));
         };
         sent.map_err(|e| QueueError::broker("publishing failed", e))
+    }
+
+    /// Drops the publishing connection after a publish on it failed or went unanswered; the
+    /// next publish connects anew. It is closed in the background, within a bound: a node that
+    /// is slow rather than gone would otherwise keep a stray connection alive by its heartbeats.
+    async fn forget(&self) {
+        if let Some((conn, _)) = self.state.lock().await.take() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(CONFIRM_WAIT, conn.close(200, "publish unanswered".into())).await;
+            });
+        }
     }
 
     pub async fn close(&self) {
