@@ -128,8 +128,11 @@ fn every_setting_the_docs_name_is_read() {
     read.extend(words(&code, "\"APPRUNNER_", setting_part).into_iter().map(|w| w[1..].to_string()));
     // The scripts' own (the registry they push to, their folders), read by docker/*.
     let scripts = words(&sources(&top().join("docker")), "APPRUNNER_", setting_part);
-    // The tests' (the corpus folder), read by tests/corpus.rs.
-    let tests = words(&std::fs::read_to_string(top().join("tests/corpus.rs")).unwrap(), "\"APPRUNNER_", setting_part);
+    // The tests' (the corpus folder, the test workers' log filter).
+    let tests: BTreeSet<String> = ["tests/corpus.rs", "tests/common/queue.rs"]
+        .iter()
+        .flat_map(|f| words(&std::fs::read_to_string(top().join(f)).unwrap(), "\"APPRUNNER_", setting_part))
+        .collect();
     read.extend(scripts);
     read.extend(tests.into_iter().map(|w| w[1..].to_string()));
     let mut unknown = Vec::new();
