@@ -16,7 +16,7 @@ use apprunner_build::core::config::ConfigSource;
 use apprunner_build::queue::subscription::{Interest, Subscription};
 use apprunner_build::queue::transport::{self as queue, Topology};
 use apprunner_build::queue::wire::job::{
-    BuildJob, Configuration, ImageTarget, JobStatus, Repository, Service, JOB_VERSION,
+    BuildJob, Configuration, ImageTarget, JobEvent, JobStatus, Repository, Service, JOB_VERSION,
 };
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,8 +47,8 @@ fn machine_core_seconds() -> f64 {
 }
 
 /// Each live process's ticks so far (its own and its reaped children's: a worker's git processes
-/// count as the worker's), by pid, with its name.
-fn process_ticks() -> std::collections::HashMap<u32, (String, u64)> {
+/// count as the worker's), by pid, with its name and start time.
+fn process_ticks() -> std::collections::HashMap<u32, (String, u64, u64)> {
     let mut all = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
@@ -58,7 +58,12 @@ fn process_ticks() -> std::collections::HashMap<u32, (String, u64)> {
         let fields: Vec<u64> = stat[close + 2..].split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
         // Fields 14-17 of stat (utime, stime, cutime, cstime), counted from `state`, field 3.
         let ticks = fields.get(11..15).map_or(0, |t| t.iter().sum());
-        all.insert(pid, (stat[open + 1..close].to_string(), ticks));
+        // Field 22, starttime: a pid used again is another process. A kernel worker's name says
+        // what it does this moment (`kworker/0:2-events`), so kernel workers count as one.
+        let started = fields.get(19).copied().unwrap_or(0);
+        let name = &stat[open + 1..close];
+        let name = if name.starts_with("kworker/") { "kworker" } else { name };
+        all.insert(pid, (name.to_string(), started, ticks));
     }
     all
 }
@@ -66,13 +71,13 @@ fn process_ticks() -> std::collections::HashMap<u32, (String, u64)> {
 /// Core-seconds per job by process name between two snapshots, largest first, the rest summed:
 /// `registry 0.081, containerd 0.062, …`.
 fn where_it_went(
-    before: &std::collections::HashMap<u32, (String, u64)>,
-    after: &std::collections::HashMap<u32, (String, u64)>,
+    before: &std::collections::HashMap<u32, (String, u64, u64)>,
+    after: &std::collections::HashMap<u32, (String, u64, u64)>,
     jobs: usize,
 ) -> String {
     let mut by_name: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-    for (pid, (name, ticks)) in after {
-        let was = before.get(pid).filter(|(n, _)| n == name).map_or(0, |(_, t)| *t);
+    for (pid, (name, started, ticks)) in after {
+        let was = before.get(pid).filter(|(_, s, _)| s == started).map_or(0, |(_, _, t)| *t);
         *by_name.entry(name.clone()).or_default() += ticks.saturating_sub(was);
     }
     let mut named: Vec<(String, u64)> = by_name.into_iter().filter(|(_, t)| *t > 0).collect();
@@ -84,6 +89,19 @@ fn where_it_went(
         shown.push(format!("others {:.3}", per_job(rest)));
     }
     shown.join(", ")
+}
+
+/// Submits `job` and waits (at most `limit`) for its terminal event.
+async fn submit_and_wait(topology: &Topology, events: &mut Subscription, job: &BuildJob, limit: Duration) -> JobEvent {
+    let lane = apprunner_build::queue::transport::Lane::User;
+    apprunner_build::queue::client::submit(&brokers(), topology, job, lane, None).await.unwrap();
+    loop {
+        match tokio::time::timeout(limit, events.next_event()).await {
+            Ok(Some(Ok(ev))) if ev.operation_id == job.operation_id && ev.status.is_terminal() => return ev,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no outcome for {}: {:?}", job.job_id, other.map(|o| o.map(|r| r.map(|e| e.status)))),
+        }
+    }
 }
 
 // A benchmark script, read top to bottom.
@@ -100,7 +118,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo load\nrun:\n  command: python -m http.server 8080\n";
     let source_dir = |i: usize| if distinct { format!("/svc-{i}") } else { "/".to_string() };
-    for i in 0..if distinct { jobs + n_direct + 1 } else { 1 } {
+    for i in 0..if distinct { jobs + n_direct + 2 } else { 1 } {
         let at = dir.path().join(source_dir(i).trim_start_matches('/'));
         std::fs::create_dir_all(&at).unwrap();
         std::fs::write(at.join("apprunner.yaml"), yaml).unwrap();
@@ -169,33 +187,38 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle: Vec<u64> = workers.iter().map(|w| rss_kib(w.id())).collect();
 
+    let job = |i: usize| {
+        let op = uuid::Uuid::new_v4().simple().to_string();
+        BuildJob {
+            version: JOB_VERSION,
+            job_id: format!("load-{i}"),
+            operation_id: op,
+            // A service each: one service's deployments run one at a time.
+            service: Service { name: format!("load-{i}"), id: None },
+            repository: Repository {
+                url: url.clone(),
+                branch: Some("main".into()),
+                commit: None,
+                source_directory: source_dir(i),
+            },
+            configuration: Configuration { source: ConfigSource::Repository, values: None },
+            image: ImageTarget { repository: "127.0.0.1:5000/apprunner-bench/queued".into(), tag: None },
+            deadline: None,
+            trigger: None,
+            rollout: None,
+            submitted_at: None,
+        }
+    };
+    // One queued build first, unmeasured, as the direct side has: the target repository's first
+    // push and its fleet cache's first export are a repository's once, not every job's.
+    let warm = job(if distinct { jobs + n_direct + 1 } else { jobs });
+    let warmed = submit_and_wait(&topology, &mut events, &warm, Duration::from_secs(300)).await;
+    assert_eq!(warmed.status, JobStatus::Succeeded, "the warm-up job: {:?}", warmed.error);
+
     let t = Instant::now();
     let cpu = machine_core_seconds();
     let processes = process_ticks();
-    let all: Vec<BuildJob> = (0..jobs)
-        .map(|i| {
-            let op = uuid::Uuid::new_v4().simple().to_string();
-            BuildJob {
-                version: JOB_VERSION,
-                job_id: format!("load-{i}"),
-                operation_id: op,
-                // A service each: one service's deployments run one at a time.
-                service: Service { name: format!("load-{i}"), id: None },
-                repository: Repository {
-                    url: url.clone(),
-                    branch: Some("main".into()),
-                    commit: None,
-                    source_directory: source_dir(i),
-                },
-                configuration: Configuration { source: ConfigSource::Repository, values: None },
-                image: ImageTarget { repository: "127.0.0.1:5000/apprunner-bench/queued".into(), tag: None },
-                deadline: None,
-                trigger: None,
-                rollout: None,
-                submitted_at: None,
-            }
-        })
-        .collect();
+    let all: Vec<BuildJob> = (0..jobs).map(job).collect();
     for j in &all {
         apprunner_build::queue::client::submit(
             &brokers(),
@@ -245,24 +268,17 @@ async fn main() {
         operation_id: uuid::Uuid::new_v4().simple().to_string(),
         ..all[0].clone()
     };
+    // What the machine spends doing nothing for as long, to read the redeploy's figure against.
+    let (cpu, settle) = (machine_core_seconds(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rate = (machine_core_seconds() - cpu) / settle.elapsed().as_secs_f64();
     let cpu = machine_core_seconds();
-    apprunner_build::queue::client::submit(
-        &brokers(),
-        &topology,
-        &again,
-        apprunner_build::queue::transport::Lane::User,
-        None,
-    )
-    .await
-    .unwrap();
-    let redeploy = loop {
-        match tokio::time::timeout(Duration::from_secs(120), events.next_event()).await {
-            Ok(Some(Ok(ev))) if ev.operation_id == again.operation_id && ev.status.is_terminal() => break ev,
-            Ok(Some(Ok(_))) => {}
-            other => panic!("no outcome for the redeploy: {:?}", other.map(|o| o.map(|r| r.map(|e| e.status)))),
-        }
-    };
+    let processes = process_ticks();
+    let redeploying = Instant::now();
+    let redeploy = submit_and_wait(&topology, &mut events, &again, Duration::from_secs(120)).await;
     let redeploy_cost = machine_core_seconds() - cpu;
+    let redeploy_wall = redeploying.elapsed().as_secs_f64();
+    let redeploy_went = where_it_went(&processes, &process_ticks(), 1);
     let solved = usize::from(redeploy.phases.is_some_and(|p| p.solve > 0.0));
     for mut w in workers {
         let _ = w.kill();
@@ -290,6 +306,10 @@ async fn main() {
     println!(
         "redeploy of unchanged inputs: {redeploy_cost:.3} core-seconds, solved {solved} times ({:?})",
         redeploy.status
+    );
+    println!(
+        "  redeploy, by process: {redeploy_went}; {redeploy_wall:.2} s from submission, the idle machine spends {:.3} core-seconds in as long",
+        idle_rate * redeploy_wall
     );
     let per_job = |v: f64| v / f64::from(u32::try_from(ok.max(1)).unwrap_or(u32::MAX));
     println!(

@@ -559,3 +559,56 @@ async fn a_follower_that_stops_waiting_mid_message_loses_nothing() {
     heard.close().await;
     assert_eq!(got, published, "{} of {n} heard", got.len());
 }
+
+/// Two services deploying the same app at once on one worker (the same source, other image
+/// repositories and package caches): their builds take turns, since two exports of one content
+/// at once wait on each other inside the daemon (docs/builds.md). Both succeed with the same
+/// image config and layers; exactly one log says its build waited, before it started.
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_of_the_same_content_on_one_worker_take_turns() {
+    use apprunner_build::queue::subscription::{Interest, Subscription};
+    let QueueTest { prefix, topology, cleanup: _cleanup, .. } = QueueTest::new().await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    // Never cached before this test, and long enough that the two overlap.
+    let (_dir, url) = repo(&format!("echo {tag}; sleep 3"));
+    let jobs = [job(&url, &format!("turns-a-{}", &tag[..8])), job(&url, &format!("turns-b-{}", &tag[..8]))];
+    let mut heard = Vec::new();
+    for j in &jobs {
+        let interest = Interest::Operation(&j.operation_id);
+        heard.push(Subscription::open(&brokers(), &topology, "test-turns", interest).await.unwrap());
+    }
+    let _w = Worker::start(&prefix, "w", &["--concurrency", "2"]);
+    for j in &jobs {
+        submit(&topology, j).await;
+    }
+    let [mut ha, mut hb] = <[_; 2]>::try_from(heard).ok().unwrap();
+    let ((ea, la), (eb, lb)) = tokio::join!(follow_log(&mut ha, |_| {}), follow_log(&mut hb, |_| {}));
+    let waiting = "Another build of the same content is running on this worker";
+    let mut waited = 0;
+    for (event, lines) in [(&ea, &la), (&eb, &lb)] {
+        let log = lines.join("\n");
+        assert_eq!(event.status, JobStatus::Succeeded, "{log}");
+        if let Some(at) = lines.iter().position(|l| l.contains(waiting)) {
+            waited += 1;
+            let started = lines.iter().position(|l| l.contains("Starting source code build.")).unwrap();
+            assert!(at < started, "the wait is said before the build starts:\n{log}");
+        }
+    }
+    assert_eq!(waited, 1, "one build waited for the other:\n{}\n---\n{}", la.join("\n"), lb.join("\n"));
+    // One content: the same config and layers under both services' images (their manifests
+    // differ only in the title annotation, each its repository's name).
+    let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
+    let mut contents = Vec::new();
+    for e in [&ea, &eb] {
+        let image = apprunner_build::core::image_ref::ImageRef::parse(e.image.as_deref().unwrap()).unwrap();
+        let index = registry.manifest_of(&image).await.unwrap().unwrap();
+        let arch = apprunner_build::edge::buildkit::export::oci_architecture();
+        let digest = index.platform_manifest("linux", arch).unwrap();
+        let manifest = registry.manifest(&image.repo(), &digest).await.unwrap().unwrap().image().unwrap();
+        contents.push((manifest.config.digest, manifest.layers.into_iter().map(|l| l.digest).collect::<Vec<_>>()));
+    }
+    assert_eq!(contents[0], contents[1]);
+    for h in [ha, hb] {
+        h.close().await;
+    }
+}

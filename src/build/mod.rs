@@ -8,11 +8,13 @@ mod narration;
 mod prepare;
 mod settings;
 mod solve;
+mod turns;
 mod verify;
 
 pub use narration::Narration;
 pub use prepare::{prepare, read_config, ImageLookup, Prepared};
 pub use settings::{Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY};
+pub use turns::SolveTurns;
 pub use verify::{verify, Overrides, Verdict, VERIFY_TAG};
 
 use crate::core::catalog::RuntimeCatalog;
@@ -170,9 +172,12 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     let plan_seconds = preparing.elapsed().as_secs_f64() - prepared.fetch_seconds;
 
     let session = SolveSession::open(settings, target, log).await?;
-    say.building();
     let solving = Instant::now();
-    let solved = session.solve(exporter, &prepared).await?;
+    let turn = settings.solve_turns.take(&prepared.content_key, || say.waiting_for_same_content()).await;
+    say.building();
+    let solved = session.solve(exporter, &prepared).await;
+    drop(turn);
+    let solved = solved?;
     say.built();
     let digest = solved
         .exporter_response

@@ -45,6 +45,12 @@ impl Narration<'_> {
         ));
     }
 
+    /// Another build of this process (a worker's) is solving the same image definition: this
+    /// one waits for it (two exports of one content at once wait on each other in the daemon).
+    pub fn waiting_for_same_content(self) {
+        self.say("Another build of the same content is running on this worker; this build goes when it is done.");
+    }
+
     /// A deployment ended by `cancel`: before a worker took it, or with its build stopped.
     pub fn cancelled(self, operation_id: &str, while_building: bool) {
         if while_building {

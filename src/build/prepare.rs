@@ -31,6 +31,10 @@ pub struct Prepared {
     pub(super) ca_layer: Option<Layer>,
     /// Seconds the source took to arrive.
     pub(super) fetch_seconds: f64,
+    /// What the image's layers and config come from: the digest of its definition as a build
+    /// with no package caches would give it. Builds of other services (whose caches are their
+    /// own) with this key make the same image (`turns`).
+    pub(super) content_key: String,
 }
 
 /// Reads the configuration the request names (A21: a REPOSITORY build needs apprunner.yaml in
@@ -226,7 +230,12 @@ pub async fn prepare(
     let mut plan = plan::plan(&cfg, &input);
     plan.warnings.extend(missing);
     let solves = llb::from_plan(&plan);
-    Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer, fetch_seconds })
+    let content_key = {
+        // Package caches are mounted, never part of a layer.
+        let unscoped = plan::plan(&cfg, &PlanInput { cache_scope: String::new(), ..input });
+        crate::core::digest::sha256_digest(&llb::from_plan(&unscoped).image.bytes)
+    };
+    Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer, fetch_seconds, content_key })
 }
 
 /// The CA bundle `pem` packed as a layer. The bundle is the same for every build of a process,

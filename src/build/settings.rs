@@ -1,5 +1,6 @@
 //! How a worker or the CLI reaches its services: the same for every build it runs.
 
+use super::turns::SolveTurns;
 use crate::core::plan::StepNetwork;
 use crate::edge::buildkit::{BuildkitAddr, BuildkitLink};
 use crate::edge::registry::{Registry, RegistryAuth, RegistryLink};
@@ -62,6 +63,8 @@ pub struct Settings {
     pub buildkit_link: BuildkitLink,
     /// The registry client the builds of these settings (and of their clones) share.
     pub registry_link: RegistryLink,
+    /// The turns on `BuildKit` of these settings' builds of the same content.
+    pub solve_turns: SolveTurns,
 }
 
 /// The local stack's settings, as `docker/stack` sets it up and the CLI's defaults give: Docker
@@ -93,6 +96,7 @@ impl Default for Settings {
             stand_ins: StandInBuilder::from_checkout(),
             buildkit_link: BuildkitLink::default(),
             registry_link: RegistryLink::default(),
+            solve_turns: SolveTurns::default(),
         }
     }
 }

@@ -179,6 +179,7 @@ impl SettingsArgs {
                 .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),
             buildkit_link: crate::edge::buildkit::BuildkitLink::default(),
             registry_link: crate::edge::registry::RegistryLink::default(),
+            solve_turns: crate::build::SolveTurns::default(),
         })
     }
 }

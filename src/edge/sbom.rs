@@ -84,7 +84,8 @@ pub async fn attach(
         oci::parse(&registry.blob(&at, &attestation.config.digest).await?, "attestation config", &target.to_string())?;
     att_config.rootfs.diff_ids.push(layer.digest.clone());
     let att_config = oci::to_bytes(&att_config);
-    registry.put_blob(&at, &att_config).await?;
+    // New with each build: it names the statements, and the provenance names the build's times.
+    registry.upload_blob(&at, &att_config).await?;
     let mut new_attestation = attestation.clone();
     new_attestation.config = Descriptor::of(OCI_CONFIG, &att_config);
     new_attestation.layers.push(layer);

@@ -142,7 +142,8 @@ impl<'r> Ledger<'r> {
         let failed = |e: String| QueueError::Record(format!("service record of {}: {e}", record.service));
         let layer = pack_file("service.json", &json, 0o644).map_err(|e| failed(e.to_string()))?;
         let tag = service_tag(&record.service);
-        image::tag_content(self.registry, &self.records(), &layer, &tag)
+        // The record names its time: its blobs are new.
+        image::tag_new_content(self.registry, &self.records(), &layer, &tag)
             .await
             .map(drop)
             .map_err(|e| failed(e.to_string()))

@@ -304,12 +304,19 @@ impl Registry {
     /// A small one goes with the request that starts the upload, which a registry that takes
     /// single-request uploads completes at once.
     pub async fn put_blob(&self, at: &Repo, bytes: &[u8]) -> Result<bool> {
+        if self.has_blob(at, &sha256_digest(bytes)).await? {
+            return Ok(false);
+        }
+        self.upload_blob(at, bytes).await?;
+        Ok(true)
+    }
+
+    /// Uploads a blob without asking first whether the repository has it: for bytes made new
+    /// (a record naming its time), where the question would cost a request and always be no.
+    pub async fn upload_blob(&self, at: &Repo, bytes: &[u8]) -> Result<()> {
         let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let digest = sha256_digest(bytes);
         let small = bytes.len() <= SMALL_BLOB;
-        if self.has_blob(at, &digest).await? {
-            return Ok(false);
-        }
         let scope = Self::push_scope(repo);
         let start = if small {
             self.url(host, &format!("{repo}/blobs/uploads/?digest={digest}"))
@@ -328,7 +335,7 @@ impl Registry {
             .await?;
         // 201: taken whole. 202: an upload was opened instead, for the bytes to follow.
         if resp.status() == reqwest::StatusCode::CREATED {
-            return Ok(true);
+            return Ok(());
         }
         let resp = Self::check(resp, &format!("starting an upload to {host}/{repo}")).await?;
         let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -343,7 +350,7 @@ impl Registry {
             })
             .await?;
         Self::check(resp, &format!("uploading blob {digest} to {host}/{repo}")).await?;
-        Ok(true)
+        Ok(())
     }
 
     /// Makes blob `digest` of `from` (on the same host) part of `repo` without sending it;
