@@ -301,8 +301,6 @@ impl Registry {
     }
 
     /// Uploads a blob unless the repository already has it; returns whether bytes were sent.
-    /// A small one goes with the request that starts the upload, which a registry that takes
-    /// single-request uploads completes at once.
     pub async fn put_blob(&self, at: &Repo, bytes: &[u8]) -> Result<bool> {
         if self.has_blob(at, &sha256_digest(bytes)).await? {
             return Ok(false);
@@ -313,6 +311,8 @@ impl Registry {
 
     /// Uploads a blob without asking first whether the repository has it: for bytes made new
     /// (a record naming its time), where the question would cost a request and always be no.
+    /// A small one goes with the request that starts the upload, which a registry that takes
+    /// single-request uploads completes at once (distribution 2.8 does not: it answers 202).
     pub async fn upload_blob(&self, at: &Repo, bytes: &[u8]) -> Result<()> {
         let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let digest = sha256_digest(bytes);
