@@ -276,6 +276,53 @@ async fn the_same_inputs_to_the_same_tag_reuse_the_image() {
     assert_ne!(in_image(first.image(), "cat /app/built.txt"), in_image(fourth.image(), "cat /app/built.txt"));
 }
 
+/// #24: the builds of one worker (one set of settings) of the same inputs into one repository
+/// under another tag take the image the first pushed, as a fleet's services of one app do: a new
+/// index over the same manifests, nothing solved. Another repository, or settings of their own
+/// (a CLI run), solve.
+#[tokio::test]
+async fn a_workers_builds_of_the_same_inputs_into_one_repository_take_its_image() {
+    use apprunner_build::core::image_ref::ImageRef;
+    use apprunner_build::edge::registry::Registry;
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let dir = app(&[
+        ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - date +%s%N > /app/built.txt\nrun:\n  command: python3 -m http.server 8080\n"),
+        ("marker.txt", &marker),
+    ]);
+    let repository = format!("127.0.0.1:5000/apprunner-tests/recent-{marker}");
+    let build_to = |settings: Settings, target: String| {
+        let mut req = request(dir.path().to_str().unwrap(), "/", None, None);
+        req.target = ImageRef::parse(&target).unwrap();
+        async move { build_with(&settings, req).await }
+    };
+    // Clones share what the builds pushed, as a worker's builds share its settings.
+    let worker = settings();
+    let first = build_to(worker.clone(), format!("{repository}:a")).await;
+    let second = build_to(worker.clone(), format!("{repository}:b")).await;
+    let taken = format!("{repository}@{}, pushed by this worker for another deployment, holds the image", {
+        first.image().rsplit_once('@').unwrap().1
+    });
+    assert!(second.has_line(&taken), "{:#?}", second.log);
+    assert!(!second.has_line("[build] build command 1/1"), "nothing was solved: {:#?}", second.log);
+    let registry = Registry::new(Default::default(), vec![]);
+    let mut indexes = Vec::new();
+    for built in [&first, &second] {
+        let r = ImageRef::parse(built.image()).unwrap();
+        indexes.push(registry.manifest_of(&r).await.unwrap().unwrap().index().unwrap());
+    }
+    assert_eq!(indexes[0].manifests, indexes[1].manifests, "the same image, provenance and SBOM");
+    assert_ne!(first.image(), second.image(), "a new index for the new deployment");
+    assert_eq!(in_image(first.image(), "cat /app/built.txt"), in_image(second.image(), "cat /app/built.txt"));
+
+    // A process of its own knows of no push: BuildKit solves, every step cached.
+    let third = build_to(settings(), format!("{repository}:c")).await;
+    assert!(third.has_line("[build] build command 1/1: date +%s%N > /app/built.txt cached."), "{:#?}", third.log);
+    // Another repository is never given this one's image.
+    let fourth = build_to(worker, format!("{repository}-elsewhere:a")).await;
+    assert!(!fourth.has_line("reused under a new index"), "{:#?}", fourth.log);
+    fourth.image();
+}
+
 /// The layer digests of an image (its platform's manifest, when it is an index).
 async fn layers(image: &str) -> Vec<String> {
     use apprunner_build::edge::registry::Registry;

@@ -1,7 +1,7 @@
 //! Image reuse: the build key on the image exporter, and the image at the target tag taken
 //! under a new index when it was built with the same key.
 
-use super::narration::Narration;
+use super::narration::{Narration, ReusedFrom};
 use super::prepare::Prepared;
 use super::settings::Settings;
 use crate::core::image_ref::ImageRef;
@@ -34,27 +34,39 @@ pub(super) fn build_key_attribute() -> String {
     format!("annotation-index.{}", crate::core::labels::BUILD_KEY)
 }
 
-/// When the image at `target`, or else the service's `current` image (in the same repository),
-/// was built with the key in the exporter's `attrs`: writes an index for this deployment over the
-/// same manifests at `target` and returns its digest. A tag that is new, an image of other
-/// inputs, or one that cannot be read is a miss (None): the build goes on, and its push says
-/// whatever was wrong.
+/// The build key `keyed_exporter` put in `attrs`, if any.
+pub(super) fn build_key_of(attrs: &BTreeMap<String, String>) -> Option<&str> {
+    attrs.get(&build_key_attribute()).map(String::as_str)
+}
+
+/// When the first of `candidates` that can be read (the image at `target`, the service's current
+/// image, one this worker pushed with the same key) was built with the key in the exporter's
+/// `attrs`: writes an index for this deployment over the same manifests at `target` and returns
+/// its digest. A tag that is new, an image of other inputs, or one that cannot be read is a miss
+/// (None): the build goes on, and its push says whatever was wrong.
 pub(super) async fn reuse_image(
     registry: &Registry,
     target: &ImageRef,
-    current: Option<&ImageRef>,
+    candidates: &[(ReusedFrom, &ImageRef)],
     attrs: &BTreeMap<String, String>,
     deployment: &BTreeMap<String, String>,
     log: &DeploymentLog,
 ) -> Result<Option<String>, BuildError> {
-    let Some(key) = attrs.get(&build_key_attribute()) else { return Ok(None) };
-    // Another repository's image is never taken: its blobs are not this repository's.
-    let current = current.filter(|c| c.repo() == target.repo() && c.digest.is_some());
-    for candidate in std::iter::once(target).chain(current) {
+    let Some(key) = build_key_of(attrs) else { return Ok(None) };
+    // Besides the target's tag, only images by digest in the target's repository are taken:
+    // another repository's blobs are not this one's, and a digest cannot be moved under us.
+    let takeable = |c: &ImageRef| c == target || (c.repo() == target.repo() && c.digest.is_some());
+    let mut asked: Vec<&ImageRef> = Vec::new();
+    for &(from, candidate) in candidates {
+        if !takeable(candidate) || asked.contains(&candidate) {
+            continue;
+        }
+        asked.push(candidate);
         let Ok(Some(existing)) = registry.manifest_of(candidate).await else { continue };
         let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else { continue };
         let digest = registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await?;
-        Narration(log).reused(&candidate.to_string(), &target.to_string(), &key[..12], reused.built_by.as_deref());
+        let holder = candidate.to_string();
+        Narration(log).reused(from, &holder, &target.to_string(), &key[..12], reused.built_by.as_deref());
         return Ok(Some(digest));
     }
     Ok(None)

@@ -6,13 +6,15 @@
 mod image_reuse;
 mod narration;
 mod prepare;
+mod recent;
 mod settings;
 mod solve;
 mod turns;
 mod verify;
 
-pub use narration::Narration;
+pub use narration::{Narration, ReusedFrom};
 pub use prepare::{prepare, read_config, ImageLookup, Prepared};
+pub use recent::RecentImages;
 pub use settings::{Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY};
 pub use turns::SolveTurns;
 pub use verify::{verify, Overrides, Verdict, VERIFY_TAG};
@@ -25,7 +27,7 @@ use crate::edge::rebase::RebaseOutcome;
 use crate::edge::stand_in::{self};
 use crate::error::BuildError;
 use crate::log::DeploymentLog;
-use image_reuse::{keyed_exporter, reuse_image};
+use image_reuse::{build_key_of, keyed_exporter, reuse_image};
 use solve::SolveSession;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -135,19 +137,24 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     say.planned(plan);
 
     let exporter = keyed_exporter(settings, target, &prepared);
-    if settings.image_reuse && !settings.no_cache {
+    let reusing = settings.image_reuse && !settings.no_cache;
+    let key = build_key_of(&exporter.attributes).map(str::to_string);
+    // An image this worker pushed with the same key, by digest (`recent`).
+    let recent = || key.as_deref().and_then(|key| settings.recent_images.get(key));
+    if reusing {
         let looking = Instant::now();
-        if let Some(digest) = reuse_image(
-            &registry,
-            target,
-            req.current_image.as_ref(),
-            &exporter.attributes,
-            &plan.image.deployment,
-            log,
-        )
-        .await?
+        let recent = recent();
+        let candidates: Vec<(ReusedFrom, &ImageRef)> = [
+            Some((ReusedFrom::Target, target)),
+            req.current_image.as_ref().map(|c| (ReusedFrom::ServiceCurrent, c)),
+            recent.as_ref().map(|r| (ReusedFrom::RecentPush, r)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let deployment = &plan.image.deployment;
+        if let Some(digest) = reuse_image(&registry, target, &candidates, &exporter.attributes, deployment, log).await?
         {
-            let digest = seal(settings, &registry, target, digest, log).await?;
             let seconds = looking.elapsed().as_secs_f64();
             let phases = PhaseTimings {
                 fetch: prepared.fetch_seconds,
@@ -155,7 +162,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
                 solve: 0.0,
                 export: seconds,
             };
-            return Ok(result(&prepared, target.with_digest(&digest), Vec::new(), false, phases));
+            return reused(settings, &registry, &prepared, target, key.as_deref(), digest, phases, log).await;
         }
     }
 
@@ -174,6 +181,22 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     let session = SolveSession::open(settings, target, log).await?;
     let solving = Instant::now();
     let turn = settings.solve_turns.take(&prepared.content_key, || say.waiting_for_same_content()).await;
+    // The build we waited for may have pushed this very image (another service of the same app
+    // into the same repository): take it rather than export the same layers again.
+    if let Some(recent) = recent().filter(|_| reusing && turn.waited) {
+        let looking = Instant::now();
+        let deployment = &plan.image.deployment;
+        if let Some(digest) =
+            reuse_image(&registry, target, &[(ReusedFrom::RecentPush, &recent)], &exporter.attributes, deployment, log)
+                .await?
+        {
+            drop(turn);
+            let export = looking.elapsed().as_secs_f64();
+            let solve = (solving.elapsed().as_secs_f64() - export).max(0.0);
+            let phases = PhaseTimings { fetch: prepared.fetch_seconds, plan: plan_seconds, solve, export };
+            return reused(settings, &registry, &prepared, target, key.as_deref(), digest, phases, log).await;
+        }
+    }
     say.building();
     let solved = session.solve(exporter, &prepared).await;
     drop(turn);
@@ -185,6 +208,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         .map(str::to_string)
         .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
     let digest = seal(settings, &registry, target, digest, log).await?;
+    remember(settings, key.as_deref(), target, &digest);
     let solve_seconds = solving.elapsed().as_secs_f64();
     let phases = PhaseTimings {
         fetch: prepared.fetch_seconds,
@@ -193,6 +217,32 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         export: solved.export_seconds,
     };
     Ok(result(&prepared, target.with_digest(&digest), solved.timings, src.uploaded, phases))
+}
+
+/// The end of a build that took an existing image (`reuse_image` wrote its index at `digest`).
+// The build's parts, as run_inner holds them.
+#[allow(clippy::too_many_arguments)]
+async fn reused(
+    settings: &Settings,
+    registry: &crate::edge::registry::Registry,
+    prepared: &Prepared,
+    target: &ImageRef,
+    key: Option<&str>,
+    digest: String,
+    phases: PhaseTimings,
+    log: &DeploymentLog,
+) -> Result<BuildResult, BuildError> {
+    let digest = seal(settings, registry, target, digest, log).await?;
+    remember(settings, key, target, &digest);
+    Ok(result(prepared, target.with_digest(&digest), Vec::new(), false, phases))
+}
+
+/// Keeps the image just written at `target` (`digest`) as this worker's latest of its build key.
+fn remember(settings: &Settings, key: Option<&str>, target: &ImageRef, digest: &str) {
+    if let Some(key) = key {
+        let image = ImageRef { tag: None, digest: Some(digest.to_string()), ..target.clone() };
+        settings.recent_images.remember(key, image);
+    }
 }
 
 /// What every image pushed gets before it is reported, built, reused or rebased: its SBOM beside

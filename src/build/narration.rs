@@ -10,6 +10,17 @@ use crate::error::BuildError;
 use crate::log::DeploymentLog;
 use std::collections::BTreeMap;
 
+/// Where an image taken again (`image_reuse`) was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReusedFrom {
+    /// At the target's own tag.
+    Target,
+    /// The service's current image, from its record.
+    ServiceCurrent,
+    /// An image this worker pushed with the same build key (`RecentImages`).
+    RecentPush,
+}
+
 /// Says a build's sentences into its deployment log.
 #[derive(Clone, Copy)]
 pub struct Narration<'a>(pub &'a DeploymentLog);
@@ -160,13 +171,18 @@ impl Narration<'_> {
 
     /// The image at `target` was built from these exact inputs: taken under a new index.
     /// `holder`: the target tag, or the service's current image (then taken to `target`).
-    pub fn reused(self, holder: &str, target: &str, key: &str, built_by: Option<&str>) {
+    pub fn reused(self, from: ReusedFrom, holder: &str, target: &str, key: &str, built_by: Option<&str>) {
         self.building();
         let built_by = built_by.unwrap_or("unknown");
-        self.say(if holder == target {
-            format!("{target} holds the image of these exact inputs (build key {key}, built by deployment {built_by}): reused under a new index; nothing was solved.")
-        } else {
-            format!("The service's current image {holder} holds the image of these exact inputs (build key {key}, built by deployment {built_by}): reused under a new index at {target}; nothing was solved.")
+        let inputs = format!("holds the image of these exact inputs (build key {key}, built by deployment {built_by})");
+        self.say(match from {
+            ReusedFrom::Target => format!("{target} {inputs}: reused under a new index; nothing was solved."),
+            ReusedFrom::ServiceCurrent => format!(
+                "The service's current image {holder} {inputs}: reused under a new index at {target}; nothing was solved."
+            ),
+            ReusedFrom::RecentPush => format!(
+                "{holder}, pushed by this worker for another deployment, {inputs}: reused under a new index at {target}; nothing was solved."
+            ),
         });
         self.built();
     }

@@ -1,5 +1,6 @@
 //! How a worker or the CLI reaches its services: the same for every build it runs.
 
+use super::recent::RecentImages;
 use super::turns::SolveTurns;
 use crate::core::plan::StepNetwork;
 use crate::edge::buildkit::{BuildkitAddr, BuildkitLink};
@@ -65,6 +66,9 @@ pub struct Settings {
     pub registry_link: RegistryLink,
     /// The turns on `BuildKit` of these settings' builds of the same content.
     pub solve_turns: SolveTurns,
+    /// The images these settings' builds pushed lately, by build key: a build of the same key
+    /// into the same repository takes one of them instead of solving.
+    pub recent_images: RecentImages,
 }
 
 /// The local stack's settings, as `docker/stack` sets it up and the CLI's defaults give: Docker
@@ -97,6 +101,7 @@ impl Default for Settings {
             buildkit_link: BuildkitLink::default(),
             registry_link: RegistryLink::default(),
             solve_turns: SolveTurns::default(),
+            recent_images: RecentImages::default(),
         }
     }
 }

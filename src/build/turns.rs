@@ -26,6 +26,8 @@ impl std::fmt::Debug for SolveTurns {
 /// A build's turn on `BuildKit`: the next build of the same content waits until it is dropped.
 pub struct Turn {
     _held: OwnedMutexGuard<()>,
+    /// Whether another build of the content held the turn first (and may have pushed its image).
+    pub waited: bool,
 }
 
 impl SolveTurns {
@@ -45,10 +47,10 @@ impl SolveTurns {
             }
         };
         if let Ok(held) = lock.clone().try_lock_owned() {
-            return Turn { _held: held };
+            return Turn { _held: held, waited: false };
         }
         waiting();
-        Turn { _held: lock.lock_owned().await }
+        Turn { _held: lock.lock_owned().await, waited: true }
     }
 
     /// How many contents have builds holding or awaiting a turn.
@@ -85,6 +87,7 @@ mod tests {
         let (second, told) =
             tokio::time::timeout(Duration::from_secs(1), second).await.expect("it got its turn").unwrap();
         assert!(told, "the waiting build was not told it waits");
+        assert!(second.waited && !other.as_ref().unwrap().waited, "a turn says whether it was waited for");
         drop((second, other));
         assert_eq!(turns.contents(), 0, "nothing is kept once the builds are done");
     }

@@ -180,6 +180,7 @@ impl SettingsArgs {
             buildkit_link: crate::edge::buildkit::BuildkitLink::default(),
             registry_link: crate::edge::registry::RegistryLink::default(),
             solve_turns: crate::build::SolveTurns::default(),
+            recent_images: crate::build::RecentImages::default(),
         })
     }
 }

@@ -83,17 +83,25 @@ pub async fn push_content(registry: &Registry, at: &Repo, layer: &Layer) -> Resu
     Ok(ContentImage { pinned, uploaded: true, bytes })
 }
 
-/// Pushes `layer` as an image to `at` under `tag` only (a record or a marker); returns its
-/// digest.
+/// Pushes `layer` as an image to `at` under `tag` only (a marker); returns its digest.
+///
+/// The manifest goes first: a registry that has the blobs (every marker after a repository's
+/// first: they have the same bytes) takes it in one request. One that lacks them refuses it
+/// (`MANIFEST_BLOB_UNKNOWN`, HTTP 400, in distribution and the OCI spec); then the blobs go up and
+/// the manifest again, and a refusal for any other reason is what that second try says.
 pub async fn tag_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<String> {
     let (config, manifest) = content_manifest(layer);
+    match registry.put_manifest(at, tag, &manifest, DOCKER_MANIFEST).await {
+        Err(RegistryError::Status { status, .. }) if status.is_client_error() => {}
+        written => return Ok(written?),
+    }
     registry.put_blob(at, &layer.gzip).await?;
     registry.put_blob(at, &config).await?;
     Ok(registry.put_manifest(at, tag, &manifest, DOCKER_MANIFEST).await?)
 }
 
-/// As `tag_content`, for a layer whose bytes are new (a record naming its time): its blobs are
-/// uploaded without asking whether the registry has them, two requests fewer.
+/// As `tag_content`, for a layer whose bytes are new (a record naming its time, a layer's
+/// findings): its blobs are uploaded first, without asking whether the registry has them.
 pub async fn tag_new_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<String> {
     let (config, manifest) = content_manifest(layer);
     registry.upload_blob(at, &layer.gzip).await?;

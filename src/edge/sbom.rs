@@ -194,7 +194,7 @@ async fn layer_scan(
         if shared {
             let json = serde_json::to_vec(&scan).unwrap_or_default();
             if let Ok(packed) = crate::edge::source::pack_file("findings.json", &json, 0o644) {
-                let _ = crate::edge::image::tag_content(registry, findings, &packed, &tag).await;
+                let _ = crate::edge::image::tag_new_content(registry, findings, &packed, &tag).await;
             }
         }
         if let Some(f) = &file {
