@@ -323,6 +323,73 @@ async fn a_workers_builds_of_the_same_inputs_into_one_repository_take_its_image(
     fourth.image();
 }
 
+/// #24: a deployment of its service's unchanged inputs (what the service's record keeps of the
+/// build that made its current image) takes that image before fetching anything, and reports
+/// what that build reported. A new commit on the branch, or a runtime image that names another
+/// digest now, is not that: the ordinary build runs.
+#[tokio::test]
+async fn a_redeploy_of_unchanged_inputs_fetches_nothing_until_an_input_changes() {
+    use apprunner_build::core::image_ref::ImageRef;
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let dir = app(&[
+        ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built\nrun:\n  command: python3 -m http.server 8080\n  network:\n    port: 8080\n  env:\n    - name: GREETING\n      value: hello\n"),
+        ("marker.txt", &marker),
+    ]);
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "one"]);
+    let url = format!("file://{}", dir.path().display());
+    let repository = format!("127.0.0.1:5000/apprunner-tests/redeploy-{marker}");
+    // A deployment as the worker makes one: a tag of its own, the record's image and build.
+    let deploy = |current: Option<&Built>| {
+        let mut req = request(&url, "/", None, Some("main"));
+        req.target = ImageRef::parse(&format!("{repository}:{}", req.operation_id)).unwrap();
+        if let Some(built) = current {
+            req.current_image = Some(ImageRef::parse(built.image()).unwrap());
+            req.prior.clone_from(&built.result.as_ref().unwrap().prior);
+        }
+        req
+    };
+    let first = build_with(&settings(), deploy(None)).await;
+    let first_result = first.result.as_ref().unwrap();
+    assert!(first_result.prior.is_some(), "the build says what a record keeps of it");
+
+    let again = build_with(&settings(), deploy(Some(&first))).await;
+    let unchanged = format!("The service's current image {} was built from these exact inputs", first.image());
+    assert!(again.has_line(&unchanged) && again.has_line("nothing was fetched or solved"), "{:#?}", again.log);
+    assert!(!again.has_line("Pulling source code"), "{:#?}", again.log);
+    let (a, b) = (first_result, again.result.as_ref().unwrap());
+    assert_eq!((&a.runtime, &a.runtime_version, a.build_process), (&b.runtime, &b.runtime_version, b.build_process));
+    assert_eq!((&a.commit, &a.start_command, a.port, &a.run_env), (&b.commit, &b.start_command, b.port, &b.run_env));
+    assert_eq!(a.prior, b.prior, "its record keeps the same build");
+    let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
+    let mut indexes = Vec::new();
+    for built in [&first, &again] {
+        let r = ImageRef::parse(built.image()).unwrap();
+        indexes.push(registry.manifest_of(&r).await.unwrap().unwrap().index().unwrap().manifests);
+    }
+    assert_eq!(indexes[0], indexes[1], "the same image, provenance and SBOM under the new index");
+    assert_ne!(first.image(), again.image(), "a new index for the new deployment");
+    assert_eq!(in_image(again.image(), "echo $GREETING"), "hello");
+
+    // A runtime image whose tag names another digest now: fetched and planned; BuildKit would
+    // pull the new image, so what is taken (if anything) is decided by the build key.
+    let mut moved = deploy(Some(&first));
+    let prior = moved.prior.as_mut().unwrap();
+    let tag = prior.runtime_images.keys().next().unwrap().clone();
+    prior.runtime_images.insert(tag, format!("sha256:{}", "0".repeat(64)));
+    let runtime_moved = build_with(&settings(), moved).await;
+    assert!(runtime_moved.has_line("Pulling source code"), "{:#?}", runtime_moved.log);
+    assert!(!runtime_moved.has_line("nothing was fetched or solved"), "{:#?}", runtime_moved.log);
+
+    // A new commit on the branch: built.
+    std::fs::write(dir.path().join("marker.txt"), format!("{marker} v2")).unwrap();
+    git(dir.path(), &["commit", "-q", "-am", "two"]);
+    let next = build_with(&settings(), deploy(Some(&first))).await;
+    assert!(next.has_line("Pulling source code") && next.has_line("[build] build command 1/1"), "{:#?}", next.log);
+    assert_ne!(next.result.as_ref().unwrap().commit, first_result.commit);
+}
+
 /// The layer digests of an image (its platform's manifest, when it is an index).
 async fn layers(image: &str) -> Vec<String> {
     use apprunner_build::edge::registry::Registry;

@@ -273,16 +273,17 @@ async fn submit_wait_streams_the_log_and_returns_the_outcome() {
     assert!(image.contains("@sha256:"), "{stdout}");
 
     // The same inputs deployed again (a new operation, so a new tag): the service's current
-    // image is taken again under a new index, nothing solved.
+    // image is taken again under a new index, nothing fetched or solved (its record says what
+    // it was built from; the commit is asked of the repository).
     let out = Command::new(BIN)
         .args(["submit", dir.path().to_str().unwrap(), "--queue-prefix", &prefix, "--wait", "--no-timestamps"])
         .output()
         .unwrap();
     let again = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{again}\n{}", String::from_utf8_lossy(&out.stderr));
-    let current = format!("The service's current image {image} holds the image of these exact inputs");
-    assert!(again.contains(&current) && again.contains("nothing was solved"), "{again}");
-    assert!(!again.contains("[Build] hello from the build"), "{again}");
+    let current = format!("The service's current image {image} was built from these exact inputs");
+    assert!(again.contains(&current) && again.contains("nothing was fetched or solved"), "{again}");
+    assert!(!again.contains("[Build] hello from the build") && !again.contains("Pulling source code"), "{again}");
     let redeployed = again.trim_end().lines().last().unwrap();
     assert_eq!(redeployed.split_once('@').unwrap().0, image.split_once('@').unwrap().0, "{again}");
 

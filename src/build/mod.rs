@@ -10,6 +10,7 @@ mod recent;
 mod settings;
 mod solve;
 mod turns;
+mod unchanged;
 mod verify;
 
 pub use narration::{Narration, ReusedFrom};
@@ -29,7 +30,6 @@ use crate::error::BuildError;
 use crate::log::DeploymentLog;
 use image_reuse::{build_key_of, keyed_exporter, reuse_image};
 use solve::SolveSession;
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Which attempt of a deployment a build is: the first of one, for a build run once.
@@ -100,7 +100,7 @@ pub async fn rebase(
     let registry = settings.registry_client();
     let say = Narration(log);
     say.rebasing(&from.to_string(), to_version);
-    let deployment = BTreeMap::from([(crate::core::labels::OPERATION_ID.to_string(), operation_id.to_string())]);
+    let deployment = crate::core::plan::deployment_annotations(operation_id);
     let catalog = RuntimeCatalog::builtin();
     let images = stand_in::RuntimeImages { host: &settings.registry, builder: settings.stand_ins.as_ref(), log };
     let rebasing = crate::edge::rebase::rebase(&registry, images, catalog, from, to_version, target, &deployment);
@@ -130,6 +130,16 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
             target.name()
         )));
     }
+    let reusing = settings.image_reuse && !settings.no_cache;
+    if reusing {
+        if let Some((mut redeployed, digest)) = Box::pin(unchanged::redeploy(settings, &registry, req, log)).await? {
+            // The image it takes was sealed under the same settings (they are in the
+            // fingerprint): its SBOM is there; a signature is of an index, so this one is signed.
+            let digest = sign(settings, &registry, target, digest, log).await?;
+            redeployed.image = target.with_digest(&digest);
+            return Ok(redeployed);
+        }
+    }
     let preparing = Instant::now();
     let prepared = prepare(settings, req, ImageLookup::Required(&registry), log).await?;
     let plan = &prepared.plan;
@@ -137,8 +147,8 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
     say.planned(plan);
 
     let exporter = keyed_exporter(settings, target, &prepared);
-    let reusing = settings.image_reuse && !settings.no_cache;
     let key = build_key_of(&exporter.attributes).map(str::to_string);
+    let prior = unchanged::prior_build(settings, req, &prepared, key.as_deref());
     // An image this worker pushed with the same key, by digest (`recent`).
     let recent = || key.as_deref().and_then(|key| settings.recent_images.get(key));
     if reusing {
@@ -162,7 +172,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
                 solve: 0.0,
                 export: seconds,
             };
-            return reused(settings, &registry, &prepared, target, key.as_deref(), digest, phases, log).await;
+            return reused(settings, &registry, &prepared, target, key.as_deref(), digest, phases, prior, log).await;
         }
     }
 
@@ -194,7 +204,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
             let export = looking.elapsed().as_secs_f64();
             let solve = (solving.elapsed().as_secs_f64() - export).max(0.0);
             let phases = PhaseTimings { fetch: prepared.fetch_seconds, plan: plan_seconds, solve, export };
-            return reused(settings, &registry, &prepared, target, key.as_deref(), digest, phases, log).await;
+            return reused(settings, &registry, &prepared, target, key.as_deref(), digest, phases, prior, log).await;
         }
     }
     say.building();
@@ -216,7 +226,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         solve: (solve_seconds - solved.export_seconds).max(0.0),
         export: solved.export_seconds,
     };
-    Ok(result(&prepared, target.with_digest(&digest), solved.timings, src.uploaded, phases))
+    Ok(result(&prepared, target.with_digest(&digest), solved.timings, src.uploaded, phases, prior))
 }
 
 /// The end of a build that took an existing image (`reuse_image` wrote its index at `digest`).
@@ -230,11 +240,12 @@ async fn reused(
     key: Option<&str>,
     digest: String,
     phases: PhaseTimings,
+    prior: Option<crate::core::redeploy::PriorBuild>,
     log: &DeploymentLog,
 ) -> Result<BuildResult, BuildError> {
     let digest = seal(settings, registry, target, digest, log).await?;
     remember(settings, key, target, &digest);
-    Ok(result(prepared, target.with_digest(&digest), Vec::new(), false, phases))
+    Ok(result(prepared, target.with_digest(&digest), Vec::new(), false, phases, prior))
 }
 
 /// Keeps the image just written at `target` (`digest`) as this worker's latest of its build key.
@@ -267,14 +278,26 @@ async fn seal(
         digest
     };
     let sbom_seconds = started.elapsed().as_secs_f64();
-    if let Some(signer) = &settings.signer {
-        let tag = signer.sign_image(registry, &target.repo(), &digest).await?;
-        Narration(log).signed(&signer.fingerprint, &tag);
-    }
+    let digest = sign(settings, registry, target, digest, log).await?;
     tracing::debug!(
         "sealed {target}: SBOM {sbom_seconds:.3}s, signature {:.3}s",
         started.elapsed().as_secs_f64() - sbom_seconds
     );
+    Ok(digest)
+}
+
+/// The signature part of `seal`, for an index whose SBOM is known to be there.
+async fn sign(
+    settings: &Settings,
+    registry: &crate::edge::registry::Registry,
+    target: &ImageRef,
+    digest: String,
+    log: &DeploymentLog,
+) -> Result<String, BuildError> {
+    if let Some(signer) = &settings.signer {
+        let tag = signer.sign_image(registry, &target.repo(), &digest).await?;
+        Narration(log).signed(&signer.fingerprint, &tag);
+    }
     Ok(digest)
 }
 
@@ -285,6 +308,7 @@ fn result(
     stages: Vec<StageTiming>,
     source_uploaded: bool,
     phases: PhaseTimings,
+    prior: Option<crate::core::redeploy::PriorBuild>,
 ) -> BuildResult {
     let (plan, cfg) = (&prepared.plan, &prepared.config);
     BuildResult {
@@ -301,5 +325,6 @@ fn result(
         warnings: plan.warnings.clone(),
         source_uploaded,
         phases,
+        prior,
     }
 }

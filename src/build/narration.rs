@@ -187,6 +187,16 @@ impl Narration<'_> {
         self.built();
     }
 
+    /// A redeploy of the service's unchanged inputs (`unchanged`), taken before any fetch.
+    pub fn redeployed(self, holder: &str, target: &str, commit: &str, key: &str, built_by: Option<&str>) {
+        self.building();
+        let built_by = built_by.unwrap_or("unknown");
+        self.say(format!(
+            "The service's current image {holder} was built from these exact inputs (commit {commit}, build key {key}, built by deployment {built_by}): reused under a new index at {target}; nothing was fetched or solved."
+        ));
+        self.built();
+    }
+
     pub fn steps_from_caches(self, cached: usize, all: usize, from: &str) {
         self.say(format!("{cached} of {all} steps came from {from}."));
     }

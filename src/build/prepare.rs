@@ -35,6 +35,9 @@ pub struct Prepared {
     /// with no package caches would give it. Builds of other services (whose caches are their
     /// own) with this key make the same image (`turns`).
     pub(super) content_key: String,
+    /// The runtime images as named (`registry/repo:tag`) and the digest each named, for the
+    /// service's record (`unchanged`).
+    pub(super) runtime_images: BTreeMap<String, String>,
 }
 
 /// Reads the configuration the request names (A21: a REPOSITORY build needs apprunner.yaml in
@@ -91,11 +94,7 @@ pub(super) async fn runtime_images(
     log: &DeploymentLog,
 ) -> Result<(ImageFacts, ImageFacts, Vec<String>), BuildError> {
     let host = settings.registry.as_str();
-    let pinned = |image: &str| -> Result<ImageRef, BuildError> {
-        let mut r = ImageRef::parse(&format!("{host}/{image}"))?;
-        r.digest = settings.runtime_pins.get(&r.to_string()).cloned();
-        Ok(r)
-    };
+    let pinned = |image: &str| runtime_ref(settings, &format!("{host}/{image}"));
     let (build_ref, run_ref) = (pinned(&rt.build_image)?, pinned(&rt.run_image)?);
     let registry = match images {
         ImageLookup::Offline => return Ok((unpinned(&build_ref), unpinned(&run_ref), Vec::new())),
@@ -134,6 +133,14 @@ pub(super) async fn runtime_images(
         (None, _) => Err(missing("build image", &build_ref).into()),
         (_, None) => Err(missing("run image", &run_ref).into()),
     }
+}
+
+/// A runtime image (`registry/repo:tag`) as a build asks for it: by the digest the settings pin
+/// it to, if they do (`verify`), else by its tag.
+pub(super) fn runtime_ref(settings: &Settings, reference: &str) -> Result<ImageRef, BuildError> {
+    let mut r = ImageRef::parse(reference)?;
+    r.digest = settings.runtime_pins.get(&r.to_string()).cloned();
+    Ok(r)
 }
 
 pub(super) fn unpinned(r: &ImageRef) -> ImageFacts {
@@ -183,6 +190,8 @@ pub async fn prepare(
 
     let host = settings.registry.as_str();
     let (build_image, run_image, missing) = runtime_images(settings, images, &resolved, log).await?;
+    let resolved_images =
+        [&build_image, &run_image].into_iter().filter_map(|f| Some((f.reference.clone(), f.digest.clone()?))).collect();
     let source_layer = tokio::task::spawn_blocking({
         let dir = dir.clone();
         let limits = settings.pack_limits;
@@ -190,14 +199,7 @@ pub async fn prepare(
     })
     .await
     .map_err(|e| BuildError::internal(format!("packing task: {e}")))??;
-    let ca_layer = match &settings.ca_bundle {
-        Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| BuildError::internal(format!("CA bundle {}: {e}", path.display())))?;
-            Some(ca_layer(pem)?)
-        }
-        None => None,
-    };
+    let ca_layer = ca_bundle_layer(settings)?;
     let input = PlanInput {
         runtime: resolved,
         build_image,
@@ -235,7 +237,24 @@ pub async fn prepare(
         let unscoped = plan::plan(&cfg, &PlanInput { cache_scope: String::new(), ..input });
         crate::core::digest::sha256_digest(&llb::from_plan(&unscoped).image.bytes)
     };
-    Ok(Prepared { checkout, config: cfg, plan, solves, source_layer, ca_layer, fetch_seconds, content_key })
+    Ok(Prepared {
+        checkout,
+        config: cfg,
+        plan,
+        solves,
+        source_layer,
+        ca_layer,
+        fetch_seconds,
+        content_key,
+        runtime_images: resolved_images,
+    })
+}
+
+/// The CA bundle the settings name, packed as the layer every step mounts; None without one.
+pub(super) fn ca_bundle_layer(settings: &Settings) -> Result<Option<Layer>, BuildError> {
+    let Some(path) = &settings.ca_bundle else { return Ok(None) };
+    let pem = std::fs::read(path).map_err(|e| BuildError::internal(format!("CA bundle {}: {e}", path.display())))?;
+    Ok(Some(ca_layer(pem)?))
 }
 
 /// The CA bundle `pem` packed as a layer. The bundle is the same for every build of a process,

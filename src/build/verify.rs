@@ -155,5 +155,6 @@ fn request_from(
         operation_id: request::new_operation_id(),
         trigger: "SERVICE_DEPLOY".into(),
         current_image: None,
+        prior: None,
     })
 }

@@ -190,6 +190,7 @@ impl What {
             operation_id,
             trigger: "SERVICE_DEPLOY".into(),
             current_image: None,
+            prior: None,
         })
     }
 }
@@ -396,7 +397,7 @@ pub async fn main() -> ExitCode {
         },
         Command::RebuildFailed(args) => (rebuild_failed(args).await, 2),
         Command::Rebase(args) => (rebase(args).await, 2),
-        Command::Verify(args) => match verify(args).await {
+        Command::Verify(args) => match Box::pin(verify(args)).await {
             Ok(code) => return code,
             Err(e) => (Err(e), 2),
         },

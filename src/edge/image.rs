@@ -5,6 +5,7 @@ use super::registry::{Registry, RegistryError, DOCKER_CONFIG, DOCKER_LAYER_GZIP,
 use super::source::Layer;
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::{ImageRef, Repo};
+use crate::core::media_types::{OCI_EMPTY, OCI_MANIFEST};
 use crate::core::oci::{self, ContainerConfig, Descriptor, ImageConfig, ImageManifest, RootFs};
 use crate::core::plan::ImageFacts;
 use crate::error::{Classified, ErrorClass};
@@ -83,21 +84,51 @@ pub async fn push_content(registry: &Registry, at: &Repo, layer: &Layer) -> Resu
     Ok(ContentImage { pinned, uploaded: true, bytes })
 }
 
-/// Pushes `layer` as an image to `at` under `tag` only (a marker); returns its digest.
-///
-/// The manifest goes first: a registry that has the blobs (every marker after a repository's
-/// first: they have the same bytes) takes it in one request. One that lacks them refuses it
-/// (`MANIFEST_BLOB_UNKNOWN`, HTTP 400, in distribution and the OCI spec); then the blobs go up and
-/// the manifest again, and a refusal for any other reason is what that second try says.
+/// Pushes `layer` as an image to `at` under `tag` only (a marker); returns its digest. One
+/// request once the registry has its blobs (every marker after a repository's first: they have
+/// the same bytes); see `put_manifest_first`.
 pub async fn tag_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<String> {
     let (config, manifest) = content_manifest(layer);
-    match registry.put_manifest(at, tag, &manifest, DOCKER_MANIFEST).await {
+    put_manifest_first(registry, at, tag, &manifest, DOCKER_MANIFEST, &[&layer.gzip, &config]).await
+}
+
+/// Writes at `at:tag` a manifest that is all annotations: an OCI artifact of `artifact_type`
+/// with the empty config and no layers (a service's record), read back in one request. Its
+/// only blob is the same for every such manifest, so a write is one request too.
+pub async fn tag_annotations(
+    registry: &Registry,
+    at: &Repo,
+    tag: &str,
+    artifact_type: &str,
+    annotations: BTreeMap<String, String>,
+) -> Result<String> {
+    const EMPTY: &[u8] = b"{}";
+    let mut manifest = ImageManifest::new(OCI_MANIFEST, Descriptor::of(OCI_EMPTY, EMPTY), Vec::new());
+    manifest.annotations = Some(annotations);
+    manifest.other.insert("artifactType".into(), artifact_type.into());
+    put_manifest_first(registry, at, tag, &oci::to_bytes(&manifest), OCI_MANIFEST, &[EMPTY]).await
+}
+
+/// Writes `manifest` at `at:tag`, its `blobs` only if the registry lacks them: the manifest
+/// goes first, and a registry without the blobs refuses it (`MANIFEST_BLOB_UNKNOWN`, HTTP 400,
+/// in distribution and the OCI spec); then the blobs go up and the manifest again, and a refusal
+/// for any other reason is what that second try says.
+async fn put_manifest_first(
+    registry: &Registry,
+    at: &Repo,
+    tag: &str,
+    manifest: &[u8],
+    media_type: &str,
+    blobs: &[&[u8]],
+) -> Result<String> {
+    match registry.put_manifest(at, tag, manifest, media_type).await {
         Err(RegistryError::Status { status, .. }) if status.is_client_error() => {}
         written => return Ok(written?),
     }
-    registry.put_blob(at, &layer.gzip).await?;
-    registry.put_blob(at, &config).await?;
-    Ok(registry.put_manifest(at, tag, &manifest, DOCKER_MANIFEST).await?)
+    for blob in blobs {
+        registry.put_blob(at, blob).await?;
+    }
+    Ok(registry.put_manifest(at, tag, manifest, media_type).await?)
 }
 
 /// As `tag_content`, for a layer whose bytes are new (a record naming its time, a layer's

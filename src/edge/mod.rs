@@ -2,6 +2,7 @@
 //! source directory), the registry, images at the registry, `BuildKit`, and the stand-in runtime
 //! images' recipes.
 
+pub mod build_id;
 pub mod buildkit;
 pub mod image;
 pub mod layers;

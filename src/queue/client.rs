@@ -26,14 +26,20 @@ pub async fn submit(
 ) -> Result<Option<JobEvent>, QueueError> {
     let Some((print, wait)) = follow else {
         let (conn, _) = open(brokers, "apprunner-build-submit", topology).await?;
-        publish(brokers, topology, std::slice::from_ref(job), lane).await?;
-        let _ = conn.close(200, "submitted".into()).await;
+        publish(
+            Publisher::on(brokers, "apprunner-build-submit", conn).await?,
+            topology,
+            std::slice::from_ref(job),
+            lane,
+        )
+        .await?;
         return Ok(None);
     };
     // Subscribed before publishing, so not one line is missed.
     let interest = Interest::Operation(&job.operation_id);
     let mut heard = Subscription::open(brokers, topology, "apprunner-build-submit", interest).await?;
-    publish(brokers, topology, std::slice::from_ref(job), lane).await?;
+    let publisher = Publisher::new(brokers, "apprunner-build-submit-publisher");
+    publish(publisher, topology, std::slice::from_ref(job), lane).await?;
     let deadline = tokio::time::Instant::now() + wait;
     let outcome = loop {
         let Ok(next) = tokio::time::timeout_at(deadline, heard.next()).await else {
@@ -56,9 +62,8 @@ pub async fn submit(
     outcome
 }
 
-/// Publishes each job and its QUEUED event, confirmed, on a publisher of its own.
-async fn publish(brokers: &Brokers, topology: &Topology, jobs: &[BuildJob], lane: Lane) -> Result<(), QueueError> {
-    let publisher = Publisher::new(brokers, "apprunner-build-submit-publisher");
+/// Publishes each job and its QUEUED event, confirmed, with `publisher`, which it closes.
+async fn publish(publisher: Publisher, topology: &Topology, jobs: &[BuildJob], lane: Lane) -> Result<(), QueueError> {
     let published = async {
         for job in jobs {
             publish_job(&publisher, topology, job, lane).await?;
@@ -70,7 +75,7 @@ async fn publish(brokers: &Brokers, topology: &Topology, jobs: &[BuildJob], lane
     published
 }
 
-/// A connection named `name` and a channel on it, the topology declared.
+/// A connection named `name` and a channel on it, the topology there (`Topology::ensure`).
 async fn open(
     brokers: &Brokers,
     name: &str,
@@ -80,7 +85,7 @@ async fn open(
         .connect(name)
         .await
         .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
-    let (ch, _) = topology.declare(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
+    let ch = topology.ensure(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
     Ok((conn, ch))
 }
 
@@ -110,15 +115,14 @@ pub async fn submit_all(
 ) -> Result<Vec<JobEvent>, QueueError> {
     let Some((wait, each)) = wait else {
         let (conn, _) = open(brokers, "apprunner-build-roll-out", topology).await?;
-        publish(brokers, topology, jobs, Lane::Batch).await?;
-        let _ = conn.close(200, "submitted".into()).await;
+        publish(Publisher::on(brokers, "apprunner-build-roll-out", conn).await?, topology, jobs, Lane::Batch).await?;
         return Ok(Vec::new());
     };
     // Subscribed before publishing, so no outcome is missed.
     let operations: Vec<String> = jobs.iter().map(|j| j.operation_id.clone()).collect();
     let interest = Interest::OutcomesOf(&operations);
     let mut heard = Subscription::open(brokers, topology, "apprunner-build-roll-out", interest).await?;
-    publish(brokers, topology, jobs, Lane::Batch).await?;
+    publish(Publisher::new(brokers, "apprunner-build-roll-out-publisher"), topology, jobs, Lane::Batch).await?;
     let mut events: Vec<JobEvent> = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     while events.len() < jobs.len() {

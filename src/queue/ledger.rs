@@ -7,6 +7,7 @@
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::labels;
+use crate::core::redeploy::PriorBuild;
 use crate::edge::image;
 use crate::edge::registry::Registry;
 use crate::edge::source::pack_file;
@@ -121,6 +122,7 @@ impl<'r> Ledger<'r> {
         job: &BuildJob,
         image: &str,
         current: Option<&ServiceRecord>,
+        build: Option<&PriorBuild>,
     ) -> Result<(), QueueError> {
         if let Some(ours) = job.submitted() {
             if let Some(current) = current.filter(|c| c.job.submitted().is_some_and(|theirs| theirs > ours)) {
@@ -135,15 +137,20 @@ impl<'r> Ledger<'r> {
         }
         let mut kept = job.without_credentials();
         kept.rollout = None;
-        let record =
-            ServiceRecord { service: job.service.name.clone(), image: image.to_string(), job: kept, at: now_rfc3339() };
-        let json = serde_json::to_vec_pretty(&record)
+        let record = ServiceRecord {
+            service: job.service.name.clone(),
+            image: image.to_string(),
+            job: kept,
+            at: now_rfc3339(),
+            build: build.cloned(),
+        };
+        let json = serde_json::to_string(&record)
             .map_err(|e| QueueError::Encode { what: "the service record", detail: e.to_string() })?;
         let failed = |e: String| QueueError::Record(format!("service record of {}: {e}", record.service));
-        let layer = pack_file("service.json", &json, 0o644).map_err(|e| failed(e.to_string()))?;
         let tag = service_tag(&record.service);
-        // The record names its time: its blobs are new.
-        image::tag_new_content(self.registry, &self.records(), &layer, &tag)
+        // All in the manifest's annotations: one request to write, one to read.
+        let annotations = BTreeMap::from([(RECORD_ANNOTATION.to_string(), json)]);
+        image::tag_annotations(self.registry, &self.records(), &tag, RECORD_ARTIFACT, annotations)
             .await
             .map(drop)
             .map_err(|e| failed(e.to_string()))
@@ -172,18 +179,37 @@ impl<'r> Ledger<'r> {
         self.read_record(&service_tag(service)).await.ok().flatten()
     }
 
-    /// The record at `tag`, if there is one.
+    /// The record at `tag`, if there is one: in its manifest's annotations, or, as workers
+    /// before those wrote it, in the file of its one layer.
     async fn read_record(&self, tag: &str) -> Result<Option<ServiceRecord>, QueueError> {
         let unreadable = |e: String| QueueError::Record(format!("service record {tag}: {e}"));
-        let bytes = image::content_file(self.registry, &self.records(), tag, MAX_RECORD_BYTES)
-            .await
-            .map_err(|e| unreadable(e.to_string()))?;
+        let records = self.records();
+        let Some(manifest) = self.registry.manifest(&records, tag).await.map_err(|e| unreadable(e.to_string()))? else {
+            return Ok(None);
+        };
+        let manifest = manifest.image().map_err(|e| unreadable(e.to_string()))?;
+        let bytes = match manifest.annotations.as_ref().and_then(|a| a.get(RECORD_ANNOTATION)) {
+            Some(json) if json.len() as u64 <= MAX_RECORD_BYTES => Some(json.as_bytes().to_vec()),
+            Some(_) => return Err(unreadable(format!("larger than {MAX_RECORD_BYTES} bytes"))),
+            None => match manifest.layers.first() {
+                Some(layer) => {
+                    let gzip =
+                        self.registry.blob(&records, &layer.digest).await.map_err(|e| unreadable(e.to_string()))?;
+                    crate::edge::source::unpack_file(&gzip, MAX_RECORD_BYTES)
+                }
+                None => None,
+            },
+        };
         bytes.map(|b| serde_json::from_slice::<ServiceRecord>(&b).map_err(|e| unreadable(e.to_string()))).transpose()
     }
 }
 
 /// Where each service's record lives: one tag per service.
 pub const SERVICES_REPOSITORY: &str = "apprunner-build/services";
+/// The annotation of a record's manifest that holds the record (JSON).
+const RECORD_ANNOTATION: &str = "dev.apprunner-build.service-record";
+/// What a record's manifest is, as an OCI artifact.
+const RECORD_ARTIFACT: &str = "application/vnd.apprunner-build.service-record.v1+json";
 const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
 /// A service's current image and the job that made it.
@@ -195,6 +221,11 @@ pub struct ServiceRecord {
     pub job: BuildJob,
     /// RFC 3339
     pub at: String,
+    /// What the build that made `image` took in and reported, by which a deployment of the same
+    /// inputs takes `image` before fetching anything; absent in records of a rebase, of an older
+    /// worker, or of a build whose inputs could not all be named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<PriorBuild>,
 }
 
 /// The service's name when it is a valid tag, else a digest of it.

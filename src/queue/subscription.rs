@@ -105,7 +105,7 @@ impl Subscription {
             .connect(name)
             .await
             .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
-        let (ch, _) = topology.declare(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
+        let ch = topology.ensure(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let queue = topology.declare_follower(conn.create_channel().await?, &id).await?;
         for (exchange, key) in interest.bindings(topology) {

@@ -90,6 +90,7 @@ pub fn request(
         operation_id,
         trigger: "SERVICE_CREATE".into(),
         current_image: None,
+        prior: None,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod rebase;
+pub mod redeploy;
 pub mod registry_error;
 pub mod request;
 pub mod reuse;

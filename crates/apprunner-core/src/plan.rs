@@ -4,8 +4,8 @@
 
 mod image;
 
+pub use image::{deployment_annotations, merge_env, FinalImage};
 use image::{final_image, pairs};
-pub use image::{merge_env, FinalImage};
 
 use crate::caches::{package_caches, PackageCache};
 use crate::catalog::{BuildProcess, ResolvedRuntime};

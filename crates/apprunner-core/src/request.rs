@@ -5,6 +5,7 @@ use crate::catalog::BuildProcess;
 use crate::config::{EnvVar, SecretRef};
 use crate::error::Invalid;
 use crate::image_ref::{repository_component, ImageRef};
+use crate::redeploy::PriorBuild;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -101,6 +102,9 @@ pub struct BuildRequest {
     /// one is known: taken again, as the image at the target tag is, when its build key is this
     /// build's. The queue's deployments name it from the service record (their tag is new).
     pub current_image: Option<ImageRef>,
+    /// What the service's record keeps of the build that made `current_image`: a deployment
+    /// of the same known inputs takes that image without fetching anything (`redeploy`).
+    pub prior: Option<PriorBuild>,
 }
 
 /// The repository images go to when nobody names one.
@@ -194,6 +198,11 @@ pub struct BuildResult {
     pub warnings: Vec<String>,
     pub source_uploaded: bool,
     pub phases: PhaseTimings,
+    /// What a service's record keeps of this build, so that a deployment of the same known
+    /// inputs is recognised before it fetches anything (`redeploy`); None when that cannot be
+    /// said (a local directory, a branch not found, a builder of unknown build id).
+    #[serde(skip)]
+    pub prior: Option<PriorBuild>,
 }
 
 /// Where a build's time went, in seconds: fetching the source; reading the configuration,

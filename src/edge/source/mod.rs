@@ -222,6 +222,27 @@ pub async fn fetch(location: &SourceLocation, revision: &Revision, store: Option
     }
 }
 
+/// The commit `revision` names at `location` now, asked of the remote without fetching (one
+/// `git ls-remote` at most): a full hash given is itself, a branch its head, the default branch
+/// the remote's HEAD. None for a local directory, a short hash, a tag, or any failure: the
+/// fetch that follows says what was wrong.
+pub async fn remote_commit(location: &SourceLocation, revision: &Revision, store: Option<&Path>) -> Option<String> {
+    let SourceLocation::Git(url) = location else { return None };
+    let wanted = match revision {
+        Revision::Commit(c) => return crate::core::redeploy::is_full_commit(c).then(|| c.to_ascii_lowercase()),
+        Revision::Branch(b) => format!("refs/heads/{b}"),
+        Revision::DefaultBranch => "HEAD".to_string(),
+        Revision::WorkingTree => return None,
+    };
+    let (url, userinfo) = crate::core::shown::split_userinfo(url);
+    let auth = GitAuth { userinfo, store: store.map(Path::to_path_buf) };
+    let out = git_with(&auth, &["ls-remote", "--", &url, &wanted], None).await.ok()?;
+    out.lines().find_map(|line| {
+        let (commit, name) = line.split_once('\t')?;
+        (name == wanted && crate::core::redeploy::is_full_commit(commit)).then(|| commit.to_string())
+    })
+}
+
 async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkout> {
     let dir = new_clone()?;
     let root = dir.dir.path().to_path_buf();

@@ -27,7 +27,7 @@ pub async fn read(brokers: &Brokers, topology: &Topology) -> Result<Vec<JobEvent
         .await
         .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
     let read = async {
-        let (ch, _) = topology.declare(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
+        let ch = topology.ensure(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
         ch.basic_qos(1000, BasicQosOptions::default()).await?;
         let mut args = FieldTable::default();
         args.insert("x-stream-offset".into(), AMQPValue::LongString("first".into()));

@@ -159,6 +159,22 @@ impl Topology {
         Ok((ch, vec![jobs, batch, failed]))
     }
 
+    /// As `declare`, for a client: a connection that finds the topology there (the jobs queue
+    /// and the history stream, which a full declaration makes last) only looks, on one channel
+    /// it returns; otherwise it declares in full. A submission would else ask the broker a dozen
+    /// questions each time. Workers declare in full at start, so what a look trusts is kept.
+    pub async fn ensure(&self, conn: &Connection) -> lapin::Result<Channel> {
+        let ch = conn.create_channel().await?;
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        // A queue that is not there closes the channel: then the full declaration, on others.
+        if ch.queue_declare(self.jobs().into(), passive, FieldTable::default()).await.is_ok()
+            && ch.queue_declare(self.history().into(), passive, FieldTable::default()).await.is_ok()
+        {
+            return Ok(ch);
+        }
+        Ok(self.declare(conn).await?.0)
+    }
+
     /// Declares one quorum queue with this topology's member count, unless it exists: then it
     /// keeps the members it has (the broker refuses a declaration whose arguments differ, and
     /// `rabbitmq-queues grow`/`shrink` change the members of a queue that exists).

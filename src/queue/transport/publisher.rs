@@ -91,6 +91,18 @@ impl Publisher {
         Self { brokers: brokers.clone(), name: name.to_string(), state: Mutex::new(None) }
     }
 
+    /// A publisher that starts on `conn`, a connection its caller opened (a client's only one),
+    /// and connects anew as any publisher does if that one is lost.
+    pub async fn on(brokers: &Brokers, name: &str, conn: Connection) -> Result<Self, QueueError> {
+        let confirming = async {
+            let ch = conn.create_channel().await?;
+            ch.confirm_select(ConfirmSelectOptions::default()).await?;
+            lapin::Result::Ok(ch)
+        };
+        let ch = confirming.await.map_err(|e| QueueError::broker("opening a publishing channel", e))?;
+        Ok(Self { brokers: brokers.clone(), name: name.to_string(), state: Mutex::new(Some((conn, ch))) })
+    }
+
     /// The publishing channel (confirm mode), connected anew if the last one was lost.
     pub async fn channel(&self) -> lapin::Result<Channel> {
         let mut state = self.state.lock().await;

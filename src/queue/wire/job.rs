@@ -231,6 +231,7 @@ impl BuildJob {
             operation_id: self.operation_id.clone(),
             trigger: self.trigger.clone().unwrap_or_else(|| "SERVICE_DEPLOY".into()),
             current_image: None,
+            prior: None,
         })
     }
 

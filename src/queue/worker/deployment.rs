@@ -6,6 +6,7 @@ use super::{Shared, BUILDER_GRACE, DEFER};
 use crate::build::{self, Settings};
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
+use crate::core::redeploy::PriorBuild;
 use crate::core::request::BuildRequest;
 use crate::edge::rebase::RebaseOutcome;
 use crate::error::BuildError;
@@ -270,7 +271,7 @@ impl Deployment<'_> {
         // Its builder recorded the service before its event, unless it died first. A record
         // there may be a later deployment's: an old job redelivered must not replace it.
         if !ledger.has_record(&job.service.name).await {
-            record_service(ledger, job, &target.with_digest(&built.digest), None).await;
+            record_service(ledger, job, &target.with_digest(&built.digest), None, None).await;
         }
         publish_event(self.shared, &already_built(job, &target, &built).by(worker, None)).await?;
         ledger.mark_reported(&job.operation_id).await;
@@ -284,7 +285,8 @@ impl Deployment<'_> {
         let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
         let began = Instant::now();
         let this = build::Attempt { number: attempt, of: shared.cfg.retry.max_attempts };
-        let result = build(&shared.cfg.settings, job, self.current_image(record), &log, this).await;
+        let (current, prior) = self.current_build(record);
+        let result = build(&shared.cfg.settings, job, current, prior, &log, this).await;
         tracing::debug!("job {}: build returned after {:.1}s", job.job_id, began.elapsed().as_secs_f64());
         let action = shared.cfg.retry.decide(result, attempt);
         if let Action::Retry { delay, error, .. } = &action {
@@ -299,13 +301,14 @@ impl Deployment<'_> {
     }
 
     /// The service's current image from its record, which a build of the same inputs takes
-    /// again (the job's own tag is new). None when reuse is off.
-    fn current_image(&self, record: Option<&ServiceRecord>) -> Option<ImageRef> {
+    /// again (the job's own tag is new), and what the record says of the build that made it (a
+    /// redeploy of its inputs takes it before fetching). None when reuse is off.
+    fn current_build(&self, record: Option<&ServiceRecord>) -> (Option<ImageRef>, Option<PriorBuild>) {
         let settings = &self.shared.cfg.settings;
-        if !settings.image_reuse || settings.no_cache {
-            return None;
-        }
-        ImageRef::parse(&record?.image).ok()
+        let Some(record) = record.filter(|_| settings.image_reuse && !settings.no_cache) else { return (None, None) };
+        let Ok(image) = ImageRef::parse(&record.image) else { return (None, None) };
+        // A roll-out changes the runtime: never a redeploy of the same inputs.
+        (Some(image), record.build.clone().filter(|_| self.job.rollout.is_none()))
     }
 
     /// Publishes what the build came to: success (once), a retry, or a failure.
@@ -329,7 +332,11 @@ impl Deployment<'_> {
                     Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.clone()),
                 };
                 // Recorded before it is reported: whoever sees the success finds the record.
-                record_service(ledger, job, &image, record).await;
+                let prior = match &finished {
+                    Finished::Built(r) => r.prior.as_ref(),
+                    Finished::Rebased(_) => None,
+                };
+                record_service(ledger, job, &image, record, prior).await;
                 self.publish(event, Some(attempt)).await?;
                 ledger.mark_reported(&job.operation_id).await;
                 if let Finished::Built(result) = &finished {
@@ -407,15 +414,21 @@ async fn builder_reported(ledger: &Ledger<'_>, operation_id: &str) -> bool {
 
 /// Keeps the service's record (its current image and the job that made it) for roll-outs.
 /// Best effort: a roll-out without it does not see the service, which it says.
-pub(super) async fn record_service(ledger: &Ledger<'_>, job: &BuildJob, image: &str, current: Option<&ServiceRecord>) {
-    if let Err(e) = ledger.record_service(job, image, current).await {
+pub(super) async fn record_service(
+    ledger: &Ledger<'_>,
+    job: &BuildJob,
+    image: &str,
+    current: Option<&ServiceRecord>,
+    build: Option<&PriorBuild>,
+) {
+    if let Err(e) = ledger.record_service(job, image, current, build).await {
         tracing::warn!("job {}: could not record service {}'s image ({e})", job.job_id, job.service.name);
     }
 }
 
 /// What a job ended with: an image built, or (a roll-out) the service's image rebased.
 pub(super) enum Finished {
-    Built(crate::core::request::BuildResult),
+    Built(Box<crate::core::request::BuildResult>),
     Rebased(crate::edge::rebase::Rebased),
 }
 
@@ -425,6 +438,7 @@ pub(super) async fn build(
     settings: &Settings,
     job: &BuildJob,
     current_image: Option<ImageRef>,
+    prior: Option<PriorBuild>,
     log: &DeploymentLog,
     attempt: build::Attempt,
 ) -> Result<Finished, BuildError> {
@@ -448,8 +462,8 @@ pub(super) async fn build(
             RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
         }
     }
-    let request = BuildRequest { current_image, ..job.request()? };
-    build::run_attempt(&settings, &request, log, attempt).await.map(Finished::Built)
+    let request = BuildRequest { current_image, prior, ..job.request()? };
+    build::run_attempt(&settings, &request, log, attempt).await.map(|r| Finished::Built(Box::new(r)))
 }
 
 /// The SUCCEEDED event of an operation whose image is already at its target.

@@ -77,7 +77,7 @@ pub(super) fn final_image(cfg: &AppConfig, input: &PlanInput) -> FinalImage {
         source_date_epoch: input.source_date_epoch,
         base_diff_ids: input.run_image.diff_ids.clone(),
         base_history: input.run_image.history.clone(),
-        deployment: BTreeMap::from([(labels::OPERATION_ID.to_string(), input.operation_id.clone())]),
+        deployment: deployment_annotations(&input.operation_id),
     }
 }
 
@@ -121,4 +121,9 @@ pub(super) fn image_labels(
         };
     }
     image_labels
+}
+
+/// The index annotations true of one deployment only: its operation id.
+pub fn deployment_annotations(operation_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(labels::OPERATION_ID.to_string(), operation_id.to_string())])
 }
