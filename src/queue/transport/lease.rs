@@ -23,11 +23,17 @@ pub struct Lease {
     generation: u64,
 }
 
+/// The lease connection, its generation (a reconnect means every lease on it was lost), and the
+/// channel lease steps go on.
+type Link = (Connection, u64, Option<lapin::Channel>);
+
 pub struct Leases {
     brokers: Brokers,
     name: String,
     topology: Topology,
-    conn: AsyncMutex<Option<(Connection, u64)>>,
+    /// The lease connection, its generation, and the channel lease declarations and deletions
+    /// go on (kept: opening and closing a channel per step cost the broker as much as the steps).
+    conn: AsyncMutex<Option<Link>>,
     /// Operations this worker is building: its own connection could declare them again.
     mine: Mutex<HashSet<String>>,
 }
@@ -52,24 +58,35 @@ impl Leases {
         }
     }
 
-    /// A new channel on the lease connection (connected anew if it was lost), and the
-    /// connection's generation.
-    async fn channel(&self) -> Result<(lapin::Channel, u64), QueueError> {
-        let mut state = self.conn.lock().await;
-        if let Some((conn, generation)) = state.as_ref() {
+    /// The lease channel (connected anew if the connection was lost, opened anew if a refusal
+    /// closed it) and the connection's generation; called with the state locked, so lease steps
+    /// go one at a time: a refusal closes the channel, which must not fail another's step.
+    async fn channel(&self, state: &mut Option<Link>) -> Result<(lapin::Channel, u64), QueueError> {
+        if let Some((conn, generation, kept)) = state.as_mut() {
             if conn.status().connected() {
+                if let Some(ch) = kept.as_ref().filter(|ch| ch.status().connected()) {
+                    return Ok((ch.clone(), *generation));
+                }
                 // A connection whose node just went may not know it yet: then a new one.
                 if let Ok(ch) = conn.create_channel().await {
+                    *kept = Some(ch.clone());
                     return Ok((ch, *generation));
                 }
             }
         }
-        let generation = state.as_ref().map_or(1, |(_, g)| g + 1);
+        let generation = state.as_ref().map_or(1, |(_, g, _)| g + 1);
         let conn =
             self.brokers.connect(&self.name).await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
         let ch = conn.create_channel().await?;
-        *state = Some((conn, generation));
+        *state = Some((conn, generation, Some(ch.clone())));
         Ok((ch, generation))
+    }
+
+    /// Forgets the lease channel after a step on it failed (a refusal closes it).
+    fn drop_channel(state: &mut Option<Link>) {
+        if let Some((_, _, kept)) = state.as_mut() {
+            *kept = None;
+        }
     }
 
     /// Takes the lease of `operation_id`, unless a build of it runs anywhere.
@@ -87,19 +104,20 @@ impl Leases {
             return Err(NoLease::Held);
         }
         let taken = async {
-            // A refused declaration closes its channel, so each attempt has its own.
-            let (ch, generation) = self.channel().await.map_err(NoLease::Broker)?;
+            let mut state = self.conn.lock().await;
+            let (ch, generation) = self.channel(&mut state).await.map_err(NoLease::Broker)?;
             let options = QueueDeclareOptions { exclusive: true, auto_delete: false, ..Default::default() };
             match ch.queue_declare(queue.as_str().into(), options, FieldTable::default()).await {
-                Ok(_) => {
-                    let _ = ch.close(200, "leased".into()).await;
-                    Ok(Lease { queue: queue.clone(), generation })
+                Ok(_) => Ok(Lease { queue: queue.clone(), generation }),
+                Err(e) => {
+                    // A refused declaration closed the channel.
+                    Self::drop_channel(&mut state);
+                    match e.kind() {
+                        // RESOURCE_LOCKED: another connection holds it.
+                        lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 405 => Err(NoLease::Held),
+                        _ => Err(NoLease::Broker(e.into())),
+                    }
                 }
-                Err(e) => match e.kind() {
-                    // RESOURCE_LOCKED: another connection holds it.
-                    lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 405 => Err(NoLease::Held),
-                    _ => Err(NoLease::Broker(e.into())),
-                },
             }
         }
         .await;
@@ -112,22 +130,30 @@ impl Leases {
     /// Whether `lease` still holds: its connection is the one that took it, and alive.
     pub async fn holds(&self, lease: &Lease) -> bool {
         let state = self.conn.lock().await;
-        state.as_ref().is_some_and(|(conn, generation)| *generation == lease.generation && conn.status().connected())
+        Self::held_in(state.as_ref(), lease)
+    }
+
+    fn held_in(state: Option<&Link>, lease: &Lease) -> bool {
+        state.is_some_and(|(conn, generation, _)| *generation == lease.generation && conn.status().connected())
     }
 
     /// Gives the lease up (its queue goes; a lost connection took it already).
     pub async fn release(&self, lease: Lease) {
-        if self.holds(&lease).await {
-            if let Ok((ch, _)) = self.channel().await {
-                let _ = ch.queue_delete(lease.queue.as_str().into(), QueueDeleteOptions::default()).await;
-                let _ = ch.close(200, "released".into()).await;
+        let mut state = self.conn.lock().await;
+        if Self::held_in(state.as_ref(), &lease) {
+            if let Ok((ch, _)) = self.channel(&mut state).await {
+                let deleted = ch.queue_delete(lease.queue.as_str().into(), QueueDeleteOptions::default()).await;
+                if deleted.is_err() {
+                    Self::drop_channel(&mut state);
+                }
             }
         }
+        drop(state);
         self.mine.lock().unwrap_or_else(PoisonError::into_inner).remove(&lease.queue);
     }
 
     pub async fn close(&self) {
-        if let Some((conn, _)) = self.conn.lock().await.take() {
+        if let Some((conn, _, _)) = self.conn.lock().await.take() {
             let _ = conn.close(200, "bye".into()).await;
         }
     }
