@@ -243,8 +243,11 @@ async fn reused(
     prior: Option<crate::core::redeploy::PriorBuild>,
     log: &DeploymentLog,
 ) -> Result<BuildResult, BuildError> {
+    let sealing = Instant::now();
     let digest = seal(settings, registry, target, digest, log).await?;
     remember(settings, key, target, &digest);
+    // Sealing the image taken counts in its export.
+    let phases = PhaseTimings { export: phases.export + sealing.elapsed().as_secs_f64(), ..phases };
     Ok(result(prepared, target.with_digest(&digest), Vec::new(), false, phases, prior))
 }
 

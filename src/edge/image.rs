@@ -131,8 +131,8 @@ async fn put_manifest_first(
     Ok(registry.put_manifest(at, tag, manifest, media_type).await?)
 }
 
-/// As `tag_content`, for a layer whose bytes are new (a record naming its time, a layer's
-/// findings): its blobs are uploaded first, without asking whether the registry has them.
+/// As `tag_content`, for a layer whose bytes are new (a layer's findings): its blobs are
+/// uploaded first, without asking whether the registry has them.
 pub async fn tag_new_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<String> {
     let (config, manifest) = content_manifest(layer);
     registry.upload_blob(at, &layer.gzip).await?;

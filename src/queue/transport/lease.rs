@@ -31,8 +31,8 @@ pub struct Leases {
     brokers: Brokers,
     name: String,
     topology: Topology,
-    /// The lease connection, its generation, and the channel lease declarations and deletions
-    /// go on (kept: opening and closing a channel per step cost the broker as much as the steps).
+    /// Kept, channel included: a channel opened and closed per step cost the broker as much as
+    /// the steps.
     conn: AsyncMutex<Option<Link>>,
     /// Operations this worker is building: its own connection could declare them again.
     mine: Mutex<HashSet<String>>,
