@@ -62,12 +62,28 @@ pub(super) async fn reuse_image(
             continue;
         }
         asked.push(candidate);
-        let Ok(Some(existing)) = registry.manifest_of(candidate).await else { continue };
-        let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else { continue };
-        let digest = registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await?;
+        let Some((digest, built_by)) = take_image(registry, target, candidate, key, deployment).await? else {
+            continue;
+        };
         let holder = candidate.to_string();
-        Narration(log).reused(from, &holder, &target.to_string(), &key[..12], reused.built_by.as_deref());
+        Narration(log).reused(from, &holder, &target.to_string(), &key[..12], built_by.as_deref());
         return Ok(Some(digest));
     }
     Ok(None)
+}
+
+/// When `candidate` can be read and its index carries build `key`: writes an index for this
+/// deployment over its manifests at `target`; returns that index's digest and the deployment that
+/// built the image. None for a candidate gone, unreadable or of other inputs.
+pub(super) async fn take_image(
+    registry: &Registry,
+    target: &ImageRef,
+    candidate: &ImageRef,
+    key: &str,
+    deployment: &BTreeMap<String, String>,
+) -> Result<Option<(String, Option<String>)>, BuildError> {
+    let Ok(Some(existing)) = registry.manifest_of(candidate).await else { return Ok(None) };
+    let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else { return Ok(None) };
+    let digest = registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await?;
+    Ok(Some((digest, reused.built_by)))
 }

@@ -313,21 +313,6 @@ fn result(
     phases: PhaseTimings,
     prior: Option<crate::core::redeploy::PriorBuild>,
 ) -> BuildResult {
-    let (plan, cfg) = (&prepared.plan, &prepared.config);
-    BuildResult {
-        image,
-        runtime: plan.runtime.clone(),
-        runtime_version: plan.runtime_version.clone(),
-        build_process: plan.build_process,
-        commit: prepared.checkout.commit.clone(),
-        stages,
-        start_command: cfg.command.clone(),
-        port: cfg.port,
-        run_env: cfg.run_env.clone(),
-        secrets: cfg.secrets.clone(),
-        warnings: plan.warnings.clone(),
-        source_uploaded,
-        phases,
-        prior,
-    }
+    let reported = crate::core::redeploy::ReportedBuild::of(&prepared.plan, &prepared.config);
+    reported.result(image, prepared.checkout.commit.clone(), stages, source_uploaded, phases, prior)
 }

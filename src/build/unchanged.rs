@@ -3,14 +3,13 @@
 //! hash), the runtime tags resolved, and the service's current image taken under a new index.
 //! No clone, no plan, no `BuildKit`.
 
+use super::image_reuse::take_image;
 use super::narration::Narration;
 use super::prepare::{ca_bundle_layer, runtime_ref, Prepared};
 use super::settings::Settings;
-use crate::core::media_types::OCI_INDEX;
 use crate::core::plan::deployment_annotations;
 use crate::core::redeploy::{self, KnownInputs, PriorBuild, ReportedBuild};
 use crate::core::request::{BuildRequest, BuildResult, ConfigInput, PhaseTimings, SourceLocation};
-use crate::core::reuse;
 use crate::core::shown::redact_userinfo;
 use crate::edge::build_id::own_build_id;
 use crate::edge::registry::Registry;
@@ -98,21 +97,11 @@ pub(super) fn prior_build(
     }
     let ca = prepared.ca_layer.as_ref().map(|l| l.digest.clone());
     let inputs = known_inputs(settings, req, commit, ca)?;
-    let (cfg, plan) = (&prepared.config, &prepared.plan);
     Some(PriorBuild {
         fingerprint: redeploy::fingerprint(&inputs),
         build_key: build_key?.to_string(),
         runtime_images: prepared.runtime_images.clone(),
-        reported: ReportedBuild {
-            runtime: plan.runtime.clone(),
-            runtime_version: plan.runtime_version.clone(),
-            build_process: plan.build_process,
-            start_command: cfg.command.clone(),
-            port: cfg.port,
-            run_env: cfg.run_env.clone(),
-            secrets: cfg.secrets.clone(),
-            warnings: plan.warnings.clone(),
-        },
+        reported: ReportedBuild::of(&prepared.plan, &prepared.config),
     })
 }
 
@@ -148,34 +137,15 @@ pub(super) async fn redeploy(
     }
     let fetch = asking.elapsed().as_secs_f64();
     let taking = Instant::now();
-    let Ok(Some(existing)) = registry.manifest_of(current).await else { return Ok(None) };
     let deployment = deployment_annotations(&req.operation_id);
-    let Ok(reused) = reuse::reuse(&existing.bytes, &prior.build_key, &deployment) else { return Ok(None) };
     let target = &req.target;
-    let digest = registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await?;
-    Narration(log).redeployed(
-        &current.to_string(),
-        &target.to_string(),
-        &commit,
-        &prior.build_key[..12],
-        reused.built_by.as_deref(),
-    );
-    let r = &prior.reported;
-    let result = BuildResult {
-        image: target.with_digest(&digest),
-        runtime: r.runtime.clone(),
-        runtime_version: r.runtime_version.clone(),
-        build_process: r.build_process,
-        commit: Some(commit),
-        stages: Vec::new(),
-        start_command: r.start_command.clone(),
-        port: r.port,
-        run_env: r.run_env.clone(),
-        secrets: r.secrets.clone(),
-        warnings: r.warnings.clone(),
-        source_uploaded: false,
-        phases: PhaseTimings { fetch, plan: 0.0, solve: 0.0, export: taking.elapsed().as_secs_f64() },
-        prior: Some(prior.clone()),
+    let Some((digest, built_by)) = take_image(registry, target, current, &prior.build_key, &deployment).await? else {
+        return Ok(None);
     };
+    let key = &prior.build_key[..12];
+    Narration(log).redeployed(&current.to_string(), &target.to_string(), &commit, key, built_by.as_deref());
+    let phases = PhaseTimings { fetch, plan: 0.0, solve: 0.0, export: taking.elapsed().as_secs_f64() };
+    let image = target.with_digest(&digest);
+    let result = prior.reported.clone().result(image, Some(commit), Vec::new(), false, phases, Some(prior.clone()));
     Ok(Some((result, digest)))
 }

@@ -12,7 +12,9 @@
 //! Pure: values in, a digest out.
 
 use crate::catalog::BuildProcess;
-use crate::config::{EnvVar, SecretRef};
+use crate::config::{AppConfig, EnvVar, SecretRef};
+use crate::plan::BuildPlan;
+use crate::request::{BuildResult, PhaseTimings, StageTiming};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -95,6 +97,51 @@ pub struct ReportedBuild {
     pub run_env: Vec<EnvVar>,
     pub secrets: Vec<SecretRef>,
     pub warnings: Vec<String>,
+}
+
+impl ReportedBuild {
+    /// What a build of `plan` from `config` reports.
+    pub fn of(plan: &BuildPlan, config: &AppConfig) -> Self {
+        ReportedBuild {
+            runtime: plan.runtime.clone(),
+            runtime_version: plan.runtime_version.clone(),
+            build_process: plan.build_process,
+            start_command: config.command.clone(),
+            port: config.port,
+            run_env: config.run_env.clone(),
+            secrets: config.secrets.clone(),
+            warnings: plan.warnings.clone(),
+        }
+    }
+
+    /// The result of a build that reported this and gave `image` (the one place a
+    /// `BuildResult` is put together: a build, an image taken again, a redeploy).
+    pub fn result(
+        self,
+        image: String,
+        commit: Option<String>,
+        stages: Vec<StageTiming>,
+        source_uploaded: bool,
+        phases: PhaseTimings,
+        prior: Option<PriorBuild>,
+    ) -> BuildResult {
+        BuildResult {
+            image,
+            runtime: self.runtime,
+            runtime_version: self.runtime_version,
+            build_process: self.build_process,
+            commit,
+            stages,
+            start_command: self.start_command,
+            port: self.port,
+            run_env: self.run_env,
+            secrets: self.secrets,
+            warnings: self.warnings,
+            source_uploaded,
+            phases,
+            prior,
+        }
+    }
 }
 
 /// Whether `commit` is a full commit hash (a short one may name another commit tomorrow).
