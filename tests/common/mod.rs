@@ -117,7 +117,14 @@ fn docker(args: &[&str]) -> String {
 
 /// Runs a shell command in the image (as its entrypoint would not), returning stdout.
 pub fn in_image(image: &str, script: &str) -> String {
-    docker(&["run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", image, "-c", script])
+    // Detached, its log read once it has exited: the attached output of a container that exits
+    // at once is sometimes lost (moby/moby#45689 and its kin; seen here as an empty answer).
+    let id = docker(&["run", "-d", "--network", "none", "--entrypoint", "/bin/sh", image, "-c", script]);
+    let status = docker(&["wait", &id]);
+    let out = docker(&["logs", &id]);
+    docker(&["rm", "-f", &id]);
+    assert_eq!(status, "0", "`{script}` in {image} exited with {status}: {out}");
+    out
 }
 
 /// A container of the image, started with its own command; removed when dropped.
