@@ -361,7 +361,11 @@ async fn a_redeploy_of_unchanged_inputs_fetches_nothing_until_an_input_changes()
     let (a, b) = (first_result, again.result.as_ref().unwrap());
     assert_eq!((&a.runtime, &a.runtime_version, a.build_process), (&b.runtime, &b.runtime_version, b.build_process));
     assert_eq!((&a.commit, &a.start_command, a.port, &a.run_env), (&b.commit, &b.start_command, b.port, &b.run_env));
-    assert_eq!(a.prior, b.prior, "its record keeps the same build");
+    let digest = |b: &Built| ImageRef::parse(b.image()).unwrap().digest.unwrap();
+    let without_index = |p: &Option<apprunner_build::core::redeploy::PriorBuild>| p.clone().map(|p| p.with_index(None));
+    assert_eq!(without_index(&a.prior), without_index(&b.prior), "its record keeps the same build");
+    assert!(a.prior.as_ref().unwrap().index_of(&digest(&first)).is_some(), "the record keeps the index's bytes");
+    assert!(b.prior.as_ref().unwrap().index_of(&digest(&again)).is_some(), "and a redeploy's, its own index's");
     let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
     let mut indexes = Vec::new();
     for built in [&first, &again] {
@@ -381,6 +385,15 @@ async fn a_redeploy_of_unchanged_inputs_fetches_nothing_until_an_input_changes()
     let runtime_moved = build_with(&settings(), moved).await;
     assert!(runtime_moved.has_line("Pulling source code"), "{:#?}", runtime_moved.log);
     assert!(!runtime_moved.has_line("nothing was fetched or solved"), "{:#?}", runtime_moved.log);
+
+    // The current image's manifests deleted since its record was written: the bytes the record
+    // keeps cannot be written again, so the redeploy is a miss and the build restores them.
+    let child = &indexes[1][0].digest;
+    let url = format!("http://127.0.0.1:5000/v2/apprunner-tests/redeploy-{marker}/manifests/{child}");
+    assert!(reqwest::Client::new().delete(&url).send().await.unwrap().status().is_success());
+    let restored = build_with(&settings(), deploy(Some(&again))).await;
+    assert!(restored.has_line("Pulling source code"), "{:#?}", restored.log);
+    assert_eq!(in_image(restored.image(), "echo $GREETING"), "hello");
 
     // A new commit on the branch: built.
     std::fs::write(dir.path().join("marker.txt"), format!("{marker} v2")).unwrap();

@@ -42,8 +42,8 @@ pub(super) fn build_key_of(attrs: &BTreeMap<String, String>) -> Option<&str> {
 /// When the first of `candidates` that can be read (the image at `target`, the service's current
 /// image, one this worker pushed with the same key) was built with the key in the exporter's
 /// `attrs`: writes an index for this deployment over the same manifests at `target` and returns
-/// its digest. A tag that is new, an image of other inputs, or one that cannot be read is a miss
-/// (None): the build goes on, and its push says whatever was wrong.
+/// its digest. A tag that is new, an image of other inputs, or one that cannot be read or
+/// written again is a miss (None): the build goes on, and its push says whatever was wrong.
 pub(super) async fn reuse_image(
     registry: &Registry,
     target: &ImageRef,
@@ -62,28 +62,52 @@ pub(super) async fn reuse_image(
             continue;
         }
         asked.push(candidate);
-        let Some((digest, built_by)) = take_image(registry, target, candidate, key, deployment).await? else {
+        let Some(taken) = take_image(registry, target, candidate, None, key, deployment).await? else {
             continue;
         };
         let holder = candidate.to_string();
-        Narration(log).reused(from, &holder, &target.to_string(), &key[..12], built_by.as_deref());
-        return Ok(Some(digest));
+        Narration(log).reused(from, &holder, &target.to_string(), &key[..12], taken.built_by.as_deref());
+        return Ok(Some(taken.digest));
     }
     Ok(None)
 }
 
-/// When `candidate` can be read and its index carries build `key`: writes an index for this
-/// deployment over its manifests at `target`; returns that index's digest and the deployment that
-/// built the image. None for a candidate gone, unreadable or of other inputs.
+/// An image taken again: the digest and bytes of the index written for this deployment, and
+/// the deployment that built the image.
+pub(super) struct Taken {
+    pub digest: String,
+    pub index: Vec<u8>,
+    pub built_by: Option<String>,
+}
+
+/// When `candidate` can be read (or its index is `known`, bytes that hash to its digest) and that
+/// index carries build `key`: writes an index for this deployment over its manifests at `target`.
+/// None for a candidate gone, unreadable or of other inputs.
 pub(super) async fn take_image(
     registry: &Registry,
     target: &ImageRef,
     candidate: &ImageRef,
+    known: Option<&[u8]>,
     key: &str,
     deployment: &BTreeMap<String, String>,
-) -> Result<Option<(String, Option<String>)>, BuildError> {
-    let Ok(Some(existing)) = registry.manifest_of(candidate).await else { return Ok(None) };
-    let Ok(reused) = reuse::reuse(&existing.bytes, key, deployment) else { return Ok(None) };
-    let digest = registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await?;
-    Ok(Some((digest, reused.built_by)))
+) -> Result<Option<Taken>, BuildError> {
+    let read;
+    let existing = if let Some(bytes) = known {
+        bytes
+    } else {
+        let Ok(Some(manifest)) = registry.manifest_of(candidate).await else { return Ok(None) };
+        read = manifest.bytes;
+        &read
+    };
+    let Ok(reused) = reuse::reuse(existing, key, deployment) else { return Ok(None) };
+    let digest = match registry.put_manifest(&target.repo(), &target.reference(), &reused.index, OCI_INDEX).await {
+        Ok(digest) => digest,
+        // Its manifests deleted since (bytes kept from before name them still): a miss, as is
+        // any refusal; the build that follows says what is wrong with the registry, if anything.
+        Err(e) => {
+            tracing::info!("{candidate} could not be written again at {target}: {e}");
+            return Ok(None);
+        }
+    };
+    Ok(Some(Taken { digest, index: reused.index, built_by: reused.built_by }))
 }

@@ -110,7 +110,7 @@ pub async fn rebase(
     let mut out = out;
     if let RebaseOutcome::Moved(r) = &mut out {
         let digest = r.image.rsplit_once('@').map_or("", |(_, d)| d).to_string();
-        let digest = seal(settings, &registry, target, digest, log).await?;
+        let (digest, _) = seal(settings, &registry, target, digest, log).await?;
         r.image = target.with_digest(&digest);
     }
     match &out {
@@ -217,7 +217,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         .image_digest()
         .map(str::to_string)
         .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
-    let digest = seal(settings, &registry, target, digest, log).await?;
+    let (digest, index) = seal(settings, &registry, target, digest, log).await?;
     remember(settings, key.as_deref(), target, &digest);
     let solve_seconds = solving.elapsed().as_secs_f64();
     let phases = PhaseTimings {
@@ -226,7 +226,7 @@ async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog)
         solve: (solve_seconds - solved.export_seconds).max(0.0),
         export: solved.export_seconds,
     };
-    Ok(result(&prepared, target.with_digest(&digest), solved.timings, src.uploaded, phases, prior))
+    Ok(result(&prepared, target.with_digest(&digest), index.as_deref(), solved.timings, src.uploaded, phases, prior))
 }
 
 /// The end of a build that took an existing image (`reuse_image` wrote its index at `digest`).
@@ -244,11 +244,11 @@ async fn reused(
     log: &DeploymentLog,
 ) -> Result<BuildResult, BuildError> {
     let sealing = Instant::now();
-    let digest = seal(settings, registry, target, digest, log).await?;
+    let (digest, index) = seal(settings, registry, target, digest, log).await?;
     remember(settings, key, target, &digest);
     // Sealing the image taken counts in its export.
     let phases = PhaseTimings { export: phases.export + sealing.elapsed().as_secs_f64(), ..phases };
-    Ok(result(prepared, target.with_digest(&digest), Vec::new(), false, phases, prior))
+    Ok(result(prepared, target.with_digest(&digest), index.as_deref(), Vec::new(), false, phases, prior))
 }
 
 /// Keeps the image just written at `target` (`digest`) as this worker's latest of its build key.
@@ -261,24 +261,25 @@ fn remember(settings: &Settings, key: Option<&str>, target: &ImageRef, digest: &
 
 /// What every image pushed gets before it is reported, built, reused or rebased: its SBOM beside
 /// its provenance (a new index, at the target's tag), then its signature (with a signing key).
-/// Returns the digest that names the image.
+/// Returns the digest that names the image, and its index's bytes when they are at hand (the
+/// service's record keeps them for a redeploy).
 async fn seal(
     settings: &Settings,
     registry: &crate::edge::registry::Registry,
     target: &ImageRef,
     digest: String,
     log: &DeploymentLog,
-) -> Result<String, BuildError> {
+) -> Result<(String, Option<Vec<u8>>), BuildError> {
     let started = Instant::now();
-    let digest = if settings.sbom {
+    let (digest, index) = if settings.sbom {
         let findings = Repo::new(&settings.registry, crate::edge::sbom::FINDINGS_REPOSITORY);
         let attached = crate::edge::sbom::attach(registry, target, &digest, &findings).await?;
         if let Some(counts) = &attached.packages {
             Narration(log).sbom_attached(counts);
         }
-        attached.index_digest
+        (attached.index_digest, attached.index)
     } else {
-        digest
+        (digest, None)
     };
     let sbom_seconds = started.elapsed().as_secs_f64();
     let digest = sign(settings, registry, target, digest, log).await?;
@@ -286,7 +287,7 @@ async fn seal(
         "sealed {target}: SBOM {sbom_seconds:.3}s, signature {:.3}s",
         started.elapsed().as_secs_f64() - sbom_seconds
     );
-    Ok(digest)
+    Ok((digest, index))
 }
 
 /// The signature part of `seal`, for an index whose SBOM is known to be there.
@@ -304,15 +305,17 @@ async fn sign(
     Ok(digest)
 }
 
-/// What a build that gave `image` tells its caller.
+/// What a build that gave `image` (its index's bytes `index`, when at hand) tells its caller.
 fn result(
     prepared: &Prepared,
     image: String,
+    index: Option<&[u8]>,
     stages: Vec<StageTiming>,
     source_uploaded: bool,
     phases: PhaseTimings,
     prior: Option<crate::core::redeploy::PriorBuild>,
 ) -> BuildResult {
     let reported = crate::core::redeploy::ReportedBuild::of(&prepared.plan, &prepared.config);
+    let prior = prior.map(|p| p.with_index(index));
     reported.result(image, prepared.checkout.commit.clone(), stages, source_uploaded, phases, prior)
 }

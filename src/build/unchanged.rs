@@ -102,6 +102,7 @@ pub(super) fn prior_build(
         build_key: build_key?.to_string(),
         runtime_images: prepared.runtime_images.clone(),
         reported: ReportedBuild::of(&prepared.plan, &prepared.config),
+        index: None,
     })
 }
 
@@ -139,13 +140,16 @@ pub(super) async fn redeploy(
     let taking = Instant::now();
     let deployment = deployment_annotations(&req.operation_id);
     let target = &req.target;
-    let Some((digest, built_by)) = take_image(registry, target, current, &prior.build_key, &deployment).await? else {
+    // The record's own copy of the current index spares reading it (a digest names its bytes).
+    let known = current.digest.as_deref().and_then(|d| prior.index_of(d));
+    let Some(taken) = take_image(registry, target, current, known, &prior.build_key, &deployment).await? else {
         return Ok(None);
     };
     let key = &prior.build_key[..12];
-    Narration(log).redeployed(&current.to_string(), &target.to_string(), &commit, key, built_by.as_deref());
+    Narration(log).redeployed(&current.to_string(), &target.to_string(), &commit, key, taken.built_by.as_deref());
     let phases = PhaseTimings { fetch, plan: 0.0, solve: 0.0, export: taking.elapsed().as_secs_f64() };
-    let image = target.with_digest(&digest);
-    let result = prior.reported.clone().result(image, Some(commit), Vec::new(), false, phases, Some(prior.clone()));
-    Ok(Some((result, digest)))
+    let image = target.with_digest(&taken.digest);
+    let prior = prior.clone().with_index(Some(&taken.index));
+    let result = prior.reported.clone().result(image, Some(commit), Vec::new(), false, phases, Some(prior));
+    Ok(Some((result, taken.digest)))
 }

@@ -20,6 +20,8 @@ const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attached {
     pub index_digest: String,
+    /// The bytes of the index `index_digest` names, when they were read or written here.
+    pub index: Option<Vec<u8>>,
     /// None: the attestation had an SBOM already (an image taken again); nothing was written.
     pub packages: Option<BTreeMap<&'static str, usize>>,
 }
@@ -43,11 +45,12 @@ pub async fn attach(
     findings: &Repo,
 ) -> Result<Attached, RegistryError> {
     let at = target.repo();
-    let unchanged = Attached { index_digest: index_digest.to_string(), packages: None };
+    let mut unchanged = Attached { index_digest: index_digest.to_string(), index: None, packages: None };
     let Some(top) = registry.manifest(&at, index_digest).await? else { return Ok(unchanged) };
     if !top.is_index() {
         return Ok(unchanged);
     }
+    unchanged.index = Some(top.bytes.clone());
     let index = top.index()?;
     let Some(image_entry) = index.for_platform("linux", crate::edge::buildkit::export::oci_architecture()).cloned()
     else {
@@ -98,7 +101,7 @@ pub async fn attach(
     let media_type = new_index.media_type.clone().unwrap_or_else(|| top.media_type.clone());
     let reference = target.tag.clone().unwrap_or_else(|| crate::core::digest::sha256_digest(&bytes));
     let index_digest = registry.put_manifest(&at, &reference, &bytes, &media_type).await?;
-    Ok(Attached { index_digest, packages: Some(counts) })
+    Ok(Attached { index_digest, index: Some(bytes), packages: Some(counts) })
 }
 
 /// `index` with the attestation entry `old` replaced by `new` (its annotations and platform kept).

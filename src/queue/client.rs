@@ -25,9 +25,9 @@ pub async fn submit(
     follow: Option<Follow<'_>>,
 ) -> Result<Option<JobEvent>, QueueError> {
     let Some((print, wait)) = follow else {
-        let (conn, _) = open(brokers, "apprunner-build-submit", topology).await?;
+        let (conn, ch) = open(brokers, "apprunner-build-submit", topology).await?;
         publish(
-            Publisher::on(brokers, "apprunner-build-submit", conn).await?,
+            Publisher::on(brokers, "apprunner-build-submit", conn, ch).await?,
             topology,
             std::slice::from_ref(job),
             lane,
@@ -114,8 +114,9 @@ pub async fn submit_all(
     wait: Option<Outcomes<'_>>,
 ) -> Result<Vec<JobEvent>, QueueError> {
     let Some((wait, each)) = wait else {
-        let (conn, _) = open(brokers, "apprunner-build-roll-out", topology).await?;
-        publish(Publisher::on(brokers, "apprunner-build-roll-out", conn).await?, topology, jobs, Lane::Batch).await?;
+        let (conn, ch) = open(brokers, "apprunner-build-roll-out", topology).await?;
+        publish(Publisher::on(brokers, "apprunner-build-roll-out", conn, ch).await?, topology, jobs, Lane::Batch)
+            .await?;
         return Ok(Vec::new());
     };
     // Subscribed before publishing, so no outcome is missed.

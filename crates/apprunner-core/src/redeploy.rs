@@ -84,6 +84,25 @@ pub struct PriorBuild {
     pub runtime_images: BTreeMap<String, String>,
     /// What it reported, reported again by a redeploy that takes its image.
     pub reported: ReportedBuild,
+    /// The bytes of the index the record names, when the worker that wrote it had them: a
+    /// redeploy then writes its own index without reading the current one again. Trusted only
+    /// when they hash to the record's digest (`index_of`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+}
+
+impl PriorBuild {
+    /// This build's record of the image whose index is `index` (JSON, as the registry holds it).
+    #[must_use]
+    pub fn with_index(self, index: Option<&[u8]>) -> Self {
+        let index = index.and_then(|b| String::from_utf8(b.to_vec()).ok());
+        Self { index, ..self }
+    }
+
+    /// The kept index bytes, if they are those of the image `digest` names.
+    pub fn index_of(&self, digest: &str) -> Option<&[u8]> {
+        self.index.as_deref().map(str::as_bytes).filter(|b| crate::digest::sha256_digest(b) == digest)
+    }
 }
 
 /// The parts of a build's result that a redeploy of the same inputs reports again.

@@ -91,15 +91,13 @@ impl Publisher {
         Self { brokers: brokers.clone(), name: name.to_string(), state: Mutex::new(None) }
     }
 
-    /// A publisher that starts on `conn`, a connection its caller opened (a client's only one),
-    /// and connects anew as any publisher does if that one is lost.
-    pub async fn on(brokers: &Brokers, name: &str, conn: Connection) -> Result<Self, QueueError> {
-        let confirming = async {
-            let ch = conn.create_channel().await?;
-            ch.confirm_select(ConfirmSelectOptions::default()).await?;
-            lapin::Result::Ok(ch)
-        };
-        let ch = confirming.await.map_err(|e| QueueError::broker("opening a publishing channel", e))?;
+    /// A publisher that starts on `conn` and its channel `ch`, which its caller opened (a
+    /// client's only ones: a channel more costs the broker as much as a publish), and connects
+    /// anew as any publisher does if that one is lost.
+    pub async fn on(brokers: &Brokers, name: &str, conn: Connection, ch: Channel) -> Result<Self, QueueError> {
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| QueueError::broker("opening a publishing channel", e))?;
         Ok(Self { brokers: brokers.clone(), name: name.to_string(), state: Mutex::new(Some((conn, ch))) })
     }
 
