@@ -318,19 +318,12 @@ async fn main() {
         let _ = w.kill();
     }
     events.close().await;
-    let conn = brokers().connect("bench-cleanup").await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
     // Everything the workers declared: a quorum queue left behind costs the broker in every
     // later run.
-    let mut queues = vec![topology.jobs(), topology.batch(), topology.failed(), topology.history()];
-    queues.extend((0..10).map(|k| topology.waiting(Duration::from_millis(1000 << k))));
-    queues.push(topology.waiting(Duration::from_secs(5)));
-    for q in queues {
-        let _ = ch.queue_delete(q.into(), Default::default()).await;
-    }
-    for x in [topology.events(), topology.logs(), topology.control()] {
-        let _ = ch.exchange_delete(x.into(), Default::default()).await;
-    }
+    let conn = brokers().connect("bench-cleanup").await.unwrap();
+    // The workers run on the default retry policy.
+    topology.remove(&conn, &apprunner_build::queue::outcome::RetryPolicy::default()).await;
+    let _ = conn.close(200, "cleaned".into()).await;
     println!("direct builds (reference, sequential): {direct_rate:.2} builds/s over {n_direct}");
     println!(
         "queue, 2 workers x 4 concurrent:       {queue_rate:.2} jobs/s over {jobs} ({ok} succeeded, {failed} failed)"

@@ -199,16 +199,13 @@ async fn bad_configuration_is_rejected_before_buildkit() {
 
 #[tokio::test]
 async fn same_commit_twice_uploads_nothing_and_hits_the_cache() {
-    let dir = app(&[
+    let dir = committed(&[
         ("server.py", "print('cache')\n"),
         (
             "apprunner.yaml",
             &PY_CFG.replace("pip install -r requirements.txt", "echo building $(date +%s%N) > /app/stamp"),
         ),
     ]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "first"]);
     let commit = git(dir.path(), &["rev-parse", "HEAD"]);
     let url = format!("file://{}", dir.path().display());
     let first = build_with(&settings(), request(&url, "/", None, Some(&commit))).await;
@@ -226,16 +223,13 @@ async fn same_commit_twice_uploads_nothing_and_hits_the_cache() {
 
 #[tokio::test]
 async fn git_branch_sources_build_at_that_branch() {
-    let dir = app(&[
+    let dir = committed(&[
         ("server.py", "print('main')\n"),
         (
             "apprunner.yaml",
             &PY_CFG.replace("pip install -r requirements.txt", "git --version >/dev/null; cat server.py > /app/which"),
         ),
     ]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "main"]);
     git(dir.path(), &["checkout", "-q", "-b", "feature"]);
     std::fs::write(dir.path().join("server.py"), "print('feature')\n").unwrap();
     git(dir.path(), &["commit", "-q", "-am", "feature"]);

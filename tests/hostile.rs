@@ -56,13 +56,10 @@ async fn time_limit_cancels_the_build() {
 #[tokio::test]
 async fn a_token_in_a_git_url_never_shows() {
     use std::io::BufRead;
-    let dir = app(&[
+    let dir = committed(&[
         ("server.py", "print('private')\n"),
         ("apprunner.yaml", &PY_CFG.replace("pip install -r requirements.txt", "echo private build")),
     ]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "private"]);
     let root = tempfile::tempdir().unwrap();
     git(root.path(), &["clone", "-q", "--bare", dir.path().to_str().unwrap(), "repo.git"]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -190,13 +190,10 @@ async fn a_warm_up_that_fails_is_left_out() {
 async fn one_commit_gives_one_image_manifest() {
     use apprunner_build::edge::registry::Registry;
     let marker = uuid::Uuid::new_v4().simple().to_string();
-    let dir = app(&[
+    let dir = committed(&[
         ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built > /app/built.txt\nrun:\n  command: python3 -m http.server 8080\n"),
         ("marker.txt", &marker),
     ]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "one commit"]);
     let target =
         apprunner_build::core::image_ref::ImageRef::parse(&format!("127.0.0.1:5000/apprunner-tests/same-{marker}:1"))
             .unwrap();
@@ -331,13 +328,10 @@ async fn a_workers_builds_of_the_same_inputs_into_one_repository_take_its_image(
 async fn a_redeploy_of_unchanged_inputs_fetches_nothing_until_an_input_changes() {
     use apprunner_build::core::image_ref::ImageRef;
     let marker = uuid::Uuid::new_v4().simple().to_string();
-    let dir = app(&[
+    let dir = committed(&[
         ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built\nrun:\n  command: python3 -m http.server 8080\n  network:\n    port: 8080\n  env:\n    - name: GREETING\n      value: hello\n"),
         ("marker.txt", &marker),
     ]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "one"]);
     let url = format!("file://{}", dir.path().display());
     let repository = format!("127.0.0.1:5000/apprunner-tests/redeploy-{marker}");
     // A deployment as the worker makes one: a tag of its own, the record's image and build.

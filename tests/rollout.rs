@@ -16,10 +16,7 @@ fn node_repo(run_extra: &str) -> (tempfile::TempDir, String) {
         "version: 1.0\nruntime: nodejs18\nbuild:\n  commands:\n    build:\n      - echo built > built.txt\nrun:\n{run_extra}  command: node app.js\n  network:\n    port: 8080\n"
     );
     let js = "require('http').createServer((q, s) => s.end(process.version)).listen(8080);\n";
-    let dir = app(&[("apprunner.yaml", &yaml), ("app.js", js)]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "app"]);
+    let dir = committed(&[("apprunner.yaml", &yaml), ("app.js", js)]);
     let url = format!("file://{}", dir.path().display());
     (dir, url)
 }

@@ -25,15 +25,6 @@ const NODE_APP: &[(&str, &str)] = &[
     ("apprunner.yaml", "version: 1.0\nruntime: nodejs18\nruntime-version: 18.20.8\nbuild:\n  commands:\n    build:\n      - npm install --omit=dev\nrun:\n  command: npm start\n  network:\n    port: 8080\n"),
 ];
 
-/// `files` committed in a new git repository.
-fn committed(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = app(files);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "the app"]);
-    dir
-}
-
 /// The digest of the image manifest (this platform's) under the index `image` names.
 async fn image_manifest(image: &str) -> String {
     let r = ImageRef::parse(image).unwrap();

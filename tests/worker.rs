@@ -136,16 +136,10 @@ async fn a_dropped_broker_connection_is_re_established() {
 async fn bad_jobs_end_in_the_failed_queue_with_reasons() {
     let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let _w = Worker::start(&prefix, "w", &[]);
-    let bad_yaml = {
-        let dir = app(&[(
-            "apprunner.yaml",
-            "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo a: b\nrun:\n  command: x\n",
-        )]);
-        git(dir.path(), &["init", "-q", "-b", "main"]);
-        git(dir.path(), &["add", "."]);
-        git(dir.path(), &["commit", "-q", "-m", "bad"]);
-        dir
-    };
+    let bad_yaml = committed(&[(
+        "apprunner.yaml",
+        "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo a: b\nrun:\n  command: x\n",
+    )]);
     let yaml_job = job(&format!("file://{}", bad_yaml.path().display()), "badyaml");
     let (_d, failing_url) = repo("echo compiling; exit 7");
     let failing_job = job(&failing_url, "failing");
@@ -400,10 +394,7 @@ async fn a_yaml_bomb_fails_its_job_and_the_worker_survives() {
     for i in 1..10 {
         bomb.push_str(&format!("x{i}: &x{i} [{}]\n", vec![format!("*x{}", i - 1); 10].join(", ")));
     }
-    let dir = app(&[("apprunner.yaml", &bomb)]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "bomb"]);
+    let dir = committed(&[("apprunner.yaml", &bomb)]);
     let bomb_job = job(&format!("file://{}", dir.path().display()), "bomb");
     let (_d, good_url) = repo("echo after the bomb");
     let good = job(&good_url, "good");

@@ -14,6 +14,7 @@ use crate::core::image_ref::ImageRef;
 use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
 use crate::edge::source::{self};
 use crate::error::{BuildError, ErrorClass};
+use crate::queue::outcome::RetryPolicy;
 use crate::queue::transport::{Brokers, Topology};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -227,10 +228,10 @@ struct WorkerArgs {
     #[arg(long, env = "APPRUNNER_CONCURRENCY", default_value_t = 2)]
     concurrency: u16,
     /// Attempts a job gets when `BuildKit`, the registry or the git host cannot be reached.
-    #[arg(long, env = "APPRUNNER_MAX_ATTEMPTS", default_value_t = 4)]
+    #[arg(long, env = "APPRUNNER_MAX_ATTEMPTS", default_value_t = RetryPolicy::default().max_attempts)]
     max_attempts: u32,
     /// Seconds before the first retry; doubled for each later one.
-    #[arg(long, env = "APPRUNNER_RETRY_DELAY", default_value_t = 10.0)]
+    #[arg(long, env = "APPRUNNER_RETRY_DELAY", default_value_t = RetryPolicy::default().first_delay.as_secs_f64())]
     retry_delay: f64,
     /// Seconds running builds may go on after SIGTERM.
     #[arg(long, env = "APPRUNNER_GRACE", default_value_t = 600)]

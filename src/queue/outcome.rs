@@ -25,7 +25,24 @@ pub struct RetryPolicy {
     pub first_delay: Duration,
 }
 
+impl Default for RetryPolicy {
+    /// A worker's, unless it is told otherwise (`--max-attempts`, `--retry-delay`).
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 4, first_delay: Duration::from_secs(10) }
+    }
+}
+
 impl RetryPolicy {
+    /// The delays a job of this policy can wait (each retry's backoff), and the wait for an
+    /// operation being built elsewhere: the wait queues a worker moves jobs back from.
+    pub fn waits(&self) -> Vec<Duration> {
+        let mut delays: Vec<Duration> = (1..self.max_attempts).map(|a| self.delay_after(a)).collect();
+        delays.push(crate::queue::worker::DEFER);
+        delays.sort();
+        delays.dedup();
+        delays
+    }
+
     /// Exponential backoff: the first retry after `first_delay`, each later one twice as long.
     pub fn delay_after(&self, attempt: u32) -> Duration {
         self.first_delay * 2u32.saturating_pow(attempt.clamp(1, 16) - 1)

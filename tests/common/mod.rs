@@ -43,6 +43,15 @@ pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// `files` committed in a new git repository, on branch `main`.
+pub fn committed(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = app(files);
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "the app"]);
+    dir
+}
+
 pub fn guide_app() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/python-guide")
 }

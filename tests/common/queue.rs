@@ -2,8 +2,9 @@
 //! test's own queue prefix, against a real `RabbitMQ` (the machine's node, or a cluster's).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use super::{app, git};
+use super::committed;
 use apprunner_build::core::config::ConfigSource;
+use apprunner_build::queue::outcome::RetryPolicy;
 use apprunner_build::queue::subscription::{Interest, Subscription};
 use apprunner_build::queue::transport::{self as queue, Topology};
 use apprunner_build::queue::wire::job::*;
@@ -96,16 +97,9 @@ impl Drop for Cleanup {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let Ok(conn) = brokers().connect("test-cleanup").await else { return };
-                let Ok(ch) = conn.create_channel().await else { return };
-                let mut queues = vec![t.jobs(), t.batch(), t.failed(), t.history()];
-                queues.extend((0..10).map(|k| t.waiting(Duration::from_millis(1000 << k))));
-                queues.push(t.waiting(Duration::from_secs(5)));
-                for q in queues {
-                    let _ = ch.queue_delete(q.into(), Default::default()).await;
-                }
-                for x in [t.events(), t.logs(), t.control()] {
-                    let _ = ch.exchange_delete(x.into(), Default::default()).await;
-                }
+                // The workers' `--retry-delay 1` with up to ten retries (a test may allow more).
+                let retry = RetryPolicy { max_attempts: 11, first_delay: Duration::from_secs(1) };
+                t.remove(&conn, &retry).await;
                 let _ = conn.close(200, "cleaned".into()).await;
             });
         })
@@ -119,10 +113,7 @@ pub fn repo(build_cmd: &str) -> (tempfile::TempDir, String) {
         "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - \"{}\"\nrun:\n  command: python -m http.server 8080\n",
         build_cmd.replace('"', "\\\"")
     );
-    let dir = app(&[("apprunner.yaml", &yaml), ("index.html", "hi\n")]);
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "app"]);
+    let dir = committed(&[("apprunner.yaml", &yaml), ("index.html", "hi\n")]);
     let url = format!("file://{}", dir.path().display());
     (dir, url)
 }

@@ -9,7 +9,9 @@ pub mod waiting;
 pub use publisher::{header_u32, header_u64, Outgoing, Publisher, CONFIRM_WAIT};
 
 use super::error::QueueError;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -127,6 +129,22 @@ impl Topology {
     }
     pub fn log_key(operation_id: &str) -> String {
         format!("deployment.{operation_id}")
+    }
+
+    /// Deletes what a fleet whose workers retry by `retry` declared under this prefix (tests
+    /// and benchmarks end with it, so a broker does not collect their quorum queues run after
+    /// run): the fixed queues and exchanges and the wait queues. Best effort: what is not there
+    /// is skipped.
+    pub async fn remove(&self, conn: &Connection, retry: &crate::queue::outcome::RetryPolicy) {
+        let Ok(ch) = conn.create_channel().await else { return };
+        let mut queues = vec![self.jobs(), self.batch(), self.failed(), self.history()];
+        queues.extend(retry.waits().into_iter().map(|delay| self.waiting(delay)));
+        for q in queues {
+            let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for x in [self.events(), self.logs(), self.control()] {
+            let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+        }
     }
 
     /// The arguments every quorum queue of this topology is declared with: its type and, when

@@ -83,7 +83,7 @@ const CONSUMER_STALL: Duration = Duration::from_secs(15);
 const CLOSE: Duration = Duration::from_secs(5);
 
 /// How long a job waits when another build of its operation is running.
-const DEFER: Duration = Duration::from_secs(5);
+pub(crate) const DEFER: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true: consume, reconnecting with backoff whenever the broker
 /// connection is lost; then let running builds finish (up to the grace period).
@@ -204,20 +204,10 @@ fn start_helpers(
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let helpers = vec![
         tokio::spawn(shared.cancels.clone().listen(brokers.clone(), topology.clone(), named("cancels"))),
-        tokio::spawn(waiting::move_due_jobs(brokers, topology, waits(&shared.cfg.retry), named("waits"))),
+        tokio::spawn(waiting::move_due_jobs(brokers, topology, shared.cfg.retry.waits(), named("waits"))),
         tokio::spawn(batch::take_batch_jobs(shared.clone(), slots.clone(), tx, stopping.clone())),
     ];
     (helpers, rx)
-}
-
-/// The waits a worker moves jobs back from when they are due: its retry policy's backoffs and
-/// the wait for an operation being built elsewhere.
-fn waits(retry: &RetryPolicy) -> Vec<Duration> {
-    let mut delays: Vec<Duration> = (1..retry.max_attempts).map(|a| retry.delay_after(a)).collect();
-    delays.push(DEFER);
-    delays.sort();
-    delays.dedup();
-    delays
 }
 
 /// Every 5 s: the jobs queue's depth for the metrics, and whether the consumer is stalled
