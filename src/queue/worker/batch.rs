@@ -85,6 +85,11 @@ async fn take_on_one_connection(
         if ch.queue_declare(jobs.as_str().into(), passive, FieldTable::default()).await?.message_count() > 0 {
             continue;
         }
+        // Counted before taken: a `basic.get` on a quorum queue is written to its log even
+        // when nothing is there (src/queue/transport/waiting.rs).
+        if ch.queue_declare(batch.as_str().into(), passive, FieldTable::default()).await?.message_count() == 0 {
+            continue;
+        }
         if let Some(msg) = ch.basic_get(batch.as_str().into(), BasicGetOptions::default()).await? {
             if to.send((msg.delivery, slot, Lane::Batch)).await.is_err() {
                 return Ok(());
