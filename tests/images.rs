@@ -334,16 +334,7 @@ async fn a_redeploy_of_unchanged_inputs_fetches_nothing_until_an_input_changes()
     ]);
     let url = format!("file://{}", dir.path().display());
     let repository = format!("127.0.0.1:5000/apprunner-tests/redeploy-{marker}");
-    // A deployment as the worker makes one: a tag of its own, the record's image and build.
-    let deploy = |current: Option<&Built>| {
-        let mut req = request(&url, "/", None, Some("main"));
-        req.target = ImageRef::parse(&format!("{repository}:{}", req.operation_id)).unwrap();
-        if let Some(built) = current {
-            req.current_image = Some(ImageRef::parse(built.image()).unwrap());
-            req.prior.clone_from(&built.result.as_ref().unwrap().prior);
-        }
-        req
-    };
+    let deploy = |current: Option<&Built>| deployment(&url, &repository, current);
     let first = build_with(&settings(), deploy(None)).await;
     let first_result = first.result.as_ref().unwrap();
     assert!(first_result.prior.is_some(), "the build says what a record keeps of it");
@@ -395,6 +386,65 @@ async fn a_redeploy_of_unchanged_inputs_fetches_nothing_until_an_input_changes()
     let next = build_with(&settings(), deploy(Some(&first))).await;
     assert!(next.has_line("Pulling source code") && next.has_line("[build] build command 1/1"), "{:#?}", next.log);
     assert_ne!(next.result.as_ref().unwrap().commit, first_result.commit);
+}
+
+/// A deployment of branch `main` of `url` as the worker makes one: a tag of its own in
+/// `repository`, and the record's image and build when the service has a `current` one.
+fn deployment(url: &str, repository: &str, current: Option<&Built>) -> apprunner_build::core::request::BuildRequest {
+    use apprunner_build::core::image_ref::ImageRef;
+    let mut req = request(url, "/", None, Some("main"));
+    req.target = ImageRef::parse(&format!("{repository}:{}", req.operation_id)).unwrap();
+    if let Some(built) = current {
+        req.current_image = Some(ImageRef::parse(built.image()).unwrap());
+        req.prior.clone_from(&built.result.as_ref().unwrap().prior);
+    }
+    req
+}
+
+/// A redeploy of a repository on an HTTP host asks which commit its branch names with git's
+/// protocol v2 on the worker's own client (two requests, no git process); a host that speaks
+/// only protocol v0 is asked through git. Either way a new commit on the branch is built.
+#[tokio::test]
+async fn a_redeploy_asks_an_http_host_for_its_branch_in_two_requests() {
+    for v2 in [true, false] {
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let dir = committed(&[
+            ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built\nrun:\n  command: python3 -m http.server 8080\n  network:\n    port: 8080\n"),
+            ("marker.txt", &marker),
+        ]);
+        let host = common::git_http::GitHost::start(v2).await;
+        let url = host.publish(dir.path(), "app");
+        let repository = format!("127.0.0.1:5000/apprunner-tests/redeploy-http-{marker}");
+        let deploy = |current: Option<&Built>| deployment(&url, &repository, current);
+        let first = build_with(&settings(), deploy(None)).await;
+        host.take_asked();
+
+        let again = build_with(&settings(), deploy(Some(&first))).await;
+        assert!(again.has_line("nothing was fetched or solved"), "v2 {v2}: {:#?}", again.log);
+        let asked = host.take_asked();
+        let ours: Vec<_> = asked.iter().filter(|a| a.agent.starts_with("apprunner-build/")).collect();
+        let gits = asked.iter().filter(|a| a.agent.starts_with("git/")).count();
+        let paths: Vec<_> = ours.iter().map(|a| format!("{} {}", a.method, a.path)).collect();
+        if v2 {
+            assert_eq!(paths, ["GET /app.git/info/refs?service=git-upload-pack", "POST /app.git/git-upload-pack"]);
+            assert_eq!(gits, 0, "no git process asked: {asked:?}");
+        } else {
+            // The advertisement is v0's: git is asked instead.
+            assert_eq!(paths, ["GET /app.git/info/refs?service=git-upload-pack"], "{asked:?}");
+            assert!(gits > 0, "{asked:?}");
+        }
+
+        // A new commit on the branch: built.
+        std::fs::write(dir.path().join("marker.txt"), format!("{marker} v2")).unwrap();
+        git(dir.path(), &["commit", "-q", "-am", "two"]);
+        host.push(dir.path(), "app");
+        let next = build_with(&settings(), deploy(Some(&first))).await;
+        assert!(next.has_line("Pulling source code") && next.has_line("[build] build command 1/1"), "{:#?}", next.log);
+        assert_eq!(
+            next.result.as_ref().unwrap().commit.as_deref(),
+            Some(git(dir.path(), &["rev-parse", "HEAD"]).trim())
+        );
+    }
 }
 
 /// The layer digests of an image (its platform's manifest, when it is an index).

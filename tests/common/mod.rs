@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod faults;
+pub mod git_http;
 pub mod queue;
 
 use apprunner_build::build::{self, Settings};

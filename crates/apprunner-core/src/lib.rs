@@ -23,6 +23,7 @@ pub mod progress;
 pub mod rebase;
 pub mod redeploy;
 pub mod registry_error;
+pub mod remote_refs;
 pub mod request;
 pub mod reuse;
 pub mod sbom;

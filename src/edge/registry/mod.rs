@@ -9,6 +9,7 @@ use auth::TokenResponse;
 pub use auth::{AuthFileError, Credentials, RegistryAuth, Token};
 pub use manifest::Manifest;
 pub use transport::is_plain_http;
+pub(crate) use transport::tls as tls_config;
 use transport::tls;
 
 use crate::core::digest::sha256_digest;

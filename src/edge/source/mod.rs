@@ -4,6 +4,7 @@
 mod clones;
 mod files;
 pub mod pack;
+mod smart_http;
 
 pub use clones::sweep_stale_clones;
 use clones::{new_clone, Clone};
@@ -225,8 +226,8 @@ pub async fn fetch(location: &SourceLocation, revision: &Revision, store: Option
     }
 }
 
-/// The commit `revision` names at `location` now, asked of the remote without fetching (one
-/// `git ls-remote` at most): a full hash given is itself, a branch its head, the default branch
+/// The commit `revision` names at `location` now, asked of the remote without fetching (over
+/// smart HTTP on the worker's own client, or one `git ls-remote`): a full hash given is itself, a branch its head, the default branch
 /// the remote's HEAD. None for a local directory, a short hash, a tag, or any failure: the
 /// fetch that follows says what was wrong.
 pub async fn remote_commit(location: &SourceLocation, revision: &Revision, store: Option<&Path>) -> Option<String> {
@@ -238,6 +239,15 @@ pub async fn remote_commit(location: &SourceLocation, revision: &Revision, store
         Revision::WorkingTree => return None,
     };
     let (url, userinfo) = crate::core::shown::split_userinfo(url);
+    if url.starts_with("https://") || url.starts_with("http://") {
+        // Asked on the worker's own client first; git (and any credential store) otherwise.
+        match smart_http::ls_ref(&url, userinfo.as_ref(), &wanted).await {
+            Ok(commit) => return commit,
+            Err(crate::core::remote_refs::Unreadable(why)) => {
+                tracing::debug!("asking git which commit {wanted} is: {why}");
+            }
+        }
+    }
     let auth = GitAuth { userinfo, store: store.map(Path::to_path_buf) };
     let out = git_with(&auth, &["ls-remote", "--", &url, &wanted], None).await.ok()?;
     out.lines().find_map(|line| {

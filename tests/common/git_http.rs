@@ -1,0 +1,133 @@
+//! A git host over smart HTTP for the tests: git's own `git http-backend`, run as a CGI program
+//! for each request by a small HTTP server on loopback, which notes every request it answers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A request the host answered: method, path with query, and the client's `User-Agent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub method: String,
+    pub path: String,
+    pub agent: String,
+}
+
+pub struct GitHost {
+    pub port: u16,
+    /// The repositories' parent directory (`GIT_PROJECT_ROOT`).
+    pub root: tempfile::TempDir,
+    asked: Arc<Mutex<Vec<Asked>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GitHost {
+    /// Serves bare copies of repositories put under `root`. With `v2` false the backend is not
+    /// told the client's `Git-Protocol`, so it speaks protocol v0 as an older host would.
+    pub async fn start(v2: bool) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let (project_root, log) = (root.path().to_path_buf(), asked.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (project_root, log) = (project_root.clone(), log.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (project_root, log) = (project_root.clone(), log.clone());
+                        async move { Ok::<_, std::convert::Infallible>(cgi(&project_root, v2, &log, req).await) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        Self { port, root, asked, task }
+    }
+
+    /// Publishes the repository at `dir` as `<name>.git` (a bare clone); its URL.
+    pub fn publish(&self, dir: &Path, name: &str) -> String {
+        let bare = self.root.path().join(format!("{name}.git"));
+        super::git(self.root.path(), &["clone", "-q", "--bare", &dir.to_string_lossy(), &bare.to_string_lossy()]);
+        format!("http://127.0.0.1:{}/{name}.git", self.port)
+    }
+
+    /// Pushes `dir`'s `main` to the published `<name>.git`.
+    pub fn push(&self, dir: &Path, name: &str) {
+        let bare: PathBuf = self.root.path().join(format!("{name}.git"));
+        super::git(dir, &["push", "-q", &bare.to_string_lossy(), "main"]);
+    }
+
+    /// The requests answered since the last call.
+    pub fn take_asked(&self) -> Vec<Asked> {
+        std::mem::take(&mut *self.asked.lock().unwrap())
+    }
+}
+
+impl Drop for GitHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn cgi(
+    project_root: &Path,
+    v2: bool,
+    log: &Mutex<Vec<Asked>>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (agent, protocol) = (header("user-agent"), header("git-protocol"));
+    let (content_type, encoding) = (header("content-type"), header("content-encoding"));
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let shown = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
+    log.lock().unwrap().push(Asked { method: method.clone(), path: shown, agent });
+    let body = req.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
+
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", project_root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", &path)
+        .env("QUERY_STRING", &query)
+        .env("CONTENT_TYPE", &content_type)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", &encoding)
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    if v2 {
+        cmd.env("GIT_PROTOCOL", &protocol);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writing = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(&body).await;
+    });
+    let out = child.wait_with_output().await.unwrap().stdout;
+    let _ = writing.await;
+
+    // CGI: headers, a blank line, the body; `Status:` sets the code.
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, i + 4));
+    let split = split.or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2)));
+    let (head_end, body_start) = split.unwrap_or((0, 0));
+    let mut response = hyper::Response::builder();
+    for line in String::from_utf8_lossy(&out[..head_end]).lines() {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        if name.eq_ignore_ascii_case("status") {
+            let code: u16 = value.trim().split(' ').next().unwrap().parse().unwrap();
+            response = response.status(code);
+        } else {
+            response = response.header(name.trim(), value.trim());
+        }
+    }
+    response.body(Full::new(Bytes::copy_from_slice(&out[body_start..]))).unwrap()
+}
