@@ -388,19 +388,6 @@ async fn a_redeploy_of_unchanged_inputs_fetches_nothing_until_an_input_changes()
     assert_ne!(next.result.as_ref().unwrap().commit, first_result.commit);
 }
 
-/// A deployment of branch `main` of `url` as the worker makes one: a tag of its own in
-/// `repository`, and the record's image and build when the service has a `current` one.
-fn deployment(url: &str, repository: &str, current: Option<&Built>) -> apprunner_build::core::request::BuildRequest {
-    use apprunner_build::core::image_ref::ImageRef;
-    let mut req = request(url, "/", None, Some("main"));
-    req.target = ImageRef::parse(&format!("{repository}:{}", req.operation_id)).unwrap();
-    if let Some(built) = current {
-        req.current_image = Some(ImageRef::parse(built.image()).unwrap());
-        req.prior.clone_from(&built.result.as_ref().unwrap().prior);
-    }
-    req
-}
-
 /// A redeploy of a repository on an HTTP host asks which commit its branch names with git's
 /// protocol v2 on the worker's own client (two requests, no git process); a host that speaks
 /// only protocol v0 is asked through git. Either way a new commit on the branch is built.

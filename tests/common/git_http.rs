@@ -1,5 +1,6 @@
-//! A git host over smart HTTP for the tests: git's own `git http-backend`, run as a CGI program
-//! for each request by a small HTTP server on loopback, which notes every request it answers.
+//! A git host over smart HTTP(S) for the tests: git's own `git http-backend`, run as a CGI
+//! program for each request by a small HTTP server on loopback, which notes every request it
+//! answers; optionally over TLS and asking for Basic credentials, as a private host does.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use http_body_util::{BodyExt, Full};
@@ -7,16 +8,30 @@ use hyper::body::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// A request the host answered: method, path with query, and the client's `User-Agent`.
+/// A request the host answered: method, path with query, the client's `User-Agent`, and
+/// whether it carried the credentials the host asks for (if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asked {
     pub method: String,
     pub path: String,
     pub agent: String,
+    pub authorized: bool,
+}
+
+/// How the host is reached and what it asks of a client.
+#[derive(Clone, Default)]
+pub struct HostOptions {
+    /// Whether the backend is told the client's `Git-Protocol` (false: it speaks v0 only).
+    pub v2: bool,
+    /// HTTPS with this certificate chain and key (PEM files), else plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Answers 401 to any request without these Basic credentials.
+    pub basic_auth: Option<(String, String)>,
 }
 
 pub struct GitHost {
     pub port: u16,
+    scheme: &'static str,
     /// The repositories' parent directory (`GIT_PROJECT_ROOT`).
     pub root: tempfile::TempDir,
     asked: Arc<Mutex<Vec<Asked>>>,
@@ -27,33 +42,49 @@ impl GitHost {
     /// Serves bare copies of repositories put under `root`. With `v2` false the backend is not
     /// told the client's `Git-Protocol`, so it speaks protocol v0 as an older host would.
     pub async fn start(v2: bool) -> Self {
+        Self::start_with(HostOptions { v2, ..HostOptions::default() }).await
+    }
+
+    pub async fn start_with(options: HostOptions) -> Self {
         let root = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let asked = Arc::new(Mutex::new(Vec::new()));
-        let (project_root, log) = (root.path().to_path_buf(), asked.clone());
+        let acceptor = options.tls.as_ref().map(|(chain, key)| tls_acceptor(chain, key));
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        let project_root = root.path().to_path_buf();
+        let log = asked.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (project_root, log) = (project_root.clone(), log.clone());
+                let (project_root, log, options, acceptor) =
+                    (project_root.clone(), log.clone(), options.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        let (project_root, log) = (project_root.clone(), log.clone());
-                        async move { Ok::<_, std::convert::Infallible>(cgi(&project_root, v2, &log, req).await) }
+                        let (project_root, log, options) = (project_root.clone(), log.clone(), options.clone());
+                        async move { Ok::<_, std::convert::Infallible>(cgi(&project_root, &options, &log, req).await) }
                     });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(stream).await else { return };
+                            let _ = http.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+                        }
+                        None => {
+                            let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
-        Self { port, root, asked, task }
+        Self { port, scheme, root, asked, task }
     }
 
     /// Publishes the repository at `dir` as `<name>.git` (a bare clone); its URL.
     pub fn publish(&self, dir: &Path, name: &str) -> String {
         let bare = self.root.path().join(format!("{name}.git"));
         super::git(self.root.path(), &["clone", "-q", "--bare", &dir.to_string_lossy(), &bare.to_string_lossy()]);
-        format!("http://127.0.0.1:{}/{name}.git", self.port)
+        format!("{}://127.0.0.1:{}/{name}.git", self.scheme, self.port)
     }
 
     /// Pushes `dir`'s `main` to the published `<name>.git`.
@@ -74,9 +105,25 @@ impl Drop for GitHost {
     }
 }
 
+/// A TLS acceptor for the PEM certificate chain and key.
+fn tls_acceptor(chain: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<_> = CertificateDer::pem_file_iter(chain).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 async fn cgi(
     project_root: &Path,
-    v2: bool,
+    options: &HostOptions,
     log: &Mutex<Vec<Asked>>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
@@ -87,7 +134,20 @@ async fn cgi(
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let shown = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
-    log.lock().unwrap().push(Asked { method: method.clone(), path: shown, agent });
+    log.lock().unwrap().push(Asked { method: method.clone(), path: shown, agent, authorized: true });
+    if let Some((user, password)) = &options.basic_auth {
+        use base64::Engine;
+        let expected =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+        if header("authorization") != expected {
+            log.lock().unwrap().last_mut().unwrap().authorized = false;
+            return hyper::Response::builder()
+                .status(401)
+                .header("WWW-Authenticate", "Basic realm=\"git\"")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+        }
+    }
     let body = req.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
 
     let mut cmd = tokio::process::Command::new("git");
@@ -103,7 +163,7 @@ async fn cgi(
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
-    if v2 {
+    if options.v2 {
         cmd.env("GIT_PROTOCOL", &protocol);
     }
     let mut child = cmd.spawn().unwrap();

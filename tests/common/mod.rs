@@ -104,6 +104,18 @@ pub fn request(
     }
 }
 
+/// A deployment of branch `main` of `url` as the worker makes one: a tag of its own in
+/// `repository`, and the record's image and build when the service has a `current` one.
+pub fn deployment(url: &str, repository: &str, current: Option<&Built>) -> BuildRequest {
+    let mut req = request(url, "/", None, Some("main"));
+    req.target = ImageRef::parse(&format!("{repository}:{}", req.operation_id)).unwrap();
+    if let Some(built) = current {
+        req.current_image = Some(ImageRef::parse(built.image()).unwrap());
+        req.prior.clone_from(&built.result.as_ref().unwrap().prior);
+    }
+    req
+}
+
 pub async fn build_with(settings: &Settings, req: BuildRequest) -> Built {
     let sink = MemorySink::default();
     let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(sink.clone())]);

@@ -1,0 +1,117 @@
+//! A private repository on an HTTPS host, with a token in the deployment's URL: a redeploy asks
+//! the host which commit its branch names on the worker's own client, with that token, and
+//! nothing shows it. Its own test binary: the test CA is trusted through `SSL_CERT_FILE` and
+//! `GIT_SSL_CAINFO`, which this process's TLS roots are read from once.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::git_http::{GitHost, HostOptions};
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+/// A CA and a certificate for 127.0.0.1 it signed, made with openssl; the system's bundle with
+/// the CA added.
+fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test git host CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "host.key",
+        "-out",
+        "host.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "host.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "host.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let mut bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    bundle.extend(std::fs::read(dir.join("ca.pem")).unwrap());
+    std::fs::write(dir.join("bundle.pem"), bundle).unwrap();
+    (dir.join("host.pem"), dir.join("host.key"), dir.join("bundle.pem"))
+}
+
+#[tokio::test]
+async fn a_redeploy_asks_a_private_https_host_with_the_urls_token_and_never_shows_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let (chain, key, bundle) = certificates(certs.path());
+    // Before anything here reads its TLS roots (once per process).
+    std::env::set_var("SSL_CERT_FILE", &bundle);
+    std::env::set_var("GIT_SSL_CAINFO", &bundle);
+
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let token = format!("tok{marker}");
+    let dir = committed(&[
+        ("apprunner.yaml", "version: 1.0\nruntime: python311\nbuild:\n  commands:\n    build:\n      - echo built\nrun:\n  command: python3 -m http.server 8080\n  network:\n    port: 8080\n"),
+        ("marker.txt", &marker),
+    ]);
+    let host = GitHost::start_with(HostOptions {
+        v2: true,
+        tls: Some((chain, key)),
+        basic_auth: Some(("deploy".into(), token.clone())),
+    })
+    .await;
+    let url = host.publish(dir.path(), "private").replace("https://", &format!("https://deploy:{token}@"));
+    let repository = format!("127.0.0.1:5000/apprunner-tests/redeploy-https-{marker}");
+
+    let first = build_with(&settings(), deployment(&url, &repository, None)).await;
+    first.image();
+    host.take_asked();
+    let again = build_with(&settings(), deployment(&url, &repository, Some(&first))).await;
+    assert!(again.has_line("nothing was fetched or solved"), "{:#?}", again.log);
+    let asked = host.take_asked();
+    assert_eq!(asked.len(), 2, "the advertisement and ls-refs, nothing else: {asked:?}");
+    assert!(asked.iter().all(|a| a.authorized && a.agent.starts_with("apprunner-build/")), "{asked:?}");
+
+    // A token the host refuses: git is asked too, and the fetch fails saying so, without it.
+    let wrong = url.replace(&token, "wrong-secret");
+    let refused = build_with(&settings(), deployment(&wrong, &repository, Some(&first))).await;
+    let error = refused.error().to_string();
+    assert!(!error.contains("wrong-secret"), "{error}");
+    assert!(error.contains("127.0.0.1"), "the error names the host: {error}");
+    for line in first.log.iter().chain(&again.log).chain(&refused.log) {
+        assert!(!line.contains(&token) && !line.contains("wrong-secret"), "{line}");
+    }
+}
