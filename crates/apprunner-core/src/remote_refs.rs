@@ -29,8 +29,12 @@ fn pkt(out: &mut Vec<u8>, payload: &str) {
 }
 
 /// The `ls-refs` request body for refs named `wanted` (`HEAD` or `refs/heads/<branch>`):
-/// symbolic refs resolved, nothing peeled, only names starting with `wanted`.
-pub fn ls_refs_request(wanted: &str, agent: &str) -> Vec<u8> {
+/// symbolic refs resolved, nothing peeled, only names starting with `wanted`. A name git would
+/// not take (a space or control character, over 1,000 bytes) is left to git to refuse.
+pub fn ls_refs_request(wanted: &str, agent: &str) -> Result<Vec<u8>, Unreadable> {
+    if wanted.len() > 1000 || wanted.chars().any(|c| c == ' ' || c.is_control()) {
+        return Err(Unreadable("a ref name git would not take"));
+    }
     let mut body = Vec::new();
     pkt(&mut body, "command=ls-refs\n");
     pkt(&mut body, &format!("agent={agent}\n"));
@@ -38,7 +42,7 @@ pub fn ls_refs_request(wanted: &str, agent: &str) -> Vec<u8> {
     pkt(&mut body, "symrefs\n");
     pkt(&mut body, &format!("ref-prefix {wanted}\n"));
     body.extend_from_slice(b"0000");
-    body
+    Ok(body)
 }
 
 /// One framed item of an answer.
@@ -177,11 +181,14 @@ mod tests {
 
     #[test]
     fn the_request_is_what_git_sends() {
-        let body = ls_refs_request("refs/heads/main", "apprunner-build/1");
+        let body = ls_refs_request("refs/heads/main", "apprunner-build/1").unwrap();
         assert_eq!(
             String::from_utf8(body).unwrap(),
             "0014command=ls-refs\n001cagent=apprunner-build/1\n0001000csymrefs\n001fref-prefix refs/heads/main\n0000"
         );
+        for bad in ["refs/heads/a b", "refs/heads/a\n0000command=fetch", &"x".repeat(70_000)] {
+            assert!(ls_refs_request(bad, "a").is_err(), "{bad:.40}");
+        }
     }
 
     #[test]

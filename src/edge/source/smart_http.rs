@@ -8,6 +8,9 @@
 use crate::core::remote_refs::{self, Unreadable, ADVERTISEMENT_TYPE, RESULT_TYPE};
 use std::time::Duration;
 
+/// How this client names itself to the host (`User-Agent`, and `agent` in the request).
+const AGENT: &str = concat!("apprunner-build/", env!("CARGO_PKG_VERSION"));
+
 /// The most an advertisement may hold (git's is a few hundred bytes).
 const MAX_ADVERTISEMENT: usize = 64 << 10;
 
@@ -22,7 +25,7 @@ fn client() -> Option<&'static reqwest::Client> {
                 None => reqwest::Client::builder(),
             };
             builder
-                .user_agent(concat!("apprunner-build/", env!("CARGO_PKG_VERSION")))
+                .user_agent(AGENT)
                 // A moved repository is followed by git, which says where it went.
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(10))
@@ -52,6 +55,7 @@ pub(super) async fn ls_ref(
     if userinfo.is_some() && !https {
         return Err(Unreadable("credentials over plain HTTP"));
     }
+    let request = remote_refs::ls_refs_request(wanted, AGENT)?;
     let client = client().ok_or(Unreadable("no HTTP client"))?;
     let base = if url.ends_with('/') { url.to_string() } else { format!("{url}/") };
     let authorized = |req: reqwest::RequestBuilder| match userinfo {
@@ -63,13 +67,12 @@ pub(super) async fn ls_ref(
     let advertisement = answer(authorized(advertised), ADVERTISEMENT_TYPE, MAX_ADVERTISEMENT).await?;
     remote_refs::offers_ls_refs(&advertisement)?;
 
-    let agent = concat!("apprunner-build/", env!("CARGO_PKG_VERSION"));
     let asked = client
         .post(format!("{base}git-upload-pack"))
         .header("Git-Protocol", "version=2")
         .header(reqwest::header::CONTENT_TYPE, remote_refs::REQUEST_TYPE)
         .header(reqwest::header::ACCEPT, RESULT_TYPE)
-        .body(remote_refs::ls_refs_request(wanted, agent));
+        .body(request);
     let refs = answer(authorized(asked), RESULT_TYPE, remote_refs::MAX_ANSWER).await?;
     remote_refs::commit_of(&refs, wanted)
 }
