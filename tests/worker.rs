@@ -9,8 +9,7 @@ use apprunner_build::queue::wire::job::*;
 use common::faults::*;
 use common::queue::*;
 use common::*;
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicGetOptions;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -35,15 +34,7 @@ async fn drain_failed(topology: &Topology) -> Vec<FailedJob> {
 async fn failed_count(topology: &Topology) -> u32 {
     let conn = brokers().connect("test-failed-count").await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            topology.failed().into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    q.message_count()
+    apprunner_build::queue::transport::look(&ch, &topology.failed()).await.unwrap().message_count()
 }
 
 /// The failed queue's ready count once it is `n`, or what it is after 10 s: entries a client

@@ -8,8 +8,7 @@ use super::transport::{self, Brokers, Lane, Outgoing, Publisher, Topology};
 use super::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use crate::core::log::LogLine;
 use crate::error::ErrorClass;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use std::time::Duration;
 
 /// How `submit` follows a job: what prints each log line, and how long to wait for the outcome.
@@ -179,8 +178,7 @@ pub async fn rebuild_failed(
     dry_run: bool,
 ) -> Result<Vec<Rebuilt>, QueueError> {
     let (conn, ch) = open(brokers, "apprunner-build-rebuild-failed", topology).await?;
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    let total = ch.queue_declare(topology.failed().into(), passive, FieldTable::default()).await?.message_count();
+    let total = transport::look(&ch, &topology.failed()).await?.message_count();
     let publisher = Publisher::new(brokers, "apprunner-build-rebuild-failed-publisher");
     let mut out = Vec::new();
     // Entries we keep stay unacked until the channel closes, so each is seen once per run.

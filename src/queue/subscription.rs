@@ -10,13 +10,11 @@
 //! operation's terminal event has one id whoever publishes it, so no follower hears two).
 
 use super::error::QueueError;
-use super::transport::{Brokers, Topology};
+use super::transport::{self, Brokers, Topology};
 use super::wire::job::{JobEvent, JobStatus};
 use crate::core::log::LogLine;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -150,8 +148,7 @@ impl Subscription {
             let attempt = async {
                 let conn = self.brokers.connect(&self.name).await?;
                 let ch = conn.create_channel().await?;
-                let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-                ch.queue_declare(self.queue.as_str().into(), passive, FieldTable::default()).await?;
+                transport::look(&ch, &self.queue).await?;
                 let consumer = self.consume(&ch).await?;
                 Ok::<_, QueueError>((conn, ch, consumer))
             };
@@ -210,8 +207,7 @@ impl Subscription {
                 continue;
             };
             let Ok(next) = tokio::time::timeout(QUIET, consumer.next()).await else {
-                let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-                let asked = ch.queue_declare(self.queue.as_str().into(), passive, FieldTable::default());
+                let asked = transport::look(ch, &self.queue);
                 let why = match tokio::time::timeout(QUIET, asked).await {
                     Ok(Ok(q)) if q.message_count() == 0 => continue,
                     Ok(Ok(_)) => "messages wait but none came",

@@ -183,11 +183,8 @@ impl Topology {
     /// questions each time. Workers declare in full at start, so what a look trusts is kept.
     pub async fn ensure(&self, conn: &Connection) -> lapin::Result<Channel> {
         let ch = conn.create_channel().await?;
-        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
         // A queue that is not there closes the channel: then the full declaration, on others.
-        if ch.queue_declare(self.jobs().into(), passive, FieldTable::default()).await.is_ok()
-            && ch.queue_declare(self.history().into(), passive, FieldTable::default()).await.is_ok()
-        {
+        if look(&ch, &self.jobs()).await.is_ok() && look(&ch, &self.history()).await.is_ok() {
             return Ok(ch);
         }
         Ok(self.declare(conn).await?.0)
@@ -198,8 +195,7 @@ impl Topology {
     /// `rabbitmq-queues grow`/`shrink` change the members of a queue that exists).
     async fn declare_quorum(&self, conn: &Connection, name: &str, args: FieldTable) -> lapin::Result<String> {
         let exists = |ch: Channel| async move {
-            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            let found = ch.queue_declare(name.into(), passive, FieldTable::default()).await.is_ok();
+            let found = look(&ch, name).await.is_ok();
             // A queue that is not there closes the channel by itself.
             if found {
                 let _ = ch.close(200, "checked".into()).await;
@@ -291,6 +287,13 @@ pub const HISTORY_BYTES: i64 = 64 << 20;
 
 /// How long a follower's queue outlives its last use (a follower killed mid-deployment).
 pub const FOLLOWER_EXPIRY: Duration = Duration::from_secs(600);
+
+/// Looks at `queue` without declaring it (a passive declaration): its ready messages and its
+/// consumers. A queue that is not there closes the channel.
+pub async fn look(ch: &Channel, queue: &str) -> lapin::Result<lapin::Queue> {
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    ch.queue_declare(queue.into(), passive, FieldTable::default()).await
+}
 
 /// A queue of this channel's connection alone, named by the broker, gone with the connection.
 pub async fn private_queue(ch: &Channel) -> lapin::Result<String> {

@@ -15,8 +15,7 @@ use super::{
     header_u32, header_u64, Brokers, Lane, Outgoing, Publisher, Topology, ATTEMPT_HEADER, BATCH_HEADER, DUE_HEADER,
 };
 use crate::queue::error::QueueError;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use std::time::Duration;
 
 /// How often an empty waiting queue is looked at again: the most a job waits past its time.
@@ -93,12 +92,11 @@ async fn move_session(
         let declared = topology.declare_waiting(conn.create_channel().await?, delay);
         let queue = tokio::time::timeout(ANSWER, declared).await.map_err(|_| slow("declaring the wait queue"))??;
         let ch = conn.create_channel().await?;
-        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
         loop {
             // The ready count first: on a quorum queue a `basic.get` is a command its members
             // write to their logs, even when the queue is empty (0.4 ms of the broker's CPU and
             // a log write, against 0.05 ms for the count); an idle worker asks once a second.
-            let asked = ch.queue_declare(queue.as_str().into(), passive, FieldTable::default());
+            let asked = super::look(&ch, &queue);
             let ready = tokio::time::timeout(ANSWER, asked).await.map_err(|_| slow(&queue))??.message_count();
             let got = if ready == 0 {
                 None

@@ -4,10 +4,9 @@
 //! are handed out first come first served, and the batch side never queues for one.
 
 use super::Shared;
-use crate::queue::transport::Lane;
+use crate::queue::transport::{self, Lane};
 use lapin::message::Delivery;
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicGetOptions;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +73,6 @@ async fn take_on_one_connection(
     let conn = shared.cfg.brokers.connect(name).await?;
     let ch = conn.create_channel().await?;
     let (jobs, batch) = (shared.cfg.topology.jobs(), shared.cfg.topology.batch());
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     loop {
         tokio::time::sleep(LOOK).await;
         if *stopping.borrow() {
@@ -82,12 +80,12 @@ async fn take_on_one_connection(
         }
         let Some(slot) = slots.for_batch() else { continue };
         // Users' deployments first: none may be ready to start.
-        if ch.queue_declare(jobs.as_str().into(), passive, FieldTable::default()).await?.message_count() > 0 {
+        if transport::look(&ch, &jobs).await?.message_count() > 0 {
             continue;
         }
         // Counted before taken: a `basic.get` on a quorum queue is written to its log even
         // when nothing is there (src/queue/transport/waiting.rs).
-        if ch.queue_declare(batch.as_str().into(), passive, FieldTable::default()).await?.message_count() == 0 {
+        if transport::look(&ch, &batch).await?.message_count() == 0 {
             continue;
         }
         if let Some(msg) = ch.basic_get(batch.as_str().into(), BasicGetOptions::default()).await? {

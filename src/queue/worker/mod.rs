@@ -24,9 +24,7 @@ use crate::error::BuildError;
 use deployment::{publish_event, publish_failed, Deployment};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -220,8 +218,7 @@ fn watch_depth(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            if let Ok(q) = ch.queue_declare(shared.cfg.topology.jobs().into(), passive, FieldTable::default()).await {
+            if let Ok(q) = transport::look(&ch, &shared.cfg.topology.jobs()).await {
                 shared.metrics.queue_depth.store(i64::from(q.message_count()), Ordering::Relaxed);
                 let free = shared.metrics.in_flight.load(Ordering::Relaxed) < i64::from(shared.cfg.concurrency);
                 let quiet = last_delivery.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
