@@ -11,6 +11,7 @@ pub mod config;
 pub mod cosign;
 pub mod digest;
 pub mod error;
+pub mod git_credentials;
 pub mod image_ref;
 pub mod labels;
 pub mod llb;

@@ -61,7 +61,8 @@ pub fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
     (format!("{}{}", &url[..i + 3], &tail[at + 1..]), Some((percent_decode(user), percent_decode(password))))
 }
 
-fn percent_decode(s: &str) -> String {
+/// `s` with `%XX` sequences decoded (invalid UTF-8 replaced).
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -108,12 +108,16 @@ impl GitAuth {
         // A clone without the template's sample hooks and files: 19 of a shallow clone's 46
         // files and directories, and a third to a half of its CPU (the kernel allocating inodes).
         cmd.args(["-c", "init.templateDir="]);
-        if let Some(store) = &self.store {
-            cmd.arg("-c").arg(format!("credential.helper=store --file={}", store.display()));
-        }
+        // Helpers that only answer `get`: git's `store` helper would write a job's credentials
+        // into the worker's store on success (for every later job to that host to use), and
+        // erase the worker's own entry for a host that refused it once. A job's credentials
+        // are its alone: with them, the store is not asked.
         if let Some((user, password)) = &self.userinfo {
             cmd.args(["-c", r#"credential.helper=!f() { test "$1" = get && printf 'username=%s\npassword=%s\n' "$APPRUNNER_GIT_USERNAME" "$APPRUNNER_GIT_PASSWORD"; }; f"#]);
             cmd.env("APPRUNNER_GIT_USERNAME", user).env("APPRUNNER_GIT_PASSWORD", password);
+        } else if let Some(store) = &self.store {
+            cmd.args(["-c", r#"credential.helper=!f() { test "$1" = get && git credential-store --file="$APPRUNNER_GIT_STORE" get; }; f"#]);
+            cmd.env("APPRUNNER_GIT_STORE", store);
         }
     }
 }
@@ -240,8 +244,10 @@ pub async fn remote_commit(location: &SourceLocation, revision: &Revision, store
     };
     let (url, userinfo) = crate::core::shown::split_userinfo(url);
     if url.starts_with("https://") || url.starts_with("http://") {
-        // Asked on the worker's own client first; git (and any credential store) otherwise.
-        match smart_http::ls_ref(&url, userinfo.as_ref(), &wanted).await {
+        // Asked on the worker's own client first, with the URL's credentials or else those the
+        // store holds for its host; git otherwise.
+        let stored = store.filter(|_| userinfo.is_none()).and_then(|s| stored_credentials(s, &url));
+        match smart_http::ls_ref(&url, userinfo.as_ref().or(stored.as_ref()), &wanted).await {
             Ok(commit) => return commit,
             Err(crate::core::remote_refs::Unreadable(why)) => {
                 tracing::debug!("asking git which commit {wanted} is: {why}");
@@ -254,6 +260,15 @@ pub async fn remote_commit(location: &SourceLocation, revision: &Revision, store
         let (commit, name) = line.split_once('\t')?;
         (name == wanted && crate::core::redeploy::is_full_commit(commit)).then(|| commit.to_string())
     })
+}
+
+/// The credentials a git-credential-store file holds for `url`, picked as git's `store` helper
+/// picks them; None when it cannot be read (git will say why).
+fn stored_credentials(store: &Path, url: &str) -> Option<(String, String)> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(store).ok()?.take(1 << 20).read_to_string(&mut text).ok()?;
+    crate::core::git_credentials::stored_for(&text, url)
 }
 
 async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkout> {
