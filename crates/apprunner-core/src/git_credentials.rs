@@ -18,7 +18,7 @@ pub fn stored_for(store: &str, url: &str) -> Option<(String, String)> {
     let wanted = percent_decode(origin(url)?);
     store.lines().map(str::trim).find_map(|line| {
         let (without, credentials) = split_userinfo(line);
-        (origin(&without).map(percent_decode) == Some(wanted.clone())).then_some(credentials).flatten()
+        (origin(&without).map(percent_decode).as_deref() == Some(wanted.as_str())).then_some(credentials).flatten()
     })
 }
 
