@@ -1,7 +1,8 @@
 //! A private repository on an HTTPS host, with a token in the deployment's URL or in the
 //! worker's credential store: a redeploy asks the host which commit its branch names on the
-//! worker's own client, with that token, and nothing shows it. Its own test binary: the test CA is trusted through `SSL_CERT_FILE` and
-//! `GIT_SSL_CAINFO`, which this process's TLS roots are read from once.
+//! worker's own client, with that token, and nothing shows it. Its own test binary: the test
+//! CA is trusted through `SSL_CERT_FILE` and `GIT_SSL_CAINFO`, which this process's TLS roots
+//! are read from once.
 #![allow(clippy::unwrap_used)]
 
 mod common;
