@@ -72,10 +72,18 @@ async fn a_roll_out_rebases_what_it_can_rebuilds_the_rest_and_is_idempotent() {
     assert!(dry.contains(&format!("{}: skipped, it is on runtime python3", names[3])));
     assert!(dry.contains("1 to rebase, 1 to rebuild, 0 up to date, 1 left as they are, 1 on other runtimes (dry run"));
 
+    // Each roll-out outcome goes over the wire twice, the second (same id) saying FAILED: the
+    // roll-out shows the first alone.
+    let echo = echo_outcomes(&topology, |e| e.job_id.starts_with("rollout-")).await;
     let (code, out) = roll_out(&prefix, &services, &["--wait", "--wait-timeout", "600"]).await;
+    echo.abort();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("{}: SUCCEEDED, rebased on nodejs18 18.20.8", names[0])), "{out}");
     assert!(out.contains(&format!("{}: SUCCEEDED, built on nodejs18 18.20.8", names[1])), "{out}");
+    for name in &names[..2] {
+        assert_eq!(out.matches(&format!("{name}: ")).count(), 2, "a plan line and one outcome: {out}");
+    }
+    assert!(!out.contains("FAILED"), "{out}");
     events.settle(Duration::from_secs(2)).await;
     let rollout_event = |service: &str| {
         let done: Vec<&JobEvent> = events

@@ -228,6 +228,14 @@ pub(super) async fn rebuild_failed(args: RebuildFailedArgs) -> Result<(), BuildE
     let done = client::rebuild_failed(&args.queue.brokers()?, &topology, &filter, dry_run).await?;
     let mut n = 0;
     for r in &done {
+        if let (Some(new_id), Some(old)) = (&r.repeat_of, &r.entry.job) {
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!(
+                "{verb} a second failed entry of {} (operation {}; resubmitted once, as {new_id})",
+                old.job_id, old.operation_id
+            );
+            continue;
+        }
         let (Some(new), Some(old)) = (&r.resubmitted, &r.entry.job) else { continue };
         n += 1;
         println!(

@@ -165,12 +165,17 @@ pub struct Rebuilt {
     pub entry: FailedJob,
     /// The new job, when the entry matched and holds a job.
     pub resubmitted: Option<BuildJob>,
+    /// A second entry of an operation whose first was resubmitted in this run (its failure
+    /// recorded twice: an entry published again when its first confirm was lost): removed, not
+    /// resubmitted again. The new job's id.
+    pub repeat_of: Option<String>,
 }
 
 /// Goes through the failed-jobs queue once. Matching entries are republished as new jobs
 /// (new job and operation ids; a rebuild is a new deployment) and then acked: each is
 /// confirmed by the broker before its entry goes, so an interruption loses nothing (at worst
-/// one job is resubmitted twice). Entries that do not match are left in the queue.
+/// one job is resubmitted twice). Entries that do not match are left in the queue. A deployment
+/// is resubmitted once however many entries it has (`Rebuilt::repeat_of`).
 pub async fn rebuild_failed(
     brokers: &Brokers,
     topology: &Topology,
@@ -181,6 +186,7 @@ pub async fn rebuild_failed(
     let total = transport::look(&ch, &topology.failed()).await?.message_count();
     let publisher = Publisher::new(brokers, "apprunner-build-rebuild-failed-publisher");
     let mut out = Vec::new();
+    let mut resubmitted: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     // Entries we keep stay unacked until the channel closes, so each is seen once per run.
     for _ in 0..total {
         let Some(msg) = ch.basic_get(topology.failed().into(), BasicGetOptions::default()).await? else {
@@ -205,9 +211,16 @@ pub async fn rebuild_failed(
         };
         let job = entry.job.clone().filter(|_| filter.matches(&entry));
         let Some(job) = job else {
-            out.push(Rebuilt { entry, resubmitted: None });
+            out.push(Rebuilt { entry, resubmitted: None, repeat_of: None });
             continue;
         };
+        if let Some(new_id) = resubmitted.get(&job.operation_id) {
+            if !dry_run {
+                msg.delivery.ack(BasicAckOptions::default()).await?;
+            }
+            out.push(Rebuilt { entry, resubmitted: None, repeat_of: Some(new_id.clone()) });
+            continue;
+        }
         let new_job = job.rebuild().stamped();
         if !dry_run {
             let payload = QueueError::json("the job", &new_job)?;
@@ -219,7 +232,8 @@ pub async fn rebuild_failed(
                 .await?;
             msg.delivery.ack(BasicAckOptions::default()).await?;
         }
-        out.push(Rebuilt { entry, resubmitted: Some(new_job) });
+        resubmitted.insert(job.operation_id.clone(), new_job.job_id.clone());
+        out.push(Rebuilt { entry, resubmitted: Some(new_job), repeat_of: None });
     }
     publisher.close().await;
     // Closing returns every entry not acked to the queue.

@@ -4,10 +4,16 @@
 
 use super::committed;
 use apprunner_build::core::config::ConfigSource;
+use apprunner_build::core::log::LogLine;
+use apprunner_build::error::ErrorClass;
 use apprunner_build::queue::outcome::RetryPolicy;
-use apprunner_build::queue::subscription::{Interest, Subscription};
 use apprunner_build::queue::transport::{self as queue, Topology};
+use apprunner_build::queue::wire::event::FailureInfo;
 use apprunner_build::queue::wire::job::*;
+use futures_util::StreamExt;
+use lapin::options::BasicConsumeOptions;
+use lapin::types::FieldTable;
+use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,14 +34,24 @@ impl Worker {
         Self::on(AMQP, "off", prefix, id, args)
     }
 
+    /// A worker on the machine's broker node with more environment (`APPRUNNER_FAILPOINTS`).
+    pub fn with_env(prefix: &str, id: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(AMQP, "off", prefix, id, args, env)
+    }
+
     /// A worker on the broker `amqp` (comma-separated nodes), serving /healthz at `metrics`;
     /// its log is `$TMPDIR/<prefix>-<id>.log`.
     pub fn on(amqp: &str, metrics: &str, prefix: &str, id: &str, args: &[&str]) -> Self {
+        Self::spawn(amqp, metrics, prefix, id, args, &[])
+    }
+
+    fn spawn(amqp: &str, metrics: &str, prefix: &str, id: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
         let child = Command::new(BIN)
             .args(["worker", "--queue-prefix", prefix, "--worker-id", id, "--retry-delay", "1"])
             .args(["--amqp", amqp, "--metrics-addr", metrics])
             .args(args)
+            .envs(env.iter().copied())
             // A run chasing a fault can ask for more (APPRUNNER_TEST_WORKER_LOG=info,apprunner_build=debug).
             .env("APPRUNNER_LOG", std::env::var("APPRUNNER_TEST_WORKER_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
@@ -44,6 +60,11 @@ impl Worker {
             .unwrap();
         Self { child }
     }
+    /// What the worker logged so far.
+    pub fn log(prefix: &str, id: &str) -> String {
+        std::fs::read_to_string(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap_or_default()
+    }
+
     /// SIGTERM, and waits for the worker to finish what it runs and exit.
     pub fn stop(&mut self) {
         let pid = self.child.id().to_string();
@@ -140,10 +161,21 @@ pub fn job(url: &str, service: &str) -> BuildJob {
     }
 }
 
-/// Every event of a prefix, from before the first job is published.
+/// Every event and log line of a prefix exactly as the broker carries them, from before the
+/// first job is published: a raw consumer of `<p>.events` (`#`) and `<p>.logs` (`deployment.#`)
+/// on a queue of its own, without acks and without dropping repeats, so a second terminal
+/// event on the wire is counted (the project's `Subscription` drops repeats by message id; a
+/// test that claims one outcome per deployment must not listen through it).
 pub struct Events {
-    heard: Subscription,
+    _conn: lapin::Connection,
+    consumer: lapin::Consumer,
+    status_exchange: String,
+    /// Every event, as many times as the broker delivered it.
     pub seen: Vec<JobEvent>,
+    /// Every message of log lines, per operation: (message id, the lines), in arrival order.
+    pub logs: HashMap<String, Vec<(String, Vec<LogLine>)>>,
+    /// Times each message id arrived.
+    ids: HashMap<String, u32>,
 }
 
 impl Events {
@@ -152,39 +184,102 @@ impl Events {
     }
 
     pub async fn listen_on(brokers: &queue::Brokers, topology: &Topology) -> Self {
-        let heard = Subscription::open(brokers, topology, "test-events", Interest::AllEvents).await.unwrap();
-        Self { heard, seen: Vec::new() }
+        let conn = brokers.connect("test-wire").await.unwrap();
+        let ch = topology.ensure(&conn).await.unwrap();
+        let q = queue::private_queue(&ch).await.unwrap();
+        for (exchange, key) in [(topology.events(), "#".to_string()), (topology.logs(), Topology::log_key("#"))] {
+            ch.queue_bind(q.as_str().into(), exchange.into(), key.into(), Default::default(), Default::default())
+                .await
+                .unwrap();
+        }
+        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
+        let consumer = ch.basic_consume(q.as_str().into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+        Self {
+            _conn: conn,
+            consumer,
+            status_exchange: topology.events(),
+            seen: Vec::new(),
+            logs: HashMap::new(),
+            ids: HashMap::new(),
+        }
     }
 
-    /// Reads events until `done` holds for what was seen, or panics after `limit`.
+    /// The next message off the wire, recorded; false if none came within `limit`.
+    async fn read_one(&mut self, limit: Duration) -> bool {
+        let Ok(Some(Ok(d))) = tokio::time::timeout(limit, self.consumer.next()).await else { return false };
+        let id = d.properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default();
+        *self.ids.entry(id.clone()).or_default() += 1;
+        if d.exchange.as_str() == self.status_exchange {
+            self.seen.push(serde_json::from_slice(&d.data).expect("an event the worker published"));
+        } else {
+            let lines: Vec<LogLine> = serde_json::from_slice(&d.data).expect("a batch of log lines");
+            let op = d.routing_key.as_str().trim_start_matches("deployment.").to_string();
+            self.logs.entry(op).or_default().push((id, lines));
+        }
+        true
+    }
+
+    /// Reads until `done` holds for what was seen, or panics after `limit`.
     pub async fn until(&mut self, limit: Duration, done: impl Fn(&[JobEvent]) -> bool) {
         let deadline = Instant::now() + limit;
         while !done(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.heard.next_event()).await {
-                Ok(Some(Ok(event))) => self.seen.push(event),
-                _ => panic!(
-                    "events did not arrive in {limit:?}; seen: {:#?}",
-                    self.seen.iter().map(|e| (&e.job_id, e.status, &e.error)).collect::<Vec<_>>()
-                ),
-            }
+            assert!(
+                self.read_one(left).await,
+                "events did not arrive in {limit:?}; seen: {:#?}",
+                self.seen.iter().map(|e| (&e.job_id, e.status, &e.error)).collect::<Vec<_>>()
+            );
         }
     }
 
     /// Keeps reading for `quiet`, so a duplicate would show up.
     pub async fn settle(&mut self, quiet: Duration) {
-        while let Ok(Some(Ok(event))) = tokio::time::timeout(quiet, self.heard.next_event()).await {
-            self.seen.push(event);
-        }
+        while self.read_one(quiet).await {}
     }
 
-    /// Messages the subscription dropped as repeats of ones it had heard.
-    pub fn repeats(&self) -> u64 {
-        self.heard.repeats
+    /// Messages that arrived again under an id that had arrived before (a publish repeated).
+    pub fn repeats(&self) -> u32 {
+        self.ids.values().map(|n| n - 1).sum()
     }
 
+    /// How many times an event of `status` for `job_id` went over the wire.
     pub fn count(&self, job_id: &str, status: JobStatus) -> usize {
         self.seen.iter().filter(|e| e.job_id == job_id && e.status == status).count()
+    }
+
+    /// Terminal events of the operation on the wire.
+    pub fn outcomes_of(&self, operation_id: &str) -> usize {
+        self.seen.iter().filter(|e| e.operation_id == operation_id && e.status.is_terminal()).count()
+    }
+
+    /// The lines published for an operation, one list per build that published them (a
+    /// message's id is its build's and its place in it; a message published again is taken
+    /// once), each in the order its build sent them, as a follower prints them without time.
+    /// Builds of one operation (a redelivery's beside its first builder's) interleave by
+    /// whichever connection the broker heard first, so order is only a build's own.
+    pub fn published_lines(&self, operation_id: &str) -> Vec<Vec<String>> {
+        let mut taken = std::collections::HashSet::new();
+        // Each build's messages: (its place in the build, its lines).
+        type Messages = Vec<(u64, Vec<String>)>;
+        let mut builds: Vec<(String, Messages)> = Vec::new();
+        for (id, batch) in self.logs.get(operation_id).map(Vec::as_slice).unwrap_or_default() {
+            if !taken.insert(id.clone()) {
+                continue;
+            }
+            let (build, n) = id.rsplit_once('.').unwrap_or((id.as_str(), "0"));
+            let lines = (n.parse().unwrap_or(0), batch.iter().map(LogLine::render).collect());
+            match builds.iter_mut().find(|(b, _)| b == build) {
+                Some((_, all)) => all.push(lines),
+                None => builds.push((build.to_string(), vec![lines])),
+            }
+        }
+        builds
+            .into_iter()
+            .map(|(_, mut messages)| {
+                messages.sort_by_key(|(n, _)| *n);
+                messages.into_iter().flat_map(|(_, lines)| lines).collect()
+            })
+            .collect()
     }
 }
 
@@ -194,4 +289,64 @@ pub fn terminal(events: &[JobEvent], job_id: &str) -> Option<JobEvent> {
 
 pub async fn submit(topology: &Topology, job: &BuildJob) {
     apprunner_build::queue::client::submit(&brokers(), topology, job, queue::Lane::User, None).await.unwrap();
+}
+
+/// Messages ready in `queue` (a passive declaration).
+pub async fn ready_in(queue: &str) -> u32 {
+    let conn = brokers().connect("test-look").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let n = queue::look(&ch, queue).await.unwrap().message_count();
+    let _ = conn.close(200, "looked".into()).await;
+    n
+}
+
+/// Puts a second terminal event on the wire for the first terminal event of each operation
+/// that `matches`: under the same message id (`<operation-id>.outcome`, as any repeat has) but
+/// saying FAILED where the first said SUCCEEDED (and SUCCEEDED where it said FAILED), so a
+/// reader that took the second would show it. Runs until aborted; how many it echoed.
+pub async fn echo_outcomes(
+    topology: &Topology,
+    matches: impl Fn(&JobEvent) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<usize> {
+    let topology = topology.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let conn = brokers().connect("test-echo").await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let q = queue::private_queue(&ch).await.unwrap();
+        for status in JobStatus::TERMINAL {
+            let key = Topology::event_key("*", status.key());
+            ch.queue_bind(
+                q.as_str().into(),
+                topology.events().into(),
+                key.into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
+        let mut heard = ch.basic_consume(q.as_str().into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+        ready_tx.send(()).unwrap();
+        let publisher = queue::Publisher::new(&brokers(), "test-echo-publisher");
+        let mut echoed = std::collections::HashSet::new();
+        while let Some(Ok(d)) = heard.next().await {
+            let Ok(mut event) = serde_json::from_slice::<JobEvent>(&d.data) else { continue };
+            if !matches(&event) || !echoed.insert(event.operation_id.clone()) {
+                continue;
+            }
+            event.status = if event.status == JobStatus::Succeeded { JobStatus::Failed } else { JobStatus::Succeeded };
+            event.error = Some(FailureInfo { class: ErrorClass::Internal, message: "a second outcome".into() });
+            let payload = serde_json::to_vec(&event).unwrap();
+            let id = format!("{}.outcome", event.operation_id);
+            let key = Topology::event_key(&event.operation_id, event.status.key());
+            let exchange = topology.events();
+            let msg = queue::Outgoing { message_id: Some(&id), ..queue::Outgoing::new(&exchange, &key, &payload) };
+            publisher.publish(&msg).await.unwrap();
+        }
+        echoed.len()
+    });
+    tokio::time::timeout(Duration::from_secs(30), ready_rx).await.unwrap().unwrap();
+    task
 }

@@ -8,39 +8,79 @@ mod summary;
 pub use summary::{summarize, DeploymentRecord};
 
 use super::error::QueueError;
-use super::transport::{Brokers, Topology};
+use super::transport::{self, Brokers, Outgoing, Topology};
 use super::wire::job::JobEvent;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
 
-/// With nothing more for this long, the reader has reached the stream's end.
+/// A probe that goes this long without coming back: the stream is not being read.
+const PROBE_STALL: Duration = Duration::from_secs(30);
+/// With nothing more for this long, a reader that could not append its probe has reached the
+/// stream's end.
 const CAUGHT_UP: Duration = Duration::from_millis(1500);
 /// However long the stream, reading it ends after this.
 const READ_AT_MOST: Duration = Duration::from_secs(120);
 
+/// Where a read of the history starts.
+#[derive(Debug, Clone, Copy)]
+pub enum From {
+    /// Its oldest event.
+    First,
+    /// The first chunk written at or after this time (the broker's clock, in seconds).
+    Time(time::OffsetDateTime),
+}
+
 /// Every event the history holds, oldest first.
 pub async fn read(brokers: &Brokers, topology: &Topology) -> Result<Vec<JobEvent>, QueueError> {
+    read_from(brokers, topology, From::First).await
+}
+
+/// The events the history holds from `from` to its end, oldest first. The end is exact: the
+/// reader appends a probe of its own to the stream first (a message that is no event, which
+/// every reader passes over) and reads until it comes back, so every event confirmed before
+/// the read began is in what it returns. A reader not allowed to append reads until the stream
+/// goes quiet instead.
+pub async fn read_from(brokers: &Brokers, topology: &Topology, from: From) -> Result<Vec<JobEvent>, QueueError> {
     let conn = brokers
         .connect("apprunner-build-history")
         .await
         .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
     let read = async {
         let ch = topology.ensure(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
+        let probe = append_probe(&conn, topology).await;
         ch.basic_qos(1000, BasicQosOptions::default()).await?;
         let mut args = FieldTable::default();
-        args.insert("x-stream-offset".into(), AMQPValue::LongString("first".into()));
+        let offset = match from {
+            From::First => AMQPValue::LongString("first".into()),
+            From::Time(t) => AMQPValue::Timestamp(u64::try_from(t.unix_timestamp()).unwrap_or(0)),
+        };
+        args.insert("x-stream-offset".into(), offset);
         let mut consumer =
             ch.basic_consume(topology.history().into(), "".into(), BasicConsumeOptions::default(), args).await?;
         let mut events = Vec::new();
         let began = tokio::time::Instant::now();
+        let quiet = if probe.is_some() { PROBE_STALL } else { CAUGHT_UP };
         while began.elapsed() < READ_AT_MOST {
-            let Ok(next) = tokio::time::timeout(CAUGHT_UP, consumer.next()).await else { break };
-            let Some(delivery) = next else { break };
+            let next = tokio::time::timeout(quiet, consumer.next()).await;
+            let Ok(Some(delivery)) = next else {
+                if probe.is_some() {
+                    return Err(QueueError::Broker(format!(
+                        "the history stream {} sent nothing for {}s",
+                        topology.history(),
+                        quiet.as_secs()
+                    )));
+                }
+                break;
+            };
             let delivery = delivery?;
             // A stream keeps its messages; the ack only makes room for the next ones.
             delivery.ack(BasicAckOptions::default()).await?;
+            let id = delivery.properties.message_id().as_ref().map(lapin::types::ShortString::as_str);
+            if probe.is_some() && id == probe.as_deref() {
+                break;
+            }
             if let Ok(event) = serde_json::from_slice::<JobEvent>(&delivery.data) {
                 events.push(event);
             }
@@ -50,6 +90,30 @@ pub async fn read(brokers: &Brokers, topology: &Topology) -> Result<Vec<JobEvent
     .await;
     let _ = conn.close(200, "read".into()).await;
     read
+}
+
+/// Appends a probe to the history stream, confirmed; its id, or None if it could not be.
+async fn append_probe(conn: &lapin::Connection, topology: &Topology) -> Option<String> {
+    let id = format!("probe.{}", uuid::Uuid::new_v4().simple());
+    let ch = conn.create_channel().await.ok()?;
+    let stream = topology.history();
+    let msg = Outgoing { message_id: Some(&id), ..Outgoing::new("", &stream, b"") };
+    let sent = transport::publish_confirmed_once(&ch, &msg).await;
+    let _ = ch.close(200, "probed".into()).await;
+    sent.ok().map(|()| id)
+}
+
+/// The terminal event the history holds for `operation_id`, reading from `from`: a deployment
+/// that may be a repeat asks it before it publishes an outcome, so an outcome published once
+/// (its publisher gone before it could mark it) is not published again.
+pub async fn outcome_of(
+    brokers: &Brokers,
+    topology: &Topology,
+    operation_id: &str,
+    from: From,
+) -> Result<Option<JobEvent>, QueueError> {
+    let events = read_from(brokers, topology, from).await?;
+    Ok(events.into_iter().find(|e| e.operation_id == operation_id && e.status.is_terminal()))
 }
 
 /// What became of the operation `operation_id`, if the history holds it.

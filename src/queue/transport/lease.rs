@@ -11,7 +11,9 @@ use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
 
 /// A held lease; release it with [`Leases::release`].
@@ -36,6 +38,8 @@ pub struct Leases {
     conn: AsyncMutex<Option<Link>>,
     /// Operations this worker is building: its own connection could declare them again.
     mine: Mutex<HashSet<String>>,
+    /// Lease connections made so far.
+    generations: AtomicU64,
 }
 
 /// Why no lease was had.
@@ -47,6 +51,13 @@ pub enum NoLease {
     Broker(QueueError),
 }
 
+/// Longest a lease step (connecting included) may take.
+const STEP: Duration = Duration::from_secs(15);
+
+fn unanswered() -> QueueError {
+    QueueError::Broker(format!("the broker did not answer a lease step within {}s", STEP.as_secs()))
+}
+
 impl Leases {
     pub fn new(brokers: &Brokers, name: &str, topology: Topology) -> Self {
         Self {
@@ -55,6 +66,7 @@ impl Leases {
             topology,
             conn: AsyncMutex::new(None),
             mine: Mutex::default(),
+            generations: AtomicU64::new(0),
         }
     }
 
@@ -74,7 +86,8 @@ impl Leases {
                 }
             }
         }
-        let generation = state.as_ref().map_or(1, |(_, g, _)| g + 1);
+        // Never reused, so a lease taken on an earlier connection never matches a later one.
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let conn =
             self.brokers.connect(&self.name).await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
         let ch = conn.create_channel().await?;
@@ -86,6 +99,17 @@ impl Leases {
     fn drop_channel(state: &mut Option<Link>) {
         if let Some((_, _, kept)) = state.as_mut() {
             *kept = None;
+        }
+    }
+
+    /// Forgets the lease connection after a step on it went unanswered or failed: the next step
+    /// connects anew (a new generation, so no lease taken on this one is held any more). It is
+    /// closed in the background, within a bound.
+    fn drop_connection(state: &mut Option<Link>) {
+        if let Some((conn, _, _)) = state.take() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(STEP, conn.close(200, "lease step unanswered".into())).await;
+            });
         }
     }
 
@@ -105,18 +129,33 @@ impl Leases {
         }
         let taken = async {
             let mut state = self.conn.lock().await;
-            let (ch, generation) = self.channel(&mut state).await.map_err(NoLease::Broker)?;
-            let options = QueueDeclareOptions { exclusive: true, auto_delete: false, ..Default::default() };
-            match ch.queue_declare(queue.as_str().into(), options, FieldTable::default()).await {
-                Ok(_) => Ok(Lease { queue: queue.clone(), generation }),
-                Err(e) => {
-                    // A refused declaration closed the channel.
-                    Self::drop_channel(&mut state);
-                    match e.kind() {
-                        // RESOURCE_LOCKED: another connection holds it.
+            // Bounded, with the state locked: a step on a connection whose node just went, before
+            // lapin knows it is gone, may never be answered, and every other lease step (and
+            // `holds`) waits for this one.
+            let step = tokio::time::timeout(STEP, async {
+                let (ch, generation) = self.channel(&mut state).await.map_err(NoLease::Broker)?;
+                let options = QueueDeclareOptions { exclusive: true, auto_delete: false, ..Default::default() };
+                match ch.queue_declare(queue.as_str().into(), options, FieldTable::default()).await {
+                    Ok(_) => Ok(Lease { queue: queue.clone(), generation }),
+                    // RESOURCE_LOCKED: another connection holds it.
+                    Err(e) => match e.kind() {
                         lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 405 => Err(NoLease::Held),
                         _ => Err(NoLease::Broker(e.into())),
-                    }
+                    },
+                }
+            })
+            .await;
+            match step {
+                Ok(Ok(lease)) => Ok(lease),
+                Ok(Err(refused)) => {
+                    // A refused declaration closed the channel.
+                    Self::drop_channel(&mut state);
+                    Err(refused)
+                }
+                // Unanswered: the connection is not trusted again (its leases go with it).
+                Err(_) => {
+                    Self::drop_connection(&mut state);
+                    Err(NoLease::Broker(unanswered()))
                 }
             }
         }
@@ -141,11 +180,17 @@ impl Leases {
     pub async fn release(&self, lease: Lease) {
         let mut state = self.conn.lock().await;
         if Self::held_in(state.as_ref(), &lease) {
-            if let Ok((ch, _)) = self.channel(&mut state).await {
-                let deleted = ch.queue_delete(lease.queue.as_str().into(), QueueDeleteOptions::default()).await;
-                if deleted.is_err() {
-                    Self::drop_channel(&mut state);
-                }
+            let deleted = tokio::time::timeout(STEP, async {
+                let (ch, _) = self.channel(&mut state).await?;
+                ch.queue_delete(lease.queue.as_str().into(), QueueDeleteOptions::default()).await?;
+                Ok::<_, QueueError>(())
+            })
+            .await;
+            match deleted {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => Self::drop_channel(&mut state),
+                // Unanswered: dropping the connection gives up every lease on it, this one too.
+                Err(_) => Self::drop_connection(&mut state),
             }
         }
         drop(state);

@@ -6,7 +6,7 @@ pub mod lease;
 mod publisher;
 pub mod waiting;
 
-pub use publisher::{header_u32, header_u64, Outgoing, Publisher, CONFIRM_WAIT};
+pub use publisher::{has_header, header_u32, header_u64, publish_confirmed_once, Outgoing, Publisher, CONFIRM_WAIT};
 
 use super::error::QueueError;
 use lapin::options::{
@@ -52,6 +52,9 @@ pub const ATTEMPT_HEADER: &str = "x-apprunner-attempt";
 pub const DUE_HEADER: &str = "x-apprunner-due-ms";
 /// On a waiting job: it goes back to the batch queue, not the jobs queue.
 pub const BATCH_HEADER: &str = "x-apprunner-batch";
+/// On a waiting job: it waited while another copy of its operation held the lease, a copy that
+/// may still run without it (its broker connection lost), so the job asks before it reports.
+pub const BEHIND_COPY_HEADER: &str = "x-apprunner-behind-copy";
 /// How many times a quorum queue delivered a message before, without an ack.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
@@ -114,6 +117,11 @@ impl Topology {
     }
     pub fn cancel_key(operation_id: &str) -> String {
         format!("cancel.{operation_id}")
+    }
+    /// Routing key of a worker's question "does anyone else still build this operation?"
+    /// (`worker::control`).
+    pub fn building_key(operation_id: &str) -> String {
+        format!("building.{operation_id}")
     }
     /// The stream of every event, which `status` and `history` read (`queue::history`).
     pub fn history(&self) -> String {

@@ -1,7 +1,7 @@
 //! Confirmed publishing: a message the broker has taken, or an error saying it may not have;
 //! the headers a job carries between attempts.
 
-use super::{Brokers, Lane, ATTEMPT_HEADER, BATCH_HEADER, DUE_HEADER};
+use super::{Brokers, Lane, ATTEMPT_HEADER, BATCH_HEADER, BEHIND_COPY_HEADER, DUE_HEADER};
 use crate::queue::error::QueueError;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -11,6 +11,11 @@ use tokio::sync::Mutex;
 
 pub fn header_u32(props: &BasicProperties, key: &str) -> Option<u32> {
     header_u64(props, key).and_then(|v| u32::try_from(v).ok())
+}
+
+/// Whether the message carries the header `key` (a flag).
+pub fn has_header(props: &BasicProperties, key: &str) -> bool {
+    props.headers().as_ref().is_some_and(|h| h.inner().contains_key(key))
 }
 
 pub fn header_u64(props: &BasicProperties, key: &str) -> Option<u64> {
@@ -37,11 +42,22 @@ pub struct Outgoing<'a> {
     /// For a waiting job: when it is due back (milliseconds since the epoch), and to which lane.
     pub due_ms: Option<u64>,
     pub lane: Lane,
+    /// A waiting job that waits behind another copy of its operation.
+    pub behind_copy: bool,
 }
 
 impl<'a> Outgoing<'a> {
     pub fn new(exchange: &'a str, routing_key: &'a str, payload: &'a [u8]) -> Self {
-        Self { exchange, routing_key, payload, message_id: None, attempt: None, due_ms: None, lane: Lane::User }
+        Self {
+            exchange,
+            routing_key,
+            payload,
+            message_id: None,
+            attempt: None,
+            due_ms: None,
+            lane: Lane::User,
+            behind_copy: false,
+        }
     }
 
     fn properties(&self) -> BasicProperties {
@@ -61,6 +77,9 @@ impl<'a> Outgoing<'a> {
         }
         if self.lane == Lane::Batch {
             h.insert(BATCH_HEADER.into(), AMQPValue::Boolean(true));
+        }
+        if self.behind_copy {
+            h.insert(BEHIND_COPY_HEADER.into(), AMQPValue::Boolean(true));
         }
         if h.inner().is_empty() {
             p
@@ -110,8 +129,21 @@ impl Publisher {
             }
         }
         let conn = self.brokers.connect(&self.name).await?;
-        let ch = conn.create_channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        // Bounded: a new connection to a node that is going may never answer its first steps.
+        let opened = tokio::time::timeout(CONFIRM_WAIT, async {
+            let ch = conn.create_channel().await?;
+            ch.confirm_select(ConfirmSelectOptions::default()).await?;
+            Ok::<_, lapin::Error>(ch)
+        })
+        .await;
+        let Ok(opened) = opened else {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(CONFIRM_WAIT, conn.close(200, "channel unanswered".into())).await;
+            });
+            let slow = std::io::Error::new(std::io::ErrorKind::TimedOut, "the broker did not open a channel in time");
+            return Err(lapin::ErrorKind::IOError(std::sync::Arc::new(slow)).into());
+        };
+        let ch = opened?;
         *state = Some((conn, ch.clone()));
         Ok(ch)
     }
@@ -134,6 +166,9 @@ impl Publisher {
     /// cannot store meanwhile.
     pub async fn publish(&self, msg: &Outgoing<'_>) -> Result<(), QueueError> {
         let mut last = String::new();
+        // Whether an earlier try may have been taken (handed over, no answer): the message may
+        // then be on the wire twice, under one message id, and the log says so.
+        let mut maybe_taken = false;
         for attempt in 0..PUBLISH_TRIES {
             if attempt > 0 {
                 tracing::debug!("publish to {} {}: try {attempt} failed: {last}", msg.exchange, msg.routing_key);
@@ -149,6 +184,7 @@ impl Publisher {
             let res = tokio::time::timeout(CONFIRM_WAIT, async { send(&ch, msg).await?.await }).await;
             let Ok(res) = res else {
                 last = format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs());
+                maybe_taken = true;
                 self.forget().await;
                 continue;
             };
@@ -156,12 +192,23 @@ impl Publisher {
                 // A message for a queue that no queue took (one whose node is down) is
                 // returned, not lost quietly: it has not been sent.
                 Ok(c) if c.is_ack() => match c.take_message() {
-                    None => return Ok(()),
+                    None => {
+                        if maybe_taken {
+                            tracing::warn!(
+                                "published {} to {} {} again after a try whose confirm never came: it may be on the wire twice",
+                                msg.message_id.unwrap_or("a message"),
+                                msg.exchange,
+                                msg.routing_key
+                            );
+                        }
+                        return Ok(());
+                    }
                     Some(_) => last = format!("no queue took the message for {}", msg.routing_key),
                 },
                 Ok(_) => last = "the broker refused the message (nack)".into(),
                 Err(e) => {
                     last = format!("publishing failed: {e}");
+                    maybe_taken = true;
                     self.forget().await;
                 }
             }
@@ -199,6 +246,23 @@ impl Publisher {
         if let Some((conn, _)) = self.state.lock().await.take() {
             let _ = conn.close(200, "bye".into()).await;
         }
+    }
+}
+
+/// Publishes `msg` once on `ch` (put in confirm mode here), waiting for the broker's confirm
+/// for at most [`CONFIRM_WAIT`]; an error if it was not taken. For a client's one message on
+/// a channel of its own, where trying again is the caller's to decide.
+pub async fn publish_confirmed_once(ch: &Channel, msg: &Outgoing<'_>) -> Result<(), QueueError> {
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let confirmed = tokio::time::timeout(CONFIRM_WAIT, async { send(ch, msg).await?.await }).await;
+    match confirmed {
+        Ok(Ok(c)) if c.is_ack() => match c.take_message() {
+            None => Ok(()),
+            Some(_) => Err(QueueError::Broker(format!("no queue took the message for {}", msg.routing_key))),
+        },
+        Ok(Ok(_)) => Err(QueueError::Broker("the broker refused the message (nack)".into())),
+        Ok(Err(e)) => Err(QueueError::broker("publishing failed", e)),
+        Err(_) => Err(QueueError::Broker(format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs()))),
     }
 }
 

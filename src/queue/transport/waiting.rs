@@ -12,7 +12,8 @@
 //! the ledger), so moving is safe with any number of workers moving at once.
 
 use super::{
-    header_u32, header_u64, Brokers, Lane, Outgoing, Publisher, Topology, ATTEMPT_HEADER, BATCH_HEADER, DUE_HEADER,
+    has_header, header_u32, header_u64, Brokers, Lane, Outgoing, Publisher, Topology, ATTEMPT_HEADER, BATCH_HEADER,
+    BEHIND_COPY_HEADER, DUE_HEADER,
 };
 use crate::queue::error::QueueError;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -34,6 +35,8 @@ pub struct Waiting<'a> {
     pub job_id: &'a str,
     pub attempt: u32,
     pub lane: Lane,
+    /// It waits because another copy of its operation holds the lease.
+    pub behind_copy: bool,
 }
 
 /// Sends the job to wait `delay`, then to come back to its lane's queue.
@@ -50,6 +53,7 @@ pub async fn send_to_wait(
         attempt: Some(job.attempt),
         due_ms: Some(due),
         lane: job.lane,
+        behind_copy: job.behind_copy,
         ..Outgoing::new("", &queue, job.payload)
     };
     publisher.publish(&msg).await
@@ -118,14 +122,14 @@ async fn move_session(
                 return Err(QueueError::Broker("the connection went while a job waited".into()));
             }
             let id = props.message_id().as_ref().map(ToString::to_string);
-            let batch = props.headers().as_ref().is_some_and(|h| h.inner().contains_key(BATCH_HEADER));
-            let lane = if batch { Lane::Batch } else { Lane::User };
+            let lane = if has_header(props, BATCH_HEADER) { Lane::Batch } else { Lane::User };
             let to = topology.queue_of(lane);
             let back = Outgoing {
                 message_id: id.as_deref(),
                 attempt: header_u32(props, ATTEMPT_HEADER),
                 due_ms: Some(due),
                 lane,
+                behind_copy: has_header(props, BEHIND_COPY_HEADER),
                 ..Outgoing::new("", &to, &msg.delivery.data)
             };
             publisher.publish(&back).await?;

@@ -2,7 +2,8 @@
 //! for a roll-out), or reported once when a redelivery finds it built already; its log lines
 //! forwarded to the logs exchange on the way.
 
-use super::{Shared, BUILDER_GRACE, DEFER};
+use super::control::Builders;
+use super::{Shared, DEFER};
 use crate::build::{self, Settings};
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
@@ -12,6 +13,7 @@ use crate::edge::rebase::RebaseOutcome;
 use crate::error::BuildError;
 use crate::log::{DeploymentLog, LogLine, LogSink};
 use crate::queue::error::QueueError;
+use crate::queue::history;
 use crate::queue::ledger::{Built, Ledger, ServiceRecord};
 use crate::queue::outcome::{Action, JobOutcome};
 use crate::queue::transport::lease::{Lease, NoLease};
@@ -162,8 +164,13 @@ pub(super) struct Deployment<'a> {
     pub(super) job: &'a BuildJob,
     /// Which attempt this is (1 for the first delivery; a retry's comes in its header).
     pub(super) attempt: u32,
-    /// Whether an earlier delivery may have built it already (so the registry is asked).
+    /// Whether an earlier delivery may have built it already (so the registry is asked), or
+    /// ended it (so the history is asked before an outcome is published).
     pub(super) may_be_built: bool,
+    /// Whether another copy of the operation may still run without its lease: this delivery
+    /// came again after a lost connection, or waited while a copy held the lease. Before it
+    /// reports, it waits for that copy to end (`Builders`).
+    pub(super) may_have_copy: bool,
     /// The queue it came from, and goes back to when it waits.
     pub(super) lane: Lane,
 }
@@ -176,7 +183,7 @@ impl Deployment<'_> {
             Ok(lease) => lease,
             Err(NoLease::Held) => {
                 tracing::info!("job {}: its operation is being built elsewhere; it waits {DEFER:?}", self.job.job_id);
-                self.requeue(self.attempt, DEFER).await?;
+                self.requeue(self.attempt, DEFER, true).await?;
                 return Ok(JobOutcome::Deferred);
             }
             Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
@@ -196,7 +203,7 @@ impl Deployment<'_> {
                     self.job.job_id,
                     crate::core::shown::cut(&self.job.service.name)
                 );
-                self.requeue(self.attempt, DEFER).await?;
+                self.requeue(self.attempt, DEFER, self.may_have_copy).await?;
                 return Ok(JobOutcome::Deferred);
             }
         };
@@ -211,11 +218,12 @@ impl Deployment<'_> {
     async fn leased(&self, lease: &Lease) -> Result<JobOutcome, QueueError> {
         let ledger = Ledger::new(&self.shared.registry, &self.shared.cfg.settings.registry);
         // Registered before the marker is read, so a cancel request is heard either way.
-        let mut cancellation = self.shared.cancels.register(&self.job.operation_id);
+        let mut registration = self.shared.running.register(&self.job.operation_id);
+        let copy = Copy { token: registration.token.clone(), began: Instant::now() };
         if ledger.cancelled(&self.job.operation_id).await {
-            return self.end_cancelled(false).await;
+            return self.end_cancelled(&ledger, &copy, false).await;
         }
-        if let Some(outcome) = self.report_if_built(&ledger, lease).await? {
+        if let Some(outcome) = self.report_if_built(&ledger, lease, &copy).await? {
             return Ok(outcome);
         }
         // The service's record, read once under its lease: the image a build of the same inputs
@@ -229,7 +237,7 @@ impl Deployment<'_> {
         // its clone removed, and nothing reaches the target tag.
         let action = tokio::select! {
             action = Box::pin(self.build(record.as_ref())) => action,
-            () = cancellation.requested() => return self.end_cancelled(true).await,
+            () = registration.cancelled() => return self.end_cancelled(&ledger, &copy, true).await,
         };
         if let Err(lost) = self.still_held(lease).await {
             // The redelivery that reports this build waits for this mark, so its followers hear
@@ -237,11 +245,20 @@ impl Deployment<'_> {
             ledger.mark_logged(&self.job.operation_id).await;
             return Err(lost);
         }
-        self.report(&ledger, action, record.as_ref()).await
+        self.report(&ledger, action, record.as_ref(), &copy).await
     }
 
-    /// Ends the deployment as cancelled: its log says so, then one CANCELLED event.
-    async fn end_cancelled(&self, while_building: bool) -> Result<JobOutcome, QueueError> {
+    /// Ends the deployment as cancelled: its log says so, then one CANCELLED event (none if the
+    /// deployment ended already: `cancel` ends a queued one itself).
+    async fn end_cancelled(
+        &self,
+        ledger: &Ledger<'_>,
+        copy: &Copy,
+        while_building: bool,
+    ) -> Result<JobOutcome, QueueError> {
+        if self.ended_already(ledger, copy, true).await {
+            return Ok(JobOutcome::Duplicate);
+        }
         let (sink, forwarder) = log_forwarder(self.shared.clone(), self.job.operation_id.clone());
         let log = DeploymentLog::new(&self.job.operation_id, vec![Arc::new(sink)]);
         build::Narration(&log).cancelled(&self.job.operation_id, while_building);
@@ -254,11 +271,16 @@ impl Deployment<'_> {
     }
 
     /// A redelivery after the image was pushed: reported once, never built twice.
-    async fn report_if_built(&self, ledger: &Ledger<'_>, lease: &Lease) -> Result<Option<JobOutcome>, QueueError> {
+    async fn report_if_built(
+        &self,
+        ledger: &Ledger<'_>,
+        lease: &Lease,
+        copy: &Copy,
+    ) -> Result<Option<JobOutcome>, QueueError> {
         let (job, worker) = (self.job, self.shared.cfg.worker_id.as_str());
         let Some(target) = job.target().ok().filter(|_| self.may_be_built) else { return Ok(None) };
         let Some(built) = ledger.built(&target, &job.operation_id).await else { return Ok(None) };
-        if builder_reported(ledger, &job.operation_id).await {
+        if self.ended_already(ledger, copy, true).await {
             tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
             return Ok(Some(JobOutcome::Duplicate));
         }
@@ -276,6 +298,51 @@ impl Deployment<'_> {
         publish_event(self.shared, &already_built(job, &target, &built).by(worker, None)).await?;
         ledger.mark_reported(&job.operation_id).await;
         Ok(Some(JobOutcome::Succeeded))
+    }
+
+    /// Whether the operation ended before this copy could say how, asked before this copy
+    /// publishes an outcome. First, should another copy still run (its lease lost with its
+    /// broker connection), it waits for that copy to end: its log goes out before any outcome,
+    /// so a follower hears every line. Then: a success marked at the registry, or (for a
+    /// delivery that may be a repeat, or `history` set) an outcome in the history, which a
+    /// copy that died between its outcome and its marker left there.
+    async fn ended_already(&self, ledger: &Ledger<'_>, copy: &Copy, history: bool) -> bool {
+        let (shared, op) = (self.shared, self.job.operation_id.as_str());
+        if self.may_have_copy {
+            let name = format!("apprunner-build-worker-{}-ask", shared.cfg.worker_id);
+            let builders = Builders { brokers: &shared.cfg.brokers, topology: &shared.cfg.topology, name };
+            let done = || async { ledger.reported(op).await || ledger.logged(op).await };
+            let limit = shared.cfg.settings.timeout + COPY_MAY_TAKE;
+            if let Err(e) = builders.wait_until_alone(op, &copy.token, copy.began, limit, done).await {
+                tracing::warn!("job {}: could not ask whether another copy still runs ({e})", self.job.job_id);
+            }
+        }
+        if ledger.reported(op).await {
+            return true;
+        }
+        if !(history || self.may_be_built) {
+            return false;
+        }
+        let from = self.job.submitted().map_or(history::From::First, |t| history::From::Time(t - CLOCKS_DIFFER));
+        let asked = history::outcome_of(&shared.cfg.brokers, &shared.cfg.topology, op, from);
+        let asked = tokio::time::timeout(HISTORY_READ, asked)
+            .await
+            .unwrap_or_else(|_| Err(QueueError::Broker(format!("no answer within {}s", HISTORY_READ.as_secs()))));
+        match asked {
+            Ok(Some(ended)) => {
+                tracing::info!(
+                    "job {}: its operation ended {} already; nothing more is published",
+                    self.job.job_id,
+                    ended.status.key()
+                );
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!("job {}: could not read the history ({e}); reporting", self.job.job_id);
+                false
+            }
+        }
     }
 
     /// Runs the build with its log going to the logs exchange; what to do with its result.
@@ -317,13 +384,14 @@ impl Deployment<'_> {
         ledger: &Ledger<'_>,
         action: Action<Finished>,
         record: Option<&ServiceRecord>,
+        copy: &Copy,
     ) -> Result<JobOutcome, QueueError> {
         let (shared, job, attempt) = (self.shared, self.job, self.attempt);
         match action {
             Action::Succeed(finished) => {
                 // The same job may have been redelivered and finished elsewhere meanwhile (this
                 // worker's connection dropped mid-build): report a success once.
-                if ledger.reported(&job.operation_id).await {
+                if self.ended_already(ledger, copy, false).await {
                     return Ok(JobOutcome::Duplicate);
                 }
                 let reporting = Instant::now();
@@ -338,6 +406,7 @@ impl Deployment<'_> {
                 };
                 record_service(ledger, job, &image, record, prior).await;
                 self.publish(event, Some(attempt)).await?;
+                super::failpoint::exit_at(super::failpoint::AFTER_OUTCOME);
                 ledger.mark_reported(&job.operation_id).await;
                 if let Finished::Built(result) = &finished {
                     let p = result.phases;
@@ -351,7 +420,7 @@ impl Deployment<'_> {
                 Ok(JobOutcome::Succeeded)
             }
             Action::Retry { next_attempt, delay, error } => {
-                self.requeue(next_attempt, delay).await?;
+                self.requeue(next_attempt, delay, self.may_have_copy).await?;
                 let mut ev = JobEvent::new(job, JobStatus::Queued);
                 ev.attempt = Some(next_attempt);
                 ev.error = Some((&error).into());
@@ -359,15 +428,17 @@ impl Deployment<'_> {
                 Ok(JobOutcome::Retried)
             }
             Action::Fail(error) => {
-                // A copy of the job that succeeded meanwhile (its success reported) has the
-                // last word: an operation never reports a success and a failure. A failure is
-                // not marked, so a roll-out run again builds its failed services again.
-                if ledger.reported(&job.operation_id).await {
+                // A copy of the job that ended meanwhile (its success reported, or any outcome
+                // in the history) has the last word: an operation never reports a success and a
+                // failure. A failure is not marked, so a roll-out run again builds its failed
+                // services again.
+                if self.ended_already(ledger, copy, false).await {
                     return Ok(JobOutcome::Duplicate);
                 }
                 let worker = shared.cfg.worker_id.as_str();
                 publish_failed(shared, &FailedJob::of_job(job, &error, attempt, worker)).await?;
                 self.publish(JobEvent::failed(job, &error), Some(attempt)).await?;
+                super::failpoint::exit_at(super::failpoint::AFTER_OUTCOME);
                 Ok(JobOutcome::Failed(error.class))
             }
         }
@@ -378,11 +449,13 @@ impl Deployment<'_> {
         publish_event(self.shared, &event.by(&self.shared.cfg.worker_id, attempt)).await
     }
 
-    /// Sends the job to wait `delay`, to come back as attempt `attempt`.
-    async fn requeue(&self, attempt: u32, delay: Duration) -> Result<(), QueueError> {
+    /// Sends the job to wait `delay`, to come back as attempt `attempt` (`behind_copy`: while
+    /// another copy of its operation may run).
+    async fn requeue(&self, attempt: u32, delay: Duration, behind_copy: bool) -> Result<(), QueueError> {
         let (shared, job) = (self.shared, self.job);
         let payload = QueueError::json("the job", job)?;
-        let waiting = waiting::Waiting { payload: &payload, job_id: &job.job_id, attempt, lane: self.lane };
+        let waiting =
+            waiting::Waiting { payload: &payload, job_id: &job.job_id, attempt, lane: self.lane, behind_copy };
         waiting::send_to_wait(&shared.publisher, &shared.cfg.topology, &waiting, delay).await
     }
 
@@ -395,22 +468,23 @@ impl Deployment<'_> {
     }
 }
 
-/// Whether the worker that built an operation whose image exists reported it. It may be a
-/// moment from recording its report (its connection, and lease, went between its event and its
-/// marker), or, its lease lost, still publishing its log lines again on a new connection: it
-/// gets until it says which ("reported" or "logged"), or [`BUILDER_GRACE`] if it died.
-async fn builder_reported(ledger: &Ledger<'_>, operation_id: &str) -> bool {
-    let began = Instant::now();
-    loop {
-        if ledger.reported(operation_id).await {
-            return true;
-        }
-        if ledger.logged(operation_id).await || began.elapsed() >= BUILDER_GRACE {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+/// This copy of a deployment: its token (by which other workers tell it from a copy they run)
+/// and when it took the lease.
+struct Copy {
+    token: String,
+    began: Instant,
 }
+
+/// How much longer than its build's time limit another copy is waited for: its seal, and its
+/// log confirmed.
+const COPY_MAY_TAKE: Duration = Duration::from_secs(300);
+
+/// Longest a deployment reads the history for its operation's outcome.
+const HISTORY_READ: Duration = Duration::from_secs(60);
+
+/// How far before a job's `submitted_at` (the submitter's clock) its events are looked for in
+/// the history (the broker's clock, by whole chunks).
+const CLOCKS_DIFFER: Duration = Duration::from_secs(600);
 
 /// Keeps the service's record (its current image and the job that made it) for roll-outs.
 /// Best effort: a roll-out without it does not see the service, which it says.

@@ -7,15 +7,17 @@
 //! operation is not built again, and its success is reported once.
 
 mod batch;
-mod cancels;
+mod control;
 mod deployment;
+mod failpoint;
 
+use super::history;
 use super::metrics::Metrics;
 use super::outcome::{JobOutcome, RetryPolicy};
 use super::transport::lease::Leases;
 use super::transport::{
-    self, waiting, Brokers, Lane, Publisher, Topology, ATTEMPT_HEADER, DELIVERY_COUNT_HEADER, DELIVERY_LIMIT,
-    DUE_HEADER,
+    self, waiting, Brokers, Lane, Publisher, Topology, ATTEMPT_HEADER, BEHIND_COPY_HEADER, DELIVERY_COUNT_HEADER,
+    DELIVERY_LIMIT, DUE_HEADER,
 };
 use super::wire::job::{now_rfc3339, BuildJob, FailedJob, JobEvent};
 use crate::build::Settings;
@@ -50,7 +52,8 @@ struct Shared {
     leases: Leases,
     registry: Registry,
     metrics: Arc<Metrics>,
-    cancels: Arc<cancels::Cancels>,
+    /// The deployments running here, for cancel requests and other workers' questions.
+    running: Arc<control::Running>,
 }
 
 impl Shared {
@@ -61,18 +64,11 @@ impl Shared {
             leases: Leases::new(&cfg.brokers, &named("leases"), cfg.topology.clone()),
             registry: cfg.settings.registry_client(),
             metrics,
-            cancels: Arc::default(),
+            running: Arc::default(),
             cfg,
         }
     }
 }
-
-/// How long a redelivered job whose image exists waits for its builder to say it reported the
-/// build or published its whole log. The image is at its tag before the builder ends: its fleet
-/// cache is exported after the push (10-20 s for a service's first, on a machine whose disk is
-/// busy), then the SBOM; a line published again may take seconds on a broker electing leaders.
-/// Only a builder that died after its push makes it wait this long.
-const BUILDER_GRACE: Duration = Duration::from_secs(60);
 
 /// How long a consumer may see no delivery while jobs wait and it has free slots.
 const CONSUMER_STALL: Duration = Duration::from_secs(15);
@@ -201,7 +197,12 @@ fn start_helpers(
     let (brokers, topology) = (shared.cfg.brokers.clone(), shared.cfg.topology.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let helpers = vec![
-        tokio::spawn(shared.cancels.clone().listen(brokers.clone(), topology.clone(), named("cancels"))),
+        tokio::spawn(shared.running.clone().listen(
+            brokers.clone(),
+            topology.clone(),
+            named("control"),
+            shared.cfg.worker_id.clone(),
+        )),
         tokio::spawn(waiting::move_due_jobs(brokers, topology, shared.cfg.retry.waits(), named("waits"))),
         tokio::spawn(batch::take_batch_jobs(shared.clone(), slots.clone(), tx, stopping.clone())),
     ];
@@ -267,6 +268,19 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane) {
     let delivered_before = transport::header_u32(&delivery.properties, DELIVERY_COUNT_HEADER).unwrap_or(0);
     if i64::from(delivered_before) >= DELIVERY_LIMIT - 1 {
         let deliveries = delivered_before + 1;
+        // An earlier delivery may have published the outcome and died before its ack.
+        let from = job.submitted().map_or(history::From::First, history::From::Time);
+        if let Ok(Some(ended)) =
+            history::outcome_of(&shared.cfg.brokers, &shared.cfg.topology, &job.operation_id, from).await
+        {
+            tracing::info!(
+                "job {}: delivery {deliveries} of an operation that ended {}; acked",
+                job.job_id,
+                ended.status.key()
+            );
+            ack(&delivery).await;
+            return;
+        }
         tracing::warn!("job {}: delivery {deliveries}, the last the broker allows; failing it", job.job_id);
         let entry = FailedJob::dead_lettered(&job, now_rfc3339(), deliveries);
         let error = BuildError::new(entry.class, entry.reason.clone());
@@ -292,7 +306,11 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane) {
         || attempt > 1
         || props.headers().as_ref().is_some_and(|h| h.inner().contains_key("x-death"))
         || transport::header_u64(props, DUE_HEADER).is_some();
-    let done = Deployment { shared, job: &job, attempt, may_be_built, lane }.run().await;
+    // Another copy may still run without its lease only if this delivery came again after a
+    // lost connection, or waited while a copy held the lease.
+    let may_have_copy =
+        delivery.redelivered || delivered_before > 0 || transport::has_header(props, BEHIND_COPY_HEADER);
+    let done = Deployment { shared, job: &job, attempt, may_be_built, may_have_copy, lane }.run().await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     match done {
         Ok(outcome) => {
