@@ -50,7 +50,27 @@ fn compose_and_worker_image_match_the_binary() {
         }
     }
     assert!(dockerfile.contains("ENTRYPOINT [\"apprunner-build\"]") && dockerfile.contains("CMD [\"worker\"]"));
-    // The compose file's worker command, as the binary parses it (up to the broker connection).
-    let parsed = Command::new(bin).args(["worker", "--concurrency", "2", "--help"]).output().unwrap();
-    assert!(parsed.status.success());
+    // The compose file's worker command, as the binary parses it (with --help after it, so it
+    // stops before the broker connection): an argument it does not take fails here.
+    let command = worker_command(&compose);
+    assert_eq!(command.first().map(String::as_str), Some("worker"), "{command:?}");
+    let parsed = Command::new(bin).args(&command).arg("--help").output().unwrap();
+    assert!(parsed.status.success(), "{command:?}: {}", String::from_utf8_lossy(&parsed.stderr));
+    let bogus = Command::new(bin).args(&command).args(["--no-such-setting", "--help"]).output().unwrap();
+    assert!(!bogus.status.success(), "the check would see a bad argument");
+}
+
+/// The `command:` of the compose file's `worker` service (a flow sequence of strings).
+fn worker_command(compose: &str) -> Vec<String> {
+    let mut in_worker = false;
+    for line in compose.lines() {
+        if line.starts_with("  ") && !line.starts_with("   ") {
+            in_worker = line.trim() == "worker:";
+        } else if in_worker {
+            if let Some(list) = line.trim().strip_prefix("command:") {
+                return serde_json::from_str(list.trim()).unwrap_or_else(|e| panic!("{line}: {e}"));
+            }
+        }
+    }
+    panic!("no command for the worker service in docker/compose.yaml")
 }

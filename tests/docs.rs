@@ -43,6 +43,7 @@ const OTHER_TOOLS: &[(&str, &[&str])] = &[
     ("cosign verify", &["--key", "--insecure-ignore-tlog", "--allow-http-registry"]),
     ("debootstrap", &["--variant"]),
     ("npm install", &["--production"]),
+    ("target/release/examples/chaos", &["--minutes", "--seed"]),
 ];
 
 fn top() -> &'static Path {

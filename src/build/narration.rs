@@ -72,6 +72,11 @@ impl Narration<'_> {
         self.say(format!("Deployment with ID : {operation_id} was cancelled."));
     }
 
+    /// Batch work that stopped to give its slot to a user's deployment.
+    pub fn gave_way(self) {
+        self.say("A user's deployment needs this worker's slot: this batch build stops here and starts again when a slot is free.");
+    }
+
     pub fn failed(self, operation_id: &str, e: &BuildError) {
         self.say(format!("Failed to build your application source code. Reason: {}", e.message));
         self.say(format!(

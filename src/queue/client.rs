@@ -95,7 +95,7 @@ async fn publish_job(publisher: &Publisher, topology: &Topology, job: &BuildJob,
     publisher
         .publish(&Outgoing { message_id: Some(&job.job_id), ..Outgoing::new("", &topology.queue_of(lane), &payload) })
         .await?;
-    let event = JobEvent::new(job, JobStatus::Queued);
+    let event = JobEvent { batch: lane == Lane::Batch, ..JobEvent::new(job, JobStatus::Queued) };
     let (queued, id) = (QueueError::json("the QUEUED event", &event)?, event.new_message_id());
     let key = Topology::event_key(&job.operation_id, "QUEUED");
     publisher.publish(&Outgoing { message_id: Some(&id), ..Outgoing::new(&topology.events(), &key, &queued) }).await
@@ -223,13 +223,9 @@ pub async fn rebuild_failed(
         }
         let new_job = job.rebuild().stamped();
         if !dry_run {
-            let payload = QueueError::json("the job", &new_job)?;
-            publisher
-                .publish(&Outgoing {
-                    message_id: Some(&new_job.job_id),
-                    ..Outgoing::new("", &topology.batch(), &payload)
-                })
-                .await?;
+            // With its QUEUED event, as any submission: `status` knows it, and it takes its
+            // place in its service's line.
+            publish_job(&publisher, topology, &new_job, Lane::Batch).await?;
             msg.delivery.ack(BasicAckOptions::default()).await?;
         }
         resubmitted.insert(job.operation_id.clone(), new_job.job_id.clone());

@@ -72,6 +72,8 @@ pub enum JobOutcome {
     Failed(ErrorClass),
     /// Ended by `cancel`.
     Cancelled,
+    /// Batch work stopped to give its slot to a user's deployment; back in the batch queue.
+    GaveWay,
     /// Not a job at all.
     Rejected,
 }
@@ -87,6 +89,7 @@ impl JobOutcome {
             JobOutcome::Failed(ErrorClass::Transient) => "failed_transient",
             JobOutcome::Failed(ErrorClass::Internal) => "failed_internal",
             JobOutcome::Cancelled => "cancelled",
+            JobOutcome::GaveWay => "gave_way",
             JobOutcome::Rejected => "rejected",
         }
     }

@@ -19,17 +19,18 @@ pub fn close_consumer_connection(worker_id: &str) {
 }
 
 /// A unix-socket proxy to Docker Engine that the test can take down and bring back, so the
-/// worker's `BuildKit` (and Engine API) is unreachable without disturbing the other tests.
+/// worker's `BuildKit` (and Engine API) is unreachable without disturbing the other tests. Down,
+/// its connections are cut (a worker keeps one connection to `BuildKit`) and the socket is gone.
 pub struct FlakyDocker {
     pub path: PathBuf,
-    task: Option<tokio::task::JoinHandle<()>>,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl FlakyDocker {
     pub fn new() -> Self {
         Self {
             path: std::env::temp_dir().join(format!("flaky-docker-{}.sock", uuid::Uuid::new_v4().simple())),
-            task: None,
+            tasks: std::sync::Arc::default(),
         }
     }
     pub fn addr(&self) -> String {
@@ -38,24 +39,31 @@ impl FlakyDocker {
     pub fn up(&mut self) {
         let _ = std::fs::remove_file(&self.path);
         let listener = tokio::net::UnixListener::bind(&self.path).unwrap();
-        self.task = Some(tokio::spawn(async move {
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                tokio::spawn(async move {
+                let conn = tokio::spawn(async move {
                     if let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
                     }
                 });
+                tasks.lock().unwrap().push(conn.abort_handle());
             }
-        }));
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    pub fn down(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
 impl Drop for FlakyDocker {
     fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
+        self.down();
     }
 }
 

@@ -2,6 +2,7 @@
 //! docker/stack starts them. Nothing here is a stand-in for a service.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
 pub mod faults;
 pub mod git_http;
 pub mod queue;

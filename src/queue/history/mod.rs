@@ -3,6 +3,7 @@
 //! oldest first to go) whoever was listening. `status` and `history` read it from its start;
 //! `summary` folds its events into what became of each deployment.
 
+pub mod lines;
 mod summary;
 
 pub use summary::{summarize, DeploymentRecord};

@@ -97,6 +97,10 @@ pub struct JobEvent {
     /// A roll-out that rebased instead of building: the image it moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebased_from: Option<String>,
+    /// On a QUEUED event: the job is batch work (`submit --batch`, a roll-out, a rebuild),
+    /// which a user's deployment of the service does not wait for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 /// App Runner's operation status and message for a job's status (the guide's `EventBridge`
@@ -180,6 +184,7 @@ impl JobEvent {
             warnings: Vec::new(),
             error: None,
             rebased_from: None,
+            batch: false,
         }
     }
 

@@ -1,35 +1,73 @@
 //! Batch work behind users' deployments: a worker takes a job from the batch queue only when it
 //! has a free slot, no user's deployment waits for one of its slots, and the jobs queue holds
-//! none ready. A user's deployment then waits at most for the builds already running: slots
-//! are handed out first come first served, and the batch side never queues for one.
+//! none ready. And batch work gives way: a user's deployment that finds every slot taken asks
+//! the newest batch build among them to stop (it goes back to the batch queue and starts again
+//! later), so it starts at once instead of waiting for batch builds to end, and a worker never
+//! holds a user's job it could start while other workers' slots free up.
 
 use super::Shared;
 use crate::queue::transport::{self, Lane};
 use lapin::message::Delivery;
 use lapin::options::BasicGetOptions;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// How often an idle worker looks at the batch queue.
 const LOOK: Duration = Duration::from_secs(1);
 
-/// A worker's build slots, and how many user deliveries wait for one.
+/// The batch builds running in a worker's slots, oldest first: an id each, and the switch that
+/// asks it to give way.
+type BatchRuns = Arc<Mutex<Vec<(u64, watch::Sender<bool>)>>>;
+
+/// A worker's build slots, how many user deliveries wait for one, and the batch builds running
+/// in them (oldest first), each with the switch that asks it to give way.
 pub struct Slots {
     free: Arc<Semaphore>,
     users_waiting: AtomicUsize,
+    batch: BatchRuns,
+    next_batch: AtomicU64,
+}
+
+/// A batch job running in a slot: the switch it watches, and its place in the list (left when
+/// dropped).
+pub struct BatchRun {
+    pub give_way: watch::Receiver<bool>,
+    id: u64,
+    runs: BatchRuns,
+}
+
+impl Drop for BatchRun {
+    fn drop(&mut self) {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner).retain(|(id, _)| *id != self.id);
+    }
 }
 
 impl Slots {
     pub fn new(n: u16) -> Self {
-        Self { free: Arc::new(Semaphore::new(usize::from(n))), users_waiting: AtomicUsize::new(0) }
+        Self {
+            free: Arc::new(Semaphore::new(usize::from(n))),
+            users_waiting: AtomicUsize::new(0),
+            batch: Arc::default(),
+            next_batch: AtomicU64::new(0),
+        }
     }
 
-    /// A slot for a user's deployment, waiting in line for one.
+    /// A slot for a user's deployment: a free one, or else the newest batch build is asked to
+    /// give its up (it has done the least), and the deployment waits in line for a slot.
     pub async fn for_user(&self) -> Option<OwnedSemaphorePermit> {
         self.users_waiting.fetch_add(1, Ordering::SeqCst);
-        let slot = self.free.clone().acquire_owned().await.ok();
+        let slot = if let Ok(slot) = self.free.clone().try_acquire_owned() {
+            Some(slot)
+        } else {
+            let newest = self.batch.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            if let Some((_, give_way)) = newest {
+                tracing::info!("a user's deployment waits for a slot: the newest batch build gives way");
+                let _ = give_way.send(true);
+            }
+            self.free.clone().acquire_owned().await.ok()
+        };
         self.users_waiting.fetch_sub(1, Ordering::SeqCst);
         slot
     }
@@ -40,6 +78,15 @@ impl Slots {
             return None;
         }
         self.free.clone().try_acquire_owned().ok()
+    }
+
+    /// Registers a batch job that runs in one of the slots, so a user's deployment can ask it
+    /// to give way.
+    pub fn batch_run(&self) -> BatchRun {
+        let (tx, rx) = watch::channel(false);
+        let id = self.next_batch.fetch_add(1, Ordering::Relaxed);
+        self.batch.lock().unwrap_or_else(PoisonError::into_inner).push((id, tx));
+        BatchRun { give_way: rx, id, runs: self.batch.clone() }
     }
 }
 

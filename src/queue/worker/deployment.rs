@@ -173,6 +173,8 @@ pub(super) struct Deployment<'a> {
     pub(super) may_have_copy: bool,
     /// The queue it came from, and goes back to when it waits.
     pub(super) lane: Lane,
+    /// Batch work: turns true when a user's deployment wants its slot.
+    pub(super) give_way: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Deployment<'_> {
@@ -188,6 +190,18 @@ impl Deployment<'_> {
             }
             Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
         };
+        // In submission order: an earlier deployment of the service that has not ended goes
+        // first, whichever reached a worker first.
+        if let Some(first) = self.shared.order.ahead_of(&self.job.operation_id, self.lane).await {
+            self.shared.leases.release(lease).await;
+            tracing::info!(
+                "job {}: deployment {first} of service {} was submitted before it and has not ended; it waits {DEFER:?}",
+                self.job.job_id,
+                crate::core::shown::cut(&self.job.service.name)
+            );
+            self.requeue(self.attempt, DEFER, self.may_have_copy).await?;
+            return Ok(JobOutcome::Deferred);
+        }
         // One deployment per service at a time: another one's waits and comes back (the service
         // record, kept by submission time, settles which one ends current).
         let service = match self.shared.leases.acquire_service(&self.job.service.name).await {
@@ -238,6 +252,7 @@ impl Deployment<'_> {
         let action = tokio::select! {
             action = Box::pin(self.build(record.as_ref())) => action,
             () = registration.cancelled() => return self.end_cancelled(&ledger, &copy, true).await,
+            () = asked_to_give_way(self.give_way.clone()) => return self.step_aside().await,
         };
         if let Err(lost) = self.still_held(lease).await {
             // The redelivery that reports this build waits for this mark, so its followers hear
@@ -268,6 +283,28 @@ impl Deployment<'_> {
         let cancelled = JobEvent::cancelled(&JobEvent::new(self.job, JobStatus::InProgress), Some(worker));
         self.publish(cancelled, Some(self.attempt)).await?;
         Ok(JobOutcome::Cancelled)
+    }
+
+    /// Batch work stopped for a user's deployment: its log says so, and the job goes back to
+    /// the batch queue as it came (the same attempt), to start again when a slot is free.
+    async fn step_aside(&self) -> Result<JobOutcome, QueueError> {
+        let (sink, forwarder) = log_forwarder(self.shared.clone(), self.job.operation_id.clone());
+        let log = DeploymentLog::new(&self.job.operation_id, vec![Arc::new(sink)]);
+        build::Narration(&log).gave_way();
+        drop(log);
+        let _ = forwarder.await;
+        let payload = QueueError::json("the job", self.job)?;
+        let batch = self.shared.cfg.topology.batch();
+        let back = Outgoing {
+            message_id: Some(&self.job.job_id),
+            attempt: Some(self.attempt),
+            lane: Lane::Batch,
+            behind_copy: self.may_have_copy,
+            ..Outgoing::new("", &batch, &payload)
+        };
+        self.shared.publisher.publish(&back).await?;
+        tracing::info!("job {}: gave its slot to a user's deployment; back in the batch queue", self.job.job_id);
+        Ok(JobOutcome::GaveWay)
     }
 
     /// A redelivery after the image was pushed: reported once, never built twice.
@@ -422,6 +459,7 @@ impl Deployment<'_> {
             Action::Retry { next_attempt, delay, error } => {
                 self.requeue(next_attempt, delay, self.may_have_copy).await?;
                 let mut ev = JobEvent::new(job, JobStatus::Queued);
+                ev.batch = self.lane == Lane::Batch;
                 ev.attempt = Some(next_attempt);
                 ev.error = Some((&error).into());
                 publish_event(shared, &ev).await?;
@@ -466,6 +504,16 @@ impl Deployment<'_> {
             Err(QueueError::LostLease { job_id: self.job.job_id.clone() })
         }
     }
+}
+
+/// Resolves when batch work is asked to give way (never, for a user's deployment).
+async fn asked_to_give_way(give_way: Option<tokio::sync::watch::Receiver<bool>>) {
+    if let Some(mut asked) = give_way {
+        if asked.wait_for(|asked| *asked).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// This copy of a deployment: its token (by which other workers tell it from a copy they run)

@@ -10,6 +10,7 @@ mod batch;
 mod control;
 mod deployment;
 mod failpoint;
+mod order;
 
 use super::history;
 use super::metrics::Metrics;
@@ -54,6 +55,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// The deployments running here, for cancel requests and other workers' questions.
     running: Arc<control::Running>,
+    /// Each service's line, from the history: a deployment lets earlier ones go first.
+    order: Arc<order::Order>,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             registry: cfg.settings.registry_client(),
             metrics,
             running: Arc::default(),
+            order: Arc::default(),
             cfg,
         }
     }
@@ -147,16 +151,17 @@ pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::
                         let (shared, slots) = (shared.clone(), slots.clone());
                         tasks.spawn(async move {
                             let _slot = slots.for_user().await;
-                            handle(&shared, delivery, Lane::User).await;
+                            handle(&shared, delivery, Lane::User, None).await;
                         });
                     }
                     Some(Err(e)) => { tracing::warn!("consumer failed: {e}; reconnecting"); break; }
                     None => { tracing::warn!("consumer ended; reconnecting"); break; }
                 },
                 Some((delivery, slot, lane)) = batch_jobs.recv() => {
-                    let shared = shared.clone();
+                    let (shared, run) = (shared.clone(), slots.batch_run());
                     tasks.spawn(async move {
-                        handle(&shared, delivery, lane).await;
+                        handle(&shared, delivery, lane, Some(run.give_way.clone())).await;
+                        drop(run);
                         drop(slot);
                     });
                 }
@@ -203,6 +208,11 @@ fn start_helpers(
             named("control"),
             shared.cfg.worker_id.clone(),
         )),
+        tokio::spawn({
+            let (order, brokers, topology, name) =
+                (shared.order.clone(), brokers.clone(), topology.clone(), named("order"));
+            async move { order.follow(brokers, topology, name).await }
+        }),
         tokio::spawn(waiting::move_due_jobs(brokers, topology, shared.cfg.retry.waits(), named("waits"))),
         tokio::spawn(batch::take_batch_jobs(shared.clone(), slots.clone(), tx, stopping.clone())),
     ];
@@ -247,8 +257,9 @@ async fn ack(delivery: &Delivery) {
     }
 }
 
-/// Handles one delivery; returns once it is acked, or left for redelivery.
-async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane) {
+/// Handles one delivery; returns once it is acked, or left for redelivery. Batch work watches
+/// `give_way`: a user's deployment wants its slot.
+async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane, give_way: Option<watch::Receiver<bool>>) {
     let attempt = transport::header_u32(&delivery.properties, ATTEMPT_HEADER).unwrap_or(1);
     let job = match BuildJob::parse(&delivery.data) {
         Ok(j) => j,
@@ -310,7 +321,7 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane) {
     // lost connection, or waited while a copy held the lease.
     let may_have_copy =
         delivery.redelivered || delivered_before > 0 || transport::has_header(props, BEHIND_COPY_HEADER);
-    let done = Deployment { shared, job: &job, attempt, may_be_built, may_have_copy, lane }.run().await;
+    let done = Deployment { shared, job: &job, attempt, may_be_built, may_have_copy, lane, give_way }.run().await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     match done {
         Ok(outcome) => {
