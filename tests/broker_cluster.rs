@@ -218,18 +218,11 @@ async fn stop_the_node_of_workers_and_followers(w: &mut World) -> String {
             said()
         );
         // Every line any worker published for the operation, each build's in its order.
-        let printed: Vec<&str> = stdout.lines().collect();
-        for build in w.events.published_lines(&op) {
-            let mut at = 0;
-            for line in build {
-                let Some(k) = printed[at..].iter().position(|p| *p == line) else {
-                    panic!(
-                        "follower {i} did not print `{line}` (published for {op}):\n{stdout}\nthe workers on it:\n{}",
-                        said()
-                    );
-                };
-                at += k + 1;
-            }
+        if let Err(line) = common::published::printed_all(&w.events.published_lines(&op), &stdout) {
+            panic!(
+                "follower {i} did not print `{line}` (published for {op}):\n{stdout}\nthe workers on it:\n{}",
+                said()
+            );
         }
         ops.push(op);
     }

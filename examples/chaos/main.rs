@@ -20,7 +20,7 @@
 //! deployment ended; with exactly one terminal event on the wire (a repeat is named when the
 //! worker logged the one window the design leaves, an outcome published again after its
 //! confirm was lost with its connection); that SUCCEEDED means the image is at its tag with
-//! the reported digest and a label naming the operation, CANCELLED that nothing was pushed,
+//! the reported digest and annotations naming the operation, CANCELLED that nothing was pushed,
 //! FAILED only for the deployments meant to fail, with their reason; that every follower printed
 //! every line its build published; that no job is left in any queue. Its last line:
 //! `chaos: N deployments, F faults (kinds), lost 0, duplicated D, stuck 0, incomplete 0, wrong 0, seed S`.
@@ -32,6 +32,8 @@ mod cluster;
 #[path = "../../tests/common/faults.rs"]
 mod faults;
 mod plan;
+#[path = "../../tests/common/published.rs"]
+mod published;
 mod wire;
 
 use plan::{Fault, FaultKind, Planned};
@@ -313,13 +315,22 @@ async fn inject(
             say(began, "BuildKit is back");
         }
         FaultKind::KillFollower => {
-            let mut s = soak.lock().await;
-            let mut running = Vec::new();
-            for (k, t) in s.tracked.iter_mut().enumerate() {
-                if t.follower.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none()) {
-                    running.push(k);
+            // A follower still waiting (waiting a little for one).
+            let until = Instant::now() + Duration::from_secs(30);
+            let (mut s, running) = loop {
+                let mut s = soak.lock().await;
+                let mut running = Vec::new();
+                for (k, t) in s.tracked.iter_mut().enumerate() {
+                    if t.follower.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none()) {
+                        running.push(k);
+                    }
                 }
-            }
+                if !running.is_empty() || Instant::now() > until {
+                    break (s, running);
+                }
+                drop(s);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
             if running.is_empty() {
                 say(began, "fault: no follower running to kill; skipped");
                 return false;
@@ -347,21 +358,6 @@ struct Findings {
     stuck: Vec<String>,
     incomplete: Vec<String>,
     wrong: Vec<String>,
-}
-
-/// Whether every line of every build published for `op` is in `printed`, each build's in order.
-fn printed_all(heard: &wire::Heard, op: &str, printed: &str) -> Result<(), String> {
-    let lines: Vec<&str> = printed.lines().collect();
-    for build in heard.published(op) {
-        let mut at = 0;
-        for line in build {
-            match lines[at..].iter().position(|l| *l == line) {
-                Some(k) => at += k + 1,
-                None => return Err(line),
-            }
-        }
-    }
-    Ok(())
 }
 
 /// What is wrong with the outcome `first` of `t`, against what it was meant to come to and
@@ -406,7 +402,7 @@ async fn judge(t: &Tracked, first: &wire::Event, registry: &wire::Registry) -> V
                         wrong.push(format!("reported {digest}, the tag holds {held}"));
                     }
                     if labels.get("dev.apprunner-build.operation-id") != Some(op) {
-                        wrong.push("its image's labels name another operation".into());
+                        wrong.push("its image's annotations and labels name another operation".into());
                     }
                 }
                 Ok(None) => wrong.push("SUCCEEDED, yet nothing is at its tag".into()),
@@ -423,7 +419,7 @@ async fn judge(t: &Tracked, first: &wire::Event, registry: &wire::Registry) -> V
 fn follower_gaps(t: &Tracked, first: &wire::Event, heard: &wire::Heard, dir: &Path) -> Vec<String> {
     let mut gaps = Vec::new();
     let printed = std::fs::read_to_string(dir.join(format!("d{}.out", t.planned.n))).unwrap_or_default();
-    if let Err(line) = printed_all(heard, &t.op, &printed) {
+    if let Err(line) = published::printed_all(&heard.published(&t.op), &printed) {
         gaps.push(format!("its follower did not print `{line}`"));
     }
     let expected = match first.status.as_str() {

@@ -48,31 +48,9 @@ impl Heard {
             .collect()
     }
 
-    /// The lines published for `op`, one list per build that published them (a message id is
-    /// its build's and its place in it), each in its build's order, every message once.
+    /// The lines published for `op`, one list per build (`published::by_build`).
     pub fn published(&self, op: &str) -> Vec<Vec<String>> {
-        // Each build's messages: (its place in the build, its lines).
-        type Messages = Vec<(u64, Vec<String>)>;
-        let mut builds: Vec<(String, Messages)> = Vec::new();
-        let mut taken = std::collections::HashSet::new();
-        for (id, lines) in self.logs.get(op).map(Vec::as_slice).unwrap_or_default() {
-            if !taken.insert(id.clone()) {
-                continue;
-            }
-            let (build, n) = id.rsplit_once('.').unwrap_or((id.as_str(), "0"));
-            let entry = (n.parse().unwrap_or(0), lines.clone());
-            match builds.iter_mut().find(|(b, _)| b == build) {
-                Some((_, all)) => all.push(entry),
-                None => builds.push((build.to_string(), vec![entry])),
-            }
-        }
-        builds
-            .into_iter()
-            .map(|(_, mut m)| {
-                m.sort_by_key(|(n, _)| *n);
-                m.into_iter().flat_map(|(_, l)| l).collect()
-            })
-            .collect()
+        super::published::by_build(self.logs.get(op).map(Vec::as_slice).unwrap_or_default())
     }
 }
 
@@ -165,10 +143,17 @@ impl Registry {
         Ok(Some((digest, resp.json().await?)))
     }
 
-    /// The digest of the manifest at `repo:tag`, and the labels of the image it names (an
-    /// index's first image manifest).
+    /// The digest of the manifest at `repo:tag`, and what names the image: the index's (or
+    /// manifest's) annotations over its image config's labels (a deployment's own, such as its
+    /// operation id, are annotations: the image config is the same for every build of the same
+    /// inputs).
     pub async fn image(&self, repo: &str, tag: &str) -> anyhow::Result<Option<(String, HashMap<String, String>)>> {
         let Some((digest, manifest)) = self.get(repo, tag).await? else { return Ok(None) };
+        let strings = |v: Option<&Value>| -> HashMap<String, String> {
+            v.and_then(Value::as_object)
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                .unwrap_or_default()
+        };
         let mut image = manifest.clone();
         if let Some(list) = manifest.get("manifests").and_then(Value::as_array) {
             let first = list
@@ -188,11 +173,9 @@ impl Registry {
             .error_for_status()?
             .json()
             .await?;
-        let labels = config
-            .pointer("/config/Labels")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-            .unwrap_or_default();
+        let mut labels = strings(config.pointer("/config/Labels"));
+        labels.extend(strings(image.get("annotations")));
+        labels.extend(strings(manifest.get("annotations")));
         Ok(Some((digest, labels)))
     }
 }

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod faults;
 pub mod git_http;
+pub mod published;
 pub mod queue;
 
 use apprunner_build::build::{self, Settings};

@@ -252,34 +252,18 @@ impl Events {
         self.seen.iter().filter(|e| e.operation_id == operation_id && e.status.is_terminal()).count()
     }
 
-    /// The lines published for an operation, one list per build that published them (a
-    /// message's id is its build's and its place in it; a message published again is taken
-    /// once), each in the order its build sent them, as a follower prints them without time.
-    /// Builds of one operation (a redelivery's beside its first builder's) interleave by
-    /// whichever connection the broker heard first, so order is only a build's own.
+    /// The lines published for an operation, one list per build (`published::by_build`), as a
+    /// follower prints them without time.
     pub fn published_lines(&self, operation_id: &str) -> Vec<Vec<String>> {
-        let mut taken = std::collections::HashSet::new();
-        // Each build's messages: (its place in the build, its lines).
-        type Messages = Vec<(u64, Vec<String>)>;
-        let mut builds: Vec<(String, Messages)> = Vec::new();
-        for (id, batch) in self.logs.get(operation_id).map(Vec::as_slice).unwrap_or_default() {
-            if !taken.insert(id.clone()) {
-                continue;
-            }
-            let (build, n) = id.rsplit_once('.').unwrap_or((id.as_str(), "0"));
-            let lines = (n.parse().unwrap_or(0), batch.iter().map(LogLine::render).collect());
-            match builds.iter_mut().find(|(b, _)| b == build) {
-                Some((_, all)) => all.push(lines),
-                None => builds.push((build.to_string(), vec![lines])),
-            }
-        }
-        builds
-            .into_iter()
-            .map(|(_, mut messages)| {
-                messages.sort_by_key(|(n, _)| *n);
-                messages.into_iter().flat_map(|(_, lines)| lines).collect()
-            })
-            .collect()
+        let messages: Vec<(String, Vec<String>)> = self
+            .logs
+            .get(operation_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|(id, lines)| (id.clone(), lines.iter().map(LogLine::render).collect()))
+            .collect();
+        super::published::by_build(&messages)
     }
 }
 

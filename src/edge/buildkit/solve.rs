@@ -113,7 +113,7 @@ impl Buildkit {
             Err(status) => {
                 let message = status.message().to_string();
                 let failed = failed.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled) && failed.is_none() {
+                if lost_connection(&status) && failed.is_none() {
                     return Err(SolveFailure::Unavailable(format!("{message} ({:?})", status.code())));
                 }
                 if let Some((vertex, error)) = failed {
@@ -160,6 +160,15 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Whether the call failed because the connection to `BuildKit` went (a transient fault), not
+/// because `BuildKit` said no: UNAVAILABLE or CANCELLED, or a status made here from a transport
+/// error (it carries that error as its source; one `BuildKit` sent carries none). Seen with a
+/// connection cut mid-solve: UNKNOWN "transport error".
+fn lost_connection(status: &tonic::Status) -> bool {
+    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled)
+        || (status.code() == tonic::Code::Unknown && std::error::Error::source(status).is_some())
 }
 
 /// `executor failed running [/bin/sh -c false]: exit code: 1` -> 1
@@ -216,6 +225,17 @@ fn clean(line: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_connection_is_told_from_buildkit_saying_no() {
+        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let mut from_transport = tonic::Status::unknown("transport error");
+        from_transport.set_source(std::sync::Arc::new(cut));
+        assert!(lost_connection(&from_transport));
+        assert!(lost_connection(&tonic::Status::unavailable("connection refused")));
+        assert!(!lost_connection(&tonic::Status::unknown("failed to solve: invalid reference format")));
+        assert!(!lost_connection(&tonic::Status::invalid_argument("bad definition")));
+    }
 
     #[test]
     fn exit_codes_come_out_of_executor_errors() {

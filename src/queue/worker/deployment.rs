@@ -193,14 +193,13 @@ impl Deployment<'_> {
         // In submission order: an earlier deployment of the service that has not ended goes
         // first, whichever reached a worker first.
         if let Some(first) = self.shared.order.ahead_of(&self.job.operation_id, self.lane).await {
-            self.shared.leases.release(lease).await;
-            tracing::info!(
-                "job {}: deployment {first} of service {} was submitted before it and has not ended; it waits {DEFER:?}",
-                self.job.job_id,
-                crate::core::shown::cut(&self.job.service.name)
-            );
-            self.requeue(self.attempt, DEFER, self.may_have_copy).await?;
-            return Ok(JobOutcome::Deferred);
+            let service = crate::core::shown::cut(&self.job.service.name);
+            return self
+                .wait_behind(
+                    lease,
+                    &format!("deployment {first} of service {service} was submitted before it and has not ended"),
+                )
+                .await;
         }
         // One deployment per service at a time: another one's waits and comes back (the service
         // record, kept by submission time, settles which one ends current).
@@ -211,20 +210,23 @@ impl Deployment<'_> {
                 return Err(QueueError::broker("no service lease", e));
             }
             Err(NoLease::Held) => {
-                self.shared.leases.release(lease).await;
-                tracing::info!(
-                    "job {}: another deployment of service {} is running; it waits {DEFER:?}",
-                    self.job.job_id,
-                    crate::core::shown::cut(&self.job.service.name)
-                );
-                self.requeue(self.attempt, DEFER, self.may_have_copy).await?;
-                return Ok(JobOutcome::Deferred);
+                let service = crate::core::shown::cut(&self.job.service.name);
+                return self.wait_behind(lease, &format!("another deployment of service {service} is running")).await;
             }
         };
         let outcome = self.leased(&lease).await;
         self.shared.leases.release(service).await;
         self.shared.leases.release(lease).await;
         outcome
+    }
+
+    /// Gives the operation's lease back and sends the job to wait [`DEFER`] and come back:
+    /// `why` says what it waits for.
+    async fn wait_behind(&self, lease: Lease, why: &str) -> Result<JobOutcome, QueueError> {
+        self.shared.leases.release(lease).await;
+        tracing::info!("job {}: {why}; it waits {DEFER:?}", self.job.job_id);
+        self.requeue(self.attempt, DEFER, self.may_have_copy).await?;
+        Ok(JobOutcome::Deferred)
     }
 
     /// With the lease held. Nothing is reported once the lease is lost: another worker may
@@ -316,11 +318,15 @@ impl Deployment<'_> {
     ) -> Result<Option<JobOutcome>, QueueError> {
         let (job, worker) = (self.job, self.shared.cfg.worker_id.as_str());
         let Some(target) = job.target().ok().filter(|_| self.may_be_built) else { return Ok(None) };
-        let Some(built) = ledger.built(&target, &job.operation_id).await else { return Ok(None) };
+        if ledger.built(&target, &job.operation_id).await.is_none() {
+            return Ok(None);
+        }
         if self.ended_already(ledger, copy, true).await {
             tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
             return Ok(Some(JobOutcome::Duplicate));
         }
+        // Read again: the copy waited for may have sealed its image (a new index) since.
+        let Some(built) = ledger.built(&target, &job.operation_id).await else { return Ok(None) };
         self.still_held(lease).await?;
         tracing::info!(
             "job {} (operation {}): built by an earlier delivery; reporting it",
@@ -335,6 +341,18 @@ impl Deployment<'_> {
         publish_event(self.shared, &already_built(job, &target, &built).by(worker, None)).await?;
         ledger.mark_reported(&job.operation_id).await;
         Ok(Some(JobOutcome::Succeeded))
+    }
+
+    /// When another copy may have run: the image at the job's tag, if it is an image of this
+    /// operation other than `image` (`repo@digest`).
+    async fn held_at_target(&self, ledger: &Ledger<'_>, image: &str) -> Option<String> {
+        if !self.may_have_copy {
+            return None;
+        }
+        let target = self.job.target().ok()?;
+        let built = ledger.built(&target, &self.job.operation_id).await?;
+        let held = target.with_digest(&built.digest);
+        (held != image).then_some(held)
     }
 
     /// Whether the operation ended before this copy could say how, asked before this copy
@@ -432,10 +450,20 @@ impl Deployment<'_> {
                     return Ok(JobOutcome::Duplicate);
                 }
                 let reporting = Instant::now();
-                let (event, image) = match &finished {
+                let (mut event, mut image) = match &finished {
                     Finished::Built(r) => (JobEvent::succeeded(job, r), r.image.clone()),
                     Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.clone()),
                 };
+                // Another copy of the operation, waited for above, may have pushed its index of
+                // the same image to the tag after this one: what is reported is what the tag holds.
+                if let Some(held) = self.held_at_target(ledger, &image).await {
+                    tracing::info!(
+                        "job {}: its tag holds another copy's index of the image; reporting {held}",
+                        job.job_id
+                    );
+                    event.image = Some(held.clone());
+                    image = held;
+                }
                 // Recorded before it is reported: whoever sees the success finds the record.
                 let prior = match &finished {
                     Finished::Built(r) => r.prior.as_ref(),
