@@ -315,13 +315,15 @@ async fn inject(
             say(began, "BuildKit is back");
         }
         FaultKind::KillFollower => {
-            // A follower still waiting (waiting a little for one).
+            // A follower still waiting whose deployment is on the wire (one killed before it
+            // submitted would leave nothing to check), waiting a little for one.
             let until = Instant::now() + Duration::from_secs(30);
             let (mut s, running) = loop {
                 let mut s = soak.lock().await;
                 let mut running = Vec::new();
                 for (k, t) in s.tracked.iter_mut().enumerate() {
-                    if t.follower.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none()) {
+                    let submitted = heard.lock().unwrap().events.contains_key(&t.op);
+                    if submitted && t.follower.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none()) {
                         running.push(k);
                     }
                 }
