@@ -343,16 +343,16 @@ impl Deployment<'_> {
         Ok(Some(JobOutcome::Succeeded))
     }
 
-    /// When another copy may have run: the image at the job's tag, if it is an image of this
-    /// operation other than `image` (`repo@digest`).
-    async fn held_at_target(&self, ledger: &Ledger<'_>, image: &str) -> Option<String> {
+    /// When another copy may have run: the image at the job's tag (`repo@digest`, and what it
+    /// says of itself), if it is an image of this operation other than `image`.
+    async fn held_at_target(&self, ledger: &Ledger<'_>, image: &str) -> Option<(String, Built)> {
         if !self.may_have_copy {
             return None;
         }
         let target = self.job.target().ok()?;
         let built = ledger.built(&target, &self.job.operation_id).await?;
         let held = target.with_digest(&built.digest);
-        (held != image).then_some(held)
+        (held != image).then_some((held, built))
     }
 
     /// Whether the operation ended before this copy could say how, asked before this copy
@@ -456,11 +456,13 @@ impl Deployment<'_> {
                 };
                 // Another copy of the operation, waited for above, may have pushed its index of
                 // the same image to the tag after this one: what is reported is what the tag holds.
-                if let Some(held) = self.held_at_target(ledger, &image).await {
+                if let Some((held, built)) = self.held_at_target(ledger, &image).await {
                     tracing::info!(
                         "job {}: its tag holds another copy's index of the image; reporting {held}",
                         job.job_id
                     );
+                    // What that copy built from (a branch may have moved between the copies).
+                    event.commit = built.labels.get(labels::OCI_REVISION).cloned().or(event.commit);
                     event.image = Some(held.clone());
                     image = held;
                 }
