@@ -145,10 +145,16 @@ impl Soak {
         }
     }
 
-    fn worker_logs(&self) -> String {
-        (0..self.workers.len())
+    /// What the workers and the `cancel` commands logged.
+    fn logs(&self) -> String {
+        let mut all: String = (0..self.workers.len())
             .map(|i| std::fs::read_to_string(self.dir.path().join(format!("w{i}.log"))).unwrap_or_default())
-            .collect()
+            .collect();
+        for t in &self.tracked {
+            let cancel = self.dir.path().join(format!("cancel-{}.log", t.planned.n));
+            all += &std::fs::read_to_string(cancel).unwrap_or_default();
+        }
+        all
     }
 
     /// A git repository per service: the configuration goes in each job (`--api-config`).
@@ -225,7 +231,7 @@ async fn deploy(soak: &Shared, p: Planned, began: Instant) {
     say(began, &format!("#{} {op} to s{} ({}), build {}s", p.n, p.service, kind.join(", "), p.sleeps));
     soak.lock().await.tracked.push(tracked);
     if let Some(after) = p.cancel_after {
-        let soak = soak.clone();
+        let (soak, n) = (soak.clone(), p.n);
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             let mut cmd = {
@@ -241,6 +247,9 @@ async fn deploy(soak: &Shared, p: Planned, began: Instant) {
                     "--registry",
                     &s.registry(),
                 ]);
+                // Its warnings kept: a CANCELLED it published again is the documented window.
+                let log = std::fs::File::create(s.dir.path().join(format!("cancel-{n}.log"))).unwrap();
+                cmd.env("APPRUNNER_LOG", "warn").stderr(log);
                 cmd
             };
             let out = cmd.output().await.unwrap();
@@ -441,7 +450,7 @@ fn judge_repeats(op: &str, count: usize, logs: &str, found: &mut Findings, n: us
         return;
     }
     let said = format!("published {op}.outcome");
-    let window = logs.lines().any(|l| l.contains(&said) && l.contains("whose confirm never came"));
+    let window = logs.lines().any(|l| l.contains(&said) && l.contains("it may be on the wire twice"));
     found.in_window += usize::from(window);
     let how =
         if window { "an outcome published again after its confirm was lost" } else { "not in the documented window" };
@@ -451,7 +460,7 @@ fn judge_repeats(op: &str, count: usize, logs: &str, found: &mut Findings, n: us
 async fn check(soak: &Shared, heard: &wire::Heard, registry: &wire::Registry) -> Findings {
     let mut found = Findings::default();
     let s = soak.lock().await;
-    let logs = s.worker_logs();
+    let logs = s.logs();
     for t in &s.tracked {
         let (op, n) = (t.op.as_str(), t.planned.n);
         let outcomes = heard.terminal(op);

@@ -181,8 +181,7 @@ impl Publisher {
                     continue;
                 }
             };
-            let res = tokio::time::timeout(CONFIRM_WAIT, async { send(&ch, msg).await?.await }).await;
-            let Ok(res) = res else {
+            let Some(res) = confirmed(&ch, msg).await else {
                 last = format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs());
                 maybe_taken = true;
                 self.forget().await;
@@ -195,7 +194,7 @@ impl Publisher {
                     None => {
                         if maybe_taken {
                             tracing::warn!(
-                                "published {} to {} {} again after a try whose confirm never came: it may be on the wire twice",
+                                "published {} to {} {} again after a try the broker may have taken (no confirm came, or a queue refused it): it may be on the wire twice",
                                 msg.message_id.unwrap_or("a message"),
                                 msg.exchange,
                                 msg.routing_key
@@ -205,7 +204,11 @@ impl Publisher {
                     }
                     Some(_) => last = format!("no queue took the message for {}", msg.routing_key),
                 },
-                Ok(_) => last = "the broker refused the message (nack)".into(),
+                Ok(_) => {
+                    last = "the broker refused the message (nack)".into();
+                    // Through an exchange it may go to several queues: those that took it keep it.
+                    maybe_taken |= !msg.exchange.is_empty();
+                }
                 Err(e) => {
                     last = format!("publishing failed: {e}");
                     maybe_taken = true;
@@ -247,6 +250,40 @@ impl Publisher {
             let _ = conn.close(200, "bye".into()).await;
         }
     }
+}
+
+/// How long a publish waits for its confirm while its connection still answers. A queue the
+/// message goes to may be between leaders after a node loss (seconds, longer on a loaded
+/// broker), and the broker confirms once it has one; publishing again meanwhile would put the
+/// message on the wire twice.
+const CONFIRM_PATIENCE: Duration = Duration::from_secs(90);
+
+/// Hands `msg` over on `ch` and waits for its confirm, for as long as the connection answers
+/// (up to [`CONFIRM_PATIENCE`]); None when it was not handed over, or the connection stopped
+/// answering before the confirm came (it never will: the caller publishes again elsewhere).
+async fn confirmed(ch: &Channel, msg: &Outgoing<'_>) -> Option<lapin::Result<lapin::Confirmation>> {
+    let confirm = match tokio::time::timeout(CONFIRM_WAIT, send(ch, msg)).await.ok()? {
+        Ok(confirm) => confirm,
+        Err(e) => return Some(Err(e)),
+    };
+    tokio::pin!(confirm);
+    let began = std::time::Instant::now();
+    loop {
+        if let Ok(res) = tokio::time::timeout(CONFIRM_WAIT, &mut confirm).await {
+            return Some(res);
+        }
+        if began.elapsed() >= CONFIRM_PATIENCE || !answers(ch).await {
+            return None;
+        }
+        tracing::debug!("no confirm for {} yet; its connection answers, so it is waited for", msg.routing_key);
+    }
+}
+
+/// Whether the broker answers on `ch`'s connection (a `basic.qos`, which changes nothing on a
+/// publishing channel): a connection whose node went may not know it yet.
+async fn answers(ch: &Channel) -> bool {
+    let asked = ch.basic_qos(0, lapin::options::BasicQosOptions::default());
+    matches!(tokio::time::timeout(Duration::from_secs(5), asked).await, Ok(Ok(())))
 }
 
 /// Publishes `msg` once on `ch` (put in confirm mode here), waiting for the broker's confirm
