@@ -7,15 +7,15 @@
 //! - `llb`: the plan as `BuildKit` LLB, byte-for-byte deterministic (in the core crate).
 //! - `error`: the three classes of failure (in the core crate).
 //! - `edge`: the source, the registry, images, `BuildKit`.
-//! - `build`: one build (and a rebase), the core meeting the edges.
+//! - `pipeline`: one build (and a rebase, a verification), the core meeting the edges.
 //! - `queue`: the worker, its message formats and clients.
 //! - `cli`: the commands, each a thin call into the above.
 
 pub use apprunner_core as core;
 pub use apprunner_core::{error, llb};
 
-pub mod build;
 pub mod cli;
 pub mod edge;
 pub mod log;
+pub mod pipeline;
 pub mod queue;

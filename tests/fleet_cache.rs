@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use apprunner_build::build::Settings;
 use apprunner_build::core::image_ref::ImageRef;
+use apprunner_build::pipeline::Settings;
 use common::*;
 
 #[tokio::test]

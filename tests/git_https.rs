@@ -123,7 +123,7 @@ async fn a_redeploy_asks_a_private_https_host_with_its_token_and_never_shows_it(
     let port = host.port;
     let kept = format!("https://other:nope@example.com\nhttps://deploy:{token}@127.0.0.1:{port}\n");
     std::fs::write(&store, &kept).unwrap();
-    let stored = apprunner_build::build::Settings { git_credentials: Some(store.clone()), ..settings() };
+    let stored = apprunner_build::pipeline::Settings { git_credentials: Some(store.clone()), ..settings() };
     let first = build_with(&stored, deployment(&bare, &repository, None)).await;
     first.image();
     host.take_asked();

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use apprunner_build::build::Settings;
+use apprunner_build::pipeline::Settings;
 use common::*;
 
 /// No local image under the final name that differs from the pushed one: `docker run` of the
@@ -347,7 +347,7 @@ async fn a_redeploy_of_unchanged_inputs_fetches_nothing_until_an_input_changes()
     assert_eq!((&a.runtime, &a.runtime_version, a.build_process), (&b.runtime, &b.runtime_version, b.build_process));
     assert_eq!((&a.commit, &a.start_command, a.port, &a.run_env), (&b.commit, &b.start_command, b.port, &b.run_env));
     let digest = |b: &Built| ImageRef::parse(b.image()).unwrap().digest.unwrap();
-    let without_index = |p: &Option<apprunner_build::core::redeploy::PriorBuild>| p.clone().map(|p| p.with_index(None));
+    let without_index = |p: &Option<apprunner_build::core::result::PriorBuild>| p.clone().map(|p| p.with_index(None));
     assert_eq!(without_index(&a.prior), without_index(&b.prior), "its record keeps the same build");
     assert!(a.prior.as_ref().unwrap().index_of(&digest(&first)).is_some(), "the record keeps the index's bytes");
     assert!(b.prior.as_ref().unwrap().index_of(&digest(&again)).is_some(), "and a redeploy's, its own index's");

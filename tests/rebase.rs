@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use apprunner_build::build::{self, Settings};
 use apprunner_build::core::image_ref::ImageRef;
 use apprunner_build::core::rebase::Refusal;
 use apprunner_build::edge::image;
 use apprunner_build::edge::rebase::{RebaseOutcome, Rebased};
 use apprunner_build::edge::registry::Registry;
 use apprunner_build::log::{DeploymentLog, MemorySink};
+use apprunner_build::pipeline::{self, Settings};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,8 +36,9 @@ async fn rebase(from: &str, to_version: &str, tag: &str) -> (Result<Rebased, Ref
     let log = DeploymentLog::new("rebase", vec![Arc::new(sink.clone())]);
     let signer = apprunner_build::edge::signing::Signer::from_file(&keys().private).unwrap();
     let settings = Settings { signer: Some(signer), ..settings() };
-    let out =
-        build::rebase(&settings, &from, to_version, &target, "0123456789abcdef0123456789abcdef", &log).await.unwrap();
+    let out = pipeline::rebase(&settings, &from, to_version, &target, "0123456789abcdef0123456789abcdef", &log)
+        .await
+        .unwrap();
     let out = match out {
         RebaseOutcome::Moved(moved) => Ok(moved),
         RebaseOutcome::Refused(refusal) => Err(refusal),

@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use apprunner_build::build::Settings;
 use apprunner_build::core::image_ref::ImageRef;
 use apprunner_build::edge::registry::Registry;
 use apprunner_build::edge::signing::Signer;
+use apprunner_build::pipeline::Settings;
 use common::*;
 
 /// The benchmark's Python app (docker/bench-rebuild): Flask and requests, the original build.
@@ -128,7 +128,7 @@ async fn signed_images_verify_with_cosign_and_nothing_else_does() {
 /// built from a working tree whose changes its commit does not hold.
 #[tokio::test]
 async fn verify_confirms_an_image_and_points_at_the_layer_that_differs() {
-    use apprunner_build::build::{verify, Overrides};
+    use apprunner_build::pipeline::{verify, Overrides};
     let cases =
         [("echo built > /app/built.txt", true), ("head -c 16 /dev/urandom | od -An -tx1 > /app/stamp.txt", false)];
     for (command, reproducible) in cases {

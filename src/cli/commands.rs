@@ -3,7 +3,6 @@
 use super::{
     BuildArgs, RebaseArgs, RebuildFailedArgs, RollOutArgs, SettingsArgs, SubmitArgs, VerifyArgs, What, WorkerArgs,
 };
-use crate::build::{self, ImageLookup};
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{split_tag, ImageRef};
 use crate::core::request::{self, Revision, SourceLocation};
@@ -11,6 +10,7 @@ use crate::edge::rebase::RebaseOutcome;
 use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
+use crate::pipeline::{self, ImageLookup};
 use crate::queue::client::{self, FailedFilter};
 use crate::queue::metrics::Metrics;
 use crate::queue::outcome::RetryPolicy;
@@ -29,7 +29,7 @@ pub(super) async fn plan(what: What, offline: bool, llb: bool, settings: Setting
     // The plan's own progress lines are not the point here; keep stdout for the JSON.
     let log = DeploymentLog::new(&req.operation_id, vec![]);
     let images = if offline { ImageLookup::Offline } else { ImageLookup::IfPresent(&registry) };
-    let prepared = build::prepare(&settings, &req, images, &log).await?;
+    let prepared = pipeline::prepare(&settings, &req, images, &log).await?;
     for w in &prepared.plan.warnings {
         eprintln!("warning: {w}");
     }
@@ -48,10 +48,10 @@ pub(super) async fn plan(what: What, offline: bool, llb: bool, settings: Setting
 }
 
 pub(super) async fn build(args: BuildArgs) -> Result<(), BuildError> {
-    let settings = build::Settings { no_cache: args.no_cache, ..args.settings.settings()? };
+    let settings = pipeline::Settings { no_cache: args.no_cache, ..args.settings.settings()? };
     let req = args.what.request(&settings.registry, args.image.as_deref(), args.operation_id)?;
     let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
-    let outcome = build::run(&settings, &req, &log).await?;
+    let outcome = pipeline::run(&settings, &req, &log).await?;
     if let Some(path) = args.result {
         let json = serde_json::to_string_pretty(&outcome).map_err(|e| BuildError::internal(e.to_string()))?;
         std::fs::write(&path, json + "\n")
@@ -275,7 +275,7 @@ pub(super) async fn rebase(args: RebaseArgs) -> Result<(), BuildError> {
     let operation_id = args.operation_id.unwrap_or_else(request::new_operation_id);
     request::check_operation_id(&operation_id)?;
     let log = DeploymentLog::new(&operation_id, vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
-    match build::rebase(&settings, &from, &args.to_version, &target, &operation_id, &log).await? {
+    match pipeline::rebase(&settings, &from, &args.to_version, &target, &operation_id, &log).await? {
         RebaseOutcome::Moved(rebased) => {
             println!("{}", rebased.image);
             Ok(())
@@ -288,9 +288,9 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<ExitCode, BuildError> {
     let settings = args.settings.settings()?;
     let image = ImageRef::parse(&args.image)?;
     let api_config = args.api_config.as_deref().map(super::api_config_file).transpose()?;
-    let overrides = build::Overrides { source: args.source.clone(), api_config };
+    let overrides = pipeline::Overrides { source: args.source.clone(), api_config };
     let log = DeploymentLog::new("verify", vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
-    let verdict = build::verify(&settings, &image, overrides, &log).await?;
+    let verdict = pipeline::verify(&settings, &image, overrides, &log).await?;
     if verdict.differences.is_empty() {
         println!("verified: {} is what its commit, configuration and runtime images build", verdict.image);
         return Ok(ExitCode::SUCCESS);

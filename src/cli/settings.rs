@@ -1,7 +1,6 @@
 //! The settings every build-running command takes (`build`, `plan`, `rebase`, `worker`,
 //! `runtimes`), as flags or `APPRUNNER_*` variables, and the build settings they become.
 
-use crate::build::Settings;
 use crate::core::plan::StepNetwork;
 use crate::edge::buildkit::BuildkitAddr;
 use crate::edge::registry::{Credentials, RegistryAuth};
@@ -9,6 +8,7 @@ use crate::edge::signing::Signer;
 use crate::edge::source::PackLimits;
 use crate::edge::stand_in::StandInBuilder;
 use crate::error::BuildError;
+use crate::pipeline::Settings;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -179,8 +179,8 @@ impl SettingsArgs {
                 .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),
             buildkit_link: crate::edge::buildkit::BuildkitLink::default(),
             registry_link: crate::edge::registry::RegistryLink::default(),
-            solve_turns: crate::build::SolveTurns::default(),
-            recent_images: crate::build::RecentImages::default(),
+            solve_turns: crate::pipeline::SolveTurns::default(),
+            recent_images: crate::pipeline::RecentImages::default(),
         })
     }
 }

@@ -50,7 +50,7 @@ pub async fn submit(
             )));
         };
         match next {
-            None => break Err(QueueError::Broker("the broker closed the log stream before the build ended".into())),
+            None => break Err(QueueError::broker_fault("the broker closed the log stream before the build ended")),
             Some(Err(e)) => break Err(e),
             Some(Ok(Heard::Line(line))) => print(&line),
             Some(Ok(Heard::Event(ev))) if ev.status.is_terminal() => break Ok(Some(*ev)),

@@ -3,14 +3,19 @@
 
 use crate::error::{Classified, ErrorClass};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueueError {
     /// A setting of a queue command (`--amqp`, an age) is not one it takes: the user's.
     #[error("{0}")]
     Setting(String),
     /// The broker could not be reached, refused a message or did not confirm it: tried again.
-    #[error("{0}")]
-    Broker(String),
+    /// `what` says what was being done; `cause` is the client's own error, when one came.
+    #[error("{}", broker_message(.what, .cause.as_ref()))]
+    Broker {
+        what: String,
+        #[source]
+        cause: Option<lapin::Error>,
+    },
     /// This worker lost the operation's lease mid-build; the redelivery reports the outcome.
     #[error("job {job_id}: lost its lease during the build; its outcome is left to the redelivery")]
     LostLease { job_id: String },
@@ -26,9 +31,25 @@ pub enum QueueError {
 }
 
 impl QueueError {
-    /// The broker failed while doing `what`.
-    pub fn broker(what: &str, e: impl std::fmt::Display) -> Self {
-        Self::Broker(format!("{what}: {e}"))
+    /// The broker's client failed while doing `what`.
+    pub fn broker(what: &str, cause: lapin::Error) -> Self {
+        Self::Broker { what: what.to_string(), cause: Some(cause) }
+    }
+
+    /// The broker did not do what was asked (no answer, a refusal), with no client error to keep.
+    pub fn broker_fault(what: impl Into<String>) -> Self {
+        Self::Broker { what: what.into(), cause: None }
+    }
+
+    /// This error, as a broker fault met while doing `what`: a broker error keeps its cause,
+    /// any other is taken into the description (and is transient from here on).
+    #[must_use]
+    pub fn within(self, what: &str) -> Self {
+        match self {
+            Self::Broker { what: inner, cause } if inner.is_empty() => Self::Broker { what: what.to_string(), cause },
+            Self::Broker { what: inner, cause } => Self::Broker { what: format!("{what}: {inner}"), cause },
+            other => Self::broker_fault(format!("{what}: {other}")),
+        }
     }
 
     /// `value` as JSON, or an `Encode` error naming `what` it was.
@@ -38,8 +59,17 @@ impl QueueError {
 }
 
 impl From<lapin::Error> for QueueError {
-    fn from(e: lapin::Error) -> Self {
-        Self::Broker(e.to_string())
+    fn from(cause: lapin::Error) -> Self {
+        Self::Broker { what: String::new(), cause: Some(cause) }
+    }
+}
+
+/// One line: what was being done, then the client's error.
+fn broker_message(what: &str, cause: Option<&lapin::Error>) -> String {
+    match cause {
+        None => what.to_string(),
+        Some(cause) if what.is_empty() => cause.to_string(),
+        Some(cause) => format!("{what}: {cause}"),
     }
 }
 
@@ -47,9 +77,10 @@ impl Classified for QueueError {
     fn class(&self) -> ErrorClass {
         match self {
             QueueError::Setting(_) => ErrorClass::User,
-            QueueError::Broker(_) | QueueError::LostLease { .. } | QueueError::NoOutcome(_) | QueueError::Record(_) => {
-                ErrorClass::Transient
-            }
+            QueueError::Broker { .. }
+            | QueueError::LostLease { .. }
+            | QueueError::NoOutcome(_)
+            | QueueError::Record(_) => ErrorClass::Transient,
             QueueError::Encode { .. } => ErrorClass::Internal,
         }
     }

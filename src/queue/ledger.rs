@@ -7,7 +7,7 @@
 use crate::core::digest::sha256_digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::labels;
-use crate::core::redeploy::PriorBuild;
+use crate::core::result::PriorBuild;
 use crate::edge::image;
 use crate::edge::registry::Registry;
 use crate::edge::source::pack_file;

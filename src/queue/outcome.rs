@@ -1,9 +1,13 @@
 //! What the worker does with a job once its build has ended: the queue's ack, retry and
 //! dead-letter decisions, as a pure function of the result and the attempt.
 
-use crate::core::request::BuildResult;
+use crate::core::result::BuildResult;
 use crate::error::{BuildError, ErrorClass};
 use std::time::Duration;
+
+/// How long a job waits when another build of its operation is running: one of the waits
+/// [`RetryPolicy::waits`] declares.
+pub(crate) const DEFER: Duration = Duration::from_secs(5);
 
 /// What to publish for a finished build.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +41,7 @@ impl RetryPolicy {
     /// operation being built elsewhere: the wait queues a worker moves jobs back from.
     pub fn waits(&self) -> Vec<Duration> {
         let mut delays: Vec<Duration> = (1..self.max_attempts).map(|a| self.delay_after(a)).collect();
-        delays.push(crate::queue::worker::DEFER);
+        delays.push(DEFER);
         delays.sort();
         delays.dedup();
         delays
@@ -52,7 +56,7 @@ impl RetryPolicy {
     pub fn decide<T>(&self, result: Result<T, BuildError>, attempt: u32) -> Action<T> {
         match result {
             Ok(r) => Action::Succeed(r),
-            Err(error) if (crate::build::Attempt { number: attempt, of: self.max_attempts }).will_retry(&error) => {
+            Err(error) if (crate::pipeline::Attempt { number: attempt, of: self.max_attempts }).will_retry(&error) => {
                 Action::Retry { next_attempt: attempt + 1, delay: self.delay_after(attempt), error }
             }
             Err(error) => Action::Fail(error),

@@ -155,7 +155,7 @@ impl Subscription {
             // A node that accepts the connection but does not answer counts as gone.
             let attempt = tokio::time::timeout(RECONNECT_FOR / 4, attempt)
                 .await
-                .unwrap_or_else(|_| Err(QueueError::Broker("the node did not answer".into())));
+                .unwrap_or_else(|_| Err(QueueError::broker_fault("the node did not answer")));
             match attempt {
                 Ok(reading) => {
                     self.reading = Some(reading);
@@ -164,7 +164,7 @@ impl Subscription {
                     return Ok(());
                 }
                 Err(e) if began.elapsed() >= RECONNECT_FOR => {
-                    return Err(QueueError::Broker(format!(
+                    return Err(QueueError::broker_fault(format!(
                         "lost the broker while following ({why}) and could not follow again within {}s: {e}",
                         RECONNECT_FOR.as_secs()
                     )))

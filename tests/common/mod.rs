@@ -8,12 +8,13 @@ pub mod git_http;
 pub mod published;
 pub mod queue;
 
-use apprunner_build::build::{self, Settings};
 use apprunner_build::core::image_ref::ImageRef;
-use apprunner_build::core::request::{self, BuildRequest, BuildResult, ConfigInput, Revision};
+use apprunner_build::core::request::{self, BuildRequest, ConfigInput, Revision};
+use apprunner_build::core::result::BuildResult;
 use apprunner_build::edge::source;
 use apprunner_build::error::BuildError;
 use apprunner_build::log::{DeploymentLog, MemorySink};
+use apprunner_build::pipeline::{self, Settings};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -121,7 +122,7 @@ pub fn deployment(url: &str, repository: &str, current: Option<&Built>) -> Build
 pub async fn build_with(settings: &Settings, req: BuildRequest) -> Built {
     let sink = MemorySink::default();
     let log = DeploymentLog::new(&req.operation_id, vec![Arc::new(sink.clone())]);
-    let result = build::run(settings, &req, &log).await;
+    let result = pipeline::run(settings, &req, &log).await;
     let log = sink.rendered();
     for l in &log {
         eprintln!("{l}");

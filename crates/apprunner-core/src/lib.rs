@@ -26,6 +26,7 @@ pub mod redeploy;
 pub mod registry_error;
 pub mod remote_refs;
 pub mod request;
+pub mod result;
 pub mod reuse;
 pub mod sbom;
 pub mod shown;

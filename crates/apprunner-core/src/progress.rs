@@ -3,7 +3,7 @@
 
 use crate::log::LineSource;
 use crate::plan::{BuildPlan, StageRole};
-use crate::request::StageTiming;
+use crate::result::StageTiming;
 use std::collections::HashMap;
 use std::time::Instant;
 

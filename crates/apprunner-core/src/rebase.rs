@@ -15,7 +15,7 @@ use crate::oci::{
     Subject,
 };
 use crate::plan::merge_env;
-pub use crate::request::Rebased;
+pub use crate::result::Rebased;
 use serde_json::json;
 use std::collections::BTreeMap;
 

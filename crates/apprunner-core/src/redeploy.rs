@@ -11,11 +11,6 @@
 //! miss, and a miss is only the ordinary build, which still reuses by build key (`reuse`).
 //! Pure: values in, a digest out.
 
-use crate::catalog::BuildProcess;
-use crate::config::{AppConfig, EnvVar, SecretRef};
-use crate::plan::BuildPlan;
-use crate::request::{BuildResult, PhaseTimings, StageTiming};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -71,96 +66,6 @@ pub fn fingerprint(inputs: &KnownInputs) -> String {
         None => field(b"no CA bundle"),
     }
     hex::encode(h.finalize())
-}
-
-/// What a service's record keeps of the build that made its current image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PriorBuild {
-    /// `fingerprint` of its known inputs.
-    pub fingerprint: String,
-    /// The build key on its index (`reuse`), checked again before the image is taken.
-    pub build_key: String,
-    /// Each runtime image as the build named it (`registry/repo:tag`) and the digest it named.
-    pub runtime_images: BTreeMap<String, String>,
-    /// What it reported, reported again by a redeploy that takes its image.
-    pub reported: ReportedBuild,
-    /// The bytes of the index the record names, when the worker that wrote it had them: a
-    /// redeploy then writes its own index without reading the current one again. Trusted only
-    /// when they hash to the record's digest (`index_of`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<String>,
-}
-
-impl PriorBuild {
-    /// This build's record of the image whose index is `index` (JSON, as the registry holds it).
-    #[must_use]
-    pub fn with_index(self, index: Option<&[u8]>) -> Self {
-        let index = index.and_then(|b| String::from_utf8(b.to_vec()).ok());
-        Self { index, ..self }
-    }
-
-    /// The kept index bytes, if they are those of the image `digest` names.
-    pub fn index_of(&self, digest: &str) -> Option<&[u8]> {
-        self.index.as_deref().map(str::as_bytes).filter(|b| crate::digest::sha256_digest(b) == digest)
-    }
-}
-
-/// The parts of a build's result that a redeploy of the same inputs reports again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReportedBuild {
-    pub runtime: String,
-    pub runtime_version: String,
-    pub build_process: BuildProcess,
-    pub start_command: String,
-    pub port: u16,
-    pub run_env: Vec<EnvVar>,
-    pub secrets: Vec<SecretRef>,
-    pub warnings: Vec<String>,
-}
-
-impl ReportedBuild {
-    /// What a build of `plan` from `config` reports.
-    pub fn of(plan: &BuildPlan, config: &AppConfig) -> Self {
-        ReportedBuild {
-            runtime: plan.runtime.clone(),
-            runtime_version: plan.runtime_version.clone(),
-            build_process: plan.build_process,
-            start_command: config.command.clone(),
-            port: config.port,
-            run_env: config.run_env.clone(),
-            secrets: config.secrets.clone(),
-            warnings: plan.warnings.clone(),
-        }
-    }
-
-    /// The result of a build that reported this and gave `image` (the one place a
-    /// `BuildResult` is put together: a build, an image taken again, a redeploy).
-    pub fn result(
-        self,
-        image: String,
-        commit: Option<String>,
-        stages: Vec<StageTiming>,
-        source_uploaded: bool,
-        phases: PhaseTimings,
-        prior: Option<PriorBuild>,
-    ) -> BuildResult {
-        BuildResult {
-            image,
-            runtime: self.runtime,
-            runtime_version: self.runtime_version,
-            build_process: self.build_process,
-            commit,
-            stages,
-            start_command: self.start_command,
-            port: self.port,
-            run_env: self.run_env,
-            secrets: self.secrets,
-            warnings: self.warnings,
-            source_uploaded,
-            phases,
-            prior,
-        }
-    }
 }
 
 /// Whether `commit` is a full commit hash (a short one may name another commit tomorrow).

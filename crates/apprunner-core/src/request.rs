@@ -1,12 +1,9 @@
 //! What a build is asked to do, and what it hands back: the seam between whoever asks (the CLI,
 //! the queue) and the pipeline. Plain data.
 
-use crate::catalog::BuildProcess;
-use crate::config::{EnvVar, SecretRef};
 use crate::error::Invalid;
 use crate::image_ref::{repository_component, ImageRef};
-use crate::redeploy::PriorBuild;
-use serde::{Deserialize, Serialize};
+use crate::result::PriorBuild;
 use std::path::PathBuf;
 
 /// Where the source is.
@@ -163,86 +160,6 @@ pub fn check_operation_id(id: &str) -> Result<(), Invalid> {
 
 pub fn new_operation_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StageTiming {
-    pub stage: String,
-    pub seconds: f64,
-    pub cached: bool,
-}
-
-/// What the running service needs, secrets as references only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunConfiguration {
-    pub start_command: String,
-    pub port: u16,
-    pub env: Vec<EnvVar>,
-    pub secrets: Vec<SecretRef>,
-}
-
-/// What a successful build hands to whoever deploys it (`build --result`, the SUCCEEDED event).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BuildResult {
-    /// `registry/repo@sha256:…`
-    pub image: String,
-    pub runtime: String,
-    pub runtime_version: String,
-    pub build_process: BuildProcess,
-    pub commit: Option<String>,
-    pub stages: Vec<StageTiming>,
-    pub start_command: String,
-    pub port: u16,
-    pub run_env: Vec<EnvVar>,
-    pub secrets: Vec<SecretRef>,
-    pub warnings: Vec<String>,
-    pub source_uploaded: bool,
-    pub phases: PhaseTimings,
-    /// What a service's record keeps of this build, so that a deployment of the same known
-    /// inputs is recognised before it fetches anything (`redeploy`); None when that cannot be
-    /// said (a local directory, a branch not found, a builder of unknown build id).
-    #[serde(skip)]
-    pub prior: Option<PriorBuild>,
-}
-
-/// Where a build's time went, in seconds: fetching the source; reading the configuration,
-/// planning, packing and uploading the source; `BuildKit` running the steps; `BuildKit` exporting
-/// and pushing the image and the fleet cache (as it reported them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct PhaseTimings {
-    pub fetch: f64,
-    pub plan: f64,
-    pub solve: f64,
-    pub export: f64,
-}
-
-impl BuildResult {
-    pub fn run_configuration(&self) -> RunConfiguration {
-        RunConfiguration {
-            start_command: self.start_command.clone(),
-            port: self.port,
-            env: self.run_env.clone(),
-            secrets: self.secrets.clone(),
-        }
-    }
-}
-
-/// What one rebase did (the image moved, or found on the version already).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rebased {
-    /// `registry/repo@sha256:…` of the new image (its index).
-    pub image: String,
-    pub runtime: String,
-    pub from_version: String,
-    pub to_version: String,
-    /// The run image it now sits on.
-    pub run_image: String,
-    /// The image was on `to_version` already: the target now names it, nothing else changed.
-    pub unchanged: bool,
-    /// Bytes sent to the registry (0 when every layer was mounted).
-    pub copied_bytes: usize,
-    pub seconds: f64,
-    pub commit: Option<String>,
 }
 
 #[cfg(test)]

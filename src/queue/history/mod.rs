@@ -67,7 +67,7 @@ pub async fn read_from(brokers: &Brokers, topology: &Topology, from: From) -> Re
             let next = tokio::time::timeout(quiet, consumer.next()).await;
             let Ok(Some(delivery)) = next else {
                 if probe.is_some() {
-                    return Err(QueueError::Broker(format!(
+                    return Err(QueueError::broker_fault(format!(
                         "the history stream {} sent nothing for {}s",
                         topology.history(),
                         quiet.as_secs()

@@ -9,11 +9,11 @@ mod decision;
 
 pub use decision::{decide, rollout_job, Decision};
 
-use crate::build::Settings;
 use crate::core::catalog::Runtime;
 use crate::core::image_ref::ImageRef;
 use crate::edge::image;
 use crate::error::BuildError;
+use crate::pipeline::Settings;
 use crate::queue::ledger::Ledger;
 use crate::queue::wire::job::BuildJob;
 

@@ -55,7 +55,7 @@ pub enum NoLease {
 const STEP: Duration = Duration::from_secs(15);
 
 fn unanswered() -> QueueError {
-    QueueError::Broker(format!("the broker did not answer a lease step within {}s", STEP.as_secs()))
+    QueueError::broker_fault(format!("the broker did not answer a lease step within {}s", STEP.as_secs()))
 }
 
 impl Leases {

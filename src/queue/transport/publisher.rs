@@ -165,7 +165,7 @@ impl Publisher {
     /// election takes seconds, longer on a loaded broker), and the broker refuses what it
     /// cannot store meanwhile.
     pub async fn publish(&self, msg: &Outgoing<'_>) -> Result<(), QueueError> {
-        let mut last = String::new();
+        let mut last = QueueError::broker_fault("not tried");
         // Whether an earlier try may have been taken (handed over, no answer): the message may
         // then be on the wire twice, under one message id, and the log says so.
         let mut maybe_taken = false;
@@ -177,12 +177,13 @@ impl Publisher {
             let ch = match self.channel().await {
                 Ok(c) => c,
                 Err(e) => {
-                    last = format!("cannot reach the broker: {e}");
+                    last = QueueError::broker("cannot reach the broker", e);
                     continue;
                 }
             };
             let Some(res) = confirmed(&ch, msg).await else {
-                last = format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs());
+                last =
+                    QueueError::broker_fault(format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs()));
                 maybe_taken = true;
                 self.forget().await;
                 continue;
@@ -202,21 +203,23 @@ impl Publisher {
                         }
                         return Ok(());
                     }
-                    Some(_) => last = format!("no queue took the message for {}", msg.routing_key),
+                    Some(_) => {
+                        last = QueueError::broker_fault(format!("no queue took the message for {}", msg.routing_key));
+                    }
                 },
                 Ok(_) => {
-                    last = "the broker refused the message (nack)".into();
+                    last = QueueError::broker_fault("the broker refused the message (nack)");
                     // Through an exchange it may go to several queues: those that took it keep it.
                     maybe_taken |= !msg.exchange.is_empty();
                 }
                 Err(e) => {
-                    last = format!("publishing failed: {e}");
+                    last = QueueError::broker("publishing failed", e);
                     maybe_taken = true;
                     self.forget().await;
                 }
             }
         }
-        Err(QueueError::Broker(last))
+        Err(last)
     }
 
     /// Publishes without waiting; the returned future resolves with the broker's confirm.
@@ -226,7 +229,7 @@ impl Publisher {
         let ch = self.channel().await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
         let Ok(sent) = tokio::time::timeout(CONFIRM_WAIT, send(&ch, msg)).await else {
             self.forget().await;
-            return Err(QueueError::Broker(format!(
+            return Err(QueueError::broker_fault(format!(
                 "the broker did not take a message within {}s",
                 CONFIRM_WAIT.as_secs()
             )));
@@ -295,11 +298,13 @@ pub async fn publish_confirmed_once(ch: &Channel, msg: &Outgoing<'_>) -> Result<
     match confirmed {
         Ok(Ok(c)) if c.is_ack() => match c.take_message() {
             None => Ok(()),
-            Some(_) => Err(QueueError::Broker(format!("no queue took the message for {}", msg.routing_key))),
+            Some(_) => Err(QueueError::broker_fault(format!("no queue took the message for {}", msg.routing_key))),
         },
-        Ok(Ok(_)) => Err(QueueError::Broker("the broker refused the message (nack)".into())),
+        Ok(Ok(_)) => Err(QueueError::broker_fault("the broker refused the message (nack)")),
         Ok(Err(e)) => Err(QueueError::broker("publishing failed", e)),
-        Err(_) => Err(QueueError::Broker(format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs()))),
+        Err(_) => {
+            Err(QueueError::broker_fault(format!("the broker did not confirm within {}s", CONFIRM_WAIT.as_secs())))
+        }
     }
 }
 

@@ -91,7 +91,7 @@ async fn move_session(
     name: &str,
 ) -> Result<(), QueueError> {
     let conn = brokers.connect(name).await?;
-    let slow = |what: &str| QueueError::Broker(format!("{what} did not answer within {ANSWER:?}"));
+    let slow = |what: &str| QueueError::broker_fault(format!("{what} did not answer within {ANSWER:?}"));
     let result = async {
         let declared = topology.declare_waiting(conn.create_channel().await?, delay);
         let queue = tokio::time::timeout(ANSWER, declared).await.map_err(|_| slow("declaring the wait queue"))??;
@@ -119,7 +119,7 @@ async fn move_session(
             let due = header_u64(props, DUE_HEADER).unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(due.saturating_sub(now_ms()))).await;
             if !ch.status().connected() {
-                return Err(QueueError::Broker("the connection went while a job waited".into()));
+                return Err(QueueError::broker_fault("the connection went while a job waited"));
             }
             let id = props.message_id().as_ref().map(ToString::to_string);
             let lane = if has_header(props, BATCH_HEADER) { Lane::Batch } else { Lane::User };

@@ -5,7 +5,7 @@ use super::job::{BuildJob, JobError, Service, JOB_VERSION};
 use crate::core::catalog::BuildProcess;
 pub use crate::core::log::rfc3339;
 use crate::core::rebase::Rebased;
-use crate::core::request::{BuildResult, PhaseTimings, RunConfiguration, StageTiming};
+use crate::core::result::{BuildResult, PhaseTimings, RunConfiguration, StageTiming};
 use crate::core::shown::redact_userinfo;
 use crate::error::{BuildError, Classified, ErrorClass};
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,8 @@ pub use super::event::{now_rfc3339, operation_status, rfc3339, FailedJob, Failur
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::config::ConfigSource;
 use crate::core::image_ref::ImageRef;
-pub use crate::core::request::RunConfiguration;
 use crate::core::request::{BuildRequest, ConfigInput, Revision, SourceLocation};
+pub use crate::core::result::RunConfiguration;
 use crate::core::shown::cut;
 use crate::error::{BuildError, Classified, ErrorClass};
 use serde::{Deserialize, Serialize};

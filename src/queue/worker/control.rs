@@ -173,7 +173,7 @@ impl Builders<'_> {
                 Ok::<_, lapin::Error>((ch, queue, answers))
             });
             let (ch, queue, mut answers) =
-                opened.await.map_err(|_| QueueError::Broker("the broker did not answer".into()))??;
+                opened.await.map_err(|_| QueueError::broker_fault("the broker did not answer"))??;
             let (began, mut heard_last, mut unanswered, mut heard_any) = (Instant::now(), since, 0, false);
             loop {
                 if done().await {
@@ -186,7 +186,7 @@ impl Builders<'_> {
                     ch.basic_publish(self.topology.control().into(), key.into(), publish, operation_id.as_bytes(), ask);
                 tokio::time::timeout(ANSWERS, asked)
                     .await
-                    .map_err(|_| QueueError::Broker("the broker did not take the question".into()))??;
+                    .map_err(|_| QueueError::broker_fault("the broker did not take the question"))??;
                 let until = tokio::time::Instant::now() + ANSWERS;
                 let mut answered = None;
                 while let Ok(Some(Ok(d))) = tokio::time::timeout_at(until, answers.next()).await {

@@ -2,145 +2,26 @@
 //! for a roll-out), or reported once when a redelivery finds it built already; its log lines
 //! forwarded to the logs exchange on the way.
 
-use super::control::Builders;
-use super::{Shared, DEFER};
-use crate::build::{self, Settings};
+use super::copies::Copy;
+use super::log_forwarder::log_forwarder;
+use super::Shared;
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
-use crate::core::redeploy::PriorBuild;
 use crate::core::request::BuildRequest;
+use crate::core::result::PriorBuild;
 use crate::edge::rebase::RebaseOutcome;
 use crate::error::BuildError;
-use crate::log::{DeploymentLog, LogLine, LogSink};
+use crate::log::DeploymentLog;
+use crate::pipeline::{self, Settings};
 use crate::queue::error::QueueError;
-use crate::queue::history;
+
 use crate::queue::ledger::{Built, Ledger, ServiceRecord};
-use crate::queue::outcome::{Action, JobOutcome};
+use crate::queue::outcome::{Action, JobOutcome, DEFER};
 use crate::queue::transport::lease::{Lease, NoLease};
-use crate::queue::transport::{waiting, Lane, Outgoing, Topology, CONFIRM_WAIT};
+use crate::queue::transport::{waiting, Lane, Outgoing, Topology};
 use crate::queue::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Log lines go to the logs exchange in order, a message per batch, pipelined; the forwarder
-/// task ends once every batch is confirmed.
-pub(super) struct AmqpLogSink {
-    tx: tokio::sync::mpsc::UnboundedSender<LogLine>,
-}
-
-impl LogSink for AmqpLogSink {
-    fn line(&self, line: &LogLine) {
-        let _ = self.tx.send(line.clone());
-    }
-}
-
-/// How long a line may wait for others to share its message: the log stays live to a follower,
-/// and a chatty build sends a message where it would send dozens.
-const BATCH_WINDOW: Duration = Duration::from_millis(100);
-/// Most lines in one message.
-const BATCH_LINES: usize = 256;
-
-pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpLogSink, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
-    let task = tokio::spawn(async move {
-        let (exchange, key) = (shared.cfg.topology.logs(), Topology::log_key(&operation_id));
-        // Each message's id: this build's, and the message's place in it (a follower drops a repeat).
-        let build = uuid::Uuid::new_v4().simple().to_string();
-        let mut pending: Vec<Sent> = Vec::new();
-        let mut n = 0u64;
-        loop {
-            // With messages unconfirmed, the next line is waited for only until they are due to
-            // be settled: what the broker did not take goes again then, while the build runs.
-            let next = match pending.first() {
-                None => rx.recv().await,
-                Some(oldest) => {
-                    let Ok(next) = tokio::time::timeout_at(oldest.handed + SETTLE_AFTER, rx.recv()).await else {
-                        confirm_batches(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
-                        continue;
-                    };
-                    next
-                }
-            };
-            let Some(first) = next else { break };
-            let mut batch = vec![first];
-            let until = tokio::time::Instant::now() + BATCH_WINDOW;
-            while batch.len() < BATCH_LINES {
-                match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(line)) => batch.push(line),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            let Ok(payload) = serde_json::to_vec(&batch) else { continue };
-            n += 1;
-            let id = format!("{build}.{n}");
-            let msg = Outgoing { message_id: Some(&id), ..Outgoing::new(&exchange, &key, &payload) };
-            let handing = Instant::now();
-            let confirm = match shared.publisher.publish_pipelined(&msg).await {
-                Ok(confirm) => Some(confirm),
-                Err(e) => {
-                    tracing::debug!("log message {id} not handed over ({e}); it goes again");
-                    None
-                }
-            };
-            if handing.elapsed() > Duration::from_secs(1) {
-                tracing::debug!("log message {id} took {:.1}s to hand over", handing.elapsed().as_secs_f64());
-            }
-            pending.push(Sent { id, payload, confirm, handed: handing.into() });
-            if pending.len() >= 64 || pending[0].handed.elapsed() >= SETTLE_AFTER {
-                confirm_batches(&shared, &exchange, &key, std::mem::take(&mut pending)).await;
-            }
-        }
-        confirm_batches(&shared, &exchange, &key, pending).await;
-    });
-    (AmqpLogSink { tx }, task)
-}
-
-/// A message of log lines handed to the broker, and its confirm (none if it could not be).
-struct Sent {
-    id: String,
-    payload: Vec<u8>,
-    confirm: Option<lapin::PublisherConfirm>,
-    handed: tokio::time::Instant,
-}
-
-/// How long after a message is handed over its confirm is waited for (with the others'), if no
-/// more than 64 go first. Were confirms only settled at the end of the build, a connection lost
-/// mid-build would hold back every line after it until then; a redelivery that reports the
-/// build meanwhile (its image pushed, the builder's lease gone) ends a follower without them.
-const SETTLE_AFTER: Duration = Duration::from_secs(1);
-
-/// Waits for the messages' confirms in order. From the first the broker did not take (its
-/// connection went, or a queue it goes to was between leaders), every one is published again
-/// in order, each confirmed: a follower hears them all, in order, and drops the repeats.
-async fn confirm_batches(shared: &Shared, exchange: &str, key: &str, sent: Vec<Sent>) {
-    let mut resend = false;
-    let (began, mut resent) = (Instant::now(), 0usize);
-    for batch in sent {
-        if !resend {
-            resend = match batch.confirm {
-                Some(confirm) => !matches!(tokio::time::timeout(CONFIRM_WAIT, confirm).await, Ok(Ok(c)) if c.is_ack()),
-                None => true,
-            };
-            if resend {
-                let waited = began.elapsed().as_secs_f64();
-                tracing::debug!("log message {} unconfirmed after {waited:.1}s; it and those after go again", batch.id);
-            }
-        }
-        if resend {
-            resent += 1;
-            let msg = Outgoing { message_id: Some(&batch.id), ..Outgoing::new(exchange, key, &batch.payload) };
-            if let Err(e) = shared.publisher.publish(&msg).await {
-                tracing::warn!("log lines of {key} were not taken: {e}");
-            }
-        }
-    }
-    if resent > 0 {
-        tracing::warn!(
-            "{resent} messages of log lines of {key} published again in {:.1}s",
-            began.elapsed().as_secs_f64()
-        );
-    }
-}
 
 pub(super) async fn publish_event(shared: &Shared, event: &JobEvent) -> Result<(), QueueError> {
     let payload = QueueError::json("the event", event)?;
@@ -188,7 +69,7 @@ impl Deployment<'_> {
                 self.requeue(self.attempt, DEFER, true).await?;
                 return Ok(JobOutcome::Deferred);
             }
-            Err(NoLease::Broker(e)) => return Err(QueueError::broker("no lease", e)),
+            Err(NoLease::Broker(e)) => return Err(e.within("no lease")),
         };
         // In submission order: an earlier deployment of the service that has not ended goes
         // first, whichever reached a worker first.
@@ -207,7 +88,7 @@ impl Deployment<'_> {
             Ok(service) => service,
             Err(NoLease::Broker(e)) => {
                 self.shared.leases.release(lease).await;
-                return Err(QueueError::broker("no service lease", e));
+                return Err(e.within("no service lease"));
             }
             Err(NoLease::Held) => {
                 let service = crate::core::shown::cut(&self.job.service.name);
@@ -278,7 +159,7 @@ impl Deployment<'_> {
         }
         let (sink, forwarder) = log_forwarder(self.shared.clone(), self.job.operation_id.clone());
         let log = DeploymentLog::new(&self.job.operation_id, vec![Arc::new(sink)]);
-        build::Narration(&log).cancelled(&self.job.operation_id, while_building);
+        pipeline::Narration(&log).cancelled(&self.job.operation_id, while_building);
         drop(log);
         let _ = forwarder.await;
         let worker = self.shared.cfg.worker_id.as_str();
@@ -292,7 +173,7 @@ impl Deployment<'_> {
     async fn step_aside(&self) -> Result<JobOutcome, QueueError> {
         let (sink, forwarder) = log_forwarder(self.shared.clone(), self.job.operation_id.clone());
         let log = DeploymentLog::new(&self.job.operation_id, vec![Arc::new(sink)]);
-        build::Narration(&log).gave_way();
+        pipeline::Narration(&log).gave_way();
         drop(log);
         let _ = forwarder.await;
         let payload = QueueError::json("the job", self.job)?;
@@ -309,110 +190,19 @@ impl Deployment<'_> {
         Ok(JobOutcome::GaveWay)
     }
 
-    /// A redelivery after the image was pushed: reported once, never built twice.
-    async fn report_if_built(
-        &self,
-        ledger: &Ledger<'_>,
-        lease: &Lease,
-        copy: &Copy,
-    ) -> Result<Option<JobOutcome>, QueueError> {
-        let (job, worker) = (self.job, self.shared.cfg.worker_id.as_str());
-        let Some(target) = job.target().ok().filter(|_| self.may_be_built) else { return Ok(None) };
-        if ledger.built(&target, &job.operation_id).await.is_none() {
-            return Ok(None);
-        }
-        if self.ended_already(ledger, copy, true).await {
-            tracing::info!("job {} was built and reported already; acking the redelivery", job.job_id);
-            return Ok(Some(JobOutcome::Duplicate));
-        }
-        // Read again: the copy waited for may have sealed its image (a new index) since.
-        let Some(built) = ledger.built(&target, &job.operation_id).await else { return Ok(None) };
-        self.still_held(lease).await?;
-        tracing::info!(
-            "job {} (operation {}): built by an earlier delivery; reporting it",
-            job.job_id,
-            job.operation_id
-        );
-        // Its builder recorded the service before its event, unless it died first. A record
-        // there may be a later deployment's: an old job redelivered must not replace it.
-        if !ledger.has_record(&job.service.name).await {
-            record_service(ledger, job, &target.with_digest(&built.digest), None, None).await;
-        }
-        publish_event(self.shared, &already_built(job, &target, &built).by(worker, None)).await?;
-        ledger.mark_reported(&job.operation_id).await;
-        Ok(Some(JobOutcome::Succeeded))
-    }
-
-    /// When another copy may have run: the image at the job's tag (`repo@digest`, and what it
-    /// says of itself), if it is an image of this operation other than `image`.
-    async fn held_at_target(&self, ledger: &Ledger<'_>, image: &str) -> Option<(String, Built)> {
-        if !self.may_have_copy {
-            return None;
-        }
-        let target = self.job.target().ok()?;
-        let built = ledger.built(&target, &self.job.operation_id).await?;
-        let held = target.with_digest(&built.digest);
-        (held != image).then_some((held, built))
-    }
-
-    /// Whether the operation ended before this copy could say how, asked before this copy
-    /// publishes an outcome. First, should another copy still run (its lease lost with its
-    /// broker connection), it waits for that copy to end: its log goes out before any outcome,
-    /// so a follower hears every line. Then: a success marked at the registry, or (for a
-    /// delivery that may be a repeat, or `history` set) an outcome in the history, which a
-    /// copy that died between its outcome and its marker left there.
-    async fn ended_already(&self, ledger: &Ledger<'_>, copy: &Copy, history: bool) -> bool {
-        let (shared, op) = (self.shared, self.job.operation_id.as_str());
-        if self.may_have_copy {
-            let name = format!("apprunner-build-worker-{}-ask", shared.cfg.worker_id);
-            let builders = Builders { brokers: &shared.cfg.brokers, topology: &shared.cfg.topology, name };
-            let done = || async { ledger.reported(op).await || ledger.logged(op).await };
-            let limit = shared.cfg.settings.timeout + COPY_MAY_TAKE;
-            if let Err(e) = builders.wait_until_alone(op, &copy.token, copy.began, limit, done).await {
-                tracing::warn!("job {}: could not ask whether another copy still runs ({e})", self.job.job_id);
-            }
-        }
-        if ledger.reported(op).await {
-            return true;
-        }
-        if !(history || self.may_be_built) {
-            return false;
-        }
-        let from = self.job.submitted().map_or(history::From::First, |t| history::From::Time(t - CLOCKS_DIFFER));
-        let asked = history::outcome_of(&shared.cfg.brokers, &shared.cfg.topology, op, from);
-        let asked = tokio::time::timeout(HISTORY_READ, asked)
-            .await
-            .unwrap_or_else(|_| Err(QueueError::Broker(format!("no answer within {}s", HISTORY_READ.as_secs()))));
-        match asked {
-            Ok(Some(ended)) => {
-                tracing::info!(
-                    "job {}: its operation ended {} already; nothing more is published",
-                    self.job.job_id,
-                    ended.status.key()
-                );
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!("job {}: could not read the history ({e}); reporting", self.job.job_id);
-                false
-            }
-        }
-    }
-
     /// Runs the build with its log going to the logs exchange; what to do with its result.
     async fn build(&self, record: Option<&ServiceRecord>) -> Action<Finished> {
         let (shared, job, attempt) = (self.shared, self.job, self.attempt);
         let (sink, forwarder) = log_forwarder(shared.clone(), job.operation_id.clone());
         let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
         let began = Instant::now();
-        let this = build::Attempt { number: attempt, of: shared.cfg.retry.max_attempts };
+        let this = pipeline::Attempt { number: attempt, of: shared.cfg.retry.max_attempts };
         let (current, prior) = self.current_build(record);
         let result = build(&shared.cfg.settings, job, current, prior, &log, this).await;
         tracing::debug!("job {}: build returned after {:.1}s", job.job_id, began.elapsed().as_secs_f64());
         let action = shared.cfg.retry.decide(result, attempt);
         if let Action::Retry { delay, error, .. } = &action {
-            build::Narration(&log).attempt_failed(this, error, *delay);
+            pipeline::Narration(&log).attempt_failed(this, error, *delay);
         }
         drop(log);
         let confirming = Instant::now();
@@ -527,7 +317,7 @@ impl Deployment<'_> {
         waiting::send_to_wait(&shared.publisher, &shared.cfg.topology, &waiting, delay).await
     }
 
-    async fn still_held(&self, lease: &Lease) -> Result<(), QueueError> {
+    pub(super) async fn still_held(&self, lease: &Lease) -> Result<(), QueueError> {
         if self.shared.leases.holds(lease).await {
             Ok(())
         } else {
@@ -546,24 +336,6 @@ async fn asked_to_give_way(give_way: Option<tokio::sync::watch::Receiver<bool>>)
     std::future::pending::<()>().await;
 }
 
-/// This copy of a deployment: its token (by which other workers tell it from a copy they run)
-/// and when it took the lease.
-struct Copy {
-    token: String,
-    began: Instant,
-}
-
-/// How much longer than its build's time limit another copy is waited for: its seal, and its
-/// log confirmed.
-const COPY_MAY_TAKE: Duration = Duration::from_secs(300);
-
-/// Longest a deployment reads the history for its operation's outcome.
-const HISTORY_READ: Duration = Duration::from_secs(60);
-
-/// How far before a job's `submitted_at` (the submitter's clock) its events are looked for in
-/// the history (the broker's clock, by whole chunks).
-const CLOCKS_DIFFER: Duration = Duration::from_secs(600);
-
 /// Keeps the service's record (its current image and the job that made it) for roll-outs.
 /// Best effort: a roll-out without it does not see the service, which it says.
 pub(super) async fn record_service(
@@ -580,7 +352,7 @@ pub(super) async fn record_service(
 
 /// What a job ended with: an image built, or (a roll-out) the service's image rebased.
 pub(super) enum Finished {
-    Built(Box<crate::core::request::BuildResult>),
+    Built(Box<crate::core::result::BuildResult>),
     Rebased(crate::edge::rebase::Rebased),
 }
 
@@ -592,7 +364,7 @@ pub(super) async fn build(
     current_image: Option<ImageRef>,
     prior: Option<PriorBuild>,
     log: &DeploymentLog,
-    attempt: build::Attempt,
+    attempt: pipeline::Attempt,
 ) -> Result<Finished, BuildError> {
     let mut settings = settings.clone();
     if let Some(d) = job.deadline() {
@@ -609,13 +381,13 @@ pub(super) async fn build(
             job.service.name, rollout.runtime, rollout.to_version
         ));
         let from = ImageRef::parse(&rollout.from_image)?;
-        match build::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
+        match pipeline::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
             RebaseOutcome::Moved(rebased) => return Ok(Finished::Rebased(rebased)),
             RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
         }
     }
     let request = BuildRequest { current_image, prior, ..job.request()? };
-    build::run_attempt(&settings, &request, log, attempt).await.map(|r| Finished::Built(Box::new(r)))
+    pipeline::run_attempt(&settings, &request, log, attempt).await.map(|r| Finished::Built(Box::new(r)))
 }
 
 /// The SUCCEEDED event of an operation whose image is already at its target.

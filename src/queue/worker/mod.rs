@@ -8,8 +8,10 @@
 
 mod batch;
 mod control;
+mod copies;
 mod deployment;
 mod failpoint;
+mod log_forwarder;
 mod order;
 
 use super::history;
@@ -21,9 +23,9 @@ use super::transport::{
     DELIVERY_LIMIT, DUE_HEADER,
 };
 use super::wire::job::{now_rfc3339, BuildJob, FailedJob, JobEvent};
-use crate::build::Settings;
 use crate::edge::registry::Registry;
 use crate::error::BuildError;
+use crate::pipeline::Settings;
 use deployment::{publish_event, publish_failed, Deployment};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -79,9 +81,6 @@ const CONSUMER_STALL: Duration = Duration::from_secs(15);
 
 /// How long a connection's close may take; one whose node is gone may never answer.
 const CLOSE: Duration = Duration::from_secs(5);
-
-/// How long a job waits when another build of its operation is running.
-pub(crate) const DEFER: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true: consume, reconnecting with backoff whenever the broker
 /// connection is lost; then let running builds finish (up to the grace period).

@@ -7,7 +7,7 @@ use super::settings::Settings;
 use crate::core::image_ref::ImageRef;
 use crate::core::plan::{BuildPlan, StageRole};
 use crate::core::progress::{first_line, OtherVertex, Progress, SolveEvent};
-use crate::core::request::StageTiming;
+use crate::core::result::StageTiming;
 use crate::edge::buildkit::session::Session;
 use crate::edge::buildkit::{
     attestations, Buildkit, Exporter, ExporterResponse, FleetCache, SolveFailure, SolveOptions,

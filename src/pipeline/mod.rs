@@ -22,7 +22,8 @@ pub use verify::{verify, Overrides, Verdict, VERIFY_TAG};
 
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{ImageRef, Repo};
-use crate::core::request::{self, BuildRequest, BuildResult, PhaseTimings, StageTiming};
+use crate::core::request::{self, BuildRequest};
+use crate::core::result::{BuildResult, PhaseTimings, StageTiming};
 use crate::edge::image;
 use crate::edge::rebase::RebaseOutcome;
 use crate::edge::stand_in::{self};
@@ -240,7 +241,7 @@ async fn reused(
     key: Option<&str>,
     digest: String,
     phases: PhaseTimings,
-    prior: Option<crate::core::redeploy::PriorBuild>,
+    prior: Option<crate::core::result::PriorBuild>,
     log: &DeploymentLog,
 ) -> Result<BuildResult, BuildError> {
     let sealing = Instant::now();
@@ -313,9 +314,9 @@ fn result(
     stages: Vec<StageTiming>,
     source_uploaded: bool,
     phases: PhaseTimings,
-    prior: Option<crate::core::redeploy::PriorBuild>,
+    prior: Option<crate::core::result::PriorBuild>,
 ) -> BuildResult {
-    let reported = crate::core::redeploy::ReportedBuild::of(&prepared.plan, &prepared.config);
+    let reported = crate::core::result::ReportedBuild::of(&prepared.plan, &prepared.config);
     let prior = prior.map(|p| p.with_index(index));
     reported.result(image, prepared.checkout.commit.clone(), stages, source_uploaded, phases, prior)
 }
