@@ -459,6 +459,9 @@ fn judge_repeats(op: &str, count: usize, logs: &str, found: &mut Findings, n: us
 
 async fn check(soak: &Shared, heard: &wire::Heard, registry: &wire::Registry) -> Findings {
     let mut found = Findings::default();
+    if heard.consumer_ended {
+        found.wrong.push("the checker's consumer ended before the check: what it heard is incomplete".into());
+    }
     let s = soak.lock().await;
     let logs = s.logs();
     for t in &s.tracked {
@@ -655,7 +658,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let snapshot = {
         let heard = heard.lock().unwrap();
-        wire::Heard { events: heard.events.clone(), logs: heard.logs.clone() }
+        wire::Heard { events: heard.events.clone(), logs: heard.logs.clone(), consumer_ended: heard.consumer_ended }
     };
     let found = check(&soak, &snapshot, &wire::Registry::new("127.0.0.1:5000")).await;
     let n = soak.lock().await.tracked.len();

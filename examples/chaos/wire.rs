@@ -25,6 +25,8 @@ pub struct Heard {
     pub events: HashMap<String, Vec<Event>>,
     /// Messages of log lines: (message id, the lines as a follower prints them without time).
     pub logs: HashMap<String, Vec<(String, Vec<String>)>>,
+    /// The consumer's stream ended (its connection went): what was heard may be incomplete.
+    pub consumer_ended: bool,
 }
 
 impl Heard {
@@ -109,7 +111,7 @@ pub async fn listen(uri: &str, prefix: &str) -> anyhow::Result<Arc<Mutex<Heard>>
                 heard.logs.entry(op).or_default().push((id, shown));
             }
         }
-        eprintln!("chaos: the checker's consumer ended");
+        into.lock().unwrap_or_else(PoisonError::into_inner).consumer_ended = true;
     });
     Ok(heard)
 }

@@ -1,8 +1,9 @@
 //! Each command: read its arguments, call the library, print what a person needs.
 
-use super::{
-    BuildArgs, RebaseArgs, RebuildFailedArgs, RollOutArgs, SettingsArgs, SubmitArgs, VerifyArgs, What, WorkerArgs,
+use super::args::{
+    api_config_file, BuildArgs, RebaseArgs, RebuildFailedArgs, RollOutArgs, SubmitArgs, VerifyArgs, What, WorkerArgs,
 };
+use super::settings::SettingsArgs;
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{split_tag, ImageRef};
 use crate::core::request::{self, Revision, SourceLocation};
@@ -287,7 +288,7 @@ pub(super) async fn rebase(args: RebaseArgs) -> Result<(), BuildError> {
 pub(super) async fn verify(args: VerifyArgs) -> Result<ExitCode, BuildError> {
     let settings = args.settings.settings()?;
     let image = ImageRef::parse(&args.image)?;
-    let api_config = args.api_config.as_deref().map(super::api_config_file).transpose()?;
+    let api_config = args.api_config.as_deref().map(api_config_file).transpose()?;
     let overrides = pipeline::Overrides { source: args.source.clone(), api_config };
     let log = DeploymentLog::new("verify", vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
     let verdict = pipeline::verify(&settings, &image, overrides, &log).await?;

@@ -1,7 +1,8 @@
 //! The fleet's commands: what became of a deployment (`status`), a service's last deployments
 //! (`history`), and ending one (`cancel`).
 
-use super::{QueueArgs, SettingsArgs};
+use super::args::QueueArgs;
+use super::settings::SettingsArgs;
 use crate::error::BuildError;
 use crate::queue::cancel::{self, CancelOutcome};
 use crate::queue::history;

@@ -3,7 +3,8 @@
 //! report an image another pushed once, and publish no second outcome.
 
 use super::control::Builders;
-use super::deployment::{already_built, publish_event, record_service, Deployment};
+use super::deployment::{already_built, record_service, Deployment};
+use super::published::publish_event;
 use crate::queue::error::QueueError;
 use crate::queue::history;
 use crate::queue::ledger::{Built, Ledger};

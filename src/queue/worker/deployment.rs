@@ -4,6 +4,7 @@
 
 use super::copies::Copy;
 use super::log_forwarder::log_forwarder;
+use super::published::{publish_event, publish_failed};
 use super::Shared;
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
@@ -18,26 +19,10 @@ use crate::queue::error::QueueError;
 use crate::queue::ledger::{Built, Ledger, ServiceRecord};
 use crate::queue::outcome::{Action, JobOutcome, DEFER};
 use crate::queue::transport::lease::{Lease, NoLease};
-use crate::queue::transport::{waiting, Lane, Outgoing, Topology};
+use crate::queue::transport::{waiting, Lane, Outgoing};
 use crate::queue::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub(super) async fn publish_event(shared: &Shared, event: &JobEvent) -> Result<(), QueueError> {
-    let payload = QueueError::json("the event", event)?;
-    let key = Topology::event_key(&event.operation_id, event.status.key());
-    let id = event.new_message_id();
-    shared
-        .publisher
-        .publish(&Outgoing { message_id: Some(&id), ..Outgoing::new(&shared.cfg.topology.events(), &key, &payload) })
-        .await
-}
-
-pub(super) async fn publish_failed(shared: &Shared, entry: &FailedJob) -> Result<(), QueueError> {
-    let payload = QueueError::json("the failed entry", entry)?;
-    let failed = shared.cfg.topology.failed();
-    shared.publisher.publish(&Outgoing::new("", &failed, &payload)).await
-}
 
 /// One delivered job: the handler a worker runs for it, a step a method.
 pub(super) struct Deployment<'a> {
