@@ -17,6 +17,7 @@ use crate::queue::metrics::Metrics;
 use crate::queue::outcome::RetryPolicy;
 use crate::queue::rollout;
 use crate::queue::transport::Lane;
+use crate::queue::wire::checked::CheckedJob;
 use crate::queue::wire::job::{BuildJob, ImageTarget, JobStatus, Repository};
 use crate::queue::worker::{self, WorkerConfig};
 use std::process::ExitCode;
@@ -180,7 +181,7 @@ pub(super) async fn submit(args: SubmitArgs) -> Result<ExitCode, BuildError> {
     }
     // The same checks a worker makes, so a bad job never reaches the queue from here.
     let bytes = serde_json::to_vec(&job).map_err(|e| BuildError::internal(e.to_string()))?;
-    BuildJob::parse(&bytes).map_err(|e| BuildError::user(e.0))?;
+    CheckedJob::parse(&bytes).map_err(|e| BuildError::user(e.0))?;
     let topology = args.queue.topology()?;
     let timed = !args.no_timestamps;
     let print = |line: &crate::log::LogLine| println!("{}", if timed { line.render_timed() } else { line.render() });

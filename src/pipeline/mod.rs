@@ -7,6 +7,7 @@ mod image_reuse;
 mod narration;
 mod prepare;
 mod recent;
+mod run;
 mod settings;
 mod solve;
 mod turns;
@@ -23,14 +24,11 @@ pub use verify::{verify, Overrides, Verdict, VERIFY_TAG};
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::request::{self, BuildRequest};
-use crate::core::result::{BuildResult, PhaseTimings, StageTiming};
-use crate::edge::image;
+use crate::core::result::BuildResult;
 use crate::edge::rebase::RebaseOutcome;
 use crate::edge::stand_in::{self};
 use crate::error::BuildError;
 use crate::log::DeploymentLog;
-use image_reuse::{build_key_of, keyed_exporter, reuse_image};
-use solve::SolveSession;
 use std::time::Instant;
 
 /// Which attempt of a deployment a build is: the first of one, for a build run once.
@@ -72,7 +70,7 @@ pub async fn run_attempt(
     }
     // The time limit bounds the whole build: fetch, plan, solve, push. Whatever is running when
     // it expires is dropped: git processes are killed, BuildKit's solves cancelled.
-    let result = match tokio::time::timeout(settings.timeout, run_inner(settings, req, log)).await {
+    let result = match tokio::time::timeout(settings.timeout, Box::pin(run::run(settings, req, log))).await {
         Ok(result) => result,
         Err(_) => Err(BuildError::user(format!(
             "the build did not finish within its time limit of {} seconds and was cancelled",
@@ -119,137 +117,6 @@ pub async fn rebase(
         RebaseOutcome::Refused(refusal) => say.rebase_refused(refusal),
     }
     Ok(out)
-}
-
-async fn run_inner(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -> Result<BuildResult, BuildError> {
-    let registry = settings.registry_client();
-    let target = &req.target;
-    request::check_target(target, &settings.allowed_targets)?;
-    if target.digest.is_some() {
-        return Err(BuildError::user(format!(
-            "target image {target} names a digest; give a repository and tag, e.g. {}:latest",
-            target.name()
-        )));
-    }
-    let reusing = settings.image_reuse && !settings.no_cache;
-    if reusing {
-        if let Some((mut redeployed, digest)) = Box::pin(unchanged::redeploy(settings, &registry, req, log)).await? {
-            // The image it takes was sealed under the same settings (they are in the
-            // fingerprint): its SBOM is there; a signature is of an index, so this one is signed.
-            let digest = sign(settings, &registry, target, digest, log).await?;
-            redeployed.image = target.with_digest(&digest);
-            return Ok(redeployed);
-        }
-    }
-    let preparing = Instant::now();
-    let prepared = prepare(settings, req, ImageLookup::Required(&registry), log).await?;
-    let plan = &prepared.plan;
-    let say = Narration(log);
-    say.planned(plan);
-
-    let exporter = keyed_exporter(settings, target, &prepared);
-    let key = build_key_of(&exporter.attributes).map(str::to_string);
-    let prior = unchanged::prior_build(settings, req, &prepared, key.as_deref());
-    // An image this worker pushed with the same key, by digest (`recent`).
-    let recent = || key.as_deref().and_then(|key| settings.recent_images.get(key));
-    if reusing {
-        let looking = Instant::now();
-        let recent = recent();
-        let candidates: Vec<(ReusedFrom, &ImageRef)> = [
-            Some((ReusedFrom::Target, target)),
-            req.current_image.as_ref().map(|c| (ReusedFrom::ServiceCurrent, c)),
-            recent.as_ref().map(|r| (ReusedFrom::RecentPush, r)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let deployment = &plan.image.deployment;
-        if let Some(digest) = reuse_image(&registry, target, &candidates, &exporter.attributes, deployment, log).await?
-        {
-            let seconds = looking.elapsed().as_secs_f64();
-            let phases = PhaseTimings {
-                fetch: prepared.fetch_seconds,
-                plan: (preparing.elapsed().as_secs_f64() - prepared.fetch_seconds - seconds).max(0.0),
-                solve: 0.0,
-                export: seconds,
-            };
-            return reused(settings, &registry, &prepared, target, key.as_deref(), digest, phases, prior, log).await;
-        }
-    }
-
-    let host = settings.registry.as_str();
-    let src = image::push_content(&registry, &Repo::new(host, SOURCE_REPOSITORY), &prepared.source_layer).await?;
-    let uploaded = src.uploaded.then_some(src.bytes);
-    say.source_uploaded(&plan.source_dir, prepared.source_layer.files, uploaded, &src.pinned);
-    if prepared.source_layer.special_bits_dropped > 0 {
-        say.special_bits_dropped(prepared.source_layer.special_bits_dropped);
-    }
-    if let Some(ca) = &prepared.ca_layer {
-        image::push_content(&registry, &Repo::new(host, CA_REPOSITORY), ca).await?;
-    }
-    let plan_seconds = preparing.elapsed().as_secs_f64() - prepared.fetch_seconds;
-
-    let session = SolveSession::open(settings, target, log).await?;
-    let solving = Instant::now();
-    let turn = settings.solve_turns.take(&prepared.content_key, || say.waiting_for_same_content()).await;
-    // The build we waited for may have pushed this very image (another service of the same app
-    // into the same repository): take it rather than export the same layers again.
-    if let Some(recent) = recent().filter(|_| reusing && turn.waited) {
-        let looking = Instant::now();
-        let deployment = &plan.image.deployment;
-        if let Some(digest) =
-            reuse_image(&registry, target, &[(ReusedFrom::RecentPush, &recent)], &exporter.attributes, deployment, log)
-                .await?
-        {
-            drop(turn);
-            let export = looking.elapsed().as_secs_f64();
-            let solve = (solving.elapsed().as_secs_f64() - export).max(0.0);
-            let phases = PhaseTimings { fetch: prepared.fetch_seconds, plan: plan_seconds, solve, export };
-            return reused(settings, &registry, &prepared, target, key.as_deref(), digest, phases, prior, log).await;
-        }
-    }
-    say.building();
-    let solved = session.solve(exporter, &prepared).await;
-    drop(turn);
-    let solved = solved?;
-    say.built();
-    let digest = solved
-        .exporter_response
-        .image_digest()
-        .map(str::to_string)
-        .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
-    let (digest, index) = seal(settings, &registry, target, digest, log).await?;
-    remember(settings, key.as_deref(), target, &digest);
-    let solve_seconds = solving.elapsed().as_secs_f64();
-    let phases = PhaseTimings {
-        fetch: prepared.fetch_seconds,
-        plan: plan_seconds,
-        solve: (solve_seconds - solved.export_seconds).max(0.0),
-        export: solved.export_seconds,
-    };
-    Ok(result(&prepared, target.with_digest(&digest), index.as_deref(), solved.timings, src.uploaded, phases, prior))
-}
-
-/// The end of a build that took an existing image (`reuse_image` wrote its index at `digest`).
-// The build's parts, as run_inner holds them.
-#[allow(clippy::too_many_arguments)]
-async fn reused(
-    settings: &Settings,
-    registry: &crate::edge::registry::Registry,
-    prepared: &Prepared,
-    target: &ImageRef,
-    key: Option<&str>,
-    digest: String,
-    phases: PhaseTimings,
-    prior: Option<crate::core::result::PriorBuild>,
-    log: &DeploymentLog,
-) -> Result<BuildResult, BuildError> {
-    let sealing = Instant::now();
-    let (digest, index) = seal(settings, registry, target, digest, log).await?;
-    remember(settings, key, target, &digest);
-    // Sealing the image taken counts in its export.
-    let phases = PhaseTimings { export: phases.export + sealing.elapsed().as_secs_f64(), ..phases };
-    Ok(result(prepared, target.with_digest(&digest), index.as_deref(), Vec::new(), false, phases, prior))
 }
 
 /// Keeps the image just written at `target` (`digest`) as this worker's latest of its build key.
@@ -304,19 +171,4 @@ async fn sign(
         Narration(log).signed(&signer.fingerprint, &tag);
     }
     Ok(digest)
-}
-
-/// What a build that gave `image` (its index's bytes `index`, when at hand) tells its caller.
-fn result(
-    prepared: &Prepared,
-    image: String,
-    index: Option<&[u8]>,
-    stages: Vec<StageTiming>,
-    source_uploaded: bool,
-    phases: PhaseTimings,
-    prior: Option<crate::core::result::PriorBuild>,
-) -> BuildResult {
-    let reported = crate::core::result::ReportedBuild::of(&prepared.plan, &prepared.config);
-    let prior = prior.map(|p| p.with_index(index));
-    reported.result(image, prepared.checkout.commit.clone(), stages, source_uploaded, phases, prior)
 }

@@ -5,6 +5,7 @@
 use super::error::QueueError;
 use super::subscription::{Heard, Interest, Subscription};
 use super::transport::{self, Brokers, Lane, Outgoing, Publisher, Topology};
+use super::wire::checked::CheckedJob;
 use super::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use crate::core::log::LogLine;
 use crate::error::ErrorClass;
@@ -195,7 +196,7 @@ pub async fn rebuild_failed(
         let entry: FailedJob = match serde_json::from_slice(&msg.delivery.data) {
             Ok(e) => e,
             // A job the broker dead-lettered after its delivery limit (workers died on it).
-            Err(_) => match BuildJob::parse(&msg.delivery.data) {
+            Err(_) => match CheckedJob::parse(&msg.delivery.data) {
                 Ok(job) => {
                     let failed_at = msg
                         .delivery

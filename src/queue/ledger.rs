@@ -13,6 +13,7 @@ use crate::edge::registry::Registry;
 use crate::edge::source::pack_file;
 use crate::error::BuildError;
 use crate::queue::error::QueueError;
+use crate::queue::wire::checked::CheckedJob;
 use crate::queue::wire::job::{now_rfc3339, BuildJob};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -119,12 +120,12 @@ impl<'r> Ledger<'r> {
     /// service's deployments the last submitted has the last word, whatever order they end in.
     pub async fn record_service(
         &self,
-        job: &BuildJob,
+        job: &CheckedJob,
         image: &str,
         current: Option<&ServiceRecord>,
         build: Option<&PriorBuild>,
     ) -> Result<(), QueueError> {
-        if let Some(ours) = job.submitted() {
+        if let Some(ours) = job.submitted {
             if let Some(current) = current.filter(|c| c.job.submitted().is_some_and(|theirs| theirs > ours)) {
                 tracing::info!(
                     "job {}: service {}'s record is of a later deployment ({}); it stays",

@@ -5,10 +5,10 @@ pub use super::event::{now_rfc3339, operation_status, rfc3339, FailedJob, Failur
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::config::ConfigSource;
 use crate::core::image_ref::ImageRef;
-use crate::core::request::{BuildRequest, ConfigInput, Revision, SourceLocation};
+use crate::core::request::{ConfigInput, Revision};
 pub use crate::core::result::RunConfiguration;
-use crate::core::shown::cut;
-use crate::error::{BuildError, Classified, ErrorClass};
+
+use crate::error::{Classified, ErrorClass};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -124,115 +124,11 @@ impl Classified for JobError {
     }
 }
 
-fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-}
-
 impl BuildJob {
-    /// Reads a job, or says in one line why it is not one.
-    pub fn parse(bytes: &[u8]) -> Result<BuildJob, JobError> {
-        if bytes.len() > MAX_JOB_BYTES {
-            return Err(JobError(format!(
-                "the message is {} bytes; a build job may have at most {MAX_JOB_BYTES}",
-                bytes.len()
-            )));
-        }
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            format!("the message is not JSON ({e}); a build job is a JSON object with version {JOB_VERSION}")
-        })?;
-        let obj = value.as_object().ok_or("the message is JSON but not an object; a build job is a JSON object")?;
-        match obj.get("version") {
-            None => return Err(JobError(format!("the job has no `version`; this worker reads version {JOB_VERSION}"))),
-            Some(Value::Number(n)) if n.as_u64() == Some(JOB_VERSION) => {}
-            Some(other) => {
-                return Err(JobError(format!(
-                    "job version {other} is not supported; this worker reads version {JOB_VERSION}"
-                )))
-            }
-        }
-        let job: BuildJob = serde_json::from_value(value).map_err(|e| format!("the job is malformed: {e}"))?;
-        if !valid_id(&job.job_id) {
-            return Err(JobError(format!(
-                "job_id `{}` must be 1-128 letters, digits, '-', '_' or '.'",
-                cut(&job.job_id)
-            )));
-        }
-        if !valid_id(&job.operation_id) {
-            return Err(JobError(format!(
-                "operation_id `{}` must be 1-128 letters, digits, '-', '_' or '.' (App Runner uses 32 hex digits)",
-                cut(&job.operation_id)
-            )));
-        }
-        if job.repository.branch.is_some() && job.repository.commit.is_some() {
-            return Err("the job names both repository.branch and repository.commit; give one".into());
-        }
-        if job.configuration.source == ConfigSource::Api && job.configuration.values.is_none() {
-            return Err("configuration.source is API but configuration.values is missing".into());
-        }
-        if let Some(d) = &job.deadline {
-            time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| format!("deadline `{d}` is not an RFC 3339 time such as 2026-11-25T12:00:00Z"))?;
-        }
-        job.target().map_err(|e| format!("image: {e}"))?;
-        if let Some(r) = &job.rollout {
-            let ours =
-                ImageRef::parse(&r.from_image).is_ok_and(|f| f.digest.is_some() && f.name() == job.image.repository);
-            if !ours {
-                return Err(JobError(format!(
-                    "rollout.from_image `{}` must be an image of the job's repository by digest, {}@sha256:…",
-                    cut(&r.from_image),
-                    cut(&job.image.repository)
-                )));
-            }
-            if r.to_version.is_empty() || r.to_version.len() > 64 || r.runtime.is_empty() || r.runtime.len() > 64 {
-                return Err("rollout.runtime and rollout.to_version must be 1-64 characters".into());
-            }
-        }
-        Ok(job)
-    }
-
     /// Where the job's image goes: `image.repository`, tagged `image.tag` or the operation id.
-    pub fn target(&self) -> Result<ImageRef, crate::core::image_ref::ImageRefError> {
+    pub(super) fn target(&self) -> Result<ImageRef, crate::core::image_ref::ImageRefError> {
         let tag = self.image.tag.clone().unwrap_or_else(|| self.operation_id.to_ascii_lowercase());
         ImageRef::parse(&format!("{}:{tag}", self.image.repository))
-    }
-
-    /// The revision the job names: a commit, a branch, or the default branch.
-    pub fn revision(&self) -> Revision {
-        match (&self.repository.commit, &self.repository.branch) {
-            (Some(c), _) => Revision::Commit(c.clone()),
-            (None, Some(b)) => Revision::Branch(b.clone()),
-            (None, None) => Revision::DefaultBranch,
-        }
-    }
-
-    pub fn deadline(&self) -> Option<time::OffsetDateTime> {
-        self.deadline
-            .as_ref()
-            .and_then(|d| time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).ok())
-    }
-
-    pub fn request(&self) -> Result<BuildRequest, BuildError> {
-        let config = match (&self.configuration.source, &self.configuration.values) {
-            (ConfigSource::Api, Some(values)) => ConfigInput::Api(values.clone()),
-            (ConfigSource::Api, None) => {
-                return Err(BuildError::user(
-                    "configuration source API needs the API values (CodeConfigurationValues); none were given",
-                ))
-            }
-            (ConfigSource::Repository, _) => ConfigInput::Repository,
-        };
-        Ok(BuildRequest {
-            location: SourceLocation::Git(self.repository.url.clone()),
-            revision: self.revision(),
-            source_dir: self.repository.source_directory.clone(),
-            config,
-            target: self.target()?,
-            operation_id: self.operation_id.clone(),
-            trigger: self.trigger.clone().unwrap_or_else(|| "SERVICE_DEPLOY".into()),
-            current_image: None,
-            prior: None,
-        })
     }
 
     /// A job for a new deployment of `service`: new job and operation ids.
@@ -307,55 +203,5 @@ impl BuildJob {
         let obj = values.get("CodeConfigurationValues").unwrap_or(values).as_object()?;
         let rt = obj.iter().find(|(k, _)| k.eq_ignore_ascii_case("Runtime"))?.1.as_str()?;
         RuntimeCatalog::builtin().lookup(rt).ok().map(|r| r.name.clone())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job() -> serde_json::Value {
-        serde_json::json!({
-            "version": 1, "job_id": "j1", "operation_id": "c2c8eeedea164f459cf78f12a8953390",
-            "service": {"name": "web", "id": "ac7ec8b51ff34746bcb6654e0bcb23da"},
-            "repository": {"url": "https://github.com/github-user/python-hello", "branch": "main"},
-            "configuration": {"source": "REPOSITORY"},
-            "image": {"repository": "127.0.0.1:5000/apps/web"},
-            "producer_note": "unknown fields are fine"
-        })
-    }
-
-    #[test]
-    fn jobs_parse_and_tolerate_unknown_fields() {
-        let j = BuildJob::parse(job().to_string().as_bytes()).unwrap();
-        assert_eq!(j.repository.source_directory, "/");
-        assert_eq!(j.target().unwrap().to_string(), "127.0.0.1:5000/apps/web:c2c8eeedea164f459cf78f12a8953390");
-        assert_eq!(j.revision(), Revision::Branch("main".into()));
-    }
-
-    #[test]
-    fn bad_jobs_say_why() {
-        assert!(BuildJob::parse(b"hello").unwrap_err().0.starts_with("the message is not JSON"));
-        let mut v = job();
-        v["version"] = 2.into();
-        assert_eq!(
-            BuildJob::parse(v.to_string().as_bytes()).unwrap_err().0,
-            "job version 2 is not supported; this worker reads version 1"
-        );
-        let mut v = job();
-        v.as_object_mut().unwrap().remove("repository");
-        assert!(BuildJob::parse(v.to_string().as_bytes()).unwrap_err().0.contains("missing field `repository`"));
-        let mut v = job();
-        v["configuration"] = serde_json::json!({"source": "API"});
-        assert!(BuildJob::parse(v.to_string().as_bytes()).unwrap_err().0.contains("configuration.values is missing"));
-        let huge = vec![b' '; MAX_JOB_BYTES + 1];
-        assert!(BuildJob::parse(&huge).unwrap_err().0.contains("a build job may have at most 524288"));
-        let mut v = job();
-        v["job_id"] = "\u{1b}[2J".repeat(1000).into();
-        let e = BuildJob::parse(v.to_string().as_bytes()).unwrap_err().0;
-        assert!(e.len() < 1000 && !e.contains('\u{1b}'), "{e}");
-        let mut v = job();
-        v["deadline"] = "tomorrow".into();
-        assert!(BuildJob::parse(v.to_string().as_bytes()).unwrap_err().0.contains("RFC 3339"));
     }
 }

@@ -21,8 +21,8 @@ impl Deployment<'_> {
         copy: &Copy,
     ) -> Result<Option<JobOutcome>, QueueError> {
         let (job, worker) = (self.job, self.shared.cfg.worker_id.as_str());
-        let Some(target) = job.target().ok().filter(|_| self.may_be_built) else { return Ok(None) };
-        if ledger.built(&target, &job.operation_id).await.is_none() {
+        let Some(target) = Some(&job.target).filter(|_| self.may_be_built) else { return Ok(None) };
+        if ledger.built(target, &job.operation_id).await.is_none() {
             return Ok(None);
         }
         if self.ended_already(ledger, copy, true).await {
@@ -30,7 +30,7 @@ impl Deployment<'_> {
             return Ok(Some(JobOutcome::Duplicate));
         }
         // Read again: the copy waited for may have sealed its image (a new index) since.
-        let Some(built) = ledger.built(&target, &job.operation_id).await else { return Ok(None) };
+        let Some(built) = ledger.built(target, &job.operation_id).await else { return Ok(None) };
         self.still_held(lease).await?;
         tracing::info!(
             "job {} (operation {}): built by an earlier delivery; reporting it",
@@ -42,7 +42,7 @@ impl Deployment<'_> {
         if !ledger.has_record(&job.service.name).await {
             record_service(ledger, job, &target.with_digest(&built.digest), None, None).await;
         }
-        publish_event(self.shared, &already_built(job, &target, &built).by(worker, None)).await?;
+        publish_event(self.shared, &already_built(job, target, &built).by(worker, None)).await?;
         ledger.mark_reported(&job.operation_id).await;
         Ok(Some(JobOutcome::Succeeded))
     }
@@ -53,8 +53,8 @@ impl Deployment<'_> {
         if !self.may_have_copy {
             return None;
         }
-        let target = self.job.target().ok()?;
-        let built = ledger.built(&target, &self.job.operation_id).await?;
+        let target = &self.job.target;
+        let built = ledger.built(target, &self.job.operation_id).await?;
         let held = target.with_digest(&built.digest);
         (held != image).then_some((held, built))
     }
@@ -82,7 +82,7 @@ impl Deployment<'_> {
         if !(history || self.may_be_built) {
             return false;
         }
-        let from = self.job.submitted().map_or(history::From::First, |t| history::From::Time(t - CLOCKS_DIFFER));
+        let from = self.job.submitted.map_or(history::From::First, |t| history::From::Time(t - CLOCKS_DIFFER));
         let asked = history::outcome_of(&shared.cfg.brokers, &shared.cfg.topology, op, from);
         let asked = tokio::time::timeout(HISTORY_READ, asked)
             .await

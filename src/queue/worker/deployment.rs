@@ -20,6 +20,7 @@ use crate::queue::ledger::{Built, Ledger, ServiceRecord};
 use crate::queue::outcome::{Action, JobOutcome, DEFER};
 use crate::queue::transport::lease::{Lease, NoLease};
 use crate::queue::transport::{waiting, Lane, Outgoing};
+use crate::queue::wire::checked::CheckedJob;
 use crate::queue::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 /// One delivered job: the handler a worker runs for it, a step a method.
 pub(super) struct Deployment<'a> {
     pub(super) shared: &'a Arc<Shared>,
-    pub(super) job: &'a BuildJob,
+    pub(super) job: &'a CheckedJob,
     /// Which attempt this is (1 for the first delivery; a retry's comes in its header).
     pub(super) attempt: u32,
     /// Whether an earlier delivery may have built it already (so the registry is asked), or
@@ -161,7 +162,7 @@ impl Deployment<'_> {
         pipeline::Narration(&log).gave_way();
         drop(log);
         let _ = forwarder.await;
-        let payload = QueueError::json("the job", self.job)?;
+        let payload = QueueError::json("the job", self.job.wire())?;
         let batch = self.shared.cfg.topology.batch();
         let back = Outgoing {
             message_id: Some(&self.job.job_id),
@@ -296,7 +297,7 @@ impl Deployment<'_> {
     /// another copy of its operation may run).
     async fn requeue(&self, attempt: u32, delay: Duration, behind_copy: bool) -> Result<(), QueueError> {
         let (shared, job) = (self.shared, self.job);
-        let payload = QueueError::json("the job", job)?;
+        let payload = QueueError::json("the job", job.wire())?;
         let waiting =
             waiting::Waiting { payload: &payload, job_id: &job.job_id, attempt, lane: self.lane, behind_copy };
         waiting::send_to_wait(&shared.publisher, &shared.cfg.topology, &waiting, delay).await
@@ -325,7 +326,7 @@ async fn asked_to_give_way(give_way: Option<tokio::sync::watch::Receiver<bool>>)
 /// Best effort: a roll-out without it does not see the service, which it says.
 pub(super) async fn record_service(
     ledger: &Ledger<'_>,
-    job: &BuildJob,
+    job: &CheckedJob,
     image: &str,
     current: Option<&ServiceRecord>,
     build: Option<&PriorBuild>,
@@ -345,17 +346,17 @@ pub(super) enum Finished {
 /// job rebases the service's image when it can, and builds it otherwise.
 pub(super) async fn build(
     settings: &Settings,
-    job: &BuildJob,
+    job: &CheckedJob,
     current_image: Option<ImageRef>,
     prior: Option<PriorBuild>,
     log: &DeploymentLog,
     attempt: pipeline::Attempt,
 ) -> Result<Finished, BuildError> {
     let mut settings = settings.clone();
-    if let Some(d) = job.deadline() {
+    if let Some(d) = job.deadline {
         let now = time::OffsetDateTime::now_utc();
         if d <= now {
-            let given = job.deadline.as_deref().unwrap_or("");
+            let given = job.wire().deadline.as_deref().unwrap_or("");
             return Err(BuildError::user(format!("the job's deadline {given} passed before it could start")));
         }
         settings.timeout = settings.timeout.min((d - now).unsigned_abs());
@@ -365,13 +366,13 @@ pub(super) async fn build(
             "Runtime roll-out of service {} to {} {}.",
             job.service.name, rollout.runtime, rollout.to_version
         ));
-        let from = ImageRef::parse(&rollout.from_image)?;
-        match pipeline::rebase(&settings, &from, &rollout.to_version, &job.target()?, &job.operation_id, log).await? {
+        let from = job.rollout_from.as_ref().unwrap_or(&job.target);
+        match pipeline::rebase(&settings, from, &rollout.to_version, &job.target, &job.operation_id, log).await? {
             RebaseOutcome::Moved(rebased) => return Ok(Finished::Rebased(rebased)),
             RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
         }
     }
-    let request = BuildRequest { current_image, prior, ..job.request()? };
+    let request = BuildRequest { current_image, prior, ..job.request() };
     pipeline::run_attempt(&settings, &request, log, attempt).await.map(|r| Finished::Built(Box::new(r)))
 }
 

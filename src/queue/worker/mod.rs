@@ -23,7 +23,8 @@ use super::transport::{
     self, waiting, Brokers, Lane, Publisher, Topology, ATTEMPT_HEADER, BEHIND_COPY_HEADER, DELIVERY_COUNT_HEADER,
     DELIVERY_LIMIT, DUE_HEADER,
 };
-use super::wire::job::{now_rfc3339, BuildJob, FailedJob, JobEvent};
+use super::wire::checked::CheckedJob;
+use super::wire::job::{now_rfc3339, FailedJob, JobEvent};
 use crate::edge::registry::Registry;
 use crate::error::BuildError;
 use crate::pipeline::Settings;
@@ -262,7 +263,7 @@ async fn ack(delivery: &Delivery) {
 /// `give_way`: a user's deployment wants its slot.
 async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane, give_way: Option<watch::Receiver<bool>>) {
     let attempt = transport::header_u32(&delivery.properties, ATTEMPT_HEADER).unwrap_or(1);
-    let job = match BuildJob::parse(&delivery.data) {
+    let job = match CheckedJob::parse(&delivery.data) {
         Ok(j) => j,
         Err(error) => {
             // A poison message becomes a failed-jobs entry, never a crash loop.
@@ -281,7 +282,7 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane, give_way: 
     if i64::from(delivered_before) >= DELIVERY_LIMIT - 1 {
         let deliveries = delivered_before + 1;
         // An earlier delivery may have published the outcome and died before its ack.
-        let from = job.submitted().map_or(history::From::First, history::From::Time);
+        let from = job.submitted.map_or(history::From::First, history::From::Time);
         if let Ok(Some(ended)) =
             history::outcome_of(&shared.cfg.brokers, &shared.cfg.topology, &job.operation_id, from).await
         {
