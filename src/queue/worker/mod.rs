@@ -7,6 +7,7 @@
 //! operation is not built again, and its success is reported once.
 
 mod batch;
+mod consumer;
 mod control;
 mod copies;
 mod deployment;
@@ -28,15 +29,14 @@ use super::wire::job::{now_rfc3339, FailedJob, JobEvent};
 use crate::edge::registry::Registry;
 use crate::error::BuildError;
 use crate::pipeline::Settings;
+use consumer::Consumer;
 use deployment::Deployment;
-use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
 use published::{publish_event, publish_failed};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
@@ -87,102 +87,13 @@ const CLOSE: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true: consume, reconnecting with backoff whenever the broker
 /// connection is lost; then let running builds finish (up to the grace period).
-pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(cfg: WorkerConfig, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(cfg, metrics));
     shared.metrics.watch_broker(&shared.cfg.brokers);
     sweep_clones("start");
     let slots = Arc::new(batch::Slots::new(shared.cfg.concurrency));
-    let (helpers, mut batch_jobs) = start_helpers(&shared, &slots, &shutdown);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut backoff = Duration::from_millis(500);
-    let mut first_session = true;
-    'outer: while !*shutdown.borrow() {
-        let conn_name = format!("apprunner-build-worker-{}", shared.cfg.worker_id);
-        let session = async {
-            let conn = shared.cfg.brokers.connect(&conn_name).await?;
-            let (ch, queues) = shared.cfg.topology.declare(&conn).await?;
-            ch.basic_qos(shared.cfg.concurrency, BasicQosOptions::default()).await?;
-            let consumer = ch
-                .basic_consume(
-                    shared.cfg.topology.jobs().into(),
-                    conn_name.clone().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            lapin::Result::Ok((conn, ch, consumer, queues))
-        }
-        .await;
-        let (conn, ch, mut consumer, queues) = match session {
-            Ok(s) => s,
-            Err(e) => {
-                shared.metrics.connected.store(false, Ordering::Relaxed);
-                tracing::warn!("broker unreachable ({e}); retrying in {backoff:?}");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => break 'outer,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(15));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(500);
-        shared.metrics.connected.store(true, Ordering::Relaxed);
-        if std::mem::take(&mut first_session) {
-            for q in queues {
-                tracing::info!("{q}");
-            }
-        }
-        tracing::info!("connected to broker node {}", shared.cfg.brokers.node());
-        tracing::info!("consuming {} with up to {} builds at once", shared.cfg.topology.jobs(), shared.cfg.concurrency);
-        // A consumer that subscribed while its queue had no leader (the node that led it had
-        // just gone) may be sent nothing: jobs wait, slots are free, no delivery comes. The
-        // depth check sees that and the consumer subscribes again.
-        let last_delivery = Arc::new(std::sync::Mutex::new(Instant::now()));
-        let stalled = Arc::new(tokio::sync::Notify::new());
-        let depth_task = watch_depth(ch.clone(), shared.clone(), last_delivery.clone(), stalled.clone());
-        loop {
-            tokio::select! {
-                () = stalled.notified() => {
-                    tracing::warn!("jobs are waiting and slots are free, but none came for {CONSUMER_STALL:?}; subscribing again");
-                    break;
-                }
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
-                        *last_delivery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-                        let (shared, slots) = (shared.clone(), slots.clone());
-                        tasks.spawn(async move {
-                            let _slot = slots.for_user().await;
-                            handle(&shared, delivery, Lane::User, None).await;
-                        });
-                    }
-                    Some(Err(e)) => { tracing::warn!("consumer failed: {e}; reconnecting"); break; }
-                    None => { tracing::warn!("consumer ended; reconnecting"); break; }
-                },
-                Some((delivery, slot, lane)) = batch_jobs.recv() => {
-                    let (shared, run) = (shared.clone(), slots.batch_run());
-                    tasks.spawn(async move {
-                        handle(&shared, delivery, lane, Some(run.give_way.clone())).await;
-                        drop(run);
-                        drop(slot);
-                    });
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = shutdown.changed() => {
-                    tracing::info!("stopping: no new jobs; waiting up to {:?} for {} running builds", shared.cfg.grace, tasks.len());
-                    let _ = ch.basic_cancel(conn_name.clone().into(), BasicCancelOptions::default()).await;
-                    let _ = tokio::time::timeout(shared.cfg.grace, async { while tasks.join_next().await.is_some() {} }).await;
-                    depth_task.abort();
-                    // Jobs still unacked go back to the queue when the connection closes.
-                    let _ = tokio::time::timeout(CLOSE, conn.close(200, "worker stopping".into())).await;
-                    break 'outer;
-                }
-            }
-        }
-        depth_task.abort();
-        shared.metrics.connected.store(false, Ordering::Relaxed);
-        let _ = tokio::time::timeout(CLOSE, conn.close(200, "reconnecting".into())).await;
-    }
+    let (helpers, batch_jobs) = start_helpers(&shared, &slots, &shutdown);
+    Consumer::new(shared.clone(), slots, batch_jobs, shutdown).run().await;
     for helper in helpers {
         helper.abort();
     }
@@ -219,29 +130,6 @@ fn start_helpers(
         tokio::spawn(batch::take_batch_jobs(shared.clone(), slots.clone(), tx, stopping.clone())),
     ];
     (helpers, rx)
-}
-
-/// Every 5 s: the jobs queue's depth for the metrics, and whether the consumer is stalled
-/// (jobs ready, a slot free, no delivery for [`CONSUMER_STALL`]).
-fn watch_depth(
-    ch: lapin::Channel,
-    shared: Arc<Shared>,
-    last_delivery: Arc<std::sync::Mutex<Instant>>,
-    stalled: Arc<tokio::sync::Notify>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Ok(q) = transport::look(&ch, &shared.cfg.topology.jobs()).await {
-                shared.metrics.queue_depth.store(i64::from(q.message_count()), Ordering::Relaxed);
-                let free = shared.metrics.in_flight.load(Ordering::Relaxed) < i64::from(shared.cfg.concurrency);
-                let quiet = last_delivery.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
-                if q.message_count() > 0 && free && quiet > CONSUMER_STALL {
-                    stalled.notify_one();
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    })
 }
 
 /// Clones left by workers that died mid-build go, at start and at exit.
