@@ -98,35 +98,12 @@ pub async fn rebase(
         Err(refusal) => return Ok(RebaseOutcome::Refused(refusal)),
     };
     let commit = old_labels.get(labels::OCI_REVISION).cloned();
-    let tag_or = |digest: &str| target.tag.clone().unwrap_or_else(|| digest.to_string());
-    let at = target.repo();
 
-    let mut done = Rebased {
-        image: String::new(),
-        runtime: movable.runtime.clone(),
-        from_version: movable.from_version.clone(),
-        to_version: to_version.to_string(),
-        run_image: movable.base_name.clone(),
-        unchanged: false,
-        copied_bytes: 0,
-        seconds: 0.0,
-        commit,
-    };
+    let mut done = movable.rebased(to_version, commit);
     if movable.from_version == to_version {
-        // Already there: the target names the same image.
-        if target.name() != from.name() {
-            return Err(BuildError::user(format!(
-                "{shown} is on {} {to_version} already: there is nothing to move; to have it under {} too, copy it with your registry's tools, or give an --output in {}",
-                movable.runtime,
-                target.name(),
-                from.name()
-            )));
-        }
-        registry.put_manifest(&at, &tag_or(&old.top.digest), &old.top.bytes, &old.top.media_type).await?;
-        done.image = target.with_digest(&old.top.digest);
-        done.unchanged = true;
-        done.seconds = began.elapsed().as_secs_f64();
-        return Ok(RebaseOutcome::Moved(done));
+        let image = name_again(registry, &old, from, target, &movable.runtime, to_version).await?;
+        let seconds = began.elapsed().as_secs_f64();
+        return Ok(RebaseOutcome::Moved(Rebased { image, unchanged: true, seconds, ..done }));
     }
 
     let base_ref = ImageRef::parse(&movable.base_name)?;
@@ -137,22 +114,7 @@ pub async fn rebase(
             base: format!("{}@{}", movable.base_name, movable.base_digest),
         }));
     };
-    let rt = catalog.lookup(&movable.runtime)?;
-    let runtime_host = images.host;
-    let run_name = format!("{runtime_host}/{}", rt.images(to_version).1);
-    let run_ref = ImageRef::parse(&run_name)?;
-    let mut new_run = read(registry, &run_ref, "run image").await?;
-    if let (None, Some(builder)) = (&new_run, images.builder.filter(|_| rt.stand_in.is_some())) {
-        builder.build(&run_name, runtime_host, &rt.name, to_version, images.log).await?;
-        new_run = read(registry, &run_ref, "run image").await?;
-    }
-    let new_run = new_run.ok_or_else(|| ImageError::MissingRuntimeImage {
-        what: "run image".into(),
-        reference: run_name.clone(),
-        registry: runtime_host.to_string(),
-        remedy: crate::edge::stand_in::remedy(rt, to_version, runtime_host, images.builder),
-    })?;
-    let new_run = RunImage { reference: run_ref.to_string(), digest: new_run.top.digest.clone(), parts: new_run.parts };
+    let (run_ref, new_run) = run_image_of(registry, &images, catalog, &movable.runtime, to_version).await?;
 
     let moved = match rebase::rebase_image(
         &shown,
@@ -188,6 +150,56 @@ pub async fn rebase(
     done.run_image = new_run.reference;
     done.seconds = began.elapsed().as_secs_f64();
     Ok(RebaseOutcome::Moved(done))
+}
+
+/// A rebase onto the version the image is on already: the target names the same image, in the
+/// same repository (under another it would be a copy, not a rebase). Returns the image.
+async fn name_again(
+    registry: &Registry,
+    old: &Stored,
+    from: &ImageRef,
+    target: &ImageRef,
+    runtime: &str,
+    version: &str,
+) -> Result<String, BuildError> {
+    if target.name() != from.name() {
+        return Err(BuildError::user(format!(
+            "{from} is on {runtime} {version} already: there is nothing to move; to have it under {} too, copy it with your registry's tools, or give an --output in {}",
+            target.name(),
+            from.name()
+        )));
+    }
+    let tag = target.tag.clone().unwrap_or_else(|| old.top.digest.clone());
+    registry.put_manifest(&target.repo(), &tag, &old.top.bytes, &old.top.media_type).await?;
+    Ok(target.with_digest(&old.top.digest))
+}
+
+/// The run image of `runtime` `to_version` in the runtime images' registry, made first by the
+/// stand-in builder when it is missing and one can be; its reference and what it holds.
+async fn run_image_of(
+    registry: &Registry,
+    images: &RuntimeImages<'_>,
+    catalog: &RuntimeCatalog,
+    runtime: &str,
+    to_version: &str,
+) -> Result<(ImageRef, RunImage), BuildError> {
+    let rt = catalog.lookup(runtime)?;
+    let runtime_host = images.host;
+    let run_name = format!("{runtime_host}/{}", rt.images(to_version).1);
+    let run_ref = ImageRef::parse(&run_name)?;
+    let mut found = read(registry, &run_ref, "run image").await?;
+    if let (None, Some(builder)) = (&found, images.builder.filter(|_| rt.stand_in.is_some())) {
+        builder.build(&run_name, runtime_host, &rt.name, to_version, images.log).await?;
+        found = read(registry, &run_ref, "run image").await?;
+    }
+    let found = found.ok_or_else(|| ImageError::MissingRuntimeImage {
+        what: "run image".into(),
+        reference: run_name.clone(),
+        registry: runtime_host.to_string(),
+        remedy: crate::edge::stand_in::remedy(rt, to_version, runtime_host, images.builder),
+    })?;
+    let run = RunImage { reference: run_ref.to_string(), digest: found.top.digest.clone(), parts: found.parts };
+    Ok((run_ref, run))
 }
 
 /// What a rebase writes at the target.

@@ -71,6 +71,24 @@ pub struct Movable {
     pub base_digest: String,
 }
 
+impl Movable {
+    /// What a rebase of this image to `to_version` says before it has moved anything: the
+    /// image, the run image, the bytes and the time are filled in as it goes.
+    pub fn rebased(&self, to_version: &str, commit: Option<String>) -> Rebased {
+        Rebased {
+            image: String::new(),
+            runtime: self.runtime.clone(),
+            from_version: self.from_version.clone(),
+            to_version: to_version.to_string(),
+            run_image: self.base_name.clone(),
+            unchanged: false,
+            copied_bytes: 0,
+            seconds: 0.0,
+            commit,
+        }
+    }
+}
+
 /// Whether the image `image` with `labels` may move to version `to` of its runtime.
 pub fn check(
     image: &str,

@@ -1,13 +1,13 @@
 //! Solving LLB on `BuildKit`: Control.Solve with Control.Status read alongside, turned into
 //! per-step events with the users' output split into lines.
 
-use super::control::{CacheOptions, SolveRequest};
+use super::control::{CacheOptions, SolveRequest, StatusResponse, Vertex};
 use super::{Buildkit, Exporter, ExporterResponse, SolveFailure};
 use crate::core::progress::{OtherVertex, SolveEvent, VertexInfo};
 use crate::core::registry_error::{is_unreachable, unreachable_registry};
 use crate::llb::Llb;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::PoisonError;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::StreamExt;
@@ -34,59 +34,15 @@ impl Buildkit {
         events: UnboundedSender<SolveEvent>,
     ) -> Result<ExporterResponse, SolveFailure> {
         let r#ref = uuid::Uuid::new_v4().simple().to_string();
-        let mut status_client = self.client.clone();
-        let vertices = llb.vertices.clone();
-        let status_ref = r#ref.clone();
-        let failed: std::sync::Arc<std::sync::Mutex<Option<(VertexInfo, String)>>> = Default::default();
-        let failed_w = failed.clone();
+        let (mut status_client, status_ref) = (self.client.clone(), r#ref.clone());
+        let failed: Arc<Mutex<Option<(VertexInfo, String)>>> = Arc::default();
+        let mut reader = StatusReader::new(llb.vertices.clone(), events, failed.clone());
         let mut status_task = tokio::spawn(async move {
             let Ok(mut stream) = status_client.status(&status_ref).await else { return };
-            let mut lines = LineSplitter::default();
-            let mut seen: HashMap<String, (bool, bool)> = HashMap::new();
             while let Some(Ok(update)) = stream.next().await {
-                for v in update.vertexes {
-                    let started = v.started.is_some();
-                    let done = v.completed.is_some();
-                    let before = seen.insert(v.digest.clone(), (started, done)).unwrap_or((false, false));
-                    let seconds = vertex_seconds(&v);
-                    let Some(info) = vertices.get(&v.digest) else {
-                        if done && !before.1 {
-                            let _ = events.send(other_event(&v, seconds));
-                        }
-                        continue;
-                    };
-                    if started && !before.0 && !v.cached {
-                        let _ = events.send(SolveEvent::Started(info.clone()));
-                    }
-                    if done && !before.1 {
-                        for (stream, text) in lines.flush(&v.digest) {
-                            let _ = events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
-                        }
-                        if !v.error.is_empty() {
-                            *failed_w.lock().unwrap_or_else(PoisonError::into_inner) =
-                                Some((info.clone(), v.error.clone()));
-                            let _ = events.send(SolveEvent::Failed { vertex: info.clone(), error: v.error.clone() });
-                        } else if v.cached {
-                            let _ = events.send(SolveEvent::Cached(info.clone()));
-                        } else {
-                            let _ = events.send(SolveEvent::Completed { vertex: info.clone(), seconds });
-                        }
-                    }
-                }
-                for log in update.logs {
-                    if let Some(info) = vertices.get(&log.vertex) {
-                        for (stream, text) in lines.push(&log.vertex, log.stream, &log.msg) {
-                            let _ = events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
-                        }
-                    }
-                }
+                reader.read(update);
             }
-            // The stream is over: whatever is left is a last line without a newline.
-            for (digest, info) in &vertices {
-                for (stream, text) in lines.flush(digest) {
-                    let _ = events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
-                }
-            }
+            reader.finish();
         });
 
         // A solve dropped half way (its build's time limit) takes its Status reader with it.
@@ -110,26 +66,105 @@ impl Buildkit {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut status_task).await;
         match result {
             Ok(resp) => Ok(ExporterResponse(resp.exporter_response)),
-            Err(status) => {
-                let message = status.message().to_string();
-                let failed = failed.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                if lost_connection(&status) && failed.is_none() {
-                    return Err(SolveFailure::Unavailable(format!("{message} ({:?})", status.code())));
+            Err(status) => Err(failure(&status, failed.lock().unwrap_or_else(PoisonError::into_inner).clone())),
+        }
+    }
+}
+
+/// What a failed solve's status says went wrong, given the step that failed (as Status told).
+fn failure(status: &tonic::Status, failed: Option<(VertexInfo, String)>) -> SolveFailure {
+    let message = status.message().to_string();
+    if lost_connection(status) && failed.is_none() {
+        return SolveFailure::Unavailable(format!("{message} ({:?})", status.code()));
+    }
+    if let Some((vertex, error)) = failed {
+        if vertex.step.is_some() {
+            return SolveFailure::Step {
+                exit_code: exit_code(&error).or_else(|| exit_code(&message)),
+                vertex,
+                message,
+            };
+        }
+    }
+    // BuildKit says whether it could not reach a registry only in its words.
+    if is_unreachable(&message) {
+        return SolveFailure::RegistryUnreachable(unreachable_registry(&message));
+    }
+    SolveFailure::Refused(summarize(&message))
+}
+
+/// Control.Status read into events: each step started, its output as lines, and how it ended
+/// (the step that failed kept, for the solve's error).
+struct StatusReader {
+    vertices: BTreeMap<String, VertexInfo>,
+    events: UnboundedSender<SolveEvent>,
+    failed: Arc<Mutex<Option<(VertexInfo, String)>>>,
+    lines: LineSplitter,
+    /// Per vertex: whether it was seen started, and done.
+    seen: HashMap<String, (bool, bool)>,
+}
+
+impl StatusReader {
+    fn new(
+        vertices: BTreeMap<String, VertexInfo>,
+        events: UnboundedSender<SolveEvent>,
+        failed: Arc<Mutex<Option<(VertexInfo, String)>>>,
+    ) -> Self {
+        Self { vertices, events, failed, lines: LineSplitter::default(), seen: HashMap::new() }
+    }
+
+    fn send(&self, event: SolveEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn read(&mut self, update: StatusResponse) {
+        for v in update.vertexes {
+            self.vertex(&v);
+        }
+        for log in update.logs {
+            if let Some(info) = self.vertices.get(&log.vertex) {
+                for (stream, text) in self.lines.push(&log.vertex, log.stream, &log.msg) {
+                    let _ = self.events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
                 }
-                if let Some((vertex, error)) = failed {
-                    if vertex.step.is_some() {
-                        return Err(SolveFailure::Step {
-                            exit_code: exit_code(&error).or_else(|| exit_code(&message)),
-                            vertex,
-                            message,
-                        });
-                    }
-                }
-                // BuildKit says whether it could not reach a registry only in its words.
-                if is_unreachable(&message) {
-                    return Err(SolveFailure::RegistryUnreachable(unreachable_registry(&message)));
-                }
-                Err(SolveFailure::Refused(summarize(&message)))
+            }
+        }
+    }
+
+    fn vertex(&mut self, v: &Vertex) {
+        let started = v.started.is_some();
+        let done = v.completed.is_some();
+        let before = self.seen.insert(v.digest.clone(), (started, done)).unwrap_or((false, false));
+        let seconds = vertex_seconds(v);
+        let Some(info) = self.vertices.get(&v.digest).cloned() else {
+            if done && !before.1 {
+                self.send(other_event(v, seconds));
+            }
+            return;
+        };
+        if started && !before.0 && !v.cached {
+            self.send(SolveEvent::Started(info.clone()));
+        }
+        if !done || before.1 {
+            return;
+        }
+        for (stream, text) in self.lines.flush(&v.digest) {
+            self.send(SolveEvent::Line { vertex: info.clone(), stream, text });
+        }
+        if !v.error.is_empty() {
+            *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some((info.clone(), v.error.clone()));
+            self.send(SolveEvent::Failed { vertex: info, error: v.error.clone() });
+        } else if v.cached {
+            self.send(SolveEvent::Cached(info));
+        } else {
+            self.send(SolveEvent::Completed { vertex: info, seconds });
+        }
+    }
+
+    /// The stream is over: whatever is left is a last line without a newline.
+    fn finish(mut self) {
+        for (digest, info) in &self.vertices {
+            for (stream, text) in self.lines.flush(digest) {
+                let _ = self.events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
             }
         }
     }
