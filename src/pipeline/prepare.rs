@@ -17,7 +17,7 @@ use crate::edge::stand_in;
 use crate::error::BuildError;
 use crate::llb::{self, Solves};
 use crate::log::DeploymentLog;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -192,13 +192,7 @@ pub async fn prepare(
     let (build_image, run_image, missing) = runtime_images(settings, images, &resolved, log).await?;
     let resolved_images =
         [&build_image, &run_image].into_iter().filter_map(|f| Some((f.reference.clone(), f.digest.clone()?))).collect();
-    let source_layer = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        let limits = settings.pack_limits;
-        move || source::pack_dir(&dir, limits)
-    })
-    .await
-    .map_err(|e| BuildError::internal(format!("packing task: {e}")))??;
+    let source_layer = pack(settings, &dir).await?;
     let ca_layer = ca_bundle_layer(settings)?;
     let input = PlanInput {
         runtime: resolved,
@@ -206,37 +200,19 @@ pub async fn prepare(
         run_image,
         source_image: image::content_reference(&Repo::new(host, SOURCE_REPOSITORY), &source_layer),
         source_dir,
-        // A path on the build machine (a directory, or a `file://` URL) means nothing to
-        // whoever reads the image, and would make two namings of one commit differ.
-        repository: match &req.location {
-            SourceLocation::Git(u) if !u.starts_with("file://") => Some(redact_userinfo(u)),
-            SourceLocation::Git(_) | SourceLocation::Local(_) => None,
-        },
+        repository: published_repository(&req.location),
         revision: checkout.commit.clone(),
         source_date_epoch: checkout.committed_at.filter(|_| !checkout.dirty),
         operation_id: req.operation_id.clone(),
         ca_bundle_image: ca_layer.as_ref().map(|l| image::content_reference(&Repo::new(host, CA_REPOSITORY), l)),
         network: settings.network,
-        // A build from nothing gets package caches of its own, empty.
-        cache_scope: if settings.no_cache {
-            format!("{}/no-cache/{}", req.target.repository, req.operation_id)
-        } else {
-            req.target.repository.clone()
-        },
-        warm_manifests: settings.warm_steps.then(|| {
-            // The first command of each stage comes first in one of these lists.
-            let firsts = [&cfg.pre_build, &cfg.build, &cfg.pre_run].into_iter().filter_map(|c| c.first());
-            source::manifest_files(&dir, firsts.flat_map(|c| crate::core::warm::candidates(c)))
-        }),
+        cache_scope: cache_scope(settings, req),
+        warm_manifests: settings.warm_steps.then(|| warm_manifests(&cfg, &dir)),
     };
     let mut plan = plan::plan(&cfg, &input);
     plan.warnings.extend(missing);
     let solves = llb::from_plan(&plan);
-    let content_key = {
-        // Package caches are mounted, never part of a layer.
-        let unscoped = plan::plan(&cfg, &PlanInput { cache_scope: String::new(), ..input });
-        crate::core::digest::sha256_digest(&llb::from_plan(&unscoped).image.bytes)
-    };
+    let content_key = content_key(&cfg, input);
     Ok(Prepared {
         checkout,
         config: cfg,
@@ -248,6 +224,47 @@ pub async fn prepare(
         content_key,
         runtime_images: resolved_images,
     })
+}
+
+/// The source directory packed as a layer, off the async threads.
+async fn pack(settings: &Settings, dir: &Path) -> Result<Layer, BuildError> {
+    let (dir, limits) = (dir.to_path_buf(), settings.pack_limits);
+    let packing = tokio::task::spawn_blocking(move || source::pack_dir(&dir, limits));
+    Ok(packing.await.map_err(|e| BuildError::internal(format!("packing task: {e}")))??)
+}
+
+/// The repository an image names as its source. A path on the build machine (a directory, or a
+/// `file://` URL) means nothing to whoever reads the image, and would make two namings of one
+/// commit differ.
+fn published_repository(location: &SourceLocation) -> Option<String> {
+    match location {
+        SourceLocation::Git(u) if !u.starts_with("file://") => Some(redact_userinfo(u)),
+        SourceLocation::Git(_) | SourceLocation::Local(_) => None,
+    }
+}
+
+/// Whose package caches a build mounts: its repository's. A build from nothing gets caches of
+/// its own, empty.
+fn cache_scope(settings: &Settings, req: &BuildRequest) -> String {
+    if settings.no_cache {
+        format!("{}/no-cache/{}", req.target.repository, req.operation_id)
+    } else {
+        req.target.repository.clone()
+    }
+}
+
+/// The dependency manifests in the source that a stage's first install reads (its warm-up's).
+fn warm_manifests(cfg: &AppConfig, dir: &Path) -> BTreeSet<String> {
+    // The first command of each stage comes first in one of these lists.
+    let firsts = [&cfg.pre_build, &cfg.build, &cfg.pre_run].into_iter().filter_map(|c| c.first());
+    source::manifest_files(dir, firsts.flat_map(|c| crate::core::warm::candidates(c)))
+}
+
+/// What builds of the same content share (`turns`): the image solve's digest with the package
+/// caches unscoped, since caches are mounted, never part of a layer.
+fn content_key(cfg: &AppConfig, input: PlanInput) -> String {
+    let unscoped = plan::plan(cfg, &PlanInput { cache_scope: String::new(), ..input });
+    crate::core::digest::sha256_digest(&llb::from_plan(&unscoped).image.bytes)
 }
 
 /// The CA bundle the settings name, packed as the layer every step mounts; None without one.
