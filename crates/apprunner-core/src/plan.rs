@@ -234,22 +234,7 @@ fn steps(phase: Phase, commands: &[String]) -> Vec<Step> {
 
 /// Composes the pipeline for `cfg` (docs/configuration.md A9, A10).
 pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
-    // Build steps see the image's env, then the CA variables, then build.env (the user wins).
-    let step_env = |image: &ImageFacts| {
-        let mut base = image.env.clone();
-        if !base.iter().any(|kv| kv.starts_with("PATH=")) {
-            base.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-        }
-        let mut over: Vec<(String, String)> = Vec::new();
-        // HOME only if the image leaves it unset.
-        if !base.iter().any(|kv| kv.starts_with("HOME=")) {
-            over.push(("HOME".into(), "/root".into()));
-        }
-        if input.ca_bundle_image.is_some() {
-            over.extend(CA_VARIABLES.iter().map(|v| (v.to_string(), CA_MOUNT.to_string())));
-        }
-        merge_env(&merge_env(&base, over), pairs(&cfg.build_env))
-    };
+    let step_env = |image: &ImageFacts| step_env(cfg, input, image);
     let build_steps = [steps(Phase::PreBuild, &cfg.pre_build), steps(Phase::Build, &cfg.build)].concat();
     let warm = |steps: &[Step]| {
         let present = input.warm_manifests.as_ref()?;
@@ -292,22 +277,7 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
     }
 
     let image = final_image(cfg, input);
-    let mut warnings = cfg.warnings.clone();
-    warnings.extend(bare_cd_warnings(cfg));
-    if input.runtime.extension {
-        warnings.push(format!(
-            "{} is an extension runtime: App Runner has no such managed runtime; it is built here with the {} build like App Runner's newest runtimes",
-            input.runtime.name, input.runtime.build_process
-        ));
-    }
-    if input.runtime.build_process == BuildProcess::Revised && cfg.pre_run.is_empty() {
-        if let Some(cmd) = cfg.build.iter().chain(&cfg.pre_build).find(|c| installs_outside_app(c)) {
-            warnings.push(format!(
-                "{} uses the revised build: only /app is copied into the run image, so what `{cmd}` installs outside /app will be missing from the image; repeat that command under run.pre-run (Python: pip3 install …) or install into /app",
-                input.runtime.name
-            ));
-        }
-    }
+    let warnings = plan_warnings(cfg, &input.runtime);
     BuildPlan {
         caches: package_caches(&input.runtime.name, &input.cache_scope),
         runtime: input.runtime.name.clone(),
@@ -325,6 +295,46 @@ pub fn plan(cfg: &AppConfig, input: &PlanInput) -> BuildPlan {
         secrets: cfg.secrets.clone(),
         warnings,
     }
+}
+
+/// The environment a stage's steps see: the image's, then the CA variables, then build.env (the
+/// user wins).
+fn step_env(cfg: &AppConfig, input: &PlanInput, image: &ImageFacts) -> Vec<String> {
+    let mut base = image.env.clone();
+    if !base.iter().any(|kv| kv.starts_with("PATH=")) {
+        base.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    let mut over: Vec<(String, String)> = Vec::new();
+    // HOME only if the image leaves it unset.
+    if !base.iter().any(|kv| kv.starts_with("HOME=")) {
+        over.push(("HOME".into(), "/root".into()));
+    }
+    if input.ca_bundle_image.is_some() {
+        over.extend(CA_VARIABLES.iter().map(|v| (v.to_string(), CA_MOUNT.to_string())));
+    }
+    merge_env(&merge_env(&base, over), pairs(&cfg.build_env))
+}
+
+/// The configuration's warnings, and the plan's own: a bare `cd` at a phase's end, an extension
+/// runtime, a revised build whose install outside /app would be lost.
+fn plan_warnings(cfg: &AppConfig, runtime: &ResolvedRuntime) -> Vec<String> {
+    let mut warnings = cfg.warnings.clone();
+    warnings.extend(bare_cd_warnings(cfg));
+    if runtime.extension {
+        warnings.push(format!(
+            "{} is an extension runtime: App Runner has no such managed runtime; it is built here with the {} build like App Runner's newest runtimes",
+            runtime.name, runtime.build_process
+        ));
+    }
+    if runtime.build_process == BuildProcess::Revised && cfg.pre_run.is_empty() {
+        if let Some(cmd) = cfg.build.iter().chain(&cfg.pre_build).find(|c| installs_outside_app(c)) {
+            warnings.push(format!(
+                "{} uses the revised build: only /app is copied into the run image, so what `{cmd}` installs outside /app will be missing from the image; repeat that command under run.pre-run (Python: pip3 install …) or install into /app",
+                runtime.name
+            ));
+        }
+    }
+    warnings
 }
 
 /// B2: a phase's commands share one shell, but each phase starts anew in /app; a phase that
