@@ -10,16 +10,14 @@
 use crate::catalog::{lock_accepts, BuildProcess, RuntimeCatalog};
 use crate::digest::sha256_digest;
 use crate::labels;
-use crate::oci::{
-    self, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, Material, Platform, Predicate, Statement,
-    Subject,
-};
+use crate::oci::{self, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, Platform};
 use crate::plan::merge_env;
 pub use crate::result::Rebased;
-use serde_json::json;
 use std::collections::BTreeMap;
 
-use crate::media_types::{DOCKER_LAYER_GZIP, IN_TOTO, OCI_CONFIG, OCI_LAYER_GZIP};
+pub use provenance::{attestation, purl, rebased_provenance, Attestation};
+
+use crate::media_types::{DOCKER_LAYER_GZIP, OCI_LAYER_GZIP};
 use crate::media_types::{OCI_INDEX, OCI_MANIFEST};
 
 const SLSA_V02: &str = "https://slsa.dev/provenance/v0.2";
@@ -199,35 +197,9 @@ pub fn rebase_image(
     }
     config.history = Some(history);
 
-    // The app's variables (named by a label, valued by the old env) over the new run image's.
-    let old_env: Vec<(String, String)> = old
-        .config
-        .env()
-        .iter()
-        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
-    let old_labels = old.config.labels();
-    let app_names = old_labels.get(labels::RUN_ENV).map(String::as_str).unwrap_or_default();
-    let app_env =
-        app_names.split(',').filter_map(|name| old_env.iter().find(|(k, _)| k == name).cloned()).collect::<Vec<_>>();
-    config.config.env = Some(merge_env(new_run.parts.config.env(), app_env));
-
-    // The new run image's labels with ours over them, as a build writes them.
-    let mut image_labels = new_run.parts.config.labels();
-    image_labels.remove(labels::OCI_TITLE);
-    image_labels.remove(labels::OCI_DESCRIPTION);
-    let ours = |k: &str| k.starts_with("dev.apprunner-build.") || k == labels::OCI_SOURCE || k == labels::OCI_REVISION;
-    image_labels.extend(old_labels.into_iter().filter(|(k, _)| ours(k)));
-    for (k, v) in [
-        (labels::RUNTIME_VERSION, to),
-        (labels::OCI_BASE_NAME, &new_run.reference),
-        (labels::OCI_BASE_DIGEST, &new_run.digest),
-        (labels::REBASED_FROM, old_digest),
-        (labels::REBASED_FROM_VERSION, &from.from_version),
-    ] {
-        image_labels.insert(k.to_string(), v.to_string());
-    }
-    config.config.labels = Some(image_labels);
+    config.config.env = Some(moved_env(&old.config, &new_run.parts.config));
+    let rebased_from = [(labels::REBASED_FROM, old_digest), (labels::REBASED_FROM_VERSION, from.from_version.as_str())];
+    config.config.labels = Some(moved_labels(&old.config, new_run, to, rebased_from));
     let config_bytes = oci::to_bytes(&config);
 
     let mut manifest = old.manifest.clone();
@@ -262,84 +234,40 @@ pub fn rebase_image(
     })
 }
 
-/// The provenance of the moved image: the old statement (what `BuildKit` recorded of the build)
-/// about the new manifest, its run image material swapped, and where it was rebased from.
-pub fn rebased_provenance(
-    old: Option<&Statement>,
-    subject_name: &str,
-    rebased: &RebasedImage,
-    old_digest: &str,
-    from: &Movable,
+/// The moved image's environment: the app's variables (named by a label, valued by the old
+/// env) over the new run image's.
+fn moved_env(old: &ImageConfig, new_run: &ImageConfig) -> Vec<String> {
+    let old_env: Vec<(String, String)> =
+        old.env().iter().filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+    let old_labels = old.labels();
+    let app_names = old_labels.get(labels::RUN_ENV).map(String::as_str).unwrap_or_default();
+    let app_env =
+        app_names.split(',').filter_map(|name| old_env.iter().find(|(k, _)| k == name).cloned()).collect::<Vec<_>>();
+    merge_env(new_run.env(), app_env)
+}
+
+/// The moved image's labels: the new run image's with ours over them, as a build writes them,
+/// and where it was rebased from.
+fn moved_labels(
+    old: &ImageConfig,
     new_run: &RunImage,
     to: &str,
-) -> Statement {
-    let sha256 = |d: &str| BTreeMap::from([("sha256".to_string(), d.trim_start_matches("sha256:").to_string())]);
-    let new_material =
-        Material { uri: purl(&new_run.reference, Some(&new_run.digest)), digest: sha256(&new_run.digest) };
-    let mut statement = old.cloned().unwrap_or_else(|| {
-        let mut predicate = Predicate::default();
-        predicate.other.insert("builder".into(), json!({"id": ""}));
-        predicate.other.insert("buildType".into(), json!(REBASE_METADATA));
-        Statement {
-            kind: "https://in-toto.io/Statement/v0.1".into(),
-            predicate_type: SLSA_V02.into(),
-            subject: vec![],
-            predicate,
-            other: oci::Other::new(),
-        }
-    });
-    statement.subject = vec![Subject { name: subject_name.to_string(), digest: sha256(&rebased.manifest_digest) }];
-    let old_base = sha256(&from.base_digest);
-    for m in &mut statement.predicate.materials {
-        if m.digest.get("sha256") == old_base.get("sha256") {
-            *m = new_material.clone();
-        }
+    rebased_from: [(&str, &str); 2],
+) -> BTreeMap<String, String> {
+    let mut image_labels = new_run.parts.config.labels();
+    image_labels.remove(labels::OCI_TITLE);
+    image_labels.remove(labels::OCI_DESCRIPTION);
+    let ours = |k: &str| k.starts_with("dev.apprunner-build.") || k == labels::OCI_SOURCE || k == labels::OCI_REVISION;
+    image_labels.extend(old.labels().into_iter().filter(|(k, _)| ours(k)));
+    let run = [
+        (labels::RUNTIME_VERSION, to),
+        (labels::OCI_BASE_NAME, new_run.reference.as_str()),
+        (labels::OCI_BASE_DIGEST, new_run.digest.as_str()),
+    ];
+    for (k, v) in run.into_iter().chain(rebased_from) {
+        image_labels.insert(k.to_string(), v.to_string());
     }
-    if !statement.predicate.materials.contains(&new_material) {
-        statement.predicate.materials.push(new_material);
-    }
-    statement.predicate.metadata.insert(
-        REBASE_METADATA.into(),
-        json!({
-            "rebasedFrom": {"digest": old_digest, "runtime": from.runtime, "runtimeVersion": from.from_version, "runImage": from.base_name},
-            "runtimeVersion": to,
-            "runImage": new_run.reference,
-        }),
-    );
-    statement
-}
-
-/// An image as a package URL, the way `BuildKit`'s provenance names its materials and subject:
-/// `pkg:docker/127.0.0.1%3A5000/repo@tag?digest=sha256:…&platform=linux%2Famd64`.
-pub fn purl(reference: &str, digest: Option<&str>) -> String {
-    let (name, tag) = crate::image_ref::split_tag(reference.split('@').next().unwrap_or(reference));
-    let version = tag.map(|t| format!("@{t}")).unwrap_or_default();
-    let digest = digest.map(|d| format!("digest={d}&")).unwrap_or_default();
-    format!("pkg:docker/{}{version}?{digest}platform=linux%2Famd64", name.replacen(':', "%3A", 1))
-}
-
-/// The attestation manifest for `statement` (its blobs: config, then the statement).
-pub struct Attestation {
-    pub statement: Vec<u8>,
-    pub config: Vec<u8>,
-    pub manifest: Vec<u8>,
-}
-
-pub fn attestation(statement: &Statement) -> Attestation {
-    let statement_bytes = oci::to_bytes(statement);
-    let statement_digest = sha256_digest(&statement_bytes);
-    let config = oci::to_bytes(&ImageConfig {
-        architecture: "unknown".into(),
-        os: "unknown".into(),
-        config: oci::ContainerConfig::default(),
-        rootfs: oci::RootFs::layers(vec![statement_digest]),
-        history: None,
-        other: oci::Other::new(),
-    });
-    let mut layer = Descriptor::of(IN_TOTO, &statement_bytes);
-    layer.annotations = Some(BTreeMap::from([(PREDICATE_TYPE.to_string(), statement.predicate_type.clone())]));
-    let manifest = ImageManifest::new(OCI_MANIFEST, Descriptor::of(OCI_CONFIG, &config), vec![layer]);
-    Attestation { statement: statement_bytes, config, manifest: oci::to_bytes(&manifest) }
+    image_labels
 }
 
 /// The index of the moved image: the old one's (its annotations, this deployment's over them)
@@ -389,5 +317,6 @@ pub fn movable_labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     .collect()
 }
 
+mod provenance;
 #[cfg(test)]
 mod tests;

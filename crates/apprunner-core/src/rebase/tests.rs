@@ -1,6 +1,7 @@
 use super::*;
 use crate::media_types::{DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_LAYER_GZIP};
-use serde_json::Value;
+use crate::oci::Statement;
+use serde_json::{json, Value};
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
