@@ -12,7 +12,7 @@ use crate::shown::cut;
 /// Reads API values (`CodeConfigurationValues`): `Runtime`, `BuildCommand`, `StartCommand`,
 /// `Port`, `RuntimeEnvironmentVariables`, `RuntimeEnvironmentSecrets`, in `PascalCase` or camelCase.
 pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<AppConfig> {
-    let fail = |key: &str, message: String| ConfigError { file: None, mark: None, key: key.to_string(), message };
+    let fail = api_error;
     // Bounded like a file: every later check is linear in this size.
     let size = serde_json::to_string(values).map_or(usize::MAX, |s| s.len());
     if size > MAX_CONFIG_BYTES {
@@ -29,35 +29,11 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
         return from_api(inner, catalog);
     }
     let warnings = unknown_fields(obj);
-    let string = |key: &str| -> Result<Option<String>> {
-        match get(obj, key) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-            Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(fail(key, format!("expected a string, found {}", json_kind(other)))),
-        }
-    };
+    let string = |key: &str| string_field(obj, key);
     let runtime_text = string("Runtime")?
         .ok_or_else(|| fail("Runtime", "required field is missing; e.g. \"Runtime\": \"PYTHON_3\"".into()))?;
     let rt = catalog.lookup(&runtime_text).map_err(|m| fail("Runtime", m.to_string()))?;
-    // BuildCommand is one shell command line (A5); a list is taken as several commands.
-    let build = match get(obj, "BuildCommand") {
-        Some(serde_json::Value::Array(items)) if items.len() > MAX_COMMANDS => {
-            return Err(fail("BuildCommand", format!("{} commands; at most {MAX_COMMANDS} are accepted", items.len())))
-        }
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| fail("BuildCommand", "expected a string".into())))
-            .collect::<Result<Vec<_>>>()?,
-        _ => string("BuildCommand")?.into_iter().collect(),
-    };
-    let build: Vec<String> = build.into_iter().filter(|c| !c.trim().is_empty()).collect();
-    if build.is_empty() {
-        return Err(fail(
-            "BuildCommand",
-            "required field is missing or empty; App Runner requires a build command, e.g. \"pip install -r requirements.txt\"".into(),
-        ));
-    }
+    let build = build_commands(obj)?;
     let command = string("StartCommand")?.ok_or_else(|| {
         fail(
             "StartCommand",
@@ -93,18 +69,61 @@ pub fn from_api(values: &serde_json::Value, catalog: &RuntimeCatalog) -> Result<
         secrets,
         warnings,
     };
-    let api_key = |key: &str| {
-        if key.starts_with("run.env") {
-            "RuntimeEnvironmentVariables"
-        } else if key.starts_with("run.secrets") {
-            "RuntimeEnvironmentSecrets"
-        } else {
-            "StartCommand"
-        }
-    };
     let notes = check_run_settings(&cfg, rt.build_process, catalog).map_err(|(key, m)| fail(api_key(&key), m))?;
     cfg.warnings.extend(notes.into_iter().map(|(key, note)| format!("{}: {note}", api_key(&key))));
     Ok(cfg)
+}
+
+/// A problem with the field `key`.
+fn api_error(key: &str, message: String) -> ConfigError {
+    ConfigError { file: None, mark: None, key: key.to_string(), message }
+}
+
+/// The field `key` as a string (a number is taken as its text), or None when it is absent.
+fn string_field(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Option<String>> {
+    match get(obj, key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(api_error(key, format!("expected a string, found {}", json_kind(other)))),
+    }
+}
+
+/// `BuildCommand`: one shell command line (A5); a list is taken as several commands. Blank ones
+/// are dropped, and none left is a problem: App Runner requires one.
+fn build_commands(obj: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<String>> {
+    let build = match get(obj, "BuildCommand") {
+        Some(serde_json::Value::Array(items)) if items.len() > MAX_COMMANDS => {
+            let message = format!("{} commands; at most {MAX_COMMANDS} are accepted", items.len());
+            return Err(api_error("BuildCommand", message));
+        }
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str().map(str::to_string).ok_or_else(|| api_error("BuildCommand", "expected a string".into()))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        _ => string_field(obj, "BuildCommand")?.into_iter().collect(),
+    };
+    let build: Vec<String> = build.into_iter().filter(|c| !c.trim().is_empty()).collect();
+    if build.is_empty() {
+        return Err(api_error(
+            "BuildCommand",
+            "required field is missing or empty; App Runner requires a build command, e.g. \"pip install -r requirements.txt\"".into(),
+        ));
+    }
+    Ok(build)
+}
+
+/// The API's field that a check of the run settings (keyed as in a file) is about.
+fn api_key(key: &str) -> &'static str {
+    if key.starts_with("run.env") {
+        "RuntimeEnvironmentVariables"
+    } else if key.starts_with("run.secrets") {
+        "RuntimeEnvironmentSecrets"
+    } else {
+        "StartCommand"
+    }
 }
 
 /// A warning for each field the API does not have, with the closest one it does.

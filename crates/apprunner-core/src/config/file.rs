@@ -228,6 +228,7 @@ pub(super) fn field<'n>(entries: &[(&str, &'n Node)], key: &str) -> Option<&'n N
 /// Reads `apprunner.yaml`. `file` is the name used in messages (its path in the repository).
 pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> std::result::Result<AppConfig, ConfigErrors> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text).replace("\r\n", "\n");
+    let root = document_root(&text, file)?;
     let fail = |mark: Option<Mark>, key: &str, message: String| ConfigError {
         file: Some(file.to_string()),
         mark,
@@ -235,33 +236,6 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> std::resul
         message,
     };
     let one = |e: ConfigError| ConfigErrors::new(vec![e]);
-    if text.len() > MAX_CONFIG_BYTES {
-        let message = format!("the file is {} bytes; {CONFIG_FILE} may have at most {MAX_CONFIG_BYTES}", text.len());
-        return Err(one(fail(None, "", message)));
-    }
-    if let Some((n, marker)) = conflict_marker(&text) {
-        return Err(one(fail(
-            Some(Mark { line: n, col: 1 }),
-            "",
-            format!("the file has an unresolved merge conflict (`{marker}`); resolve it, keep one side, and commit"),
-        )));
-    }
-    let root = yaml::parse(&text)
-        .map_err(|e| one(fail(Some(e.mark), "", format!("not valid YAML: {}", e.message))))?
-        .ok_or_else(|| {
-        one(fail(
-            None,
-            "",
-            "the file is empty; it needs at least version, runtime, build.commands.build and run.command".into(),
-        ))
-    })?;
-    if !matches!(root.value, Value::Map(_)) {
-        return Err(one(fail(
-            Some(root.mark),
-            "",
-            format!("expected a mapping of version, runtime, build and run at the top, found {}", root.kind()),
-        )));
-    }
     let mut r = FileReader { file, warnings: Vec::new(), more_warnings: 0, problems: Vec::new() };
     let top = r.mapping(&root, "").map_err(one)?;
     let missing = |key: &str, hint: &str| fail(Some(root.mark), key, format!("required key is missing; {hint}"));
@@ -321,6 +295,46 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> std::resul
     }
     cfg.warnings = r.warnings;
     Ok(cfg)
+}
+
+/// The file's top mapping, or the one problem that stops it being read: too big, an unresolved
+/// merge conflict, not YAML, empty, or not a mapping.
+fn document_root(text: &str, file: &str) -> std::result::Result<Node, ConfigErrors> {
+    let fail = |mark: Option<Mark>, key: &str, message: String| ConfigError {
+        file: Some(file.to_string()),
+        mark,
+        key: key.to_string(),
+        message,
+    };
+    let one = |e: ConfigError| ConfigErrors::new(vec![e]);
+    if text.len() > MAX_CONFIG_BYTES {
+        let message = format!("the file is {} bytes; {CONFIG_FILE} may have at most {MAX_CONFIG_BYTES}", text.len());
+        return Err(one(fail(None, "", message)));
+    }
+    if let Some((n, marker)) = conflict_marker(text) {
+        return Err(one(fail(
+            Some(Mark { line: n, col: 1 }),
+            "",
+            format!("the file has an unresolved merge conflict (`{marker}`); resolve it, keep one side, and commit"),
+        )));
+    }
+    let root = yaml::parse(text)
+        .map_err(|e| one(fail(Some(e.mark), "", format!("not valid YAML: {}", e.message))))?
+        .ok_or_else(|| {
+            one(fail(
+                None,
+                "",
+                "the file is empty; it needs at least version, runtime, build.commands.build and run.command".into(),
+            ))
+        })?;
+    if !matches!(root.value, Value::Map(_)) {
+        return Err(one(fail(
+            Some(root.mark),
+            "",
+            format!("expected a mapping of version, runtime, build and run at the top, found {}", root.kind()),
+        )));
+    }
+    Ok(root)
 }
 
 /// A warning for each entry whose name a later entry sets again.
