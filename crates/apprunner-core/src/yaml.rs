@@ -113,104 +113,118 @@ impl Open {
 
 /// Parses the first document of `text`. A stream with no document gives `None`.
 pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
-    let mut parser = Parser::new_from_str(text);
-    // Each anchored node, with how many nodes it stands for.
-    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
-    let mut nodes = 0usize;
-    let mut stack: Vec<Open> = Vec::new();
-    let mut done: Option<Node> = None;
-    let mut documents = 0;
-    loop {
-        let (event, span) = match parser.next() {
-            None => break,
-            Some(Ok(ev)) => ev,
-            Some(Err(e)) => {
-                let m = e.marker();
-                return Err(YamlError {
-                    mark: Mark { line: m.line(), col: m.col() + 1 },
-                    message: e.info().to_string(),
-                });
-            }
+    let parser = Parser::new_from_str(text);
+    let mut tree = TreeBuilder::default();
+    for next in parser {
+        let (event, span) = next.map_err(|e| {
+            let m = e.marker();
+            YamlError { mark: Mark { line: m.line(), col: m.col() + 1 }, message: e.info().to_string() }
+        })?;
+        if let Some((node, anchor, size)) = tree.event(event, &span)? {
+            tree.place(node, anchor, size)?;
+        }
+    }
+    Ok(tree.done)
+}
+
+/// The tree as the parser's events build it, bounded in nodes (an alias counted as the nodes it
+/// stands for), depth and documents.
+#[derive(Default)]
+struct TreeBuilder {
+    /// Each anchored node, with how many nodes it stands for.
+    anchors: HashMap<usize, (Node, usize)>,
+    nodes: usize,
+    stack: Vec<Open>,
+    done: Option<Node>,
+    documents: usize,
+}
+
+impl TreeBuilder {
+    /// `n` more nodes, within [`MAX_NODES`].
+    fn count(&mut self, n: usize, span: &Span) -> Result<(), YamlError> {
+        self.nodes += n;
+        if self.nodes > MAX_NODES {
+            return Err(too_many(span));
+        }
+        Ok(())
+    }
+
+    /// The node `event` completes (with its anchor and how many nodes it stands for), if any.
+    fn event(&mut self, event: Event<'_>, span: &Span) -> Result<Option<(Node, usize, usize)>, YamlError> {
+        let core_tag = |tag: Option<std::borrow::Cow<'_, saphyr_parser::Tag>>| {
+            tag.filter(|t| !t.is_yaml_core_schema()).map(|t| format!("{}{}", t.handle, t.suffix))
         };
-        let seq_start = matches!(event, Event::SequenceStart(..));
-        let finished: Option<(Node, usize, usize)> = match event {
-            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
+        match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => Ok(None),
             Event::DocumentStart(_) => {
-                documents += 1;
-                if documents > 1 {
+                self.documents += 1;
+                if self.documents > 1 {
                     return Err(YamlError {
-                        mark: mark(&span),
+                        mark: mark(span),
                         message: "the file holds more than one YAML document; apprunner.yaml is a single document"
                             .into(),
                     });
                 }
-                None
+                Ok(None)
             }
-            Event::Alias(id) => match anchors.get(&id) {
-                Some((n, size)) => {
-                    nodes += size;
-                    if nodes > MAX_NODES {
-                        return Err(too_many(&span));
-                    }
-                    Some((n.clone(), 0, 0))
-                }
-                None => return Err(YamlError { mark: mark(&span), message: "alias to an unknown anchor".into() }),
-            },
+            Event::Alias(id) => {
+                let Some((n, size)) = self.anchors.get(&id).cloned() else {
+                    return Err(YamlError { mark: mark(span), message: "alias to an unknown anchor".into() });
+                };
+                self.count(size, span)?;
+                Ok(Some((n, 0, 0)))
+            }
             Event::Scalar(text, style, anchor, tag) => {
-                nodes += 1;
-                if nodes > MAX_NODES {
-                    return Err(too_many(&span));
-                }
+                self.count(1, span)?;
                 let quoted = !matches!(style, ScalarStyle::Plain);
-                let tag = tag.filter(|t| !t.is_yaml_core_schema()).map(|t| format!("{}{}", t.handle, t.suffix));
-                Some((
-                    Node { value: Value::Scalar { text: text.into_owned(), quoted }, mark: mark(&span), tag },
-                    anchor,
-                    1,
-                ))
+                let value = Value::Scalar { text: text.into_owned(), quoted };
+                Ok(Some((Node { value, mark: mark(span), tag: core_tag(tag) }, anchor, 1)))
             }
-            Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
-                let is_seq = seq_start;
-                let tag = tag.filter(|t| !t.is_yaml_core_schema()).map(|t| format!("{}{}", t.handle, t.suffix));
-                let value = if is_seq { Value::Seq(Vec::new()) } else { Value::Map(Vec::new()) };
-                if stack.len() >= MAX_DEPTH {
-                    return Err(YamlError {
-                        mark: mark(&span),
-                        message: format!("the file nests more than {MAX_DEPTH} levels deep; apprunner.yaml needs 4"),
-                    });
-                }
-                nodes += 1;
-                if nodes > MAX_NODES {
-                    return Err(too_many(&span));
-                }
-                stack.push(Open {
-                    node: Node { value, mark: mark(&span), tag },
-                    anchor,
-                    key: None,
-                    keys: HashSet::new(),
-                    nodes_before: nodes - 1,
-                });
-                None
-            }
+            Event::SequenceStart(anchor, tag) => self.open(Value::Seq(Vec::new()), anchor, core_tag(tag), span),
+            Event::MappingStart(anchor, tag) => self.open(Value::Map(Vec::new()), anchor, core_tag(tag), span),
             Event::SequenceEnd | Event::MappingEnd => {
-                let open = stack.pop().expect("parser balances collections");
-                Some((open.node, open.anchor, nodes - open.nodes_before))
+                let open = self.stack.pop().expect("parser balances collections");
+                Ok(Some((open.node, open.anchor, self.nodes - open.nodes_before)))
             }
-        };
-        let Some((node, anchor, size)) = finished else { continue };
-        if anchor != 0 {
-            anchors.insert(anchor, (node.clone(), size));
-        }
-        match stack.last_mut() {
-            None => {
-                if done.is_none() {
-                    done = Some(node);
-                }
-            }
-            Some(open) => open.attach(node)?,
         }
     }
-    Ok(done)
+
+    /// A sequence or mapping begins: it is open until its end.
+    fn open(
+        &mut self,
+        value: Value,
+        anchor: usize,
+        tag: Option<String>,
+        span: &Span,
+    ) -> Result<Option<(Node, usize, usize)>, YamlError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(YamlError {
+                mark: mark(span),
+                message: format!("the file nests more than {MAX_DEPTH} levels deep; apprunner.yaml needs 4"),
+            });
+        }
+        self.count(1, span)?;
+        let node = Node { value, mark: mark(span), tag };
+        self.stack.push(Open { node, anchor, key: None, keys: HashSet::new(), nodes_before: self.nodes - 1 });
+        Ok(None)
+    }
+
+    /// A finished node: kept under its anchor, and attached to the collection it is in (or the
+    /// document's root).
+    fn place(&mut self, node: Node, anchor: usize, size: usize) -> Result<(), YamlError> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.done.is_none() {
+                    self.done = Some(node);
+                }
+                Ok(())
+            }
+            Some(open) => open.attach(node),
+        }
+    }
 }
 
 fn too_many(span: &Span) -> YamlError {
