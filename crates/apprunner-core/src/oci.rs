@@ -15,7 +15,7 @@
 
 use crate::digest::sha256_digest;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Fields a document holds that this module does not name, in the order they came.
 pub type Other = serde_json::Map<String, serde_json::Value>;
@@ -24,6 +24,11 @@ pub type Other = serde_json::Map<String, serde_json::Value>;
 pub fn to_bytes<T: Serialize>(document: &T) -> Vec<u8> {
     // Only maps with string keys and plain values here: serialising cannot fail.
     serde_json::to_vec(document).expect("an OCI document serialises")
+}
+
+/// `document` as compact JSON text (an exporter attribute's value).
+pub fn to_text<T: Serialize>(document: &T) -> String {
+    serde_json::to_string(document).expect("an OCI document serialises")
 }
 
 /// What names a blob or a manifest: its type, size and digest, and where it applies.
@@ -203,6 +208,54 @@ impl RootFs {
     pub fn layers(diff_ids: Vec<String>) -> Self {
         RootFs { kind: "layers".into(), diff_ids }
     }
+}
+
+/// The image config a build hands `BuildKit`'s exporter (`containerimage.config`): the image's
+/// own settings, which `BuildKit` completes with the rootfs and history of the layers it writes.
+/// Its bytes are part of the build key, so its fields keep their order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExporterConfig {
+    pub architecture: String,
+    pub os: String,
+    pub config: RunSettings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// The run image's history, which the image's starts with.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<History>,
+}
+
+/// What a container of the image runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunSettings {
+    #[serde(rename = "Env")]
+    pub env: Vec<String>,
+    #[serde(rename = "Cmd")]
+    pub cmd: Vec<String>,
+    #[serde(rename = "WorkingDir")]
+    pub working_dir: String,
+    /// `port/tcp` of each port the image exposes (in JSON, each a key whose value is `{}`).
+    #[serde(rename = "ExposedPorts", serialize_with = "keys_of_empty_objects")]
+    pub exposed_ports: BTreeSet<String>,
+    #[serde(rename = "Labels")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A set written as an object of its members, each valued `{}` (as Docker writes exposed ports).
+fn keys_of_empty_objects<S: serde::Serializer>(keys: &BTreeSet<String>, to: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = to.serialize_map(Some(keys.len()))?;
+    for key in keys {
+        map.serialize_entry(key, &serde_json::Map::new())?;
+    }
+    map.end()
+}
+
+/// The config `BuildKit` takes the image's first layers from (`containerimage.base.config`):
+/// the run image's, which a rewrite of timestamps leaves as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaseConfig {
+    pub rootfs: RootFs,
 }
 
 /// One step of an image's history; `empty_layer` steps made no layer.

@@ -5,8 +5,9 @@
 use super::control::{CacheOptions, CacheOptionsEntry};
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
+use crate::core::oci;
 use crate::core::plan::FinalImage;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The OCI annotations a registry's UI shows, from the image's labels, on the index and on the
 /// image manifest.
@@ -42,7 +43,7 @@ pub fn image_exporter(target: &ImageRef, image: &FinalImage, plain_http: bool) -
         ("oci-mediatypes".to_string(), "true".to_string()),
         // BuildKit takes an attribute it does not know as the result's metadata: this one is the
         // image config it writes, completed with the layers' rootfs and history.
-        ("containerimage.config".to_string(), image_config(image).to_string()),
+        ("containerimage.config".to_string(), oci::to_text(&image_config(image))),
     ]);
     if plain_http {
         attrs.insert("registry.insecure".into(), "true".into());
@@ -56,8 +57,8 @@ pub fn image_exporter(target: &ImageRef, image: &FinalImage, plain_http: bool) -
         // Metadata too, as the config is: the run image's layers, which the rewrite leaves as
         // they are (rewritten, they would be copies of the run image's under other digests).
         if !image.base_diff_ids.is_empty() {
-            let base = serde_json::json!({"rootfs": {"type": "layers", "diff_ids": image.base_diff_ids}});
-            attrs.insert("containerimage.base.config".into(), base.to_string());
+            let base = oci::BaseConfig { rootfs: oci::RootFs::layers(image.base_diff_ids.clone()) };
+            attrs.insert("containerimage.base.config".into(), oci::to_text(&base));
         }
     }
     let title = target.repository.rsplit('/').next().unwrap_or_default().to_string();
@@ -85,26 +86,20 @@ pub fn attestations() -> BTreeMap<String, String> {
 }
 
 /// The OCI image config of the image that runs (docs/configuration.md, "Image config").
-pub fn image_config(image: &FinalImage) -> serde_json::Value {
-    let ports = serde_json::Map::from_iter([(format!("{}/tcp", image.exposed_port), serde_json::json!({}))]);
-    let mut config = serde_json::json!({
-        "architecture": oci_architecture(),
-        "os": "linux",
-        "config": {
-            "Env": image.env,
-            "Cmd": image.cmd,
-            "WorkingDir": image.working_dir,
-            "ExposedPorts": ports,
-            "Labels": image.labels,
+pub fn image_config(image: &FinalImage) -> oci::ExporterConfig {
+    oci::ExporterConfig {
+        architecture: oci_architecture().to_string(),
+        os: "linux".to_string(),
+        config: oci::RunSettings {
+            env: image.env.clone(),
+            cmd: image.cmd.clone(),
+            working_dir: image.working_dir.clone(),
+            exposed_ports: BTreeSet::from([format!("{}/tcp", image.exposed_port)]),
+            labels: image.labels.clone(),
         },
-    });
-    if let Some(created) = &image.created {
-        config["created"] = serde_json::json!(created);
+        created: image.created.clone(),
+        history: image.base_history.clone(),
     }
-    if !image.base_history.is_empty() {
-        config["history"] = serde_json::json!(image.base_history);
-    }
-    config
 }
 
 /// The machine's architecture as OCI names it; `BuildKit` runs the steps on this machine.
@@ -229,5 +224,43 @@ mod tests {
         let config: serde_json::Value = serde_json::from_str(&attrs["containerimage.config"]).unwrap();
         assert_eq!(config["created"], "2026-11-25T12:00:00Z");
         assert_eq!(config["history"][0]["created_by"], "debootstrap", "the run image's history comes first");
+    }
+
+    /// The exporter's image config is part of the build key: its bytes may not change with how
+    /// it is written.
+    #[test]
+    fn the_exporter_s_config_bytes_are_pinned() {
+        let target = ImageRef::parse("127.0.0.1:5000/apprunner-apps/hello:latest").unwrap();
+        let history: oci::History =
+            serde_json::from_str(r#"{"created":"2025-01-01T00:00:00Z","created_by":"debootstrap"}"#).unwrap();
+        let image = FinalImage {
+            working_dir: "/app".into(),
+            cmd: vec!["/bin/sh".into(), "-c".into(), "python3 app.py".into()],
+            env: vec!["PATH=/usr/bin".into(), "PORT=8080".into()],
+            exposed_port: 8080,
+            labels: BTreeMap::from([("b".into(), "2".into()), ("a".into(), "1".into())]),
+            created: Some("2026-11-25T12:00:00Z".into()),
+            source_date_epoch: Some(1_795_608_000),
+            base_diff_ids: vec!["sha256:base".into()],
+            base_history: vec![history],
+            deployment: BTreeMap::new(),
+        };
+        let Exporter { attributes: attrs, .. } = image_exporter(&target, &image, false);
+        let arch = oci_architecture();
+        assert_eq!(
+            attrs["containerimage.config"],
+            format!(
+                r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/usr/bin","PORT=8080"],"Cmd":["/bin/sh","-c","python3 app.py"],"WorkingDir":"/app","ExposedPorts":{{"8080/tcp":{{}}}},"Labels":{{"a":"1","b":"2"}}}},"created":"2026-11-25T12:00:00Z","history":[{{"created":"2025-01-01T00:00:00Z","created_by":"debootstrap"}}]}}"#
+            )
+        );
+        assert_eq!(attrs["containerimage.base.config"], r#"{"rootfs":{"type":"layers","diff_ids":["sha256:base"]}}"#);
+        let plain = FinalImage { created: None, source_date_epoch: None, base_history: Vec::new(), ..image };
+        let Exporter { attributes: attrs, .. } = image_exporter(&target, &plain, false);
+        assert_eq!(
+            attrs["containerimage.config"],
+            format!(
+                r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/usr/bin","PORT=8080"],"Cmd":["/bin/sh","-c","python3 app.py"],"WorkingDir":"/app","ExposedPorts":{{"8080/tcp":{{}}}},"Labels":{{"a":"1","b":"2"}}}}}}"#
+            )
+        );
     }
 }
