@@ -177,10 +177,7 @@ impl SettingsArgs {
             },
             fleet_cache: (!self.no_fleet_cache)
                 .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),
-            buildkit_link: crate::edge::buildkit::BuildkitLink::default(),
-            registry_link: crate::edge::registry::RegistryLink::default(),
-            solve_turns: crate::pipeline::SolveTurns::default(),
-            recent_images: crate::pipeline::RecentImages::default(),
+            handles: crate::pipeline::Handles::default(),
         })
     }
 }

@@ -17,7 +17,7 @@ mod verify;
 pub use narration::{Narration, ReusedFrom};
 pub use prepare::{prepare, read_config, ImageLookup, Prepared};
 pub use recent::RecentImages;
-pub use settings::{Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY};
+pub use settings::{Handles, Settings, CACHE_REPOSITORY, CA_REPOSITORY, SOURCE_REPOSITORY};
 pub use turns::SolveTurns;
 pub use verify::{verify, Overrides, Verdict, VERIFY_TAG};
 
@@ -123,7 +123,7 @@ pub async fn rebase(
 fn remember(settings: &Settings, key: Option<&str>, target: &ImageRef, digest: &str) {
     if let Some(key) = key {
         let image = ImageRef { tag: None, digest: Some(digest.to_string()), ..target.clone() };
-        settings.recent_images.remember(key, image);
+        settings.handles.recent_images.remember(key, image);
     }
 }
 

@@ -112,7 +112,7 @@ struct Planned<'a> {
 impl Planned<'_> {
     /// An image this worker pushed lately with the same build key, by digest (`recent`).
     fn recent(&self) -> Option<ImageRef> {
-        self.key.as_deref().and_then(|key| self.settings.recent_images.get(key))
+        self.key.as_deref().and_then(|key| self.settings.handles.recent_images.get(key))
     }
 
     /// The image at the target, the service's current image or a recent push, when one was built
@@ -159,7 +159,8 @@ impl Planned<'_> {
 
         let session = SolveSession::open(settings, target, self.log).await?;
         self.clock.solving();
-        let turn = settings.solve_turns.take(&self.prepared.content_key, || say.waiting_for_same_content()).await;
+        let turn =
+            settings.handles.solve_turns.take(&self.prepared.content_key, || say.waiting_for_same_content()).await;
         // The build we waited for may have pushed this very image (another service of the same
         // app into the same repository): take it rather than export the same layers again.
         if let Some(recent) = self.recent().filter(|_| self.reusing && turn.waited) {

@@ -59,15 +59,22 @@ pub struct Settings {
     /// Makes a stand-in runtime image a build lacks from its recipe before the build goes on;
     /// None: the build fails naming the image and the command that makes it.
     pub stand_ins: Option<StandInBuilder>,
-    /// The connection to `BuildKit` and the session on it that the builds of these settings (and
-    /// of their clones: a worker's) share.
-    pub buildkit_link: BuildkitLink,
-    /// The registry client the builds of these settings (and of their clones) share.
-    pub registry_link: RegistryLink,
-    /// The turns on `BuildKit` of these settings' builds of the same content.
+    /// What the builds of these settings (and of their clones: a worker's) share.
+    pub handles: Handles,
+}
+
+/// The connections and memories that the builds of one worker (or one command) share, apart
+/// from the settings' plain values: a clone shares them, a new one starts afresh.
+#[derive(Debug, Clone, Default)]
+pub struct Handles {
+    /// The connection to `BuildKit` and the session on it.
+    pub buildkit: BuildkitLink,
+    /// The registry client.
+    pub registry: RegistryLink,
+    /// The turns on `BuildKit` of builds of the same content.
     pub solve_turns: SolveTurns,
-    /// The images these settings' builds pushed lately, by build key: a build of the same key
-    /// into the same repository takes one of them instead of solving.
+    /// The images pushed lately, by build key: a build of the same key into the same
+    /// repository takes one of them instead of solving.
     pub recent_images: RecentImages,
 }
 
@@ -98,10 +105,7 @@ impl Default for Settings {
             runtime_pins: BTreeMap::new(),
             runtime_holds: BTreeMap::new(),
             stand_ins: StandInBuilder::from_checkout(),
-            buildkit_link: BuildkitLink::default(),
-            registry_link: RegistryLink::default(),
-            solve_turns: SolveTurns::default(),
-            recent_images: RecentImages::default(),
+            handles: Handles::default(),
         }
     }
 }
@@ -109,7 +113,7 @@ impl Default for Settings {
 impl Settings {
     /// The shared registry client (see [`RegistryLink`]).
     pub fn registry_client(&self) -> Registry {
-        self.registry_link.get(&self.registry_auth, &self.insecure_registries)
+        self.handles.registry.get(&self.registry_auth, &self.insecure_registries)
     }
 
     /// `<registry>/apprunner-build/cache`: the fleet cache's default home.

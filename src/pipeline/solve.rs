@@ -49,7 +49,7 @@ impl<'a> SolveSession<'a> {
         log: &'a DeploymentLog,
     ) -> Result<Self, BuildError> {
         // BuildKit asks the session for registry credentials: to push, and to reach the fleet cache.
-        let (buildkit, session) = settings.buildkit_link.get(&settings.buildkit, settings.registry_client()).await?;
+        let (buildkit, session) = settings.handles.buildkit.get(&settings.buildkit, settings.registry_client()).await?;
         let fleet_cache = settings.fleet_cache.as_deref().filter(|_| !settings.no_cache).map(|prefix| {
             let cache_host = prefix.split('/').next().unwrap_or_default();
             FleetCache::for_target(prefix, target, is_plain_http(cache_host, &settings.insecure_registries))
@@ -75,7 +75,7 @@ impl<'a> SolveSession<'a> {
         let solved = self.solve_all(exporter, prepared).await;
         // BuildKit (or a registry it pushes to) unavailable: the next build connects anew.
         if solved.as_ref().is_err_and(|e| e.class == ErrorClass::Transient) {
-            self.settings.buildkit_link.reset().await;
+            self.settings.handles.buildkit.reset().await;
         }
         solved
     }

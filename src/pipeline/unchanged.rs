@@ -50,10 +50,7 @@ fn known_inputs(
         signer,
         runtime_holds,
         stand_ins: _,
-        buildkit_link: _,
-        registry_link: _,
-        solve_turns: _,
-        recent_images: _,
+        handles: _,
     } = settings;
     let shaping = BTreeMap::from([
         ("registry", registry.clone()),
