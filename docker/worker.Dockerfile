@@ -4,6 +4,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY crates crates
 COPY src src
 COPY runtimes runtimes
 RUN cargo build --release --locked --bin apprunner-build

@@ -43,11 +43,19 @@ fn compose_and_worker_image_match_the_binary() {
         assert!(read, "compose sets {name}, which the worker does not read");
     }
     let dockerfile = std::fs::read_to_string(top.join("docker/worker.Dockerfile")).unwrap();
+    let mut copied = Vec::new();
     for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from=")) {
         let parts: Vec<&str> = line.split_whitespace().collect();
         for src in &parts[1..parts.len() - 1] {
             assert!(top.join(src).exists(), "worker.Dockerfile copies {src}, which the repository lacks");
+            copied.push((*src).to_string());
         }
+    }
+    // Every crate the binary is built from is in the image's build context.
+    let manifest = std::fs::read_to_string(top.join("Cargo.toml")).unwrap();
+    for member in manifest.lines().filter_map(|l| l.split("path = \"").nth(1)?.split('"').next()) {
+        let first = member.split('/').next().unwrap_or(member);
+        assert!(copied.iter().any(|c| c == first || c == member), "worker.Dockerfile does not copy {member}");
     }
     assert!(dockerfile.contains("ENTRYPOINT [\"apprunner-build\"]") && dockerfile.contains("CMD [\"worker\"]"));
     // The compose file's worker command, as the binary parses it (with --help after it, so it

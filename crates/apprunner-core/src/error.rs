@@ -113,6 +113,14 @@ macro_rules! classified_into_build_error {
 }
 pub use crate::classified_into_build_error;
 
+/// An image reference that does not parse is the user's to correct.
+impl Classified for crate::image_ref::ImageRefError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::User
+    }
+}
+classified_into_build_error!(crate::image_ref::ImageRefError);
+
 /// Errors are promised to be single lines; collapse whatever a dependency handed us.
 pub fn one_line(s: String) -> String {
     if !s.contains(['\n', '\r']) {

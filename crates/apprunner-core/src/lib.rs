@@ -5,19 +5,17 @@
 //! compiler keeps it pure. The service crate (`apprunner-build`) re-exports it as `core`, with
 //! `llb` and `error` beside it.
 
+pub use apprunner_oci as oci;
+pub use apprunner_oci::{cosign, digest, image_ref, media_types};
+
 pub mod caches;
 pub mod catalog;
 pub mod config;
-pub mod cosign;
-pub mod digest;
 pub mod error;
 pub mod git_credentials;
-pub mod image_ref;
 pub mod labels;
 pub mod llb;
 pub mod log;
-pub mod media_types;
-pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod progress;

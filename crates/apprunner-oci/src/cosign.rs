@@ -3,8 +3,8 @@
 //! `sha256-<hex>.sig`, with one layer per signature. The signing itself (a key, randomness) is
 //! the service crate's; here is only what it writes, so `cosign verify` reads it.
 
+use crate::documents::{Descriptor, ImageManifest};
 use crate::media_types::{COSIGN_SIMPLE_SIGNING, OCI_CONFIG, OCI_MANIFEST};
-use crate::oci::{Descriptor, ImageManifest};
 use std::collections::BTreeMap;
 
 /// The annotation of a signature layer that holds the signature (base64 of ASN.1 DER ECDSA).
@@ -26,7 +26,7 @@ pub fn payload(repository: &str, digest: &str) -> Vec<u8> {
         },
         "optional": null,
     });
-    crate::oci::to_bytes(&doc)
+    crate::documents::to_bytes(&doc)
 }
 
 /// One signature: the payload's descriptor and the signature over it (base64).
@@ -54,7 +54,7 @@ pub fn config(layers: &[Descriptor]) -> Vec<u8> {
     let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
     let history: Vec<serde_json::Value> =
         layers.iter().map(|_| serde_json::json!({"created": "0001-01-01T00:00:00Z"})).collect();
-    crate::oci::to_bytes(&serde_json::json!({
+    crate::documents::to_bytes(&serde_json::json!({
         "architecture": "",
         "created": "0001-01-01T00:00:00Z",
         "history": history,

@@ -8,13 +8,6 @@
 )]
 pub struct ImageRefError(pub String);
 
-impl crate::error::Classified for ImageRefError {
-    fn class(&self) -> crate::error::ErrorClass {
-        crate::error::ErrorClass::User
-    }
-}
-crate::error::classified_into_build_error!(ImageRefError);
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
     pub registry: String,
