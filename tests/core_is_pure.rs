@@ -42,3 +42,13 @@ fn the_pure_crates_depend_on_no_io_crate() {
         }
     }
 }
+
+/// The registry client is HTTP and the core: no broker, no BuildKit, nothing of the service.
+#[test]
+fn the_registry_client_builds_on_the_core_alone() {
+    let (crates, tree) = tree_of("apprunner-registry");
+    assert!(crates.contains("apprunner-core") && crates.contains("reqwest"), "{tree}");
+    for n in ["lapin", "tonic", "apprunner-build"] {
+        assert!(!crates.contains(n), "apprunner-registry may not depend on {n}:\n{tree}");
+    }
+}

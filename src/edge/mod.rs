@@ -1,5 +1,5 @@
 //! The edges: everything that talks to a service or the filesystem. The source (git and the
-//! source directory), the registry, images at the registry, `BuildKit`, and the stand-in runtime
+//! source directory), the registry (its client a crate of its own), images at the registry, `BuildKit`, and the stand-in runtime
 //! images' recipes.
 
 pub mod build_id;
@@ -8,8 +8,10 @@ pub mod image;
 pub mod layers;
 pub(crate) mod process;
 pub mod rebase;
-pub mod registry;
 pub mod sbom;
 pub mod signing;
 pub mod source;
 pub mod stand_in;
+
+/// The registry client, a crate of its own (crates/apprunner-registry).
+pub use apprunner_registry as registry;

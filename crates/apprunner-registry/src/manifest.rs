@@ -1,7 +1,7 @@
 //! A manifest as a registry stores it, and what the client reads out of one.
 
 use super::{RegistryError, Result};
-use crate::core::oci::{self, ImageIndex, ImageManifest};
+use apprunner_core::oci::{self, ImageIndex, ImageManifest};
 
 /// A manifest as stored: its bytes (digests are over these), media type and digest.
 #[derive(Debug, Clone)]
@@ -45,8 +45,8 @@ impl Manifest {
     }
 }
 
-impl From<crate::core::oci::Malformed> for RegistryError {
-    fn from(e: crate::core::oci::Malformed) -> Self {
+impl From<apprunner_core::oci::Malformed> for RegistryError {
+    fn from(e: apprunner_core::oci::Malformed) -> Self {
         RegistryError::Malformed(e.to_string())
     }
 }

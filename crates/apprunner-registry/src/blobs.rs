@@ -2,8 +2,8 @@
 //! from another repository of the same registry, or carried over from another.
 
 use super::{Registry, RegistryError, Result};
-use crate::core::digest::sha256_digest;
-use crate::core::image_ref::Repo;
+use apprunner_core::digest::sha256_digest;
+use apprunner_core::image_ref::Repo;
 
 /// Blobs up to this size are sent in the request that starts their upload.
 const SMALL_BLOB: usize = 64 * 1024;

@@ -10,16 +10,16 @@ use auth::TokenResponse;
 pub use auth::{AuthFileError, Credentials, RegistryAuth, Token};
 pub use manifest::Manifest;
 pub use transport::is_plain_http;
-pub(crate) use transport::tls as tls_config;
+pub use transport::tls as tls_config;
 use transport::tls;
 
-use crate::core::digest::sha256_digest;
-use crate::core::image_ref::{ImageRef, Repo};
-use crate::error::{error_chain, Classified, ErrorClass};
+use apprunner_core::digest::sha256_digest;
+use apprunner_core::error::{error_chain, Classified, ErrorClass};
+use apprunner_core::image_ref::{ImageRef, Repo};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::core::media_types::ACCEPTED_MANIFESTS as ACCEPT_MANIFESTS;
-pub use crate::core::media_types::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_MANIFEST};
+use apprunner_core::media_types::ACCEPTED_MANIFESTS as ACCEPT_MANIFESTS;
+pub use apprunner_core::media_types::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_MANIFEST};
 
 /// What went wrong talking to a registry, and so whose it is to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +58,7 @@ impl Classified for RegistryError {
         }
     }
 }
-crate::error::classified_into_build_error!(RegistryError);
+apprunner_core::error::classified_into_build_error!(RegistryError);
 
 type Result<T> = std::result::Result<T, RegistryError>;
 

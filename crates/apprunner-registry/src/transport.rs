@@ -5,7 +5,7 @@
 /// once per process (a client of its own per build parsed them all again: milliseconds of CPU
 /// per build). None when none can be read; reqwest then finds the roots itself, and says why
 /// not.
-pub(crate) fn tls() -> Option<&'static rustls::ClientConfig> {
+pub fn tls() -> Option<&'static rustls::ClientConfig> {
     static CONFIG: std::sync::OnceLock<Option<rustls::ClientConfig>> = std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
