@@ -43,12 +43,24 @@ fn the_pure_crates_depend_on_no_io_crate() {
     }
 }
 
-/// The registry client is HTTP and the core: no broker, no BuildKit, nothing of the service.
+/// The clients of the edges build on the core (and the BuildKit client on the registry's
+/// credentials), never on the broker or the service.
 #[test]
-fn the_registry_client_builds_on_the_core_alone() {
-    let (crates, tree) = tree_of("apprunner-registry");
-    assert!(crates.contains("apprunner-core") && crates.contains("reqwest"), "{tree}");
-    for n in ["lapin", "tonic", "apprunner-build"] {
-        assert!(!crates.contains(n), "apprunner-registry may not depend on {n}:\n{tree}");
+fn the_edge_clients_build_on_the_core_alone() {
+    for (krate, below, not_below) in [
+        ("apprunner-registry", &["apprunner-core", "reqwest"][..], &["lapin", "tonic", "apprunner-build"][..]),
+        (
+            "apprunner-buildkit",
+            &["apprunner-core", "apprunner-registry", "tonic"][..],
+            &["lapin", "apprunner-build"][..],
+        ),
+    ] {
+        let (crates, tree) = tree_of(krate);
+        for b in below {
+            assert!(crates.contains(*b), "{krate} builds on {b}:\n{tree}");
+        }
+        for n in not_below {
+            assert!(!crates.contains(*n), "{krate} may not depend on {n}:\n{tree}");
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! images' recipes.
 
 pub mod build_id;
-pub mod buildkit;
 pub mod image;
 pub mod layers;
 pub(crate) mod process;
@@ -13,5 +12,7 @@ pub mod signing;
 pub mod source;
 pub mod stand_in;
 
+/// The BuildKit client, a crate of its own (crates/apprunner-buildkit).
+pub use apprunner_buildkit as buildkit;
 /// The registry client, a crate of its own (crates/apprunner-registry).
 pub use apprunner_registry as registry;

@@ -15,8 +15,8 @@ pub use connect::BuildkitAddr;
 pub use export::{attestations, image_exporter, Exporter, ExporterResponse, FleetCache};
 pub use link::BuildkitLink;
 
-use crate::core::progress::VertexInfo;
-use crate::error::{error_chain, Classified, ErrorClass};
+use apprunner_core::error::{error_chain, Classified, ErrorClass};
+use apprunner_core::progress::VertexInfo;
 use control::ControlClient;
 
 /// `BuildKit` could not be reached at all.
@@ -46,7 +46,7 @@ impl Classified for ConnectError {
         }
     }
 }
-crate::error::classified_into_build_error!(ConnectError);
+apprunner_core::error::classified_into_build_error!(ConnectError);
 
 /// How a solve ended badly.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -80,7 +80,7 @@ impl Classified for SolveFailure {
         }
     }
 }
-crate::error::classified_into_build_error!(SolveFailure);
+apprunner_core::error::classified_into_build_error!(SolveFailure);
 
 #[derive(Clone)]
 pub struct Buildkit {
@@ -166,11 +166,11 @@ pub fn supported(version: &str, min: (u64, u64)) -> bool {
 
 /// What BuildKit `addr` names runs, refused when it is older than this worker drives; None
 /// when it cannot be reached now (jobs then wait and retry).
-pub async fn check(addr: &BuildkitAddr) -> Result<Option<String>, crate::error::BuildError> {
+pub async fn check(addr: &BuildkitAddr) -> Result<Option<String>, apprunner_core::error::BuildError> {
     let Ok(buildkit) = Buildkit::connect(addr).await else { return Ok(None) };
     let (major, minor) = MIN_BUILDKIT;
     check_version(&buildkit).await.map(Some).map_err(|found| {
-        crate::error::BuildError::user(format!(
+        apprunner_core::error::BuildError::user(format!(
             "{found} at {addr}: this worker needs BuildKit v{major}.{minor} or later (Docker Engine 23 or later, with the containerd image store); run docker/stack (Docker Engine 26) or point --buildkit at a newer buildkitd"
         ))
     })

@@ -11,7 +11,7 @@
 use super::connect::{self, BuildkitAddr};
 use super::control::{BytesMessage, ControlClient};
 use super::ConnectError;
-use crate::edge::registry::{Credentials, Registry};
+use apprunner_registry::{Credentials, Registry};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -196,14 +196,15 @@ impl Handler {
                 issued_at: t.issued_at.unwrap_or_default(),
             })),
             Err(e) => {
-                let code = if e.class() == crate::error::ErrorClass::User { PERMISSION_DENIED } else { UNAVAILABLE };
+                let code =
+                    if e.class() == apprunner_core::error::ErrorClass::User { PERMISSION_DENIED } else { UNAVAILABLE };
                 Err(Status { code, message: e.to_string() })
             }
         }
     }
 }
 
-use crate::error::Classified as _;
+use apprunner_core::error::Classified as _;
 
 fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, Status> {
     M::decode(bytes).map_err(|e| Status { code: INVALID_ARGUMENT, message: e.to_string() })

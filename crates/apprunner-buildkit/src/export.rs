@@ -3,10 +3,10 @@
 //! with its final config; the registry cache is imported and exported beside it.
 
 use super::control::{CacheOptions, CacheOptionsEntry};
-use crate::core::image_ref::ImageRef;
-use crate::core::labels;
-use crate::core::oci;
-use crate::core::plan::FinalImage;
+use apprunner_core::image_ref::ImageRef;
+use apprunner_core::labels;
+use apprunner_core::oci;
+use apprunner_core::plan::FinalImage;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The OCI annotations a registry's UI shows, from the image's labels, on the index and on the
@@ -158,7 +158,7 @@ impl FleetCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::oci;
+    use apprunner_core::oci;
 
     #[test]
     fn the_cache_is_scoped_to_the_target_repository() {

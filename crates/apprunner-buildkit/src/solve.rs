@@ -3,9 +3,9 @@
 
 use super::control::{CacheOptions, SolveRequest, StatusResponse, Vertex};
 use super::{Buildkit, Exporter, ExporterResponse, SolveFailure};
-use crate::core::progress::{OtherVertex, SolveEvent, VertexInfo};
-use crate::core::registry_error::{is_unreachable, unreachable_registry};
-use crate::llb::Llb;
+use apprunner_core::llb::Llb;
+use apprunner_core::progress::{OtherVertex, SolveEvent, VertexInfo};
+use apprunner_core::registry_error::{is_unreachable, unreachable_registry};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 
 use super::session::Session;
 use super::{Buildkit, BuildkitAddr, ConnectError};
-use crate::edge::registry::Registry;
+use apprunner_registry::Registry;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 

@@ -1,7 +1,7 @@
 //! The subset of `BuildKit`'s `moby.buildkit.v1.Control` service (api/services/control) we call,
 //! with `BuildKit`'s field numbers, and a small tonic client for it.
 
-use crate::llb::pb::Definition;
+use apprunner_core::llb::pb::Definition;
 use std::collections::BTreeMap;
 
 #[derive(Clone, PartialEq, prost::Message)]
