@@ -57,6 +57,10 @@ pub enum SolveFailure {
     /// `BuildKit` could not be reached or dropped us.
     #[error("BuildKit unavailable: {0}")]
     Unavailable(String),
+    /// The runtime could not start a step's container: the step never ran, a fault of the
+    /// machine, not of the user's command.
+    #[error("{}: BuildKit could not start its container ({detail})", vertex.name)]
+    NotStarted { vertex: VertexInfo, detail: String },
     /// `BuildKit` could not reach a registry: a fault of the service, not of the user.
     #[error("{0}")]
     RegistryUnreachable(String),
@@ -76,7 +80,9 @@ impl Classified for SolveFailure {
     fn class(&self) -> ErrorClass {
         match self {
             SolveFailure::Step { .. } | SolveFailure::Refused(_) => ErrorClass::User,
-            SolveFailure::Unavailable(_) | SolveFailure::RegistryUnreachable(_) => ErrorClass::Transient,
+            SolveFailure::Unavailable(_) | SolveFailure::NotStarted { .. } | SolveFailure::RegistryUnreachable(_) => {
+                ErrorClass::Transient
+            }
         }
     }
 }

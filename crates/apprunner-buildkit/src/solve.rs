@@ -27,7 +27,28 @@ pub struct SolveOptions {
 impl Buildkit {
     /// Solves `llb` as `options` say, sending events as they come; the exporter's response.
     /// Status is read until `BuildKit` closes it, so the last lines of a failed step are not lost.
+    /// A solve whose step's container could not be started (the step never ran) is solved again,
+    /// a second later, up to [`CONTAINER_TRIES`] times.
     pub async fn solve(
+        &self,
+        llb: &Llb,
+        options: SolveOptions,
+        events: UnboundedSender<SolveEvent>,
+    ) -> Result<ExporterResponse, SolveFailure> {
+        let mut tried = 1;
+        loop {
+            match self.solve_once(llb, options.clone(), events.clone()).await {
+                Err(SolveFailure::NotStarted { vertex, detail }) if tried < CONTAINER_TRIES => {
+                    tracing::warn!("{}: its container did not start ({detail}); solving again", vertex.name);
+                    tried += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                solved => return solved,
+            }
+        }
+    }
+
+    async fn solve_once(
         &self,
         llb: &Llb,
         options: SolveOptions,
@@ -35,8 +56,8 @@ impl Buildkit {
     ) -> Result<ExporterResponse, SolveFailure> {
         let r#ref = uuid::Uuid::new_v4().simple().to_string();
         let (mut status_client, status_ref) = (self.client.clone(), r#ref.clone());
-        let failed: Arc<Mutex<Option<(VertexInfo, String)>>> = Arc::default();
-        let mut reader = StatusReader::new(llb.vertices.clone(), events, failed.clone());
+        let told: Arc<Mutex<Told>> = Arc::default();
+        let mut reader = StatusReader::new(llb.vertices.clone(), events, told.clone());
         let mut status_task = tokio::spawn(async move {
             let Ok(mut stream) = status_client.status(&status_ref).await else { return };
             while let Some(Ok(update)) = stream.next().await {
@@ -66,18 +87,36 @@ impl Buildkit {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut status_task).await;
         match result {
             Ok(resp) => Ok(ExporterResponse(resp.exporter_response)),
-            Err(status) => Err(failure(&status, failed.lock().unwrap_or_else(PoisonError::into_inner).clone())),
+            Err(status) => Err(failure(&status, &told.lock().unwrap_or_else(PoisonError::into_inner))),
         }
     }
 }
 
-/// What a failed solve's status says went wrong, given the step that failed (as Status told).
-fn failure(status: &tonic::Status, failed: Option<(VertexInfo, String)>) -> SolveFailure {
+/// What the runtime writes into a step's output when it could not start the step's container
+/// (seen under load: `read init-p: connection reset by peer`): the step never ran.
+const CONTAINER_NOT_STARTED: &str = "runc run failed: unable to start container process";
+
+/// Solves of one definition while its steps' containers do not start.
+pub const CONTAINER_TRIES: u32 = 3;
+
+/// What Status told of a failed solve: the step that failed (its digest, itself, its error),
+/// and the steps whose container never started, with the runtime's words.
+#[derive(Default)]
+struct Told {
+    failed: Option<(String, VertexInfo, String)>,
+    not_started: HashMap<String, String>,
+}
+
+/// What a failed solve's status says went wrong, given what Status told.
+fn failure(status: &tonic::Status, told: &Told) -> SolveFailure {
     let message = status.message().to_string();
-    if lost_connection(status) && failed.is_none() {
+    if lost_connection(status) && told.failed.is_none() {
         return SolveFailure::Unavailable(format!("{message} ({:?})", status.code()));
     }
-    if let Some((vertex, error)) = failed {
+    if let Some((digest, vertex, error)) = told.failed.clone() {
+        if let Some(said) = told.not_started.get(&digest) {
+            return SolveFailure::NotStarted { vertex, detail: said.clone() };
+        }
         if vertex.step.is_some() {
             return SolveFailure::Step {
                 exit_code: exit_code(&error).or_else(|| exit_code(&message)),
@@ -98,7 +137,7 @@ fn failure(status: &tonic::Status, failed: Option<(VertexInfo, String)>) -> Solv
 struct StatusReader {
     vertices: BTreeMap<String, VertexInfo>,
     events: UnboundedSender<SolveEvent>,
-    failed: Arc<Mutex<Option<(VertexInfo, String)>>>,
+    told: Arc<Mutex<Told>>,
     lines: LineSplitter,
     /// Per vertex: whether it was seen started, and done.
     seen: HashMap<String, (bool, bool)>,
@@ -108,51 +147,75 @@ impl StatusReader {
     fn new(
         vertices: BTreeMap<String, VertexInfo>,
         events: UnboundedSender<SolveEvent>,
-        failed: Arc<Mutex<Option<(VertexInfo, String)>>>,
+        told: Arc<Mutex<Told>>,
     ) -> Self {
-        Self { vertices, events, failed, lines: LineSplitter::default(), seen: HashMap::new() }
+        Self { vertices, events, told, lines: LineSplitter::default(), seen: HashMap::new() }
     }
 
     fn send(&self, event: SolveEvent) {
         let _ = self.events.send(event);
     }
 
+    fn told(&self) -> std::sync::MutexGuard<'_, Told> {
+        self.told.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A line of a step's output; one that says its container never started is kept.
+    fn line(&self, digest: &str, vertex: &VertexInfo, stream: i64, text: String) {
+        if text.starts_with(CONTAINER_NOT_STARTED) {
+            self.told().not_started.insert(digest.to_string(), text.clone());
+        }
+        self.send(SolveEvent::Line { vertex: vertex.clone(), stream, text });
+    }
+
+    /// One update, in the order things happened: steps started, their output, steps ended.
     fn read(&mut self, update: StatusResponse) {
-        for v in update.vertexes {
-            self.vertex(&v);
+        let seen: Vec<((bool, bool), (bool, bool))> = update
+            .vertexes
+            .iter()
+            .map(|v| {
+                let now = (v.started.is_some(), v.completed.is_some());
+                (self.seen.insert(v.digest.clone(), now).unwrap_or((false, false)), now)
+            })
+            .collect();
+        for (v, (before, now)) in update.vertexes.iter().zip(&seen) {
+            if let Some(info) = self.vertices.get(&v.digest) {
+                if now.0 && !before.0 && !v.cached {
+                    self.send(SolveEvent::Started(info.clone()));
+                }
+            }
         }
         for log in update.logs {
             if let Some(info) = self.vertices.get(&log.vertex) {
                 for (stream, text) in self.lines.push(&log.vertex, log.stream, &log.msg) {
-                    let _ = self.events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
+                    self.line(&log.vertex, info, stream, text);
                 }
+            }
+        }
+        for (v, (before, now)) in update.vertexes.iter().zip(seen) {
+            if now.1 && !before.1 {
+                self.ended(v);
             }
         }
     }
 
-    fn vertex(&mut self, v: &Vertex) {
-        let started = v.started.is_some();
-        let done = v.completed.is_some();
-        let before = self.seen.insert(v.digest.clone(), (started, done)).unwrap_or((false, false));
+    fn ended(&mut self, v: &Vertex) {
         let seconds = vertex_seconds(v);
         let Some(info) = self.vertices.get(&v.digest).cloned() else {
-            if done && !before.1 {
-                self.send(other_event(v, seconds));
-            }
+            self.send(other_event(v, seconds));
             return;
         };
-        if started && !before.0 && !v.cached {
-            self.send(SolveEvent::Started(info.clone()));
-        }
-        if !done || before.1 {
-            return;
-        }
         for (stream, text) in self.lines.flush(&v.digest) {
-            self.send(SolveEvent::Line { vertex: info.clone(), stream, text });
+            self.line(&v.digest, &info, stream, text);
         }
         if !v.error.is_empty() {
-            *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some((info.clone(), v.error.clone()));
-            self.send(SolveEvent::Failed { vertex: info, error: v.error.clone() });
+            let not_started = self.told().not_started.contains_key(&v.digest);
+            self.told().failed = Some((v.digest.clone(), info.clone(), v.error.clone()));
+            // A step that never ran did not fail: the solve is tried again, or fails as the
+            // machine's fault, and says so.
+            if !not_started {
+                self.send(SolveEvent::Failed { vertex: info, error: v.error.clone() });
+            }
         } else if v.cached {
             self.send(SolveEvent::Cached(info));
         } else {
@@ -162,9 +225,10 @@ impl StatusReader {
 
     /// The stream is over: whatever is left is a last line without a newline.
     fn finish(mut self) {
-        for (digest, info) in &self.vertices {
+        let vertices = std::mem::take(&mut self.vertices);
+        for (digest, info) in &vertices {
             for (stream, text) in self.lines.flush(digest) {
-                let _ = self.events.send(SolveEvent::Line { vertex: info.clone(), stream, text });
+                self.line(digest, info, stream, text);
             }
         }
     }
@@ -290,5 +354,48 @@ mod tests {
         assert_eq!(s.push("v", 1, b"c\nd"), vec![(1, "bc".to_string())]);
         assert_eq!(s.flush("v"), vec![(1, "d".to_string())]);
         assert_eq!(s.push("v", 1, b"10%\r50%\r100%\n"), vec![(1, "100%".to_string())]);
+    }
+
+    /// A step whose container the runtime could not start (it said so in the step's output,
+    /// seen under load) failed on the machine, not on the user's command: tried again.
+    #[test]
+    fn a_step_whose_container_never_started_is_tried_again() {
+        let step = VertexInfo { stage: "build".into(), step: Some(0), steps: 1, name: "[build] pip install".into() };
+        let vertices = BTreeMap::from([("sha256:v".to_string(), step)]);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let told: Arc<Mutex<Told>> = Arc::default();
+        let mut reader = StatusReader::new(vertices, tx, told.clone());
+        let stamp = Some(prost_types::Timestamp::default());
+        let failed = Vertex {
+            digest: "sha256:v".into(),
+            name: "pip install".into(),
+            started: stamp,
+            completed: stamp,
+            error: "process \"/bin/sh -c pip install\" did not complete successfully: exit code: 1".into(),
+            ..Vertex::default()
+        };
+        let said = "runc run failed: unable to start container process: waiting for init preliminary setup: read init-p: connection reset by peer\n";
+        // The failure and the runtime's line in one update: the line is read after the vertex.
+        let log = crate::control::VertexLog { vertex: "sha256:v".into(), stream: 2, msg: said.as_bytes().to_vec() };
+        reader.read(StatusResponse { vertexes: vec![failed], logs: vec![log] });
+        reader.finish();
+        let status =
+            tonic::Status::unknown("process \"/bin/sh -c pip install\" did not complete successfully: exit code: 1");
+        let failure = failure(&status, &told.lock().unwrap());
+        assert!(matches!(failure, SolveFailure::NotStarted { .. }), "{failure:?}");
+        assert_eq!(apprunner_core::error::Classified::class(&failure), apprunner_core::error::ErrorClass::Transient);
+        assert!(failure.to_string().contains("could not start its container"), "{failure}");
+        let mut lines = 0;
+        while let Ok(event) = rx.try_recv() {
+            lines += usize::from(matches!(event, SolveEvent::Line { .. }));
+        }
+        assert_eq!(lines, 1, "the runtime's line is still in the log");
+        // A command of the user's that exits 1 stays the user's.
+        told.lock().unwrap().not_started.clear();
+        assert!(matches!(failure_of(&status, &told), SolveFailure::Step { exit_code: Some(1), .. }));
+    }
+
+    fn failure_of(status: &tonic::Status, told: &Arc<Mutex<Told>>) -> SolveFailure {
+        failure(status, &told.lock().unwrap())
     }
 }
