@@ -90,6 +90,19 @@ impl Brokers {
     }
 }
 
+/// How long a session that failed waits for its connection's close before the next one: a
+/// close on a healthy connection takes milliseconds.
+pub const CLOSE_BEFORE_AGAIN: Duration = Duration::from_secs(1);
+
+/// Closes `conn` before a new session, unless it is gone already, waiting at most `limit`. A
+/// connection whose node went may answer no close: a mover that waited 10 s on one held a due
+/// job's retry back that long (the cluster test caught a retry 10.9 s late).
+pub async fn close_for_next_session(conn: &Connection, why: &str, limit: Duration) {
+    if conn.status().connected() {
+        let _ = tokio::time::timeout(limit, conn.close(200, why.into())).await;
+    }
+}
+
 /// The largest AMQP frame a worker's connections ask for, unless the URI says (`frame_max=`).
 /// lapin keeps two buffers of 32 frames per connection, zero-filled: at RabbitMQ's 128 KiB
 /// frames that was 8 MiB resident per connection, most of an idle worker's memory. Messages

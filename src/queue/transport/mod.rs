@@ -7,7 +7,7 @@ pub mod lease;
 mod publisher;
 pub mod waiting;
 
-pub use brokers::{Brokers, FRAME_MAX};
+pub use brokers::{close_for_next_session, Brokers, CLOSE_BEFORE_AGAIN, FRAME_MAX};
 pub use publisher::{has_header, header_u32, header_u64, publish_confirmed_once, Outgoing, Publisher, CONFIRM_WAIT};
 
 use lapin::options::{

@@ -138,6 +138,6 @@ async fn move_session(
         }
     }
     .await;
-    let _ = tokio::time::timeout(ANSWER, conn.close(200, "moving again".into())).await;
+    super::close_for_next_session(&conn, "moving again", super::CLOSE_BEFORE_AGAIN).await;
     result
 }

@@ -37,9 +37,10 @@ impl Session {
         Ok((Session { conn, ch, consumer, name }, queues))
     }
 
-    /// Closes the connection; one whose node is gone may never answer.
-    async fn close(self, why: &str) {
-        let _ = tokio::time::timeout(CLOSE, self.conn.close(200, why.into())).await;
+    /// Closes the connection; one whose node is gone may never answer, and a new session
+    /// does not wait long for it.
+    async fn close(self, why: &str, limit: std::time::Duration) {
+        transport::close_for_next_session(&self.conn, why, limit).await;
     }
 }
 
@@ -91,7 +92,7 @@ impl Consumer {
             let ended = self.serve(&mut session).await;
             self.shared.metrics.connected.store(false, Ordering::Relaxed);
             match ended {
-                Ended::Lost => session.close("reconnecting").await,
+                Ended::Lost => session.close("reconnecting", transport::CLOSE_BEFORE_AGAIN).await,
                 Ended::Stopping => {
                     self.stop(session).await;
                     return;
@@ -187,7 +188,7 @@ impl Consumer {
         let tag = session.name.clone();
         let _ = session.ch.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
         let _ = tokio::time::timeout(shared.cfg.grace, async { while tasks.join_next().await.is_some() {} }).await;
-        session.close("worker stopping").await;
+        session.close("worker stopping", CLOSE).await;
     }
 }
 

@@ -119,7 +119,7 @@ impl Running {
                 tracing::info!("operation {operation_id}: cancelled; stopping its build");
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "listening again".into())).await;
+        transport::close_for_next_session(&conn, "listening again", transport::CLOSE_BEFORE_AGAIN).await;
         Ok(())
     }
 }

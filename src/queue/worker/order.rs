@@ -85,7 +85,7 @@ impl Order {
             // A stream keeps its messages; the ack only makes room for the next ones.
             delivery.ack(BasicAckOptions::default()).await?;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "following again".into())).await;
+        transport::close_for_next_session(&conn, "following again", transport::CLOSE_BEFORE_AGAIN).await;
         Ok(())
     }
 }
