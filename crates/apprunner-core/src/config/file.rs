@@ -229,12 +229,7 @@ pub(super) fn field<'n>(entries: &[(&str, &'n Node)], key: &str) -> Option<&'n N
 pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> std::result::Result<AppConfig, ConfigErrors> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text).replace("\r\n", "\n");
     let root = document_root(&text, file)?;
-    let fail = |mark: Option<Mark>, key: &str, message: String| ConfigError {
-        file: Some(file.to_string()),
-        mark,
-        key: key.to_string(),
-        message,
-    };
+    let fail = |mark: Option<Mark>, key: &str, message: String| file_problem(file, mark, key, message);
     let one = |e: ConfigError| ConfigErrors::new(vec![e]);
     let mut r = FileReader { file, warnings: Vec::new(), more_warnings: 0, problems: Vec::new() };
     let top = r.mapping(&root, "").map_err(one)?;
@@ -297,15 +292,15 @@ pub fn from_yaml(text: &str, file: &str, catalog: &RuntimeCatalog) -> std::resul
     Ok(cfg)
 }
 
+/// A problem at `mark` of the file, under `key`.
+fn file_problem(file: &str, mark: Option<Mark>, key: &str, message: String) -> ConfigError {
+    ConfigError { file: Some(file.to_string()), mark, key: key.to_string(), message }
+}
+
 /// The file's top mapping, or the one problem that stops it being read: too big, an unresolved
 /// merge conflict, not YAML, empty, or not a mapping.
 fn document_root(text: &str, file: &str) -> std::result::Result<Node, ConfigErrors> {
-    let fail = |mark: Option<Mark>, key: &str, message: String| ConfigError {
-        file: Some(file.to_string()),
-        mark,
-        key: key.to_string(),
-        message,
-    };
+    let fail = |mark: Option<Mark>, key: &str, message: String| file_problem(file, mark, key, message);
     let one = |e: ConfigError| ConfigErrors::new(vec![e]);
     if text.len() > MAX_CONFIG_BYTES {
         let message = format!("the file is {} bytes; {CONFIG_FILE} may have at most {MAX_CONFIG_BYTES}", text.len());
