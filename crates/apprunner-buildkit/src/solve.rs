@@ -209,8 +209,11 @@ impl StatusReader {
             self.line(&v.digest, &info, stream, text);
         }
         if !v.error.is_empty() {
-            let not_started = self.told().not_started.contains_key(&v.digest);
-            self.told().failed = Some((v.digest.clone(), info.clone(), v.error.clone()));
+            let not_started = {
+                let mut told = self.told();
+                told.failed = Some((v.digest.clone(), info.clone(), v.error.clone()));
+                told.not_started.contains_key(&v.digest)
+            };
             // A step that never ran did not fail: the solve is tried again, or fails as the
             // machine's fault, and says so.
             if !not_started {

@@ -21,7 +21,10 @@ impl Deployment<'_> {
         copy: &Copy,
     ) -> Result<Option<JobOutcome>, QueueError> {
         let (job, worker) = (self.job, self.shared.cfg.worker_id.as_str());
-        let Some(target) = Some(&job.target).filter(|_| self.may_be_built) else { return Ok(None) };
+        if !self.may_be_built {
+            return Ok(None);
+        }
+        let target = &job.target;
         if ledger.built(target, &job.operation_id).await.is_none() {
             return Ok(None);
         }
