@@ -322,8 +322,8 @@ async fn main() {
     // later run.
     let conn = brokers().connect("bench-cleanup").await.unwrap();
     // The workers run on the default retry policy.
-    topology.remove(&conn, &apprunner_build::queue::outcome::RetryPolicy::default()).await;
-    let _ = conn.close(200, "cleaned".into()).await;
+    topology.remove(&conn, apprunner_build::queue::outcome::RetryPolicy::default().waits()).await;
+    conn.close("cleaned").await;
     println!("direct builds (reference, sequential): {direct_rate:.2} builds/s over {n_direct}");
     println!(
         "queue, 2 workers x 4 concurrent:       {queue_rate:.2} jobs/s over {jobs} ({ok} succeeded, {failed} failed)"

@@ -8,7 +8,10 @@
 //! - `error`: the three classes of failure (in the core crate).
 //! - `edge`: the source, the registry, images, `BuildKit`.
 //! - `pipeline`: one build (and a rebase, a verification), the core meeting the edges.
-//! - `queue`: the worker, its message formats and clients.
+//! - `queue`: the crate `apprunner-queue` (crates/apprunner-queue: the broker, the messages, the
+//!   history and the clients; lapin behind its transport) and the worker.
+//! - `watch`: automatic deployment: the services a file declares, deployed on each commit that
+//!   changes their source directory.
 //! - `cli`: the commands, each a thin call into the above.
 
 pub use apprunner_core as core;
@@ -19,3 +22,4 @@ pub mod edge;
 pub mod log;
 pub mod pipeline;
 pub mod queue;
+pub mod watch;

@@ -64,3 +64,53 @@ fn the_edge_clients_build_on_the_core_alone() {
         }
     }
 }
+
+/// The queue builds on the core and the AMQP client, never on the other edges or the service;
+/// and the service reaches the broker only through it: lapin is no dependency of its own.
+#[test]
+fn the_broker_is_reached_through_the_queue_crate_alone() {
+    let (crates, tree) = tree_of("apprunner-queue");
+    for b in ["apprunner-core", "lapin"] {
+        assert!(crates.contains(b), "apprunner-queue builds on {b}:\n{tree}");
+    }
+    for n in ["apprunner-registry", "apprunner-buildkit", "tonic", "reqwest", "apprunner-build"] {
+        assert!(!crates.contains(n), "apprunner-queue may not depend on {n}:\n{tree}");
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-p",
+            "apprunner-build",
+            "-e",
+            "normal",
+            "--depth",
+            "1",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let direct = String::from_utf8_lossy(&out.stdout);
+    assert!(!direct.lines().any(|l| l.starts_with("lapin ")), "the service depends on lapin itself:\n{direct}");
+}
+
+/// Inside the queue crate, the AMQP client is named only by the transport (and by the error
+/// that keeps the client's error as its source): the rest speaks in the transport's types.
+#[test]
+fn inside_the_queue_only_the_transport_names_the_amqp_client() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/apprunner-queue/src");
+    let mut naming = Vec::new();
+    for entry in walkdir::WalkDir::new(&root) {
+        let entry = entry.unwrap();
+        let path = entry.path().strip_prefix(&root).unwrap().to_string_lossy().to_string();
+        if entry.file_type().is_file() && std::fs::read_to_string(entry.path()).unwrap().contains("lapin") {
+            naming.push(path);
+        }
+    }
+    naming.retain(|p| !(p.starts_with("transport/") || p == "error.rs"));
+    assert!(naming.is_empty(), "these files name lapin outside the transport: {naming:?}");
+}

@@ -21,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "history",
     "cancel",
     "verify",
+    "watch",
 ];
 
 /// Flags of other tools that the docs quote, with the tool.
@@ -42,6 +43,7 @@ const OTHER_TOOLS: &[(&str, &[&str])] = &[
     ("docker buildx imagetools inspect", &["--format"]),
     ("cosign verify", &["--key", "--insecure-ignore-tlog", "--allow-http-registry"]),
     ("debootstrap", &["--variant"]),
+    ("git fetch", &["--filter"]),
     ("npm install", &["--production"]),
     ("target/release/examples/chaos", &["--minutes", "--seed"]),
 ];

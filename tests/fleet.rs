@@ -237,7 +237,8 @@ async fn a_service_deploys_in_submission_order_whichever_deployment_reaches_it_f
             submit(&topology, &first).await;
             submit(&topology, &second).await;
         } else {
-            let conn = brokers().connect("test-holds-the-service").await.unwrap();
+            // The service's lease, held as a worker holds it: an exclusive queue of its name.
+            let conn = lapin::Connection::connect(AMQP, Default::default()).await.unwrap();
             let ch = conn.create_channel().await.unwrap();
             let exclusive = lapin::options::QueueDeclareOptions { exclusive: true, ..Default::default() };
             let lease = topology.service_lease(&service);

@@ -444,7 +444,7 @@ async fn layers(image: &str) -> Vec<String> {
         let digest = manifest.platform_manifest("linux", "amd64").unwrap();
         manifest = registry.manifest(&r.repo(), &digest).await.unwrap().unwrap();
     }
-    manifest.image().unwrap().layers.into_iter().map(|l| l.digest).collect()
+    manifest.image().unwrap().layers.into_iter().map(|l| l.digest.to_string()).collect()
 }
 
 /// The run image of `runtime`'s newest version, as the catalog names it.

@@ -9,7 +9,6 @@ use apprunner_build::queue::wire::job::*;
 use common::faults::*;
 use common::queue::*;
 use common::*;
-use lapin::options::BasicGetOptions;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,18 +22,19 @@ async fn publish_raw(topology: &Topology, payload: &[u8]) {
 /// Takes every entry of the failed-jobs queue.
 async fn drain_failed(topology: &Topology) -> Vec<FailedJob> {
     let conn = brokers().connect("test-failed").await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
+    let ch = conn.channel().await.unwrap();
     let mut out = Vec::new();
-    while let Some(m) = ch.basic_get(topology.failed().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
-        out.push(serde_json::from_slice(&m.delivery.data).unwrap());
+    while let Some(m) = ch.get(&topology.failed()).await.unwrap() {
+        out.push(serde_json::from_slice(m.body()).unwrap());
+        m.ack().await.unwrap();
     }
     out
 }
 
 async fn failed_count(topology: &Topology) -> u32 {
     let conn = brokers().connect("test-failed-count").await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    apprunner_build::queue::transport::look(&ch, &topology.failed()).await.unwrap().message_count()
+    let ch = conn.channel().await.unwrap();
+    ch.look(&topology.failed()).await.unwrap().ready
 }
 
 /// The failed queue's ready count once it is `n`, or what it is after 10 s: entries a client

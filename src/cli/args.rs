@@ -216,18 +216,26 @@ pub(super) struct RebuildFailedArgs {
 
 /// The API values (JSON) in the file `--api-config` names.
 pub(super) fn api_config_file(path: &std::path::Path) -> Result<serde_json::Value, BuildError> {
-    let unreadable = |e: std::io::Error| BuildError::user(format!("--api-config {}: {e}", path.display()));
-    let size = std::fs::metadata(path).map_err(unreadable)?.len();
-    let max = crate::core::config::MAX_CONFIG_BYTES;
-    if size > max as u64 {
-        return Err(BuildError::user(format!(
-            "--api-config {} is {size} bytes; at most {max} are read",
-            path.display()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(unreadable)?;
+    let text = read_bounded(path, crate::core::config::MAX_CONFIG_BYTES)
+        .map_err(|e| BuildError::user(format!("--api-config {}: {e}", path.display())))?;
     serde_json::from_str(&text)
         .map_err(|e| BuildError::user(format!("--api-config {} is not JSON: {e}", path.display())))
+}
+
+/// An operator's file (a setting names it), as text, if it holds at most `max` bytes. Links are
+/// followed: a Kubernetes `ConfigMap` is mounted as one.
+pub(super) fn read_bounded(path: &std::path::Path, max: usize) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut text = String::new();
+    file.take(max as u64 + 1).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    if text.len() > max {
+        return Err(format!("larger than {max} bytes, the most read"));
+    }
+    Ok(text)
 }
 
 #[derive(Args)]

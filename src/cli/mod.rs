@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod fleet;
 mod settings;
+mod watch;
 
 use args::{
     BuildArgs, QueueArgs, RebaseArgs, RebuildFailedArgs, RollOutArgs, SubmitArgs, VerifyArgs, What, WorkerArgs,
@@ -13,6 +14,7 @@ use settings::SettingsArgs;
 
 use commands::{build, plan, rebase, rebuild_failed, roll_out, run_worker, runtimes, submit, verify};
 use fleet::{cancel, history, status};
+use watch::{run_watch, WatchArgs};
 
 use crate::error::ErrorClass;
 use clap::{Parser, Subcommand};
@@ -86,6 +88,9 @@ enum Command {
         #[command(flatten)]
         queue: QueueArgs,
     },
+    /// Follow the services a file declares and deploy each commit that changes a service's
+    /// source directory, as App Runner's automatic deployment does (several may run at once).
+    Watch(WatchArgs),
     /// Cancel a deployment: a queued one is never built, a running one stops with nothing
     /// pushed; either ends in one CANCELLED event. One that ended already is left as it is.
     Cancel {
@@ -121,6 +126,7 @@ pub async fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => (Err(e), 2),
         },
+        Command::Watch(args) => (run_watch(args).await, 2),
         Command::Status { operation_id, queue } => (status(&operation_id, &queue).await, 2),
         Command::History { service, limit, queue } => (history(&service, limit, &queue).await, 2),
         Command::Cancel { operation_id, queue, settings } => match cancel(&operation_id, &queue, settings).await {

@@ -3,7 +3,7 @@
 
 use super::registry::{Registry, RegistryError, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
 use super::source::Layer;
-use crate::core::digest::sha256_digest;
+use crate::core::digest::{sha256_digest, Digest};
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::media_types::{OCI_EMPTY, OCI_MANIFEST};
 use crate::core::oci::{self, ContainerConfig, Descriptor, ImageConfig, ImageManifest, RootFs};
@@ -87,7 +87,7 @@ pub async fn push_content(registry: &Registry, at: &Repo, layer: &Layer) -> Resu
 /// Pushes `layer` as an image to `at` under `tag` only (a marker); returns its digest. One
 /// request once the registry has its blobs (every marker after a repository's first: they have
 /// the same bytes); see `put_manifest_first`.
-pub async fn tag_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<String> {
+pub async fn tag_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<Digest> {
     let (config, manifest) = content_manifest(layer);
     put_manifest_first(registry, at, tag, &manifest, DOCKER_MANIFEST, &[&layer.gzip, &config]).await
 }
@@ -101,7 +101,7 @@ pub async fn tag_annotations(
     tag: &str,
     artifact_type: &str,
     annotations: BTreeMap<String, String>,
-) -> Result<String> {
+) -> Result<Digest> {
     const EMPTY: &[u8] = b"{}";
     let mut manifest = ImageManifest::new(OCI_MANIFEST, Descriptor::of(OCI_EMPTY, EMPTY), Vec::new());
     manifest.annotations = Some(annotations);
@@ -120,7 +120,7 @@ async fn put_manifest_first(
     manifest: &[u8],
     media_type: &str,
     blobs: &[&[u8]],
-) -> Result<String> {
+) -> Result<Digest> {
     match registry.put_manifest(at, tag, manifest, media_type).await {
         Err(RegistryError::Status { status, .. }) if status.is_client_error() => {}
         written => return Ok(written?),
@@ -133,7 +133,7 @@ async fn put_manifest_first(
 
 /// As `tag_content`, for a layer whose bytes are new (a layer's findings): its blobs are
 /// uploaded first, without asking whether the registry has them.
-pub async fn tag_new_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<String> {
+pub async fn tag_new_content(registry: &Registry, at: &Repo, layer: &Layer, tag: &str) -> Result<Digest> {
     let (config, manifest) = content_manifest(layer);
     registry.upload_blob(at, &layer.gzip).await?;
     registry.upload_blob(at, &config).await?;
@@ -157,7 +157,7 @@ async fn manifest_and_config(
     registry: &Registry,
     r: &ImageRef,
     remember: bool,
-) -> Result<Option<(String, ImageConfig, BTreeMap<String, String>)>> {
+) -> Result<Option<(Digest, ImageConfig, BTreeMap<String, String>)>> {
     type Known = std::sync::Mutex<std::collections::HashMap<String, (ImageConfig, BTreeMap<String, String>)>>;
     static KNOWN: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
     let known = KNOWN.get_or_init(Known::default);
@@ -171,7 +171,7 @@ async fn manifest_and_config(
     let manifest = if top.is_index() {
         let digest = top.platform_manifest("linux", crate::edge::buildkit::export::oci_architecture())?;
         let missing = || RegistryError::Malformed(format!("{r}: index names {digest}, which the registry lacks"));
-        registry.manifest(&r.repo(), &digest).await?.ok_or_else(missing)?
+        registry.manifest(&r.repo(), digest.as_str()).await?.ok_or_else(missing)?
     } else {
         top.clone()
     };
@@ -196,7 +196,7 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef) -> Result<Option<Ima
     let labels = config.labels();
     Ok(Some(ImageFacts {
         reference: format!("{}/{}:{}", r.registry, r.repository, r.tag.clone().unwrap_or_else(|| "latest".into())),
-        digest: Some(digest),
+        digest: Some(digest.to_string()),
         env,
         labels,
         history: config.history().to_vec(),
@@ -206,7 +206,7 @@ pub async fn image_facts(registry: &Registry, r: &ImageRef) -> Result<Option<Ima
 
 /// The digest and labels of the image at `target`, if there is one, with its index's
 /// annotations (what is true of one deployment only) over them.
-pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(String, BTreeMap<String, String>)>> {
+pub async fn existing(registry: &Registry, target: &ImageRef) -> Result<Option<(Digest, BTreeMap<String, String>)>> {
     Ok(manifest_and_config(registry, target, false).await?.map(|(digest, config, annotations)| {
         let mut labels = config.labels();
         labels.extend(annotations);

@@ -1,6 +1,7 @@
 //! The files of a layer blob, as `verify` compares them: each path's kind, mode, size, content
 //! digest and time. Bounded: at most `MAX_ENTRIES` entries are listed.
 
+use crate::core::digest::Digest;
 use crate::core::verify::FileFacts;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -46,7 +47,7 @@ pub fn layer_files(blob: &[u8]) -> BTreeMap<String, FileFacts> {
             if std::io::copy(&mut entry, &mut hasher).is_err() {
                 return files;
             }
-            Some(format!("sha256:{}", hex::encode(hasher.finalize())))
+            Some(Digest::from_sha256(hasher.finalize().into()))
         } else {
             None
         };

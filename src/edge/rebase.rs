@@ -3,7 +3,7 @@
 //! into the image's repository (copied only across hosts), nothing is built or pulled whole.
 
 use crate::core::catalog::RuntimeCatalog;
-use crate::core::digest::sha256_digest;
+use crate::core::digest::Digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::labels;
 use crate::core::media_types::OCI_INDEX;
@@ -46,7 +46,7 @@ pub(crate) async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Resul
         let digest = top.platform_manifest("linux", oci_architecture())?;
         let missing =
             || RegistryError::Malformed(format!("{what} {r}: its index names {digest}, which the registry lacks"));
-        (registry.manifest(&at, &digest).await?.ok_or_else(missing)?, Some(top.index()?))
+        (registry.manifest(&at, digest.as_str()).await?.ok_or_else(missing)?, Some(top.index()?))
     } else {
         (top.clone(), None)
     };
@@ -60,7 +60,7 @@ pub(crate) async fn read(registry: &Registry, r: &ImageRef, what: &str) -> Resul
         .unwrap_or_else(|| Platform::new(&config.os, &config.architecture));
     let mut provenance = None;
     if let Some(att) = index.as_ref().and_then(|i| i.attestation_of(&image.digest)) {
-        if let Some(m) = registry.manifest(&at, &att.digest).await? {
+        if let Some(m) = registry.manifest(&at, att.digest.as_str()).await? {
             if let Some(layer) = m.image()?.layers.first() {
                 let bytes = registry.blob(&at, &layer.digest).await?;
                 provenance = Some(
@@ -99,7 +99,7 @@ pub async fn rebase(
     };
     let commit = old_labels.get(labels::OCI_REVISION).cloned();
 
-    let mut done = movable.rebased(to_version, commit);
+    let mut done = movable.rebased(target, to_version, commit);
     if movable.from_version == to_version {
         let image = name_again(registry, &old, from, target, &movable.runtime, to_version).await?;
         let seconds = began.elapsed().as_secs_f64();
@@ -146,7 +146,7 @@ pub async fn rebase(
     let (index_digest, copied) =
         write(registry, target, &written, [(&run_ref, &moved.run_layers), (from, &moved.app_layers)]).await?;
     done.copied_bytes = copied;
-    done.image = target.with_digest(&index_digest);
+    done.image = target.at(&index_digest);
     done.run_image = new_run.reference;
     done.seconds = began.elapsed().as_secs_f64();
     Ok(RebaseOutcome::Moved(done))
@@ -161,7 +161,7 @@ async fn name_again(
     target: &ImageRef,
     runtime: &str,
     version: &str,
-) -> Result<String, BuildError> {
+) -> Result<ImageRef, BuildError> {
     if target.name() != from.name() {
         return Err(BuildError::user(format!(
             "{from} is on {runtime} {version} already: there is nothing to move; to have it under {} too, copy it with your registry's tools, or give an --output in {}",
@@ -169,9 +169,9 @@ async fn name_again(
             from.name()
         )));
     }
-    let tag = target.tag.clone().unwrap_or_else(|| old.top.digest.clone());
+    let tag = target.tag.clone().unwrap_or_else(|| old.top.digest.to_string());
     registry.put_manifest(&target.repo(), &tag, &old.top.bytes, &old.top.media_type).await?;
-    Ok(target.with_digest(&old.top.digest))
+    Ok(target.at(&old.top.digest))
 }
 
 /// The run image of `runtime` `to_version` in the runtime images' registry, made first by the
@@ -218,25 +218,25 @@ async fn write(
     registry: &Registry,
     target: &ImageRef,
     w: &Written<'_>,
-    layers: [(&ImageRef, &Vec<String>); 2],
-) -> Result<(String, usize), BuildError> {
+    layers: [(&ImageRef, &Vec<Digest>); 2],
+) -> Result<(Digest, usize), BuildError> {
     let at = target.repo();
-    let sources: Vec<(Repo, &Vec<String>)> = layers.iter().map(|(from, digests)| (from.repo(), *digests)).collect();
+    let sources: Vec<(Repo, &Vec<Digest>)> = layers.iter().map(|(from, digests)| (from.repo(), *digests)).collect();
     let carried = sources
         .iter()
         .flat_map(|(from, digests)| digests.iter().map(move |d| (from, d)))
         .map(|(from, d)| registry.carry_blob(&at, d, from));
     let copied = futures_util::future::try_join_all(carried).await?.iter().sum();
     registry.put_blob(&at, &w.moved.config).await?;
-    registry.put_manifest(&at, &w.moved.manifest_digest, &w.moved.manifest, w.media_type).await?;
+    registry.put_manifest(&at, w.moved.manifest_digest.as_str(), &w.moved.manifest, w.media_type).await?;
     registry.put_blob(&at, &w.attestation.statement).await?;
     registry.put_blob(&at, &w.attestation.config).await?;
-    let attestation_digest = sha256_digest(&w.attestation.manifest);
+    let attestation_digest = Digest::of(&w.attestation.manifest);
     registry
-        .put_manifest(&at, &attestation_digest, &w.attestation.manifest, crate::core::media_types::OCI_MANIFEST)
+        .put_manifest(&at, attestation_digest.as_str(), &w.attestation.manifest, crate::core::media_types::OCI_MANIFEST)
         .await?;
-    let index_digest = sha256_digest(w.index);
-    let reference = target.tag.clone().unwrap_or_else(|| index_digest.clone());
+    let index_digest = Digest::of(w.index);
+    let reference = target.tag.clone().unwrap_or_else(|| index_digest.to_string());
     registry.put_manifest(&at, &reference, w.index, OCI_INDEX).await?;
     Ok((index_digest, copied))
 }

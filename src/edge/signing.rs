@@ -4,6 +4,7 @@
 //! an event; what is shown of it is its public key's fingerprint.
 
 use crate::core::cosign::{self, SignatureLayer};
+use crate::core::digest::Digest;
 use crate::core::image_ref::Repo;
 use crate::core::media_types::OCI_MANIFEST;
 use crate::core::oci;
@@ -99,7 +100,7 @@ impl Signer {
     /// Signs the manifest `digest` of `at` (an index or an image): its signature manifest at
     /// `sha256-<hex>.sig` gets this key's signature beside any already there (none twice).
     /// Returns the signature tag.
-    pub async fn sign_image(&self, registry: &Registry, at: &Repo, digest: &str) -> Result<String, RegistryError> {
+    pub async fn sign_image(&self, registry: &Registry, at: &Repo, digest: &Digest) -> Result<String, RegistryError> {
         let tag = cosign::signature_tag(digest);
         let payload = cosign::payload(&format!("{}/{}", at.registry, at.repository), digest);
         let mut layers = match registry.manifest(at, &tag).await? {

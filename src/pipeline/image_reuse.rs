@@ -4,6 +4,7 @@
 use super::narration::{Narration, ReusedFrom};
 use super::prepare::Prepared;
 use super::settings::Settings;
+use crate::core::digest::Digest;
 use crate::core::image_ref::ImageRef;
 use crate::core::media_types::OCI_INDEX;
 use crate::core::reuse;
@@ -51,7 +52,7 @@ pub(super) async fn reuse_image(
     attrs: &BTreeMap<String, String>,
     deployment: &BTreeMap<String, String>,
     log: &DeploymentLog,
-) -> Result<Option<String>, BuildError> {
+) -> Result<Option<Digest>, BuildError> {
     let Some(key) = build_key_of(attrs) else { return Ok(None) };
     // Besides the target's tag, only images by digest in the target's repository are taken:
     // another repository's blobs are not this one's, and a digest cannot be moved under us.
@@ -75,7 +76,7 @@ pub(super) async fn reuse_image(
 /// An image taken again: the digest and bytes of the index written for this deployment, and
 /// the deployment that built the image.
 pub(super) struct Taken {
-    pub digest: String,
+    pub digest: Digest,
     pub index: Vec<u8>,
     pub built_by: Option<String>,
 }

@@ -22,6 +22,7 @@ pub use turns::SolveTurns;
 pub use verify::{verify, Overrides, Verdict, VERIFY_TAG};
 
 use crate::core::catalog::RuntimeCatalog;
+use crate::core::digest::Digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::request::{self, BuildRequest};
 use crate::core::result::BuildResult;
@@ -108,9 +109,9 @@ pub async fn rebase(
     })??;
     let mut out = out;
     if let RebaseOutcome::Moved(r) = &mut out {
-        let digest = r.image.rsplit_once('@').map_or("", |(_, d)| d).to_string();
-        let (digest, _) = seal(settings, &registry, target, digest, log).await?;
-        r.image = target.with_digest(&digest);
+        let written = r.image.digest.clone().ok_or_else(|| BuildError::internal("a rebase named no digest"))?;
+        let (digest, _) = seal(settings, &registry, target, written, log).await?;
+        r.image = target.at(&digest);
     }
     match &out {
         RebaseOutcome::Moved(r) => say.rebased(r),
@@ -120,10 +121,9 @@ pub async fn rebase(
 }
 
 /// Keeps the image just written at `target` (`digest`) as this worker's latest of its build key.
-fn remember(settings: &Settings, key: Option<&str>, target: &ImageRef, digest: &str) {
+fn remember(settings: &Settings, key: Option<&str>, target: &ImageRef, digest: &Digest) {
     if let Some(key) = key {
-        let image = ImageRef { tag: None, digest: Some(digest.to_string()), ..target.clone() };
-        settings.handles.recent_images.remember(key, image);
+        settings.handles.recent_images.remember(key, target.at(digest));
     }
 }
 
@@ -135,9 +135,9 @@ async fn seal(
     settings: &Settings,
     registry: &crate::edge::registry::Registry,
     target: &ImageRef,
-    digest: String,
+    digest: Digest,
     log: &DeploymentLog,
-) -> Result<(String, Option<Vec<u8>>), BuildError> {
+) -> Result<(Digest, Option<Vec<u8>>), BuildError> {
     let started = Instant::now();
     let (digest, index) = if settings.sbom {
         let findings = Repo::new(&settings.registry, crate::edge::sbom::FINDINGS_REPOSITORY);
@@ -163,9 +163,9 @@ async fn sign(
     settings: &Settings,
     registry: &crate::edge::registry::Registry,
     target: &ImageRef,
-    digest: String,
+    digest: Digest,
     log: &DeploymentLog,
-) -> Result<String, BuildError> {
+) -> Result<Digest, BuildError> {
     if let Some(signer) = &settings.signer {
         let tag = signer.sign_image(registry, &target.repo(), &digest).await?;
         Narration(log).signed(&signer.fingerprint, &tag);

@@ -5,6 +5,7 @@ use super::narration::Narration;
 use super::settings::{Settings, CA_REPOSITORY, SOURCE_REPOSITORY};
 use crate::core::catalog::{ResolvedRuntime, RuntimeCatalog};
 use crate::core::config::{self, AppConfig, ConfigSource, CONFIG_FILE};
+use crate::core::digest::Digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::plan::{self, BuildPlan, ImageFacts, PlanInput};
 use crate::core::platform;
@@ -139,7 +140,8 @@ pub(super) async fn runtime_images(
 /// it to, if they do (`verify`), else by its tag.
 pub(super) fn runtime_ref(settings: &Settings, reference: &str) -> Result<ImageRef, BuildError> {
     let mut r = ImageRef::parse(reference)?;
-    r.digest = settings.runtime_pins.get(&r.to_string()).cloned();
+    let pin = settings.runtime_pins.get(&r.to_string());
+    r.digest = pin.map(|d| Digest::parse(d)).transpose().map_err(|e| BuildError::user(e.to_string()))?;
     Ok(r)
 }
 

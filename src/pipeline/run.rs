@@ -9,6 +9,7 @@ use super::settings::{Settings, CA_REPOSITORY, SOURCE_REPOSITORY};
 use super::solve::SolveSession;
 use super::unchanged;
 use super::{remember, seal, sign};
+use crate::core::digest::Digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::request::{self, BuildRequest};
 use crate::core::result::{BuildResult, PhaseTimings, PriorBuild, ReportedBuild, StageTiming};
@@ -180,7 +181,7 @@ impl Planned<'_> {
         let digest = solved
             .exporter_response
             .image_digest()
-            .map(str::to_string)
+            .and_then(|d| Digest::parse(d).ok())
             .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
         let (digest, index) = seal(settings, &self.registry, target, digest, self.log).await?;
         remember(settings, self.key.as_deref(), target, &digest);
@@ -190,7 +191,7 @@ impl Planned<'_> {
 
     /// The end of a build that took an existing image (`reuse_image` wrote its index at
     /// `digest`), having looked for it `looked` seconds: sealed, and reported.
-    async fn taken(&self, digest: String, looked: f64) -> Result<BuildResult, BuildError> {
+    async fn taken(&self, digest: Digest, looked: f64) -> Result<BuildResult, BuildError> {
         let target = &self.req.target;
         let phases = self.clock.phases(looked);
         let sealing = Instant::now();
@@ -205,7 +206,7 @@ impl Planned<'_> {
     /// tells its caller.
     fn result(
         &self,
-        digest: &str,
+        digest: &Digest,
         index: Option<&[u8]>,
         stages: Vec<StageTiming>,
         source_uploaded: bool,

@@ -7,6 +7,7 @@ use super::image_reuse::take_image;
 use super::narration::Narration;
 use super::prepare::{ca_bundle_layer, runtime_ref, Prepared};
 use super::settings::Settings;
+use crate::core::digest::Digest;
 use crate::core::plan::deployment_annotations;
 use crate::core::redeploy::{self, KnownInputs};
 use crate::core::request::{BuildRequest, ConfigInput, SourceLocation};
@@ -93,7 +94,7 @@ pub(super) fn prior_build(
     if prepared.runtime_images.len() != 2 {
         return None;
     }
-    let ca = prepared.ca_layer.as_ref().map(|l| l.digest.clone());
+    let ca = prepared.ca_layer.as_ref().map(|l| l.digest.to_string());
     let inputs = known_inputs(settings, req, commit, ca)?;
     Some(PriorBuild {
         fingerprint: redeploy::fingerprint(&inputs),
@@ -113,7 +114,7 @@ pub(super) async fn redeploy(
     registry: &Registry,
     req: &BuildRequest,
     log: &DeploymentLog,
-) -> Result<Option<(BuildResult, String)>, BuildError> {
+) -> Result<Option<(BuildResult, Digest)>, BuildError> {
     let (Some(prior), Some(current)) = (&req.prior, &req.current_image) else { return Ok(None) };
     if current.repo() != req.target.repo() || current.digest.is_none() {
         return Ok(None);
@@ -123,7 +124,7 @@ pub(super) async fn redeploy(
     else {
         return Ok(None);
     };
-    let ca = ca_bundle_layer(settings)?.map(|l| l.digest);
+    let ca = ca_bundle_layer(settings)?.map(|l| l.digest.to_string());
     let Some(inputs) = known_inputs(settings, req, &commit, ca) else { return Ok(None) };
     if redeploy::fingerprint(&inputs) != prior.fingerprint {
         return Ok(None);
@@ -139,7 +140,7 @@ pub(super) async fn redeploy(
     let deployment = deployment_annotations(&req.operation_id);
     let target = &req.target;
     // The record's own copy of the current index spares reading it (a digest names its bytes).
-    let known = current.digest.as_deref().and_then(|d| prior.index_of(d));
+    let known = current.digest.as_ref().and_then(|d| prior.index_of(d));
     let Some(taken) = take_image(registry, target, current, known, &prior.build_key, &deployment).await? else {
         return Ok(None);
     };

@@ -4,6 +4,7 @@
 //! which files; which config fields).
 
 use super::{DeploymentLog, Settings};
+use crate::core::digest::Digest;
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
 use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
@@ -104,7 +105,7 @@ pub async fn verify(
     let at = image.repo();
     for (opened, (i, a, b)) in verify::layer_differences(&was.manifest, &now.manifest).into_iter().enumerate() {
         let step = steps.get(i).map(|s| format!(" ({s})")).unwrap_or_default();
-        let shown = |d: &Option<String>| d.clone().unwrap_or_else(|| "none".into());
+        let shown = |d: &Option<Digest>| d.as_ref().map_or_else(|| "none".into(), ToString::to_string);
         lines.push(format!("layer {}{step}: {} in the image, {} in the rebuild", i + 1, shown(&a), shown(&b)));
         if let (Some(a), Some(b), true) = (&a, &b, opened < LAYERS_OPENED) {
             let (fa, fb) = (registry.blob(&at, a).await?, registry.blob(&at, b).await?);

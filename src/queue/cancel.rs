@@ -44,7 +44,7 @@ pub async fn cancel(
     let ops = [operation_id.to_string()];
     let mut outcome =
         Subscription::open(brokers, topology, "apprunner-build-cancel", Interest::OutcomesOf(&ops)).await?;
-    ledger.mark_cancelled(operation_id).await.map_err(|e| QueueError::Record(format!("recording the cancel: {e}")))?;
+    ledger.mark_cancelled(operation_id).await.map_err(|e| QueueError::record("recording the cancel", e))?;
     let publisher = Publisher::new(brokers, "apprunner-build-cancel-publisher");
     let sent = async {
         let key = Topology::cancel_key(operation_id);

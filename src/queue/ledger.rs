@@ -4,7 +4,7 @@
 //! service: its current image and the job that made it (a record per service), which
 //! `roll-out` reads.
 
-use crate::core::digest::sha256_digest;
+use crate::core::digest::{sha256_digest, Digest};
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::labels;
 use crate::core::result::PriorBuild;
@@ -28,7 +28,7 @@ pub const CANCELLED_REPOSITORY: &str = "apprunner-build/cancelled";
 
 /// An image at the target already built for this operation: its digest and labels.
 pub struct Built {
-    pub digest: String,
+    pub digest: Digest,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -147,14 +147,13 @@ impl<'r> Ledger<'r> {
         };
         let json = serde_json::to_string(&record)
             .map_err(|e| QueueError::Encode { what: "the service record", detail: e.to_string() })?;
-        let failed = |e: String| QueueError::Record(format!("service record of {}: {e}", record.service));
         let tag = service_tag(&record.service);
         // All in the manifest's annotations: one request to write, one to read.
         let annotations = BTreeMap::from([(RECORD_ANNOTATION.to_string(), json)]);
         image::tag_annotations(self.registry, &self.records(), &tag, RECORD_ARTIFACT, annotations)
             .await
             .map(drop)
-            .map_err(|e| failed(e.to_string()))
+            .map_err(|e| QueueError::record(format!("service record of {}", record.service), e))
     }
 
     /// The records of `only` these services (every service's when empty), read a few at a
@@ -170,7 +169,7 @@ impl<'r> Ledger<'r> {
         let read = |tag: String| async move {
             self.read_record(&tag)
                 .await?
-                .ok_or_else(|| QueueError::Record(format!("service record {tag}: not a record")))
+                .ok_or_else(|| QueueError::Record { what: format!("service record {tag}: not a record"), cause: None })
         };
         Ok(stream::iter(tags).map(read).buffered(16).collect().await)
     }
@@ -183,25 +182,25 @@ impl<'r> Ledger<'r> {
     /// The record at `tag`, if there is one: in its manifest's annotations, or, as workers
     /// before those wrote it, in the file of its one layer.
     async fn read_record(&self, tag: &str) -> Result<Option<ServiceRecord>, QueueError> {
-        let unreadable = |e: String| QueueError::Record(format!("service record {tag}: {e}"));
+        let what = || format!("service record {tag}");
+        let unreadable = |e: Box<dyn std::error::Error + Send + Sync>| QueueError::record(what(), e);
         let records = self.records();
-        let Some(manifest) = self.registry.manifest(&records, tag).await.map_err(|e| unreadable(e.to_string()))? else {
+        let Some(manifest) = self.registry.manifest(&records, tag).await.map_err(|e| unreadable(e.into()))? else {
             return Ok(None);
         };
-        let manifest = manifest.image().map_err(|e| unreadable(e.to_string()))?;
+        let manifest = manifest.image().map_err(|e| unreadable(e.into()))?;
         let bytes = match manifest.annotations.as_ref().and_then(|a| a.get(RECORD_ANNOTATION)) {
             Some(json) if json.len() as u64 <= MAX_RECORD_BYTES => Some(json.as_bytes().to_vec()),
-            Some(_) => return Err(unreadable(format!("larger than {MAX_RECORD_BYTES} bytes"))),
+            Some(_) => return Err(unreadable(format!("larger than {MAX_RECORD_BYTES} bytes").into())),
             None => match manifest.layers.first() {
                 Some(layer) => {
-                    let gzip =
-                        self.registry.blob(&records, &layer.digest).await.map_err(|e| unreadable(e.to_string()))?;
+                    let gzip = self.registry.blob(&records, &layer.digest).await.map_err(|e| unreadable(e.into()))?;
                     crate::edge::source::unpack_file(&gzip, MAX_RECORD_BYTES)
                 }
                 None => None,
             },
         };
-        bytes.map(|b| serde_json::from_slice::<ServiceRecord>(&b).map_err(|e| unreadable(e.to_string()))).transpose()
+        bytes.map(|b| serde_json::from_slice::<ServiceRecord>(&b).map_err(|e| unreadable(e.into()))).transpose()
     }
 }
 

@@ -1,22 +1,17 @@
 //! The queue, by responsibility:
-//! - `transport`: `RabbitMQ` connections and topology, confirmed publishing, and the lease
-//!   that keeps one build per operation;
-//! - `wire`: the messages (job, events, failed entry);
+//! - the crate `apprunner-queue` (crates/apprunner-queue), re-exported here: `transport`
+//!   (the broker, with the AMQP client behind it), `wire` (the messages), `history`, `client`
+//!   and `subscription`, `error`;
 //! - `worker`: the job handler, with its pure decisions in `outcome`;
 //! - `rollout`: moving a fleet to a runtime's new version, with `ledger`, the registry's
 //!   record of what was built and reported and of each service's image;
-//! - `client` and `subscription`: submitting, and the one way to hear events and log lines;
-//! - `metrics`.
+//! - `cancel`, and `metrics`.
+
+pub use apprunner_queue::{client, error, history, subscription, transport, wire};
 
 pub mod cancel;
-pub mod client;
-pub mod error;
-pub mod history;
 pub mod ledger;
 pub mod metrics;
 pub mod outcome;
 pub mod rollout;
-pub mod subscription;
-pub mod transport;
-pub mod wire;
 pub mod worker;

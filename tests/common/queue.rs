@@ -10,9 +10,6 @@ use apprunner_build::queue::outcome::RetryPolicy;
 use apprunner_build::queue::transport::{self as queue, Topology};
 use apprunner_build::queue::wire::event::FailureInfo;
 use apprunner_build::queue::wire::job::*;
-use futures_util::StreamExt;
-use lapin::options::BasicConsumeOptions;
-use lapin::types::FieldTable;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,8 +117,8 @@ impl Drop for Cleanup {
                 let Ok(conn) = brokers().connect("test-cleanup").await else { return };
                 // The workers' `--retry-delay 1` with up to ten retries (a test may allow more).
                 let retry = RetryPolicy { max_attempts: 11, first_delay: Duration::from_secs(1) };
-                t.remove(&conn, &retry).await;
-                let _ = conn.close(200, "cleaned".into()).await;
+                t.remove(&conn, retry.waits()).await;
+                conn.close("cleaned").await;
             });
         })
         .join();
@@ -162,13 +159,14 @@ pub fn job(url: &str, service: &str) -> BuildJob {
 }
 
 /// Every event and log line of a prefix exactly as the broker carries them, from before the
-/// first job is published: a raw consumer of `<p>.events` (`#`) and `<p>.logs` (`deployment.#`)
-/// on a queue of its own, without acks and without dropping repeats, so a second terminal
-/// event on the wire is counted (the project's `Subscription` drops repeats by message id; a
-/// test that claims one outcome per deployment must not listen through it).
+/// first job is published: a consumer of `<p>.events` (`#`) and `<p>.logs` (`deployment.#`) on
+/// a queue of its own, without acks and without dropping repeats (the transport's bare
+/// `Inbox`), so a second terminal event on the wire is counted (the project's `Subscription`
+/// drops repeats by message id; a test that claims one outcome per deployment must not listen
+/// through it).
 pub struct Events {
-    _conn: lapin::Connection,
-    consumer: lapin::Consumer,
+    _conn: queue::Link,
+    consumer: queue::Inbox,
     status_exchange: String,
     /// Every event, as many times as the broker delivered it.
     pub seen: Vec<JobEvent>,
@@ -186,14 +184,11 @@ impl Events {
     pub async fn listen_on(brokers: &queue::Brokers, topology: &Topology) -> Self {
         let conn = brokers.connect("test-wire").await.unwrap();
         let ch = topology.ensure(&conn).await.unwrap();
-        let q = queue::private_queue(&ch).await.unwrap();
+        let q = ch.private_queue().await.unwrap();
         for (exchange, key) in [(topology.events(), "#".to_string()), (topology.logs(), Topology::log_key("#"))] {
-            ch.queue_bind(q.as_str().into(), exchange.into(), key.into(), Default::default(), Default::default())
-                .await
-                .unwrap();
+            ch.bind(&q, &exchange, &key).await.unwrap();
         }
-        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
-        let consumer = ch.basic_consume(q.as_str().into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+        let consumer = ch.consume_unacked(&q).await.unwrap();
         Self {
             _conn: conn,
             consumer,
@@ -207,13 +202,13 @@ impl Events {
     /// The next message off the wire, recorded; false if none came within `limit`.
     async fn read_one(&mut self, limit: Duration) -> bool {
         let Ok(Some(Ok(d))) = tokio::time::timeout(limit, self.consumer.next()).await else { return false };
-        let id = d.properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default();
+        let id = d.message_id().map(ToString::to_string).unwrap_or_default();
         *self.ids.entry(id.clone()).or_default() += 1;
-        if d.exchange.as_str() == self.status_exchange {
-            self.seen.push(serde_json::from_slice(&d.data).expect("an event the worker published"));
+        if d.exchange() == self.status_exchange {
+            self.seen.push(serde_json::from_slice(d.body()).expect("an event the worker published"));
         } else {
-            let lines: Vec<LogLine> = serde_json::from_slice(&d.data).expect("a batch of log lines");
-            let op = d.routing_key.as_str().trim_start_matches("deployment.").to_string();
+            let lines: Vec<LogLine> = serde_json::from_slice(d.body()).expect("a batch of log lines");
+            let op = d.routing_key().trim_start_matches("deployment.").to_string();
             self.logs.entry(op).or_default().push((id, lines));
         }
         true
@@ -278,9 +273,9 @@ pub async fn submit(topology: &Topology, job: &BuildJob) {
 /// Messages ready in `queue` (a passive declaration).
 pub async fn ready_in(queue: &str) -> u32 {
     let conn = brokers().connect("test-look").await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let n = queue::look(&ch, queue).await.unwrap().message_count();
-    let _ = conn.close(200, "looked".into()).await;
+    let ch = conn.channel().await.unwrap();
+    let n = ch.look(queue).await.unwrap().ready;
+    conn.close("looked").await;
     n
 }
 
@@ -296,27 +291,17 @@ pub async fn echo_outcomes(
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         let conn = brokers().connect("test-echo").await.unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let q = queue::private_queue(&ch).await.unwrap();
+        let ch = conn.channel().await.unwrap();
+        let q = ch.private_queue().await.unwrap();
         for status in JobStatus::TERMINAL {
-            let key = Topology::event_key("*", status.key());
-            ch.queue_bind(
-                q.as_str().into(),
-                topology.events().into(),
-                key.into(),
-                Default::default(),
-                Default::default(),
-            )
-            .await
-            .unwrap();
+            ch.bind(&q, &topology.events(), &Topology::event_key("*", status.key())).await.unwrap();
         }
-        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
-        let mut heard = ch.basic_consume(q.as_str().into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+        let mut heard = ch.consume_unacked(&q).await.unwrap();
         ready_tx.send(()).unwrap();
         let publisher = queue::Publisher::new(&brokers(), "test-echo-publisher");
         let mut echoed = std::collections::HashSet::new();
         while let Some(Ok(d)) = heard.next().await {
-            let Ok(mut event) = serde_json::from_slice::<JobEvent>(&d.data) else { continue };
+            let Ok(mut event) = serde_json::from_slice::<JobEvent>(d.body()) else { continue };
             if !matches(&event) || !echoed.insert(event.operation_id.clone()) {
                 continue;
             }

@@ -51,6 +51,38 @@ pub trait Classified: fmt::Display {
     fn class(&self) -> ErrorClass;
 }
 
+/// The error something else gave, kept as a variant's `#[source]` so a report can walk the
+/// chain (`error_chain`): shared, so the error that holds it stays `Clone`, and compared by
+/// what it says, so it stays `PartialEq` for the tests that match on variants.
+#[derive(Debug, Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(std::sync::Arc::from(e.into()))
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
 /// A value no rule accepts: what is wrong with it and what would be accepted, in one line. The
 /// caller says which key or setting held it; it is the user's to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -30,4 +30,5 @@ pub mod sbom;
 pub mod shown;
 pub mod verify;
 pub mod warm;
+pub mod watch;
 pub mod yaml;

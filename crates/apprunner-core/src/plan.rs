@@ -39,7 +39,9 @@ pub const CA_VARIABLES: &[&str] = &[
 pub struct ImageFacts {
     /// `registry/repo:tag` as the catalog names it.
     pub reference: String,
-    /// `sha256:…` of its manifest, when resolved against the registry.
+    /// Its manifest's digest (`Digest`'s text), when resolved against the registry. Text: the
+    /// plan only writes it into a reference, and the snapshots' made-up images have digests
+    /// no registry would.
     pub digest: Option<String>,
     /// The image config's `Env` (`NAME=value`), which LLB execs do not inherit by themselves.
     pub env: Vec<String>,

@@ -8,7 +8,8 @@
 //! image (the original build's second build, any pre-run) may depend on it, and is rebuilt.
 
 use crate::catalog::{lock_accepts, BuildProcess, RuntimeCatalog};
-use crate::digest::sha256_digest;
+use crate::digest::Digest;
+use crate::image_ref::ImageRef;
 use crate::labels;
 use crate::oci::{self, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, Platform};
 use crate::plan::merge_env;
@@ -66,15 +67,15 @@ pub struct Movable {
     pub from_version: String,
     /// `registry/repo:tag` and digest of the run image under it.
     pub base_name: String,
-    pub base_digest: String,
+    pub base_digest: Digest,
 }
 
 impl Movable {
-    /// What a rebase of this image to `to_version` says before it has moved anything: the
-    /// image, the run image, the bytes and the time are filled in as it goes.
-    pub fn rebased(&self, to_version: &str, commit: Option<String>) -> Rebased {
+    /// What a rebase of this image to `to_version` at `target` says before it has moved
+    /// anything: the image (its digest), the run image, the bytes and the time are filled in as it goes.
+    pub fn rebased(&self, target: &ImageRef, to_version: &str, commit: Option<String>) -> Rebased {
         Rebased {
-            image: String::new(),
+            image: target.clone(),
             runtime: self.runtime.clone(),
             from_version: self.from_version.clone(),
             to_version: to_version.to_string(),
@@ -104,6 +105,8 @@ pub fn check(
     ) else {
         return Err(Refusal::NotOurs { image });
     };
+    // Written by the worker; anything else there was not.
+    let Ok(base_digest) = Digest::parse(&base_digest) else { return Err(Refusal::NotOurs { image }) };
     let rt = catalog
         .lookup(&runtime)
         .map_err(|_| Refusal::UnknownRuntime { image: image.clone(), runtime: runtime.clone() })?;
@@ -136,7 +139,7 @@ pub struct ImageParts {
 #[derive(Debug, Clone)]
 pub struct RunImage {
     pub reference: String,
-    pub digest: String,
+    pub digest: Digest,
     pub parts: ImageParts,
 }
 
@@ -145,11 +148,11 @@ pub struct RunImage {
 pub struct RebasedImage {
     pub config: Vec<u8>,
     pub manifest: Vec<u8>,
-    pub manifest_digest: String,
-    /// The new run image's layers (digests), to carry over from its repository.
-    pub run_layers: Vec<String>,
+    pub manifest_digest: Digest,
+    /// The new run image's layers, to carry over from its repository.
+    pub run_layers: Vec<Digest>,
     /// The app's own layers, already in the image's repository.
-    pub app_layers: Vec<String>,
+    pub app_layers: Vec<Digest>,
 }
 
 /// Where the history of the first `layers` layers ends: entries marked `empty_layer` belong to
@@ -172,7 +175,7 @@ fn history_split(history: &[History], layers: usize) -> Option<usize> {
 pub fn rebase_image(
     image: &str,
     old: &ImageParts,
-    old_digest: &str,
+    old_digest: &Digest,
     from: &Movable,
     old_run: &ImageParts,
     new_run: &RunImage,
@@ -198,13 +201,14 @@ pub fn rebase_image(
     config.history = Some(history);
 
     config.config.env = Some(moved_env(&old.config, &new_run.parts.config));
-    let rebased_from = [(labels::REBASED_FROM, old_digest), (labels::REBASED_FROM_VERSION, from.from_version.as_str())];
+    let rebased_from =
+        [(labels::REBASED_FROM, old_digest.as_str()), (labels::REBASED_FROM_VERSION, from.from_version.as_str())];
     config.config.labels = Some(moved_labels(&old.config, new_run, to, rebased_from));
     let config_bytes = oci::to_bytes(&config);
 
     let mut manifest = old.manifest.clone();
     let oci = manifest.media_type.as_deref() == Some(OCI_MANIFEST);
-    manifest.config.digest = sha256_digest(&config_bytes);
+    manifest.config.digest = Digest::of(&config_bytes);
     manifest.config.size = config_bytes.len() as u64;
     let mut layers: Vec<Descriptor> = new_run
         .parts
@@ -226,7 +230,7 @@ pub fn rebase_image(
     manifest.layers = layers;
     let manifest_bytes = oci::to_bytes(&manifest);
     Ok(RebasedImage {
-        manifest_digest: sha256_digest(&manifest_bytes),
+        manifest_digest: Digest::of(&manifest_bytes),
         config: config_bytes,
         manifest: manifest_bytes,
         run_layers,
@@ -283,7 +287,7 @@ pub fn rebased_index(
     image_entry.platform = Some(platform.clone());
     let mut attestation_entry = Descriptor::of(OCI_MANIFEST, &attestation.manifest);
     attestation_entry.annotations = Some(BTreeMap::from([
-        (oci::REFERENCE_DIGEST.to_string(), rebased.manifest_digest.clone()),
+        (oci::REFERENCE_DIGEST.to_string(), rebased.manifest_digest.to_string()),
         (oci::REFERENCE_TYPE.to_string(), oci::ATTESTATION_MANIFEST.to_string()),
     ]));
     attestation_entry.platform = Some(Platform::new("unknown", "unknown"));
@@ -308,7 +312,7 @@ pub fn movable_labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
         (labels::RUNTIME_VERSION, "3.11.10"),
         (labels::BUILD_PROCESS, "revised"),
         (labels::OCI_BASE_NAME, "r/apprunner-runtimes/python311:3.11.10-run"),
-        (labels::OCI_BASE_DIGEST, "sha256:aaaa"),
+        (labels::OCI_BASE_DIGEST, "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
         (labels::PRE_RUN_COMMANDS, "0"),
     ]
     .iter()

@@ -162,6 +162,31 @@ pub fn new_operation_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A source directory as given (`services/api/`, `/services/api`), from the repository root:
+/// `/services/api`. One that climbs out of the repository is refused.
+pub fn normalize_source_dir(given: &str) -> Result<String, Invalid> {
+    let mut parts = Vec::new();
+    for c in given.trim().split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                return Err(Invalid(format!(
+                    "`{}` leaves the repository; give a path from the repository root such as /services/api",
+                    crate::shown::cut(given)
+                )))
+            }
+            part => parts.push(part),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// What may start a deployment, as the first line of its log names it: App Runner's three (a
+/// service created, its configuration updated, a deployment asked for), and a commit that
+/// changed the source directory of a service a watcher follows (docs/configuration.md says why
+/// this word).
+pub const TRIGGERS: [&str; 4] = ["SERVICE_CREATE", "SERVICE_UPDATE", "SERVICE_DEPLOY", "SOURCE_CODE_CHANGE"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 use crate::catalog::BuildProcess;
 use crate::config::{AppConfig, EnvVar, SecretRef};
+use crate::image_ref::ImageRef;
 use crate::plan::BuildPlan;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -74,8 +75,8 @@ impl BuildResult {
 /// What one rebase did (the image moved, or found on the version already).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rebased {
-    /// `registry/repo@sha256:…` of the new image (its index).
-    pub image: String,
+    /// The new image: the target, at its index's digest.
+    pub image: ImageRef,
     pub runtime: String,
     pub from_version: String,
     pub to_version: String,
@@ -116,8 +117,8 @@ impl PriorBuild {
     }
 
     /// The kept index bytes, if they are those of the image `digest` names.
-    pub fn index_of(&self, digest: &str) -> Option<&[u8]> {
-        self.index.as_deref().map(str::as_bytes).filter(|b| crate::digest::sha256_digest(b) == digest)
+    pub fn index_of(&self, digest: &crate::digest::Digest) -> Option<&[u8]> {
+        self.index.as_deref().map(str::as_bytes).filter(|b| crate::digest::Digest::of(b) == *digest)
     }
 }
 

@@ -134,7 +134,7 @@ mod tests {
             serde_json::json!({
                 "schemaVersion": 2,
                 "mediaType": OCI_INDEX,
-                "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:aa", "size": 1}],
+                "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": crate::digest::Digest::of(b"aa"), "size": 1}],
                 "annotations": {labels::BUILD_KEY: key, labels::OPERATION_ID: "op-1", "org.opencontainers.image.created": "2026-01-01T00:00:00Z"},
             })
             .to_string()
@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(json["annotations"][labels::OPERATION_ID], "op-2");
         assert_eq!(json["annotations"][labels::BUILD_KEY], "k1");
         assert_eq!(json["annotations"]["org.opencontainers.image.created"], "2026-01-01T00:00:00Z");
-        assert_eq!(json["manifests"][0]["digest"], "sha256:aa");
+        assert_eq!(json["manifests"][0]["digest"], crate::digest::Digest::of(b"aa").as_str());
         assert_eq!(reused, reuse(&index("k1"), "k1", &deployment("op-2")).unwrap(), "the same bytes each time");
         assert_eq!(reuse(&index("k1"), "k2", &deployment("op-2")), Err(Miss::OtherInputs));
         let manifest = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json"}).to_string();

@@ -2,6 +2,7 @@
 //! image manifests, their configs and, for each layer that differs, the files in it. Plain data
 //! in, lines out; reading the registry is the service crate's.
 
+use crate::digest::Digest;
 use crate::oci::ImageManifest;
 use std::collections::BTreeMap;
 
@@ -31,8 +32,8 @@ pub struct FileFacts {
     pub kind: String,
     pub mode: u32,
     pub size: u64,
-    /// `sha256:…` of a regular file's content.
-    pub digest: Option<String>,
+    /// A regular file's content's digest.
+    pub digest: Option<Digest>,
     pub mtime: u64,
 }
 
@@ -77,7 +78,7 @@ pub fn file_differences(was: &BTreeMap<String, FileFacts>, now: &BTreeMap<String
 
 /// The layers that differ: (position, the image's digest, the rebuild's), where a layer is
 /// missing on one side its digest is None.
-pub fn layer_differences(was: &ImageManifest, now: &ImageManifest) -> Vec<(usize, Option<String>, Option<String>)> {
+pub fn layer_differences(was: &ImageManifest, now: &ImageManifest) -> Vec<(usize, Option<Digest>, Option<Digest>)> {
     let n = was.layers.len().max(now.layers.len());
     (0..n)
         .filter_map(|i| {
@@ -124,8 +125,8 @@ fn shown(v: Option<&serde_json::Value>) -> String {
 mod tests {
     use super::*;
 
-    fn file(digest: &str, mtime: u64) -> FileFacts {
-        FileFacts { kind: "file".into(), mode: 0o644, size: 3, digest: Some(digest.into()), mtime }
+    fn file(content: &str, mtime: u64) -> FileFacts {
+        FileFacts { kind: "file".into(), mode: 0o644, size: 3, digest: Some(Digest::of(content.as_bytes())), mtime }
     }
 
     #[test]

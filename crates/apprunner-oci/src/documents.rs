@@ -13,7 +13,7 @@
 //! Docker's distribution spec shows them and as the service's content images have always been
 //! written (their digests are pinned in every build's LLB).
 
-use crate::digest::sha256_digest;
+use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,7 +37,7 @@ pub fn to_text<T: Serialize>(document: &T) -> String {
 pub struct Descriptor {
     pub media_type: String,
     pub size: u64,
-    pub digest: String,
+    pub digest: Digest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,11 +47,11 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    pub fn new(media_type: &str, size: usize, digest: &str) -> Self {
+    pub fn new(media_type: &str, size: usize, digest: &Digest) -> Self {
         Descriptor {
             media_type: media_type.to_string(),
             size: size as u64,
-            digest: digest.to_string(),
+            digest: digest.clone(),
             annotations: None,
             platform: None,
             other: Other::new(),
@@ -60,7 +60,7 @@ impl Descriptor {
 
     /// The descriptor of `bytes` as a `media_type` document.
     pub fn of(media_type: &str, bytes: &[u8]) -> Self {
-        Self::new(media_type, bytes.len(), &sha256_digest(bytes))
+        Self::new(media_type, bytes.len(), &Digest::of(bytes))
     }
 
     /// The annotation `key`, if it is there.
@@ -141,10 +141,10 @@ impl ImageIndex {
     }
 
     /// The attestation manifest about the image manifest `image_digest`.
-    pub fn attestation_of(&self, image_digest: &str) -> Option<&Descriptor> {
+    pub fn attestation_of(&self, image_digest: &Digest) -> Option<&Descriptor> {
         self.manifests.iter().find(|m| {
             m.annotation(REFERENCE_TYPE) == Some(ATTESTATION_MANIFEST)
-                && m.annotation(REFERENCE_DIGEST) == Some(image_digest)
+                && m.annotation(REFERENCE_DIGEST) == Some(image_digest.as_str())
         })
     }
 
@@ -274,23 +274,46 @@ impl History {
 }
 
 /// An in-toto statement (what an attestation layer holds): the subjects it is about and its
-/// predicate. Only the parts a rebase rewrites are named.
+/// predicate, by default SLSA provenance (of which only the parts a rebase rewrites are named).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Statement {
+pub struct Statement<P = Predicate> {
     #[serde(rename = "_type")]
     pub kind: String,
     pub predicate_type: String,
     pub subject: Vec<Subject>,
-    pub predicate: Predicate,
+    pub predicate: P,
     #[serde(flatten)]
     pub other: Other,
+}
+
+/// The statement type the attestations here are written in, as `BuildKit` writes its own.
+pub const IN_TOTO_STATEMENT_V01: &str = "https://in-toto.io/Statement/v0.1";
+
+impl<P> Statement<P> {
+    /// A v0.1 statement about `subject` whose predicate of `predicate_type` is `predicate`.
+    pub fn v01(predicate_type: &str, subject: Vec<Subject>, predicate: P) -> Self {
+        Self {
+            kind: IN_TOTO_STATEMENT_V01.into(),
+            predicate_type: predicate_type.into(),
+            subject,
+            predicate,
+            other: Other::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
     pub name: String,
     pub digest: BTreeMap<String, String>,
+}
+
+impl Subject {
+    /// `name` at the content `digest` (in-toto names it by algorithm: `{"sha256": hex}`).
+    pub fn at(name: &str, digest: &Digest) -> Self {
+        Self { name: name.to_string(), digest: BTreeMap::from([("sha256".to_string(), digest.hex().to_string())]) }
+    }
 }
 
 /// A SLSA provenance predicate: the materials the build used and its metadata.
@@ -344,13 +367,18 @@ mod tests {
 
     #[test]
     fn a_manifest_names_its_layers_and_an_index_its_platforms_and_attestations() {
-        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-            {"mediaType":"m","digest":"sha256:img","size":1,"platform":{"architecture":"amd64","os":"linux"}},
-            {"mediaType":"m","digest":"sha256:att","size":2,"annotations":{"vnd.docker.reference.digest":"sha256:img","vnd.docker.reference.type":"attestation-manifest"},"platform":{"architecture":"unknown","os":"unknown"}}]}"#;
-        let index: ImageIndex = parse(index, "image index", "test").unwrap();
-        assert_eq!(index.for_platform("linux", "amd64").unwrap().digest, "sha256:img");
-        assert_eq!(index.attestation_of("sha256:img").unwrap().digest, "sha256:att");
-        assert!(index.attestation_of("sha256:other").is_none());
+        let (img, att) = (Digest::of(b"img"), Digest::of(b"att"));
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+            {{"mediaType":"m","digest":"{img}","size":1,"platform":{{"architecture":"amd64","os":"linux"}}}},
+            {{"mediaType":"m","digest":"{att}","size":2,"annotations":{{"vnd.docker.reference.digest":"{img}","vnd.docker.reference.type":"attestation-manifest"}},"platform":{{"architecture":"unknown","os":"unknown"}}}}]}}"#
+        );
+        let index: ImageIndex = parse(index.as_bytes(), "image index", "test").unwrap();
+        assert_eq!(index.for_platform("linux", "amd64").unwrap().digest, img);
+        assert_eq!(index.attestation_of(&img).unwrap().digest, att);
+        assert!(index.attestation_of(&Digest::of(b"other")).is_none());
+        let short = br#"{"mediaType":"m","digest":"sha256:img","size":1}"#;
+        assert!(parse::<Descriptor>(short, "descriptor", "test").is_err(), "a digest is checked where it is read");
         let bad = parse::<ImageManifest>(b"{\"layers\":3}", "image manifest", "the manifest of r/x:1").unwrap_err();
         assert!(bad.to_string().starts_with("the manifest of r/x:1 is not a valid image manifest: "), "{bad}");
     }
@@ -360,7 +388,7 @@ mod tests {
         let d = Descriptor::of("t", b"abc");
         assert_eq!(
             String::from_utf8(to_bytes(&d)).unwrap(),
-            format!(r#"{{"mediaType":"t","size":3,"digest":"{}"}}"#, sha256_digest(b"abc"))
+            format!(r#"{{"mediaType":"t","size":3,"digest":"{}"}}"#, Digest::of(b"abc"))
         );
     }
 }

@@ -1,6 +1,8 @@
 //! Image references (`host[:port]/repo/path[:tag][@sha256:…]`), parsed once where they enter
 //! and carried typed from there.
 
+use crate::digest::Digest;
+
 /// A string that is not an image reference, and what would be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -13,15 +15,14 @@ pub struct ImageRef {
     pub registry: String,
     pub repository: String,
     pub tag: Option<String>,
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl ImageRef {
     pub fn parse(s: &str) -> Result<Self, ImageRefError> {
         let bad = || ImageRefError(s.to_string());
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) if d.starts_with("sha256:") && d.len() == 71 => (r, Some(d.to_string())),
-            Some(_) => return Err(bad()),
+            Some((r, d)) => (r, Some(Digest::parse(d).map_err(|_| bad())?)),
             None => (s, None),
         };
         let (registry, path) = rest.split_once('/').ok_or_else(bad)?;
@@ -52,11 +53,18 @@ impl ImageRef {
 
     /// The tag, or the digest, or `latest`.
     pub fn reference(&self) -> String {
-        self.digest.clone().or_else(|| self.tag.clone()).unwrap_or_else(|| "latest".into())
+        self.digest.as_ref().map(ToString::to_string).or_else(|| self.tag.clone()).unwrap_or_else(|| "latest".into())
     }
 
-    pub fn with_digest(&self, digest: &str) -> String {
+    /// `registry/repository@digest`: the image at `digest` in this repository.
+    pub fn with_digest(&self, digest: &Digest) -> String {
         format!("{}@{digest}", self.name())
+    }
+
+    /// This repository's image at `digest`, as a reference.
+    #[must_use]
+    pub fn at(&self, digest: &Digest) -> ImageRef {
+        ImageRef { tag: None, digest: Some(digest.clone()), ..self.clone() }
     }
 
     /// The repository it is in.

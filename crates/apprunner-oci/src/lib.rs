@@ -1,6 +1,6 @@
 //! The OCI documents apprunner-build reads and writes, typed: content digests, image references,
 //! media types, image manifests, indexes, descriptors, configs (the one handed to `BuildKit`'s
-//! exporter too), in-toto statements, and cosign's signature documents. No I/O: values in,
+//! exporter too), in-toto statements, SPDX documents, and cosign's signature documents. No I/O: values in,
 //! documents and their bytes out. The core re-exports the documents as `core::oci`.
 
 pub mod cosign;
@@ -8,5 +8,6 @@ pub mod digest;
 mod documents;
 pub mod image_ref;
 pub mod media_types;
+pub mod spdx;
 
 pub use documents::*;

@@ -2,26 +2,26 @@
 //! from another repository of the same registry, or carried over from another.
 
 use super::{Registry, RegistryError, Result};
-use apprunner_core::digest::sha256_digest;
+use apprunner_core::digest::Digest;
 use apprunner_core::image_ref::Repo;
 
 /// Blobs up to this size are sent in the request that starts their upload.
 const SMALL_BLOB: usize = 64 * 1024;
 
 impl Registry {
-    pub async fn blob(&self, at: &Repo, digest: &str) -> Result<Vec<u8>> {
+    pub async fn blob(&self, at: &Repo, digest: &Digest) -> Result<Vec<u8>> {
         let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let url = self.url(host, &format!("{repo}/blobs/{digest}"));
         let resp = self.send(host, &Self::pull_scope(repo), || self.http.get(&url)).await?;
         let resp = Self::check(resp, &format!("reading blob {digest} of {host}/{repo}")).await?;
         let bytes = resp.bytes().await.map_err(|e| Self::unreachable(host, &e))?.to_vec();
-        if sha256_digest(&bytes) != digest {
-            return Err(RegistryError::Corrupt { digest: digest.to_string(), image: format!("{host}/{repo}") });
+        if Digest::of(&bytes) != *digest {
+            return Err(RegistryError::Corrupt { digest: digest.clone(), image: format!("{host}/{repo}") });
         }
         Ok(bytes)
     }
 
-    pub async fn has_blob(&self, at: &Repo, digest: &str) -> Result<bool> {
+    pub async fn has_blob(&self, at: &Repo, digest: &Digest) -> Result<bool> {
         let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let url = self.url(host, &format!("{repo}/blobs/{digest}"));
         let resp = self.send(host, &Self::pull_scope(repo), || self.http.head(&url)).await?;
@@ -30,7 +30,7 @@ impl Registry {
 
     /// Uploads a blob unless the repository already has it; returns whether bytes were sent.
     pub async fn put_blob(&self, at: &Repo, bytes: &[u8]) -> Result<bool> {
-        if self.has_blob(at, &sha256_digest(bytes)).await? {
+        if self.has_blob(at, &Digest::of(bytes)).await? {
             return Ok(false);
         }
         self.upload_blob(at, bytes).await?;
@@ -43,7 +43,7 @@ impl Registry {
     /// single-request uploads completes at once (distribution 2.8 does not: it answers 202).
     pub async fn upload_blob(&self, at: &Repo, bytes: &[u8]) -> Result<()> {
         let (host, repo) = (at.registry.as_str(), at.repository.as_str());
-        let digest = sha256_digest(bytes);
+        let digest = Digest::of(bytes);
         let small = bytes.len() <= SMALL_BLOB;
         let scope = Self::push_scope(repo);
         let start = if small {
@@ -83,7 +83,7 @@ impl Registry {
 
     /// Makes blob `digest` of `from` (on the same host) part of `repo` without sending it;
     /// false when the registry would not mount it (it then expects an upload).
-    async fn mount_blob(&self, host: &str, repo: &str, digest: &str, from: &str) -> Result<bool> {
+    async fn mount_blob(&self, host: &str, repo: &str, digest: &Digest, from: &str) -> Result<bool> {
         let url = self.url(host, &format!("{repo}/blobs/uploads/?mount={digest}&from={from}"));
         let scope = format!("{} {}", Self::push_scope(repo), Self::pull_scope(from));
         let resp = self.send(host, &scope, || self.http.post(&url).header("Content-Length", "0")).await?;
@@ -106,7 +106,7 @@ impl Registry {
 
     /// Makes blob `digest` of `from` part of `to`: nothing if it is there, a mount on the same
     /// host, a copy otherwise. Returns the bytes copied.
-    pub async fn carry_blob(&self, to: &Repo, digest: &str, from: &Repo) -> Result<usize> {
+    pub async fn carry_blob(&self, to: &Repo, digest: &Digest, from: &Repo) -> Result<usize> {
         if self.has_blob(to, digest).await? {
             return Ok(0);
         }

@@ -13,7 +13,7 @@ pub use transport::is_plain_http;
 pub use transport::tls as tls_config;
 use transport::tls;
 
-use apprunner_core::digest::sha256_digest;
+use apprunner_core::digest::Digest;
 use apprunner_core::error::{error_chain, Classified, ErrorClass};
 use apprunner_core::image_ref::{ImageRef, Repo};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,7 +39,7 @@ pub enum RegistryError {
     #[error("{what}: HTTP {status}: {body}")]
     Status { what: String, status: reqwest::StatusCode, body: String },
     #[error("blob {digest} of {image} arrived corrupted")]
-    Corrupt { digest: String, image: String },
+    Corrupt { digest: Digest, image: String },
     #[error("{0}")]
     Malformed(String),
 }
@@ -264,7 +264,8 @@ impl Registry {
     }
 
     /// The manifest at `reference` (tag or digest), or None if the registry has none.
-    pub async fn manifest(&self, at: &Repo, reference: &str) -> Result<Option<Manifest>> {
+    /// `reference` is a tag or a digest (`&str` or `&Digest`).
+    pub async fn manifest(&self, at: &Repo, reference: &(impl std::fmt::Display + ?Sized)) -> Result<Option<Manifest>> {
         let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let url = self.url(host, &format!("{repo}/manifests/{reference}"));
         let resp =
@@ -276,7 +277,7 @@ impl Registry {
         let media_type =
             resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or(DOCKER_MANIFEST).to_string();
         let bytes = resp.bytes().await.map_err(|e| Self::unreachable(host, &e))?.to_vec();
-        let digest = sha256_digest(&bytes);
+        let digest = Digest::of(&bytes);
         Ok(Some(Manifest { bytes, media_type, digest }))
     }
 
@@ -305,7 +306,13 @@ impl Registry {
     }
 
     /// Stores a manifest under `reference` (a tag or its digest); returns its digest.
-    pub async fn put_manifest(&self, at: &Repo, reference: &str, bytes: &[u8], media_type: &str) -> Result<String> {
+    pub async fn put_manifest(
+        &self,
+        at: &Repo,
+        reference: &(impl std::fmt::Display + ?Sized),
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest> {
         let (host, repo) = (at.registry.as_str(), at.repository.as_str());
         let url = self.url(host, &format!("{repo}/manifests/{reference}"));
         let body = bytes.to_vec();
@@ -315,7 +322,7 @@ impl Registry {
             })
             .await?;
         Self::check(resp, &format!("writing manifest {host}/{repo}:{reference}")).await?;
-        Ok(sha256_digest(bytes))
+        Ok(Digest::of(bytes))
     }
 
     /// Whether the registry answers at all.

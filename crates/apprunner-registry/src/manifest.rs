@@ -1,6 +1,7 @@
 //! A manifest as a registry stores it, and what the client reads out of one.
 
 use super::{RegistryError, Result};
+use apprunner_core::digest::Digest;
 use apprunner_core::oci::{self, ImageIndex, ImageManifest};
 
 /// A manifest as stored: its bytes (digests are over these), media type and digest.
@@ -8,7 +9,7 @@ use apprunner_core::oci::{self, ImageIndex, ImageManifest};
 pub struct Manifest {
     pub bytes: Vec<u8>,
     pub media_type: String,
-    pub digest: String,
+    pub digest: Digest,
 }
 
 impl Manifest {
@@ -33,14 +34,14 @@ impl Manifest {
 
     /// In an index: the digest of the image manifest for `os`/`architecture` (attestation
     /// manifests name the platform `unknown/unknown`).
-    pub fn platform_manifest(&self, os: &str, architecture: &str) -> Result<String> {
+    pub fn platform_manifest(&self, os: &str, architecture: &str) -> Result<Digest> {
         self.index()?
             .for_platform(os, architecture)
             .map(|d| d.digest.clone())
             .ok_or_else(|| RegistryError::Malformed(format!("index {} has no {os}/{architecture} image", self.digest)))
     }
 
-    pub fn config_digest(&self) -> Result<String> {
+    pub fn config_digest(&self) -> Result<Digest> {
         Ok(self.image()?.config.digest)
     }
 }

@@ -4,6 +4,7 @@
 //! filesystem has them, written as an SPDX 2.3 in-toto statement into the image's attestation
 //! manifest, and the index written anew.
 
+use crate::core::digest::Digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::media_types::{IN_TOTO, OCI_CONFIG, OCI_MANIFEST};
 use crate::core::oci::{self, Descriptor, ImageConfig, ImageIndex};
@@ -21,7 +22,7 @@ const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 /// What attaching found: the new index's digest and how many packages the document lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attached {
-    pub index_digest: String,
+    pub index_digest: Digest,
     /// The bytes of the index `index_digest` names, when they were read or written here.
     pub index: Option<Vec<u8>>,
     /// None: the attestation had an SBOM already (an image taken again); nothing was written.
@@ -43,11 +44,11 @@ const SHARED_FROM: u64 = 4 << 20;
 pub async fn attach(
     registry: &Registry,
     target: &ImageRef,
-    index_digest: &str,
+    index_digest: &Digest,
     findings: &Repo,
 ) -> Result<Attached, RegistryError> {
     let at = target.repo();
-    let mut unchanged = Attached { index_digest: index_digest.to_string(), index: None, packages: None };
+    let mut unchanged = Attached { index_digest: index_digest.clone(), index: None, packages: None };
     let Some(top) = registry.manifest(&at, index_digest).await? else { return Ok(unchanged) };
     if !top.is_index() {
         return Ok(unchanged);
@@ -59,7 +60,7 @@ pub async fn attach(
         return Ok(unchanged);
     };
     let Some(att_entry) = index.attestation_of(&image_entry.digest).cloned() else { return Ok(unchanged) };
-    let missing = |d: &str| RegistryError::Malformed(format!("{target}: index names {d}, which the registry lacks"));
+    let missing = |d: &Digest| RegistryError::Malformed(format!("{target}: index names {d}, which the registry lacks"));
     let attestation =
         registry.manifest(&at, &att_entry.digest).await?.ok_or_else(|| missing(&att_entry.digest))?.image()?;
     if attestation.layers.iter().any(|l| l.annotation(PREDICATE_TYPE) == Some(sbom::SPDX_PREDICATE)) {
@@ -87,7 +88,7 @@ pub async fn attach(
     layer.annotations = Some(BTreeMap::from([(PREDICATE_TYPE.to_string(), sbom::SPDX_PREDICATE.to_string())]));
     let mut att_config: ImageConfig =
         oci::parse(&registry.blob(&at, &attestation.config.digest).await?, "attestation config", &target.to_string())?;
-    att_config.rootfs.diff_ids.push(layer.digest.clone());
+    att_config.rootfs.diff_ids.push(layer.digest.to_string());
     let att_config = oci::to_bytes(&att_config);
     // New with each build: it names the statements, and the provenance names the build's times.
     registry.upload_blob(&at, &att_config).await?;
@@ -101,16 +102,16 @@ pub async fn attach(
     let new_index = with_attestation(&index, &att_entry.digest, &written);
     let bytes = oci::to_bytes(&new_index);
     let media_type = new_index.media_type.clone().unwrap_or_else(|| top.media_type.clone());
-    let reference = target.tag.clone().unwrap_or_else(|| crate::core::digest::sha256_digest(&bytes));
+    let reference = target.tag.clone().unwrap_or_else(|| Digest::of(&bytes).to_string());
     let index_digest = registry.put_manifest(&at, &reference, &bytes, &media_type).await?;
     Ok(Attached { index_digest, index: Some(bytes), packages: Some(counts) })
 }
 
 /// `index` with the attestation entry `old` replaced by `new` (its annotations and platform kept).
-fn with_attestation(index: &ImageIndex, old: &str, new: &Descriptor) -> ImageIndex {
+fn with_attestation(index: &ImageIndex, old: &Digest, new: &Descriptor) -> ImageIndex {
     let mut index = index.clone();
     for entry in &mut index.manifests {
-        if entry.digest == old {
+        if entry.digest == *old {
             entry.digest.clone_from(&new.digest);
             entry.size = new.size;
         }
@@ -144,8 +145,8 @@ pub fn ecosystem_label(e: sbom::Ecosystem) -> &'static str {
 }
 
 /// The layer scans this process has made or read, by layer digest (a few hundred at most).
-fn known() -> &'static Mutex<HashMap<String, Arc<LayerScan>>> {
-    static KNOWN: OnceLock<Mutex<HashMap<String, Arc<LayerScan>>>> = OnceLock::new();
+fn known() -> &'static Mutex<HashMap<Digest, Arc<LayerScan>>> {
+    static KNOWN: OnceLock<Mutex<HashMap<Digest, Arc<LayerScan>>>> = OnceLock::new();
     KNOWN.get_or_init(Mutex::default)
 }
 
@@ -170,14 +171,14 @@ async fn layer_scan(
     if let Some(scan) = known().lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&digest) {
         return Ok(scan.clone());
     }
-    let file = cache_dir().map(|d| d.join(format!("{}.json", digest.replace(':', "-"))));
+    let file = cache_dir().map(|d| d.join(format!("sha256-{}.json", digest.hex())));
     let from_disk = file.as_ref().and_then(|f| {
         // Our own files, named by content digest; one that does not parse is made again.
         std::fs::symlink_metadata(f).ok().filter(|m| m.is_file() && m.len() < (64 << 20))?;
         serde_json::from_slice::<LayerScan>(&std::fs::read(f).ok()?).ok()
     });
     let shared = layer.size >= SHARED_FROM;
-    let tag = digest.replacen(':', "-", 1);
+    let tag = format!("sha256-{}", digest.hex());
     // The fleet's findings save work and nothing more: one that cannot be read or written is
     // made here (a registry that is really gone fails the layer's own fetch).
     let from_fleet = if from_disk.is_none() && shared {

@@ -22,11 +22,11 @@ impl Drop for Clone {
 const CLONE_PREFIX: &str = "apprunner-src-";
 
 pub(super) fn new_clone() -> Result<Clone> {
-    let io = |e: std::io::Error| SourceError::Io(format!("temporary directory: {e}"));
+    let io = |e: std::io::Error| SourceError::io("temporary directory", e);
     let dir = tempfile::Builder::new().prefix(CLONE_PREFIX).tempdir().map_err(io)?;
     let lock_path = dir.path().with_extension("lock");
     let lock = std::fs::File::create(&lock_path).map_err(io)?;
-    lock.try_lock().map_err(|e| SourceError::Io(format!("locking {}: {e}", lock_path.display())))?;
+    lock.try_lock().map_err(|e| SourceError::io(format!("locking {}", lock_path.display()), e.into()))?;
     Ok(Clone { dir, lock_path, _lock: lock })
 }
 

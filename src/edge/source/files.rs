@@ -44,7 +44,7 @@ fn confined_file(dir: &Path, name: &str) -> Result<Option<(PathBuf, std::fs::Met
     }
     let shown = crate::core::shown::cut(name);
     let real = path.canonicalize().map_err(|_| SourceError::Refused(format!("{shown} is a link to nothing")))?;
-    let real_dir = dir.canonicalize().map_err(|e| SourceError::Io(format!("{}: {e}", dir.display())))?;
+    let real_dir = dir.canonicalize().map_err(|e| SourceError::io(dir.display().to_string(), e))?;
     if !real.starts_with(&real_dir) {
         return Err(SourceError::Refused(format!(
             "{shown} is a link to a file outside the source directory; only files inside it are read"

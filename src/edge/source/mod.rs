@@ -1,11 +1,13 @@
 //! The user's source: a local directory or a git repository at a revision, the source
 //! directory confined to it, the facts the platform rules need, and the packed layer (`pack`).
 
+mod changes;
 mod clones;
 mod files;
 pub mod pack;
 mod smart_http;
 
+pub use changes::Mirrors;
 pub use clones::sweep_stale_clones;
 use clones::{new_clone, Clone};
 pub use files::{manifest_files, platform_facts, read_confined, MAX_PACKAGE_JSON_BYTES};
@@ -13,8 +15,8 @@ pub use files::{manifest_files, platform_facts, read_confined, MAX_PACKAGE_JSON_
 pub use pack::{pack_dir, pack_file, unpack_file, Layer, PackLimits};
 
 use crate::core::request::{Revision, SourceLocation};
-use crate::error::{one_line, Classified, ErrorClass};
-use std::path::{Component, Path, PathBuf};
+use crate::error::{one_line, Cause, Classified, ErrorClass};
+use std::path::{Path, PathBuf};
 
 /// Why the source could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,8 +38,20 @@ pub enum SourceError {
     /// A file the worker will not read (a link out of the tree, a FIFO, too big).
     #[error("{0}")]
     Refused(String),
-    #[error("{0}")]
-    Io(String),
+    /// The worker's own filesystem failed it (`what` it was doing): a bug or a full disk.
+    #[error("{what}: {cause}")]
+    Io {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
+}
+
+impl SourceError {
+    /// The filesystem failed while doing `what`.
+    pub fn io(what: impl Into<String>, cause: std::io::Error) -> Self {
+        Self::Io { what: what.into(), cause: Cause::new(cause) }
+    }
 }
 
 impl Classified for SourceError {
@@ -50,7 +64,7 @@ impl Classified for SourceError {
             | SourceError::SourceDir(_)
             | SourceError::Unreadable(_)
             | SourceError::Refused(_) => ErrorClass::User,
-            SourceError::Io(_) => ErrorClass::Internal,
+            SourceError::Io { .. } => ErrorClass::Internal,
         }
     }
 }
@@ -316,19 +330,7 @@ async fn clone(url: &str, revision: &Revision, auth: &GitAuth) -> Result<Checkou
 /// Normalises a source directory (`services/api/`, `/services/api`) to `/services/api`, and
 /// rejects one that climbs out of the repository.
 pub fn normalize_source_dir(given: &str) -> Result<String> {
-    let mut parts = Vec::new();
-    for c in Path::new(given.trim()).components() {
-        match c {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(p) => parts.push(p.to_string_lossy().to_string()),
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(SourceError::SourceDir(format!(
-                    "`{given}` leaves the repository; give a path from the repository root such as /services/api"
-                )))
-            }
-        }
-    }
-    Ok(format!("/{}", parts.join("/")))
+    crate::core::request::normalize_source_dir(given).map_err(|e| SourceError::SourceDir(e.0))
 }
 
 /// The source directory on disk, which must be a directory inside the repository even after
@@ -336,7 +338,7 @@ pub fn normalize_source_dir(given: &str) -> Result<String> {
 pub fn confine(root: &Path, source_dir: &str) -> Result<PathBuf> {
     let rel = source_dir.trim_start_matches('/');
     let path = root.join(rel);
-    let real_root = root.canonicalize().map_err(|e| SourceError::Io(format!("{}: {e}", root.display())))?;
+    let real_root = root.canonicalize().map_err(|e| SourceError::io(root.display().to_string(), e))?;
     let real = path
         .canonicalize()
         .map_err(|_| SourceError::SourceDir(format!("{source_dir} does not exist in the repository")))?;

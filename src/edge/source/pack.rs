@@ -2,9 +2,9 @@
 //! so the same content always gives the same digest.
 
 use super::SourceError;
-use crate::core::digest::sha256_digest;
+use crate::core::digest::Digest;
 use flate2::{write::GzEncoder, Compression};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -18,7 +18,7 @@ pub const SOURCE_MTIME: u64 = 946_684_800;
 pub struct Layer {
     pub gzip: Vec<u8>,
     /// sha256 of the gzip bytes (the blob digest).
-    pub digest: String,
+    pub digest: Digest,
     /// sha256 of the uncompressed tar (the image config's `diff_id`).
     pub diff_id: String,
     pub files: usize,
@@ -63,7 +63,7 @@ impl<W: Write> Write for HashingWriter<W> {
 /// symlinks and executable bits are kept; every entry is owned by root, setuid and setgid
 /// bits are dropped, and files over `limits` are refused.
 pub fn pack_dir(dir: &Path, limits: PackLimits) -> Result<Layer, SourceError> {
-    let io = |e: std::io::Error| SourceError::Io(format!("packing {}: {e}", dir.display()));
+    let io = |e: std::io::Error| SourceError::io(format!("packing {}", dir.display()), e);
     let mut entries = Vec::new();
     for entry in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1) {
         let entry = entry.map_err(|e| SourceError::Unreadable(e.to_string()))?;
@@ -133,7 +133,7 @@ fn finish_layer(tar: tar::Builder<HashingWriter<GzEncoder<Vec<u8>>>>, files: usi
     let hw = tar.into_inner()?;
     let diff_id = format!("sha256:{}", hex::encode(hw.hash.finalize()));
     let gzip = hw.inner.finish()?;
-    Ok(Layer { digest: sha256_digest(&gzip), gzip, diff_id, files, special_bits_dropped: 0 })
+    Ok(Layer { digest: Digest::of(&gzip), gzip, diff_id, files, special_bits_dropped: 0 })
 }
 
 /// A layer holding one file at `/name`.
@@ -152,7 +152,7 @@ pub fn unpack_file(gzip: &[u8], max: u64) -> Option<Vec<u8>> {
 }
 
 pub fn pack_file(name: &str, contents: &[u8], mode: u32) -> Result<Layer, SourceError> {
-    let io = |e: std::io::Error| SourceError::Io(format!("packing {name}: {e}"));
+    let io = |e: std::io::Error| SourceError::io(format!("packing {name}"), e);
     let mut tar = new_layer_writer();
     let mut h = tar::Header::new_gnu();
     h.set_size(contents.len() as u64);

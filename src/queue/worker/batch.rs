@@ -6,9 +6,8 @@
 //! holds a user's job it could start while other workers' slots free up.
 
 use super::Shared;
-use crate::queue::transport::{self, Lane};
-use lapin::message::Delivery;
-use lapin::options::BasicGetOptions;
+use crate::queue::error::QueueError;
+use crate::queue::transport::{Lane, Message};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -91,7 +90,7 @@ impl Slots {
 }
 
 /// A batch job taken, with the slot it runs in.
-pub type Taken = (Delivery, OwnedSemaphorePermit, Lane);
+pub type Taken = (Message, OwnedSemaphorePermit, Lane);
 
 /// Takes batch jobs while the worker is not stopping, sending each (with its slot) to `to`.
 /// Its connection lives as long as this task, so the jobs it took can be acked.
@@ -116,9 +115,9 @@ async fn take_on_one_connection(
     to: &mpsc::Sender<Taken>,
     stopping: &watch::Receiver<bool>,
     name: &str,
-) -> lapin::Result<()> {
+) -> Result<(), QueueError> {
     let conn = shared.cfg.brokers.connect(name).await?;
-    let ch = conn.create_channel().await?;
+    let ch = conn.channel().await?;
     let (jobs, batch) = (shared.cfg.topology.jobs(), shared.cfg.topology.batch());
     loop {
         tokio::time::sleep(LOOK).await;
@@ -127,16 +126,16 @@ async fn take_on_one_connection(
         }
         let Some(slot) = slots.for_batch() else { continue };
         // Users' deployments first: none may be ready to start.
-        if transport::look(&ch, &jobs).await?.message_count() > 0 {
+        if ch.look(&jobs).await?.ready > 0 {
             continue;
         }
         // Counted before taken: a `basic.get` on a quorum queue is written to its log even
-        // when nothing is there (src/queue/transport/waiting.rs).
-        if transport::look(&ch, &batch).await?.message_count() == 0 {
+        // when nothing is there (crates/apprunner-queue/src/transport/waiting.rs).
+        if ch.look(&batch).await?.ready == 0 {
             continue;
         }
-        if let Some(msg) = ch.basic_get(batch.as_str().into(), BasicGetOptions::default()).await? {
-            if to.send((msg.delivery, slot, Lane::Batch)).await.is_err() {
+        if let Some(msg) = ch.get(&batch).await? {
+            if to.send((msg, slot, Lane::Batch)).await.is_err() {
                 return Ok(());
             }
         }

@@ -3,10 +3,8 @@
 //! running builds get their grace.
 
 use super::{batch, handle, Shared, CLOSE, CONSUMER_STALL};
-use crate::queue::transport::{self, Lane};
-use futures_util::StreamExt;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use crate::queue::error::QueueError;
+use crate::queue::transport::{self, Channel, Inbox, Lane, Link, Message};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -15,9 +13,9 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// One session with the broker.
 pub(super) struct Session {
-    conn: lapin::Connection,
-    ch: lapin::Channel,
-    consumer: lapin::Consumer,
+    conn: Link,
+    ch: Channel,
+    consumer: Inbox,
     /// The connection's name, which is also the consumer's tag.
     name: String,
 }
@@ -25,15 +23,13 @@ pub(super) struct Session {
 impl Session {
     /// Connects, declares the topology (the queues it declared are returned, to be said once)
     /// and subscribes to the jobs queue with a prefetch of the worker's concurrency.
-    async fn open(shared: &Shared) -> lapin::Result<(Self, Vec<String>)> {
+    async fn open(shared: &Shared) -> Result<(Self, Vec<String>), QueueError> {
         let name = format!("apprunner-build-worker-{}", shared.cfg.worker_id);
         let conn = shared.cfg.brokers.connect(&name).await?;
         let (ch, queues) = shared.cfg.topology.declare(&conn).await?;
-        ch.basic_qos(shared.cfg.concurrency, BasicQosOptions::default()).await?;
-        let jobs = shared.cfg.topology.jobs();
-        let tag = name.clone();
-        let consumer =
-            ch.basic_consume(jobs.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+        ch.prefetch(shared.cfg.concurrency).await?;
+        // The consumer's tag is the connection's name.
+        let consumer = ch.consume(&shared.cfg.topology.jobs(), &name).await?;
         Ok((Session { conn, ch, consumer, name }, queues))
     }
 
@@ -158,7 +154,7 @@ impl Consumer {
     }
 
     /// A user's deployment: built in a slot of its own, batch work giving way if none is free.
-    fn take_users(&mut self, delivery: lapin::message::Delivery) {
+    fn take_users(&mut self, delivery: Message) {
         let (shared, slots) = (self.shared.clone(), self.slots.clone());
         self.tasks.spawn(async move {
             let _slot = slots.for_user().await;
@@ -185,8 +181,7 @@ impl Consumer {
             shared.cfg.grace,
             tasks.len()
         );
-        let tag = session.name.clone();
-        let _ = session.ch.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+        let _ = session.ch.cancel(&session.name).await;
         let _ = tokio::time::timeout(shared.cfg.grace, async { while tasks.join_next().await.is_some() {} }).await;
         session.close("worker stopping", CLOSE).await;
     }
@@ -195,18 +190,18 @@ impl Consumer {
 /// Every 5 s: the jobs queue's depth for the metrics, and whether the consumer is stalled
 /// (jobs ready, a slot free, no delivery for [`CONSUMER_STALL`]).
 fn watch_depth(
-    ch: lapin::Channel,
+    ch: Channel,
     shared: Arc<Shared>,
     last_delivery: Arc<Mutex<Instant>>,
     stalled: Arc<Notify>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Ok(q) = transport::look(&ch, &shared.cfg.topology.jobs()).await {
-                shared.metrics.queue_depth.store(i64::from(q.message_count()), Ordering::Relaxed);
+            if let Ok(q) = ch.look(&shared.cfg.topology.jobs()).await {
+                shared.metrics.queue_depth.store(i64::from(q.ready), Ordering::Relaxed);
                 let free = shared.metrics.in_flight.load(Ordering::Relaxed) < i64::from(shared.cfg.concurrency);
                 let quiet = last_delivery.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
-                if q.message_count() > 0 && free && quiet > CONSUMER_STALL {
+                if q.ready > 0 && free && quiet > CONSUMER_STALL {
                     stalled.notify_one();
                 }
             }

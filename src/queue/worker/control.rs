@@ -6,10 +6,6 @@
 
 use crate::queue::error::QueueError;
 use crate::queue::transport::{self, Brokers, Topology};
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, ExchangeKind};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -92,28 +88,22 @@ impl Running {
         topology: &Topology,
         name: &str,
         worker_id: &str,
-    ) -> lapin::Result<()> {
+    ) -> Result<(), QueueError> {
         let conn = brokers.connect(name).await?;
-        let ch = conn.create_channel().await?;
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        ch.exchange_declare(topology.control().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-        let queue = transport::private_queue(&ch).await?;
+        let ch = conn.channel().await?;
+        ch.declare_topic(&topology.control()).await?;
+        let queue = ch.private_queue().await?;
         for key in [Topology::cancel_key("*"), Topology::building_key("*")] {
-            let (options, args) = (QueueBindOptions::default(), FieldTable::default());
-            ch.queue_bind(queue.as_str().into(), topology.control().into(), key.into(), options, args).await?;
+            ch.bind(&queue, &topology.control(), &key).await?;
         }
-        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
-        let mut consumer = ch.basic_consume(queue.into(), "".into(), no_ack, FieldTable::default()).await?;
+        let mut consumer = ch.consume_unacked(&queue).await?;
         while let Some(delivery) = consumer.next().await {
             let delivery = delivery?;
-            let operation_id = String::from_utf8_lossy(&delivery.data).to_string();
-            if delivery.routing_key.as_str().starts_with("building.") {
-                let props = &delivery.properties;
-                let (Some(reply_to), Some(token)) = (props.reply_to(), props.correlation_id()) else { continue };
-                if self.builds(&operation_id, token.as_str()) {
-                    let answer = BasicProperties::default().with_correlation_id(token.clone());
-                    let publish = BasicPublishOptions::default();
-                    ch.basic_publish("".into(), reply_to.clone(), publish, worker_id.as_bytes(), answer).await?;
+            let operation_id = String::from_utf8_lossy(delivery.body()).to_string();
+            if delivery.routing_key().starts_with("building.") {
+                let Some(token) = delivery.correlation_id() else { continue };
+                if self.builds(&operation_id, token) {
+                    ch.answer(&delivery, worker_id.as_bytes()).await?;
                 }
             } else if self.cancel(&operation_id) {
                 tracing::info!("operation {operation_id}: cancelled; stopping its build");
@@ -166,11 +156,10 @@ impl Builders<'_> {
         let waited = async {
             // Bounded: a node that accepted the connection may not answer (it is going).
             let opened = tokio::time::timeout(SILENT_FOR, async {
-                let ch = conn.create_channel().await?;
-                let queue = transport::private_queue(&ch).await?;
-                let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
-                let answers = ch.basic_consume(queue.as_str().into(), "".into(), no_ack, FieldTable::default()).await?;
-                Ok::<_, lapin::Error>((ch, queue, answers))
+                let ch = conn.channel().await?;
+                let queue = ch.private_queue().await?;
+                let answers = ch.consume_unacked(&queue).await?;
+                Ok::<_, QueueError>((ch, queue, answers))
             });
             let (ch, queue, mut answers) =
                 opened.await.map_err(|_| QueueError::broker_fault("the broker did not answer"))??;
@@ -179,19 +168,16 @@ impl Builders<'_> {
                 if done().await {
                     return Ok(heard_any);
                 }
-                let ask =
-                    BasicProperties::default().with_reply_to(queue.as_str().into()).with_correlation_id(token.into());
-                let (key, publish) = (Topology::building_key(operation_id), BasicPublishOptions::default());
-                let asked =
-                    ch.basic_publish(self.topology.control().into(), key.into(), publish, operation_id.as_bytes(), ask);
+                let (control, key) = (self.topology.control(), Topology::building_key(operation_id));
+                let asked = ch.ask(&control, &key, operation_id.as_bytes(), &queue, token);
                 tokio::time::timeout(ANSWERS, asked)
                     .await
                     .map_err(|_| QueueError::broker_fault("the broker did not take the question"))??;
                 let until = tokio::time::Instant::now() + ANSWERS;
                 let mut answered = None;
                 while let Ok(Some(Ok(d))) = tokio::time::timeout_at(until, answers.next()).await {
-                    if d.properties.correlation_id().as_ref().is_some_and(|c| c.as_str() == token) {
-                        answered = Some(String::from_utf8_lossy(&d.data).to_string());
+                    if d.correlation_id() == Some(token) {
+                        answered = Some(String::from_utf8_lossy(d.body()).to_string());
                     }
                 }
                 if let Some(worker) = answered {
@@ -215,7 +201,7 @@ impl Builders<'_> {
             }
         }
         .await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "asked".into())).await;
+        conn.close_within("asked", Duration::from_secs(5)).await;
         waited
     }
 }

@@ -3,14 +3,14 @@
 //! report an image another pushed once, and publish no second outcome.
 
 use super::control::Builders;
-use super::deployment::{already_built, record_service, Deployment};
+use super::deployment::{already_built, record_service, Copy, Deployment};
 use super::published::publish_event;
 use crate::queue::error::QueueError;
 use crate::queue::history;
 use crate::queue::ledger::{Built, Ledger};
 use crate::queue::outcome::JobOutcome;
 use crate::queue::transport::lease::Lease;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl Deployment<'_> {
     /// A redelivery after the image was pushed: reported once, never built twice.
@@ -106,13 +106,6 @@ impl Deployment<'_> {
             }
         }
     }
-}
-
-/// This copy of a deployment: its token (by which other workers tell it from a copy they run)
-/// and when it took the lease.
-pub(super) struct Copy {
-    pub(super) token: String,
-    pub(super) began: Instant,
 }
 
 /// How much longer than its build's time limit another copy is waited for: its seal, and its

@@ -2,7 +2,6 @@
 //! for a roll-out), or reported once when a redelivery finds it built already; its log lines
 //! forwarded to the logs exchange on the way.
 
-use super::copies::Copy;
 use super::log_forwarder::log_forwarder;
 use super::published::{publish_event, publish_failed};
 use super::Shared;
@@ -228,7 +227,7 @@ impl Deployment<'_> {
                 let reporting = Instant::now();
                 let (mut event, mut image) = match &finished {
                     Finished::Built(r) => (JobEvent::succeeded(job, r), r.image.clone()),
-                    Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.clone()),
+                    Finished::Rebased(r) => (JobEvent::rebased(job, r), r.image.to_string()),
                 };
                 // Another copy of the operation, waited for above, may have pushed its index of
                 // the same image to the tag after this one: what is reported is what the tag holds.
@@ -339,7 +338,7 @@ pub(super) async fn record_service(
 /// What a job ended with: an image built, or (a roll-out) the service's image rebased.
 pub(super) enum Finished {
     Built(Box<crate::core::result::BuildResult>),
-    Rebased(crate::edge::rebase::Rebased),
+    Rebased(Box<crate::edge::rebase::Rebased>),
 }
 
 /// Runs the job's build within its deadline, which bounds the build's time limit. A roll-out
@@ -368,12 +367,19 @@ pub(super) async fn build(
         ));
         let from = job.rollout_from.as_ref().unwrap_or(&job.target);
         match pipeline::rebase(&settings, from, &rollout.to_version, &job.target, &job.operation_id, log).await? {
-            RebaseOutcome::Moved(rebased) => return Ok(Finished::Rebased(rebased)),
+            RebaseOutcome::Moved(rebased) => return Ok(Finished::Rebased(Box::new(rebased))),
             RebaseOutcome::Refused(_) => log.apprunner("Building the service again instead."),
         }
     }
     let request = BuildRequest { current_image, prior, ..job.request() };
     pipeline::run_attempt(&settings, &request, log, attempt).await.map(|r| Finished::Built(Box::new(r)))
+}
+
+/// This copy of a deployment: its token (by which other workers tell it from a copy they run)
+/// and when it took the lease.
+pub(super) struct Copy {
+    pub(super) token: String,
+    pub(super) began: Instant,
 }
 
 /// The SUCCEEDED event of an operation whose image is already at its target.

@@ -3,7 +3,7 @@
 
 use super::Shared;
 use crate::log::{LogLine, LogSink};
-use crate::queue::transport::{Outgoing, Topology, CONFIRM_WAIT};
+use crate::queue::transport::{Outgoing, PendingConfirm, Topology, CONFIRM_WAIT};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,7 @@ pub(super) fn log_forwarder(shared: Arc<Shared>, operation_id: String) -> (AmqpL
 struct Sent {
     id: String,
     payload: Vec<u8>,
-    confirm: Option<lapin::PublisherConfirm>,
+    confirm: Option<PendingConfirm>,
     handed: tokio::time::Instant,
 }
 
@@ -103,7 +103,7 @@ async fn confirm_batches(shared: &Shared, exchange: &str, key: &str, sent: Vec<S
     for batch in sent {
         if !resend {
             resend = match batch.confirm {
-                Some(confirm) => !matches!(tokio::time::timeout(CONFIRM_WAIT, confirm).await, Ok(Ok(c)) if c.is_ack()),
+                Some(mut confirm) => confirm.taken_within(CONFIRM_WAIT).await != Some(true),
                 None => true,
             };
             if resend {

@@ -21,7 +21,7 @@ use super::metrics::Metrics;
 use super::outcome::{JobOutcome, RetryPolicy};
 use super::transport::lease::Leases;
 use super::transport::{
-    self, waiting, Brokers, Lane, Publisher, Topology, ATTEMPT_HEADER, BEHIND_COPY_HEADER, DELIVERY_COUNT_HEADER,
+    waiting, Brokers, Lane, Message, Publisher, Topology, ATTEMPT_HEADER, BEHIND_COPY_HEADER, DELIVERY_COUNT_HEADER,
     DELIVERY_LIMIT, DUE_HEADER,
 };
 use super::wire::checked::CheckedJob;
@@ -31,8 +31,6 @@ use crate::error::BuildError;
 use crate::pipeline::Settings;
 use consumer::Consumer;
 use deployment::Deployment;
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
 use published::{publish_event, publish_failed};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -140,8 +138,8 @@ fn sweep_clones(when: &str) {
     }
 }
 
-async fn ack(delivery: &Delivery) {
-    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+async fn ack(delivery: &Message) {
+    if let Err(e) = delivery.ack().await {
         // The channel is gone: the broker will redeliver, and the redelivery is idempotent.
         tracing::warn!("ack failed ({e}); the job will be redelivered and recognised");
     }
@@ -149,14 +147,14 @@ async fn ack(delivery: &Delivery) {
 
 /// Handles one delivery; returns once it is acked, or left for redelivery. Batch work watches
 /// `give_way`: a user's deployment wants its slot.
-async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane, give_way: Option<watch::Receiver<bool>>) {
-    let attempt = transport::header_u32(&delivery.properties, ATTEMPT_HEADER).unwrap_or(1);
-    let job = match CheckedJob::parse(&delivery.data) {
+async fn handle(shared: &Arc<Shared>, delivery: Message, lane: Lane, give_way: Option<watch::Receiver<bool>>) {
+    let attempt = delivery.header_u32(ATTEMPT_HEADER).unwrap_or(1);
+    let job = match CheckedJob::parse(delivery.body()) {
         Ok(j) => j,
         Err(error) => {
             // A poison message becomes a failed-jobs entry, never a crash loop.
             tracing::warn!("rejected a message: {error}");
-            let entry = FailedJob::rejected(&delivery.data, &error, attempt, &shared.cfg.worker_id);
+            let entry = FailedJob::rejected(delivery.body(), &error, attempt, &shared.cfg.worker_id);
             if publish_failed(shared, &entry).await.is_ok() {
                 shared.metrics.job_finished(lane, JobOutcome::Rejected.label());
                 ack(&delivery).await;
@@ -166,7 +164,7 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane, give_way: 
     };
     // The last delivery the broker allows: every earlier one ended with its worker gone. Rather
     // than let the broker dead-letter it unreported, the job fails here, with a reason.
-    let delivered_before = transport::header_u32(&delivery.properties, DELIVERY_COUNT_HEADER).unwrap_or(0);
+    let delivered_before = delivery.header_u32(DELIVERY_COUNT_HEADER).unwrap_or(0);
     if i64::from(delivered_before) >= DELIVERY_LIMIT - 1 {
         let deliveries = delivered_before + 1;
         // An earlier delivery may have published the outcome and died before its ack.
@@ -192,25 +190,24 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane, give_way: 
         }
         return;
     }
-    if let Some(ts) = delivery.properties.timestamp() {
-        let lag = time::OffsetDateTime::now_utc().unix_timestamp() - i64::try_from(*ts).unwrap_or(i64::MAX);
+    if let Some(ts) = delivery.timestamp() {
+        let lag = time::OffsetDateTime::now_utc().unix_timestamp() - i64::try_from(ts).unwrap_or(i64::MAX);
         shared.metrics.queue_lag(lag.max(0) as f64);
     }
     shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     // A job seen for the first time cannot have been built yet, so the registry is not asked;
     // but a roll-out may publish the same job again by design. (Another copy of a job published
     // twice is built again from BuildKit's cache and reported once.)
-    let props = &delivery.properties;
     let may_be_built = job.rollout.is_some()
-        || delivery.redelivered
+        || submitted_by_watchers(&job)
+        || delivery.redelivered()
         || delivered_before > 0
         || attempt > 1
-        || props.headers().as_ref().is_some_and(|h| h.inner().contains_key("x-death"))
-        || transport::header_u64(props, DUE_HEADER).is_some();
+        || delivery.has_header("x-death")
+        || delivery.header_u64(DUE_HEADER).is_some();
     // Another copy may still run without its lease only if this delivery came again after a
     // lost connection, or waited while a copy held the lease.
-    let may_have_copy =
-        delivery.redelivered || delivered_before > 0 || transport::has_header(props, BEHIND_COPY_HEADER);
+    let may_have_copy = delivery.redelivered() || delivered_before > 0 || delivery.has_header(BEHIND_COPY_HEADER);
     let done = Deployment { shared, job: &job, attempt, may_be_built, may_have_copy, lane, give_way }.run().await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     match done {
@@ -225,11 +222,18 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery, lane: Lane, give_way: 
     }
 }
 
+/// Whether the job is a watcher's: its operation id is its service's and commit's, which every
+/// watcher submits alike (so the same deployment may come more than once, one after another).
+fn submitted_by_watchers(job: &CheckedJob) -> bool {
+    let commit = job.repository.commit.as_deref();
+    commit.is_some_and(|c| crate::core::watch::decision::operation_id(&job.service.name, c) == job.operation_id)
+}
+
 /// Gives a delivery back for another try. The consuming connection may be alive while the
 /// publishing or lease connection is not (their node went): an unacked delivery would then
 /// wait for the consumer's end. A moment first, so a broker that is away is not asked in a loop;
 /// a channel that is gone returns it by itself.
-async fn requeue_delivery(delivery: &Delivery) {
+async fn requeue_delivery(delivery: &Message) {
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+    let _ = delivery.requeue().await;
 }

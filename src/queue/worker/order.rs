@@ -3,11 +3,8 @@
 //! (`history::lines`); a deployment whose service has an earlier one that has not ended waits
 //! and comes back, whichever copy reached a worker first.
 
-use crate::queue::history::lines::ServiceLines;
-use crate::queue::transport::{self, Brokers, Lane, Topology};
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use crate::queue::history::{self, lines::ServiceLines};
+use crate::queue::transport::{Brokers, Lane, StreamOffset, Topology};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -43,49 +40,13 @@ impl Order {
         }
     }
 
-    /// Follows the history until the process ends, reconnecting (from where it was) when the
-    /// broker goes.
+    /// Follows the history until the process ends (from its oldest event), reconnecting
+    /// from where it was when the broker goes.
     pub async fn follow(&self, brokers: Brokers, topology: Topology, name: String) {
-        let mut next: Option<u64> = None;
-        loop {
-            if let Err(e) = self.follow_once(&brokers, &topology, &name, &mut next).await {
-                tracing::warn!("following the history for the services' order: {e}; again in 1s");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    async fn follow_once(
-        &self,
-        brokers: &Brokers,
-        topology: &Topology,
-        name: &str,
-        next: &mut Option<u64>,
-    ) -> lapin::Result<()> {
-        let conn = brokers.connect(name).await?;
-        let ch = conn.create_channel().await?;
-        ch.basic_qos(500, BasicQosOptions::default()).await?;
-        let mut args = FieldTable::default();
-        let from = next.map_or(AMQPValue::LongString("first".into()), |n| {
-            AMQPValue::LongLongInt(i64::try_from(n).unwrap_or(i64::MAX))
-        });
-        args.insert("x-stream-offset".into(), from);
-        let mut consumer =
-            ch.basic_consume(topology.history().into(), "".into(), BasicConsumeOptions::default(), args).await?;
-        while let Some(delivery) = consumer.next().await {
-            let delivery = delivery?;
-            let offset = transport::header_u64(&delivery.properties, "x-stream-offset");
-            if let (Some(offset), Ok(event)) = (offset, serde_json::from_slice(&delivery.data)) {
-                self.lines.lock().unwrap_or_else(PoisonError::into_inner).apply(offset, &event);
-                self.read.notify_waiters();
-            }
-            if let Some(offset) = offset {
-                *next = Some(offset + 1);
-            }
-            // A stream keeps its messages; the ack only makes room for the next ones.
-            delivery.ack(BasicAckOptions::default()).await?;
-        }
-        transport::close_for_next_session(&conn, "following again", transport::CLOSE_BEFORE_AGAIN).await;
-        Ok(())
+        history::follow(brokers, topology, name, StreamOffset::First, |offset, event| {
+            self.lines.lock().unwrap_or_else(PoisonError::into_inner).apply(offset, &event);
+            self.read.notify_waiters();
+        })
+        .await;
     }
 }

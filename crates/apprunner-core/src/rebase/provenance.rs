@@ -2,10 +2,10 @@
 //! manifest, its run image material swapped) and the attestation manifest that carries it.
 
 use super::{Movable, RebasedImage, RunImage, PREDICATE_TYPE, REBASE_METADATA, SLSA_V02};
-use crate::digest::sha256_digest;
+use crate::digest::{sha256_digest, Digest};
 use crate::media_types::{IN_TOTO, OCI_CONFIG, OCI_MANIFEST};
 use crate::oci::{self, Descriptor, ImageConfig, ImageManifest, Material, Predicate, Statement, Subject};
-use serde_json::json;
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The provenance of the moved image: the old statement (what `BuildKit` recorded of the build)
@@ -14,27 +14,21 @@ pub fn rebased_provenance(
     old: Option<&Statement>,
     subject_name: &str,
     rebased: &RebasedImage,
-    old_digest: &str,
+    old_digest: &Digest,
     from: &Movable,
     new_run: &RunImage,
     to: &str,
 ) -> Statement {
-    let sha256 = |d: &str| BTreeMap::from([("sha256".to_string(), d.trim_start_matches("sha256:").to_string())]);
+    let sha256 = |d: &Digest| BTreeMap::from([("sha256".to_string(), d.hex().to_string())]);
     let new_material =
-        Material { uri: purl(&new_run.reference, Some(&new_run.digest)), digest: sha256(&new_run.digest) };
+        Material { uri: purl(&new_run.reference, Some(new_run.digest.as_str())), digest: sha256(&new_run.digest) };
     let mut statement = old.cloned().unwrap_or_else(|| {
         let mut predicate = Predicate::default();
-        predicate.other.insert("builder".into(), json!({"id": ""}));
-        predicate.other.insert("buildType".into(), json!(REBASE_METADATA));
-        Statement {
-            kind: "https://in-toto.io/Statement/v0.1".into(),
-            predicate_type: SLSA_V02.into(),
-            subject: vec![],
-            predicate,
-            other: oci::Other::new(),
-        }
+        predicate.other.insert("builder".into(), document_value(&Builder { id: String::new() }));
+        predicate.other.insert("buildType".into(), REBASE_METADATA.into());
+        Statement::v01(SLSA_V02, vec![], predicate)
     });
-    statement.subject = vec![Subject { name: subject_name.to_string(), digest: sha256(&rebased.manifest_digest) }];
+    statement.subject = vec![Subject::at(subject_name, &rebased.manifest_digest)];
     let old_base = sha256(&from.base_digest);
     for m in &mut statement.predicate.materials {
         if m.digest.get("sha256") == old_base.get("sha256") {
@@ -44,15 +38,47 @@ pub fn rebased_provenance(
     if !statement.predicate.materials.contains(&new_material) {
         statement.predicate.materials.push(new_material);
     }
-    statement.predicate.metadata.insert(
-        REBASE_METADATA.into(),
-        json!({
-            "rebasedFrom": {"digest": old_digest, "runtime": from.runtime, "runtimeVersion": from.from_version, "runImage": from.base_name},
-            "runtimeVersion": to,
-            "runImage": new_run.reference,
-        }),
-    );
+    let rebase = RebaseMetadata {
+        rebased_from: RebasedFrom {
+            digest: old_digest.clone(),
+            runtime: from.runtime.clone(),
+            runtime_version: from.from_version.clone(),
+            run_image: from.base_name.clone(),
+        },
+        runtime_version: to.to_string(),
+        run_image: new_run.reference.clone(),
+    };
+    statement.predicate.metadata.insert(REBASE_METADATA.into(), document_value(&rebase));
     statement
+}
+
+/// A builder as SLSA v0.2 names one; a statement made here has no builder of its own.
+#[derive(Serialize)]
+struct Builder {
+    id: String,
+}
+
+/// What a rebase adds to the provenance's metadata: where the image came from, where it went.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RebaseMetadata {
+    rebased_from: RebasedFrom,
+    runtime_version: String,
+    run_image: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RebasedFrom {
+    digest: Digest,
+    runtime: String,
+    runtime_version: String,
+    run_image: String,
+}
+
+/// A typed part of a document, as the value the document's open fields hold.
+fn document_value(part: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(part).expect("a document part serialises")
 }
 
 /// An image as a package URL, the way `BuildKit`'s provenance names its materials and subject:

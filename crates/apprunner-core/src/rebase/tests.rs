@@ -29,6 +29,11 @@ fn only_a_revised_build_without_pre_run_moves_and_each_refusal_says_why() {
     assert!(refused(labels(&[]), "3.11.14").contains("not built by apprunner-build"));
 }
 
+/// A digest named by a word, for a layer or image the test makes up.
+fn d(name: &str) -> Digest {
+    Digest::of(name.as_bytes())
+}
+
 fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).unwrap()
 }
@@ -38,8 +43,8 @@ fn parts(layers: &[&str], env: &[&str], labels: &Value, history: usize) -> Image
     ImageParts {
         manifest: typed(json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": "sha256:c", "size": 1},
-            "layers": layers.iter().map(|l| json!({"mediaType": DOCKER_LAYER_GZIP, "digest": format!("sha256:z{l}"), "size": 1})).collect::<Vec<_>>(),
+            "config": {"mediaType": OCI_CONFIG, "digest": d("c"), "size": 1},
+            "layers": layers.iter().map(|l| json!({"mediaType": DOCKER_LAYER_GZIP, "digest": d(&format!("z{l}")), "size": 1})).collect::<Vec<_>>(),
         })),
         config: typed(json!({
             "architecture": "amd64", "os": "linux",
@@ -58,11 +63,11 @@ fn the_run_image_is_swapped_under_the_app_layers_and_the_app_env_stays_on_top() 
     let old = parts(&["a", "b", "app"], &["PATH=/usr/bin", "PY=mine", "PORT=8080"], &json!(app_labels), 3);
     let new_run = RunImage {
         reference: "r/apprunner-runtimes/python311:3.11.14-run".into(),
-        digest: "sha256:bbbb".into(),
+        digest: d("bbbb"),
         parts: parts(&["a2", "b2", "c2"], &["PATH=/usr/bin", "PY=3.11.14", "NEW=1"], &json!({"vendor": "new"}), 3),
     };
     let from = check("img", &built(&[]), RuntimeCatalog::builtin(), "3.11.14").unwrap();
-    let moved = rebase_image("img", &old, "sha256:old", &from, &old_run, &new_run, "3.11.14").unwrap();
+    let moved = rebase_image("img", &old, &d("old"), &from, &old_run, &new_run, "3.11.14").unwrap();
     let config: Value = serde_json::from_slice(&moved.config).unwrap();
     assert_eq!(config["rootfs"]["diff_ids"], json!(["sha256:a2", "sha256:b2", "sha256:c2", "sha256:app"]));
     assert_eq!(config["history"].as_array().unwrap().len(), 4);
@@ -71,38 +76,38 @@ fn the_run_image_is_swapped_under_the_app_layers_and_the_app_env_stays_on_top() 
     let written = &config["config"]["Labels"];
     assert_eq!(written["vendor"], "new");
     assert_eq!(written[labels::RUNTIME_VERSION], "3.11.14");
-    assert_eq!(written[labels::OCI_BASE_DIGEST], "sha256:bbbb");
-    assert_eq!(written[labels::REBASED_FROM], "sha256:old");
+    assert_eq!(written[labels::OCI_BASE_DIGEST], d("bbbb").as_str());
+    assert_eq!(written[labels::REBASED_FROM], d("old").as_str());
     assert_eq!(written[labels::REBASED_FROM_VERSION], "3.11.10");
     let manifest: Value = serde_json::from_slice(&moved.manifest).unwrap();
-    assert_eq!(manifest["config"]["digest"], sha256_digest(&moved.config).as_str());
+    assert_eq!(manifest["config"]["digest"], Digest::of(&moved.config).as_str());
     let types: Vec<&str> =
         manifest["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
     assert_eq!(types, [OCI_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP]);
-    assert_eq!(moved.run_layers, ["sha256:za2", "sha256:zb2", "sha256:zc2"]);
-    assert_eq!(moved.app_layers, ["sha256:zapp"]);
+    assert_eq!(moved.run_layers, [d("za2"), d("zb2"), d("zc2")]);
+    assert_eq!(moved.app_layers, [d("zapp")]);
     // The same inputs give the same bytes.
-    let again = rebase_image("img", &old, "sha256:old", &from, &old_run, &new_run, "3.11.14").unwrap();
+    let again = rebase_image("img", &old, &d("old"), &from, &old_run, &new_run, "3.11.14").unwrap();
     assert_eq!(again.manifest, moved.manifest);
 
     let other_base = parts(&["x", "b"], &[], &json!({}), 2);
-    let e = rebase_image("img", &old, "sha256:old", &from, &other_base, &new_run, "3.11.14").unwrap_err();
+    let e = rebase_image("img", &old, &d("old"), &from, &other_base, &new_run, "3.11.14").unwrap_err();
     assert!(e.to_string().contains("layers do not start with those of the run image"), "{e}");
 
     let old_statement: Statement = serde_json::from_value(json!({
         "_type": "https://in-toto.io/Statement/v0.1", "predicateType": SLSA_V02,
         "subject": [{"name": "x", "digest": {"sha256": "old"}}],
-        "predicate": {"materials": [{"uri": "pkg:docker/old", "digest": {"sha256": "aaaa"}}, {"uri": "src", "digest": {"sha256": "s"}}], "metadata": {}},
+        "predicate": {"materials": [{"uri": "pkg:docker/old", "digest": {"sha256": "a".repeat(64)}}, {"uri": "src", "digest": {"sha256": "s"}}], "metadata": {}},
     }))
     .unwrap();
     let typed =
-        rebased_provenance(Some(&old_statement), "pkg:docker/img", &moved, "sha256:old", &from, &new_run, "3.11.14");
+        rebased_provenance(Some(&old_statement), "pkg:docker/img", &moved, &d("old"), &from, &new_run, "3.11.14");
     let statement = serde_json::to_value(&typed).unwrap();
-    assert_eq!(statement["subject"][0]["digest"]["sha256"], moved.manifest_digest.trim_start_matches("sha256:"));
-    assert_eq!(statement["predicate"]["materials"][0]["digest"]["sha256"], "bbbb");
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], moved.manifest_digest.hex());
+    assert_eq!(statement["predicate"]["materials"][0]["digest"]["sha256"], d("bbbb").hex());
     assert_eq!(
         statement["predicate"]["materials"][0]["uri"],
-        "pkg:docker/r/apprunner-runtimes/python311@3.11.14-run?digest=sha256:bbbb&platform=linux%2Famd64"
+        format!("pkg:docker/r/apprunner-runtimes/python311@3.11.14-run?digest={}&platform=linux%2Famd64", d("bbbb"))
     );
     assert_eq!(
         purl("127.0.0.1:5000/apps/web:v1", None),
@@ -119,6 +124,6 @@ fn the_run_image_is_swapped_under_the_app_layers_and_the_app_env_stays_on_top() 
         &labels(&[(labels::OPERATION_ID, "op2")]),
     ))
     .unwrap();
-    assert_eq!(index.attestation_of(&moved.manifest_digest).unwrap().digest, sha256_digest(&att.manifest));
+    assert_eq!(index.attestation_of(&moved.manifest_digest).unwrap().digest, Digest::of(&att.manifest));
     assert_eq!(index.annotations()[labels::OPERATION_ID], "op2");
 }

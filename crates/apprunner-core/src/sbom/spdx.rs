@@ -2,6 +2,9 @@
 //! as an attestation (where BuildKit puts its own SBOMs: beside the provenance).
 
 use super::{Ecosystem, Merged, Package};
+use crate::digest::Digest;
+use crate::oci::spdx::{CreationInfo, ExternalRef, Relationship, SpdxDocument, SpdxPackage};
+use crate::oci::{Statement, Subject};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -52,53 +55,48 @@ pub fn purl(p: &Package, os: Option<&(String, String)>) -> String {
 /// The SPDX document of the image `name` (`registry/repo`) whose manifest is `digest`: every
 /// package the merged layers record, once per purl, with where it was found; `created` is the
 /// image's own time, so the same image always gets the same document.
-pub fn document(merged: &Merged, name: &str, digest: &str, created: &str, tool: &str) -> serde_json::Value {
+pub fn document(merged: &Merged, name: &str, digest: &Digest, created: &str, tool: &str) -> SpdxDocument {
     let mut seen: BTreeMap<String, (&Package, &str)> = BTreeMap::new();
     for (path, packages) in &merged.files {
         for p in packages {
             seen.entry(purl(p, merged.os.as_ref())).or_insert((p, path));
         }
     }
-    let mut packages = vec![serde_json::json!({
-        "name": name,
-        "SPDXID": "SPDXRef-Image",
-        "versionInfo": digest,
-        "downloadLocation": "NOASSERTION",
-        "filesAnalyzed": false,
-        "primaryPackagePurpose": "CONTAINER",
-    })];
-    let mut relationships = vec![serde_json::json!({
-        "spdxElementId": "SPDXRef-DOCUMENT",
-        "relationshipType": "DESCRIBES",
-        "relatedSpdxElement": "SPDXRef-Image",
-    })];
+    let package = |name: &str, id: &str, version: &str| SpdxPackage {
+        name: name.to_string(),
+        spdx_id: id.to_string(),
+        version_info: version.to_string(),
+        download_location: "NOASSERTION".into(),
+        files_analyzed: false,
+        primary_package_purpose: None,
+        source_info: None,
+        external_refs: Vec::new(),
+    };
+    let image = SpdxPackage {
+        primary_package_purpose: Some("CONTAINER".into()),
+        ..package(name, "SPDXRef-Image", digest.as_str())
+    };
+    let mut packages = vec![image];
+    let mut relationships = vec![Relationship::new("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Image")];
     for (i, (purl, (p, path))) in seen.iter().enumerate() {
         let id = format!("SPDXRef-Package-{}-{}", ecosystem_name(p.ecosystem), i + 1);
-        packages.push(serde_json::json!({
-            "name": p.name,
-            "SPDXID": id,
-            "versionInfo": p.version,
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "sourceInfo": format!("found in /{path}"),
-            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl}],
-        }));
-        relationships.push(serde_json::json!({
-            "spdxElementId": "SPDXRef-Image",
-            "relationshipType": "CONTAINS",
-            "relatedSpdxElement": id,
-        }));
+        packages.push(SpdxPackage {
+            source_info: Some(format!("found in /{path}")),
+            external_refs: vec![ExternalRef::purl(purl)],
+            ..package(&p.name, &id, &p.version)
+        });
+        relationships.push(Relationship::new("SPDXRef-Image", "CONTAINS", &id));
     }
-    serde_json::json!({
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": format!("{name}@{digest}"),
-        "documentNamespace": format!("https://apprunner-build.dev/spdx/{name}/{digest}"),
-        "creationInfo": {"created": created, "creators": [format!("Tool: {tool}")]},
-        "packages": packages,
-        "relationships": relationships,
-    })
+    SpdxDocument {
+        spdx_version: "SPDX-2.3".into(),
+        data_license: "CC0-1.0".into(),
+        spdx_id: "SPDXRef-DOCUMENT".into(),
+        name: format!("{name}@{digest}"),
+        document_namespace: format!("https://apprunner-build.dev/spdx/{name}/{digest}"),
+        creation_info: CreationInfo { created: created.to_string(), creators: vec![format!("Tool: {tool}")] },
+        packages,
+        relationships,
+    }
 }
 
 fn ecosystem_name(e: Ecosystem) -> &'static str {
@@ -115,12 +113,7 @@ fn ecosystem_name(e: Ecosystem) -> &'static str {
 
 /// The in-toto statement whose subject is the image manifest `digest` of `name` and whose
 /// predicate is the SPDX `document`, as bytes.
-pub fn statement(name: &str, digest: &str, document: &serde_json::Value) -> Vec<u8> {
-    let hex = digest.trim_start_matches("sha256:");
-    crate::oci::to_bytes(&serde_json::json!({
-        "_type": "https://in-toto.io/Statement/v0.1",
-        "predicateType": SPDX_PREDICATE,
-        "subject": [{"name": format!("pkg:docker/{name}?platform=linux%2Famd64"), "digest": {"sha256": hex}}],
-        "predicate": document,
-    }))
+pub fn statement(name: &str, digest: &Digest, document: &SpdxDocument) -> Vec<u8> {
+    let subject = Subject::at(&format!("pkg:docker/{name}?platform=linux%2Famd64"), digest);
+    crate::oci::to_bytes(&Statement::v01(SPDX_PREDICATE, vec![subject], document))
 }

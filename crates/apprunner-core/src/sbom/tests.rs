@@ -110,8 +110,32 @@ fn layers_merge_as_the_image_filesystem_has_them() {
         ["app/node_modules/b/package.json", "app/node_modules/c/package.json"]
     );
     assert_eq!(merged.os, Some(("debian".into(), "12".into())));
-    let doc = document(&merged, "r/app", "sha256:1", "2026-01-01T00:00:00Z", "apprunner-build");
-    assert_eq!(doc["spdxVersion"], "SPDX-2.3");
-    assert_eq!(doc["packages"].as_array().unwrap().len(), 3, "the image and its two packages");
-    assert_eq!(doc["packages"][1]["externalRefs"][0]["referenceLocator"], "pkg:npm/b@1");
+    let doc = document(&merged, "r/app", &crate::digest::Digest::of(b"1"), "2026-01-01T00:00:00Z", "apprunner-build");
+    assert_eq!(doc.spdx_version, "SPDX-2.3");
+    assert_eq!(doc.packages.len(), 3, "the image and its two packages");
+    assert_eq!(doc.packages[1].external_refs[0].reference_locator, "pkg:npm/b@1");
+}
+
+/// The statement's bytes, pinned: they are part of the image's index, so of its digest (these
+/// are what the document written with `json!` literals gave before it was typed).
+#[test]
+fn the_sbom_statement_keeps_its_bytes() {
+    let base = LayerScan {
+        files: [
+            (
+                "var/lib/dpkg/status".to_string(),
+                vec![Package { arch: Some("amd64".into()), ..pkg(Ecosystem::Deb, "libc6", "2.36") }],
+            ),
+            ("app/node_modules/b/package.json".to_string(), vec![pkg(Ecosystem::Npm, "b", "1")]),
+        ]
+        .into(),
+        os: Some(("debian".into(), "12".into())),
+        ..LayerScan::default()
+    };
+    let merged = merge([&base]);
+    let digest = crate::digest::Digest::of(b"image");
+    let doc = document(&merged, "127.0.0.1:5000/r/app", &digest, "2026-01-01T00:00:00Z", "apprunner-build-0.1.0");
+    let bytes = statement("127.0.0.1:5000/r/app", &digest, &doc);
+    let pinned = r#"{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","subject":[{"name":"pkg:docker/127.0.0.1:5000/r/app?platform=linux%2Famd64","digest":{"sha256":"6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d"}}],"predicate":{"spdxVersion":"SPDX-2.3","dataLicense":"CC0-1.0","SPDXID":"SPDXRef-DOCUMENT","name":"127.0.0.1:5000/r/app@sha256:6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d","documentNamespace":"https://apprunner-build.dev/spdx/127.0.0.1:5000/r/app/sha256:6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d","creationInfo":{"created":"2026-01-01T00:00:00Z","creators":["Tool: apprunner-build-0.1.0"]},"packages":[{"name":"127.0.0.1:5000/r/app","SPDXID":"SPDXRef-Image","versionInfo":"sha256:6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d","downloadLocation":"NOASSERTION","filesAnalyzed":false,"primaryPackagePurpose":"CONTAINER"},{"name":"libc6","SPDXID":"SPDXRef-Package-deb-1","versionInfo":"2.36","downloadLocation":"NOASSERTION","filesAnalyzed":false,"sourceInfo":"found in /var/lib/dpkg/status","externalRefs":[{"referenceCategory":"PACKAGE-MANAGER","referenceType":"purl","referenceLocator":"pkg:deb/debian/libc6@2.36?arch=amd64&distro=debian-12"}]},{"name":"b","SPDXID":"SPDXRef-Package-npm-2","versionInfo":"1","downloadLocation":"NOASSERTION","filesAnalyzed":false,"sourceInfo":"found in /app/node_modules/b/package.json","externalRefs":[{"referenceCategory":"PACKAGE-MANAGER","referenceType":"purl","referenceLocator":"pkg:npm/b@1"}]}],"relationships":[{"spdxElementId":"SPDXRef-DOCUMENT","relationshipType":"DESCRIBES","relatedSpdxElement":"SPDXRef-Image"},{"spdxElementId":"SPDXRef-Image","relationshipType":"CONTAINS","relatedSpdxElement":"SPDXRef-Package-deb-1"},{"spdxElementId":"SPDXRef-Image","relationshipType":"CONTAINS","relatedSpdxElement":"SPDXRef-Package-npm-2"}]}}"#;
+    assert_eq!(String::from_utf8(bytes).unwrap(), pinned);
 }

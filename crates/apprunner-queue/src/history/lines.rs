@@ -4,7 +4,7 @@
 //! in submission order whichever copy reaches a worker first. Pure: the worker folds the history
 //! into it as it is written (`worker::order`).
 
-use crate::queue::wire::job::{JobEvent, JobStatus};
+use crate::wire::job::{JobEvent, JobStatus};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Operations that ended, remembered so a late event of one (a copy recognised as done says
@@ -90,7 +90,7 @@ impl ServiceLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::wire::job::Service;
+    use crate::wire::job::Service;
 
     fn event(op: &str, service: &str, status: JobStatus, batch: bool) -> JobEvent {
         let json = serde_json::json!({

@@ -1,7 +1,7 @@
 //! What goes wrong on the queue's side, sorted into the three classes a build's errors are: the
 //! worker's ack, retry and dead-letter decisions and the clients' exit codes read the class.
 
-use crate::error::{Classified, ErrorClass};
+use crate::core::error::{Cause, Classified, ErrorClass};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueueError {
@@ -22,9 +22,14 @@ pub enum QueueError {
     /// No outcome came within the time a follower was given; the deployment may still run.
     #[error("{0}")]
     NoOutcome(String),
-    /// The registry that keeps the service records failed, or holds one that cannot be read.
-    #[error("{0}")]
-    Record(String),
+    /// The registry that keeps the service records failed (`cause`), or holds one that cannot
+    /// be read; `what` says which record and what was wrong.
+    #[error("{}", with_cause(.what, .cause.as_ref()))]
+    Record {
+        what: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// A value could not be written as JSON: a bug.
     #[error("cannot encode {what}: {detail}")]
     Encode { what: &'static str, detail: String },
@@ -58,6 +63,21 @@ impl QueueError {
     }
 }
 
+impl QueueError {
+    /// The service record `what` could not be had, because of `cause`.
+    pub fn record(what: impl Into<String>, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Record { what: what.into(), cause: Some(Cause::new(cause)) }
+    }
+}
+
+/// `what`, then the cause's own words when there is one.
+fn with_cause(what: &str, cause: Option<&Cause>) -> String {
+    match cause {
+        Some(cause) => format!("{what}: {cause}"),
+        None => what.to_string(),
+    }
+}
+
 impl From<lapin::Error> for QueueError {
     fn from(cause: lapin::Error) -> Self {
         Self::Broker { what: String::new(), cause: Some(cause) }
@@ -80,9 +100,9 @@ impl Classified for QueueError {
             QueueError::Broker { .. }
             | QueueError::LostLease { .. }
             | QueueError::NoOutcome(_)
-            | QueueError::Record(_) => ErrorClass::Transient,
+            | QueueError::Record { .. } => ErrorClass::Transient,
             QueueError::Encode { .. } => ErrorClass::Internal,
         }
     }
 }
-crate::error::classified_into_build_error!(QueueError);
+crate::core::error::classified_into_build_error!(QueueError);

@@ -1,36 +1,13 @@
 //! Confirmed publishing: a message the broker has taken, or an error saying it may not have;
 //! the headers a job carries between attempts.
 
-use super::{Brokers, Lane, ATTEMPT_HEADER, BATCH_HEADER, BEHIND_COPY_HEADER, DUE_HEADER};
-use crate::queue::error::QueueError;
+use super::{Brokers, Channel as Opened, Lane, Link, ATTEMPT_HEADER, BATCH_HEADER, BEHIND_COPY_HEADER, DUE_HEADER};
+use crate::error::QueueError;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use std::time::Duration;
 use tokio::sync::Mutex;
-
-pub fn header_u32(props: &BasicProperties, key: &str) -> Option<u32> {
-    header_u64(props, key).and_then(|v| u32::try_from(v).ok())
-}
-
-/// Whether the message carries the header `key` (a flag).
-pub fn has_header(props: &BasicProperties, key: &str) -> bool {
-    props.headers().as_ref().is_some_and(|h| h.inner().contains_key(key))
-}
-
-pub fn header_u64(props: &BasicProperties, key: &str) -> Option<u64> {
-    let headers = props.headers().as_ref()?;
-    match headers.inner().get(&ShortString::from(key))? {
-        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
-        AMQPValue::ShortInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::ShortUInt(v) => Some(u64::from(*v)),
-        AMQPValue::ShortShortInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::ShortShortUInt(v) => Some(u64::from(*v)),
-        _ => None,
-    }
-}
 
 /// One message to publish.
 pub struct Outgoing<'a> {
@@ -113,7 +90,7 @@ impl Publisher {
     /// A publisher that starts on `conn` and its channel `ch`, which its caller opened (a
     /// client's only ones: a channel more costs the broker as much as a publish), and connects
     /// anew as any publisher does if that one is lost.
-    pub async fn on(brokers: &Brokers, name: &str, conn: Connection, ch: Channel) -> Result<Self, QueueError> {
+    pub async fn on(brokers: &Brokers, name: &str, Link(conn): Link, Opened(ch): Opened) -> Result<Self, QueueError> {
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| QueueError::broker("opening a publishing channel", e))?;
@@ -121,14 +98,14 @@ impl Publisher {
     }
 
     /// The publishing channel (confirm mode), connected anew if the last one was lost.
-    pub async fn channel(&self) -> lapin::Result<Channel> {
+    async fn channel(&self) -> Result<Channel, QueueError> {
         let mut state = self.state.lock().await;
         if let Some((conn, ch)) = state.as_ref() {
             if conn.status().connected() && ch.status().connected() {
                 return Ok(ch.clone());
             }
         }
-        let conn = self.brokers.connect(&self.name).await?;
+        let Link(conn) = self.brokers.connect(&self.name).await?;
         // Bounded: a new connection to a node that is going may never answer its first steps.
         let opened = tokio::time::timeout(CONFIRM_WAIT, async {
             let ch = conn.create_channel().await?;
@@ -140,8 +117,7 @@ impl Publisher {
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(CONFIRM_WAIT, conn.close(200, "channel unanswered".into())).await;
             });
-            let slow = std::io::Error::new(std::io::ErrorKind::TimedOut, "the broker did not open a channel in time");
-            return Err(lapin::ErrorKind::IOError(std::sync::Arc::new(slow)).into());
+            return Err(QueueError::broker_fault("the broker did not open a channel in time"));
         };
         let ch = opened?;
         *state = Some((conn, ch.clone()));
@@ -150,12 +126,12 @@ impl Publisher {
 
     /// A new channel on the publishing connection, for a declaration that may be refused
     /// (a refusal closes its channel, which must not be the publishing one).
-    pub async fn side_channel(&self) -> lapin::Result<Channel> {
+    pub async fn side_channel(&self) -> Result<Opened, QueueError> {
         self.channel().await?;
         let state = self.state.lock().await;
         match state.as_ref() {
-            Some((conn, _)) => conn.create_channel().await,
-            None => Err(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into()),
+            Some((conn, _)) => Ok(Opened(conn.create_channel().await?)),
+            None => Err(QueueError::broker_fault("the publishing connection closed")),
         }
     }
 
@@ -177,7 +153,7 @@ impl Publisher {
             let ch = match self.channel().await {
                 Ok(c) => c,
                 Err(e) => {
-                    last = QueueError::broker("cannot reach the broker", e);
+                    last = e.within("cannot reach the broker");
                     continue;
                 }
             };
@@ -225,8 +201,8 @@ impl Publisher {
     /// Publishes without waiting; the returned future resolves with the broker's confirm.
     /// Log lines use this so a chatty build is not slowed to one round trip per line.
     /// The confirm may never come (see [`CONFIRM_WAIT`]): wait for it within a bound.
-    pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<lapin::PublisherConfirm, QueueError> {
-        let ch = self.channel().await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
+    pub async fn publish_pipelined(&self, msg: &Outgoing<'_>) -> Result<PendingConfirm, QueueError> {
+        let ch = self.channel().await.map_err(|e| e.within("cannot reach the broker"))?;
         let Ok(sent) = tokio::time::timeout(CONFIRM_WAIT, send(&ch, msg)).await else {
             self.forget().await;
             return Err(QueueError::broker_fault(format!(
@@ -234,7 +210,7 @@ impl Publisher {
                 CONFIRM_WAIT.as_secs()
             )));
         };
-        sent.map_err(|e| QueueError::broker("publishing failed", e))
+        sent.map(PendingConfirm).map_err(|e| QueueError::broker("publishing failed", e))
     }
 
     /// Drops the publishing connection after a publish on it failed or went unanswered; the
@@ -251,6 +227,21 @@ impl Publisher {
     pub async fn close(&self) {
         if let Some((conn, _)) = self.state.lock().await.take() {
             let _ = conn.close(200, "bye".into()).await;
+        }
+    }
+}
+
+/// A message handed to the broker whose confirm has not come yet (`Publisher::publish_pipelined`).
+pub struct PendingConfirm(lapin::PublisherConfirm);
+
+impl PendingConfirm {
+    /// Waits for the confirm at most `limit`: Some(true) when the broker took the message,
+    /// Some(false) when it refused it or the channel failed first, None when nothing came.
+    pub async fn taken_within(&mut self, limit: Duration) -> Option<bool> {
+        match tokio::time::timeout(limit, &mut self.0).await {
+            Ok(Ok(confirmation)) => Some(confirmation.is_ack()),
+            Ok(Err(_)) => Some(false),
+            Err(_) => None,
         }
     }
 }
@@ -292,7 +283,7 @@ async fn answers(ch: &Channel) -> bool {
 /// Publishes `msg` once on `ch` (put in confirm mode here), waiting for the broker's confirm
 /// for at most [`CONFIRM_WAIT`]; an error if it was not taken. For a client's one message on
 /// a channel of its own, where trying again is the caller's to decide.
-pub async fn publish_confirmed_once(ch: &Channel, msg: &Outgoing<'_>) -> Result<(), QueueError> {
+pub async fn publish_confirmed_once(Opened(ch): &Opened, msg: &Outgoing<'_>) -> Result<(), QueueError> {
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let confirmed = tokio::time::timeout(CONFIRM_WAIT, async { send(ch, msg).await?.await }).await;
     match confirmed {

@@ -1,19 +1,20 @@
 //! The record of every deployment: a `RabbitMQ` stream, `<prefix>.history`, bound to every
 //! event, which the broker keeps (replicated, bounded to `transport::HISTORY_BYTES`, the
 //! oldest first to go) whoever was listening. `status` and `history` read it from its start;
-//! `summary` folds its events into what became of each deployment.
+//! `summary` folds its events into what became of each deployment; `follow` reads it as it is
+//! written, into each service's line (`lines`) or last deployment (`deployed`).
 
+pub mod deployed;
+mod follow;
 pub mod lines;
 mod summary;
 
+pub use follow::follow;
 pub use summary::{summarize, DeploymentRecord};
 
 use super::error::QueueError;
-use super::transport::{self, Brokers, Outgoing, Topology};
+use super::transport::{self, Brokers, Link, Outgoing, StreamOffset, Topology};
 use super::wire::job::JobEvent;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
 
 /// A probe that goes this long without coming back: the stream is not being read.
@@ -47,19 +48,16 @@ pub async fn read_from(brokers: &Brokers, topology: &Topology, from: From) -> Re
     let conn = brokers
         .connect("apprunner-build-history")
         .await
-        .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
+        .map_err(|e| e.within(&format!("cannot reach the broker at {brokers}")))?;
     let read = async {
-        let ch = topology.ensure(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
+        let ch = topology.ensure(&conn).await.map_err(|e| e.within("declaring the queues"))?;
         let probe = append_probe(&conn, topology).await;
-        ch.basic_qos(1000, BasicQosOptions::default()).await?;
-        let mut args = FieldTable::default();
+        ch.prefetch(1000).await?;
         let offset = match from {
-            From::First => AMQPValue::LongString("first".into()),
-            From::Time(t) => AMQPValue::Timestamp(u64::try_from(t.unix_timestamp()).unwrap_or(0)),
+            From::First => StreamOffset::First,
+            From::Time(t) => StreamOffset::Time(u64::try_from(t.unix_timestamp()).unwrap_or(0)),
         };
-        args.insert("x-stream-offset".into(), offset);
-        let mut consumer =
-            ch.basic_consume(topology.history().into(), "".into(), BasicConsumeOptions::default(), args).await?;
+        let mut consumer = ch.consume_stream(&topology.history(), offset).await?;
         let mut events = Vec::new();
         let began = tokio::time::Instant::now();
         let quiet = if probe.is_some() { PROBE_STALL } else { CAUGHT_UP };
@@ -77,30 +75,30 @@ pub async fn read_from(brokers: &Brokers, topology: &Topology, from: From) -> Re
             };
             let delivery = delivery?;
             // A stream keeps its messages; the ack only makes room for the next ones.
-            delivery.ack(BasicAckOptions::default()).await?;
-            let id = delivery.properties.message_id().as_ref().map(lapin::types::ShortString::as_str);
+            delivery.ack().await?;
+            let id = delivery.message_id();
             if probe.is_some() && id == probe.as_deref() {
                 break;
             }
-            if let Ok(event) = serde_json::from_slice::<JobEvent>(&delivery.data) {
+            if let Ok(event) = serde_json::from_slice::<JobEvent>(delivery.body()) {
                 events.push(event);
             }
         }
         Ok(events)
     }
     .await;
-    let _ = conn.close(200, "read".into()).await;
+    conn.close("read").await;
     read
 }
 
 /// Appends a probe to the history stream, confirmed; its id, or None if it could not be.
-async fn append_probe(conn: &lapin::Connection, topology: &Topology) -> Option<String> {
+async fn append_probe(conn: &Link, topology: &Topology) -> Option<String> {
     let id = format!("probe.{}", uuid::Uuid::new_v4().simple());
-    let ch = conn.create_channel().await.ok()?;
+    let ch = conn.channel().await.ok()?;
     let stream = topology.history();
     let msg = Outgoing { message_id: Some(&id), ..Outgoing::new("", &stream, b"") };
     let sent = transport::publish_confirmed_once(&ch, &msg).await;
-    let _ = ch.close(200, "probed".into()).await;
+    ch.close("probed").await;
     sent.ok().map(|()| id)
 }
 

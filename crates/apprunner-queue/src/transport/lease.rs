@@ -5,8 +5,8 @@
 //! nothing but its holder. A build reports its outcome
 //! only while its lease still holds.
 
-use super::{Brokers, Topology};
-use crate::queue::error::QueueError;
+use super::{Brokers, Link, Topology};
+use crate::error::QueueError;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
@@ -27,7 +27,7 @@ pub struct Lease {
 
 /// The lease connection, its generation (a reconnect means every lease on it was lost), and the
 /// channel lease steps go on.
-type Link = (Connection, u64, Option<lapin::Channel>);
+type Held = (Connection, u64, Option<lapin::Channel>);
 
 pub struct Leases {
     brokers: Brokers,
@@ -35,7 +35,7 @@ pub struct Leases {
     topology: Topology,
     /// Kept, channel included: a channel opened and closed per step cost the broker as much as
     /// the steps.
-    conn: AsyncMutex<Option<Link>>,
+    conn: AsyncMutex<Option<Held>>,
     /// Operations this worker is building: its own connection could declare them again.
     mine: Mutex<HashSet<String>>,
     /// Lease connections made so far.
@@ -73,7 +73,7 @@ impl Leases {
     /// The lease channel (connected anew if the connection was lost, opened anew if a refusal
     /// closed it) and the connection's generation; called with the state locked, so lease steps
     /// go one at a time: a refusal closes the channel, which must not fail another's step.
-    async fn channel(&self, state: &mut Option<Link>) -> Result<(lapin::Channel, u64), QueueError> {
+    async fn channel(&self, state: &mut Option<Held>) -> Result<(lapin::Channel, u64), QueueError> {
         if let Some((conn, generation, kept)) = state.as_mut() {
             if conn.status().connected() {
                 if let Some(ch) = kept.as_ref().filter(|ch| ch.status().connected()) {
@@ -88,15 +88,14 @@ impl Leases {
         }
         // Never reused, so a lease taken on an earlier connection never matches a later one.
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        let conn =
-            self.brokers.connect(&self.name).await.map_err(|e| QueueError::broker("cannot reach the broker", e))?;
+        let Link(conn) = self.brokers.connect(&self.name).await.map_err(|e| e.within("cannot reach the broker"))?;
         let ch = conn.create_channel().await?;
         *state = Some((conn, generation, Some(ch.clone())));
         Ok((ch, generation))
     }
 
     /// Forgets the lease channel after a step on it failed (a refusal closes it).
-    fn drop_channel(state: &mut Option<Link>) {
+    fn drop_channel(state: &mut Option<Held>) {
         if let Some((_, _, kept)) = state.as_mut() {
             *kept = None;
         }
@@ -105,7 +104,7 @@ impl Leases {
     /// Forgets the lease connection after a step on it went unanswered or failed: the next step
     /// connects anew (a new generation, so no lease taken on this one is held any more). It is
     /// closed in the background, within a bound.
-    fn drop_connection(state: &mut Option<Link>) {
+    fn drop_connection(state: &mut Option<Held>) {
         if let Some((conn, _, _)) = state.take() {
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(STEP, conn.close(200, "lease step unanswered".into())).await;
@@ -172,7 +171,7 @@ impl Leases {
         Self::held_in(state.as_ref(), lease)
     }
 
-    fn held_in(state: Option<&Link>, lease: &Lease) -> bool {
+    fn held_in(state: Option<&Held>, lease: &Lease) -> bool {
         state.is_some_and(|(conn, generation, _)| *generation == lease.generation && conn.status().connected())
     }
 

@@ -4,12 +4,11 @@
 
 use super::error::QueueError;
 use super::subscription::{Heard, Interest, Subscription};
-use super::transport::{self, Brokers, Lane, Outgoing, Publisher, Topology};
+use super::transport::{self, Brokers, Channel, Lane, Link, Outgoing, Publisher, Topology};
 use super::wire::checked::CheckedJob;
 use super::wire::job::{BuildJob, FailedJob, JobEvent, JobStatus};
+use crate::core::error::ErrorClass;
 use crate::core::log::LogLine;
-use crate::error::ErrorClass;
-use lapin::options::{BasicAckOptions, BasicGetOptions};
 use std::time::Duration;
 
 /// How `submit` follows a job: what prints each log line, and how long to wait for the outcome.
@@ -76,16 +75,9 @@ async fn publish(publisher: Publisher, topology: &Topology, jobs: &[BuildJob], l
 }
 
 /// A connection named `name` and a channel on it, the topology there (`Topology::ensure`).
-async fn open(
-    brokers: &Brokers,
-    name: &str,
-    topology: &Topology,
-) -> Result<(lapin::Connection, lapin::Channel), QueueError> {
-    let conn = brokers
-        .connect(name)
-        .await
-        .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
-    let ch = topology.ensure(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
+async fn open(brokers: &Brokers, name: &str, topology: &Topology) -> Result<(Link, Channel), QueueError> {
+    let conn = brokers.connect(name).await.map_err(|e| e.within(&format!("cannot reach the broker at {brokers}")))?;
+    let ch = topology.ensure(&conn).await.map_err(|e| e.within("declaring the queues"))?;
     Ok((conn, ch))
 }
 
@@ -184,23 +176,21 @@ pub async fn rebuild_failed(
     dry_run: bool,
 ) -> Result<Vec<Rebuilt>, QueueError> {
     let (conn, ch) = open(brokers, "apprunner-build-rebuild-failed", topology).await?;
-    let total = transport::look(&ch, &topology.failed()).await?.message_count();
+    let total = ch.look(&topology.failed()).await?.ready;
     let publisher = Publisher::new(brokers, "apprunner-build-rebuild-failed-publisher");
     let mut out = Vec::new();
     let mut resubmitted: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     // Entries we keep stay unacked until the channel closes, so each is seen once per run.
     for _ in 0..total {
-        let Some(msg) = ch.basic_get(topology.failed().into(), BasicGetOptions::default()).await? else {
+        let Some(msg) = ch.get(&topology.failed()).await? else {
             break;
         };
-        let entry: FailedJob = match serde_json::from_slice(&msg.delivery.data) {
+        let entry: FailedJob = match serde_json::from_slice(msg.body()) {
             Ok(e) => e,
             // A job the broker dead-lettered after its delivery limit (workers died on it).
-            Err(_) => match CheckedJob::parse(&msg.delivery.data) {
+            Err(_) => match CheckedJob::parse(msg.body()) {
                 Ok(job) => {
                     let failed_at = msg
-                        .delivery
-                        .properties
                         .timestamp()
                         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok())
                         .unwrap_or_else(time::OffsetDateTime::now_utc);
@@ -217,7 +207,7 @@ pub async fn rebuild_failed(
         };
         if let Some(new_id) = resubmitted.get(&job.operation_id) {
             if !dry_run {
-                msg.delivery.ack(BasicAckOptions::default()).await?;
+                msg.ack().await?;
             }
             out.push(Rebuilt { entry, resubmitted: None, repeat_of: Some(new_id.clone()) });
             continue;
@@ -227,14 +217,14 @@ pub async fn rebuild_failed(
             // With its QUEUED event, as any submission: `status` knows it, and it takes its
             // place in its service's line.
             publish_job(&publisher, topology, &new_job, Lane::Batch).await?;
-            msg.delivery.ack(BasicAckOptions::default()).await?;
+            msg.ack().await?;
         }
         resubmitted.insert(job.operation_id.clone(), new_job.job_id.clone());
         out.push(Rebuilt { entry, resubmitted: Some(new_job), repeat_of: None });
     }
     publisher.close().await;
     // Closing returns every entry not acked to the queue.
-    let _ = conn.close(200, "done".into()).await;
+    conn.close("done").await;
     Ok(out)
 }
 

@@ -1,6 +1,7 @@
 //! The broker's nodes, and a connection to whichever of them answers.
 
-use crate::queue::error::QueueError;
+use super::Link;
+use crate::error::QueueError;
 use lapin::types::LongString;
 use lapin::{Connection, ConnectionProperties};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -59,7 +60,7 @@ impl Brokers {
     }
 
     /// A connection named `name` to the first node that accepts one, starting with the current.
-    pub async fn connect(&self, name: &str) -> lapin::Result<Connection> {
+    pub async fn connect(&self, name: &str) -> Result<Link, QueueError> {
         let n = self.uris.len();
         let start = self.current.load(Ordering::Relaxed) % n;
         let mut last = None;
@@ -75,7 +76,7 @@ impl Brokers {
                         self.failovers.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!("broker node {} unreachable; moved to {}", self.node_of(start), self.node_of(i));
                     }
-                    return Ok(conn);
+                    return Ok(Link(conn));
                 }
                 Ok(Err(e)) => last = Some(e),
                 Err(_) => {
@@ -86,7 +87,7 @@ impl Brokers {
                 }
             }
         }
-        Err(last.expect("at least one node"))
+        Err(QueueError::from(last.expect("at least one node")))
     }
 }
 
@@ -97,9 +98,9 @@ pub const CLOSE_BEFORE_AGAIN: Duration = Duration::from_secs(1);
 /// Closes `conn` before a new session, unless it is gone already, waiting at most `limit`. A
 /// connection whose node went may answer no close: a mover that waited 10 s on one held a due
 /// job's retry back that long (the cluster test caught a retry 10.9 s late).
-pub async fn close_for_next_session(conn: &Connection, why: &str, limit: Duration) {
-    if conn.status().connected() {
-        let _ = tokio::time::timeout(limit, conn.close(200, why.into())).await;
+pub async fn close_for_next_session(conn: &Link, why: &str, limit: Duration) {
+    if conn.is_open() {
+        conn.close_within(why, limit).await;
     }
 }
 
@@ -142,7 +143,7 @@ mod tests {
         assert_eq!(b.node(), "10.0.0.1:5672");
         assert_eq!(format!("{b} {b:?}"), "10.0.0.1:5672, mq-2:5671 Brokers(10.0.0.1:5672, mq-2:5671)");
         let e = Brokers::parse("http://u:SECRET@host").unwrap_err();
-        assert_eq!(crate::error::Classified::class(&e), crate::error::ErrorClass::User);
+        assert_eq!(crate::core::error::Classified::class(&e), crate::core::error::ErrorClass::User);
         let e = e.to_string();
         assert!(e.contains("is not an AMQP URI") && !e.contains("SECRET"), "{e}");
         assert!(Brokers::parse(" , ").unwrap_err().to_string().starts_with("no AMQP URI given"));

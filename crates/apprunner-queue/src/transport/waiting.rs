@@ -12,11 +12,9 @@
 //! the ledger), so moving is safe with any number of workers moving at once.
 
 use super::{
-    has_header, header_u32, header_u64, Brokers, Lane, Outgoing, Publisher, Topology, ATTEMPT_HEADER, BATCH_HEADER,
-    BEHIND_COPY_HEADER, DUE_HEADER,
+    Brokers, Lane, Outgoing, Publisher, Topology, ATTEMPT_HEADER, BATCH_HEADER, BEHIND_COPY_HEADER, DUE_HEADER,
 };
-use crate::queue::error::QueueError;
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use crate::error::QueueError;
 use std::time::Duration;
 
 /// How often an empty waiting queue is looked at again: the most a job waits past its time.
@@ -93,47 +91,44 @@ async fn move_session(
     let conn = brokers.connect(name).await?;
     let slow = |what: &str| QueueError::broker_fault(format!("{what} did not answer within {ANSWER:?}"));
     let result = async {
-        let declared = topology.declare_waiting(conn.create_channel().await?, delay);
+        let declared = topology.declare_waiting(conn.channel().await?, delay);
         let queue = tokio::time::timeout(ANSWER, declared).await.map_err(|_| slow("declaring the wait queue"))??;
-        let ch = conn.create_channel().await?;
+        let ch = conn.channel().await?;
         loop {
             // The ready count first: on a quorum queue a `basic.get` is a command its members
             // write to their logs, even when the queue is empty (0.4 ms of the broker's CPU and
             // a log write, against 0.05 ms for the count); an idle worker asks once a second.
-            let asked = super::look(&ch, &queue);
-            let ready = tokio::time::timeout(ANSWER, asked).await.map_err(|_| slow(&queue))??.message_count();
+            let asked = ch.look(&queue);
+            let ready = tokio::time::timeout(ANSWER, asked).await.map_err(|_| slow(&queue))??.ready;
             let got = if ready == 0 {
                 None
             } else {
-                tokio::time::timeout(ANSWER, ch.basic_get(queue.as_str().into(), BasicGetOptions::default()))
-                    .await
-                    .map_err(|_| slow(&queue))??
+                tokio::time::timeout(ANSWER, ch.get(&queue)).await.map_err(|_| slow(&queue))??
             };
             let Some(msg) = got else {
                 tokio::time::sleep(POLL).await;
                 continue;
             };
-            let props = &msg.delivery.properties;
             // Held until due: if this connection goes meanwhile, the broker gives the job to
             // another mover, so it is not published from here.
-            let due = header_u64(props, DUE_HEADER).unwrap_or(0);
+            let due = msg.header_u64(DUE_HEADER).unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(due.saturating_sub(now_ms()))).await;
-            if !ch.status().connected() {
+            if !ch.is_open() {
                 return Err(QueueError::broker_fault("the connection went while a job waited"));
             }
-            let id = props.message_id().as_ref().map(ToString::to_string);
-            let lane = if has_header(props, BATCH_HEADER) { Lane::Batch } else { Lane::User };
+            let id = msg.message_id().map(ToString::to_string);
+            let lane = if msg.has_header(BATCH_HEADER) { Lane::Batch } else { Lane::User };
             let to = topology.queue_of(lane);
             let back = Outgoing {
                 message_id: id.as_deref(),
-                attempt: header_u32(props, ATTEMPT_HEADER),
+                attempt: msg.header_u32(ATTEMPT_HEADER),
                 due_ms: Some(due),
                 lane,
-                behind_copy: has_header(props, BEHIND_COPY_HEADER),
-                ..Outgoing::new("", &to, &msg.delivery.data)
+                behind_copy: msg.has_header(BEHIND_COPY_HEADER),
+                ..Outgoing::new("", &to, msg.body())
             };
             publisher.publish(&back).await?;
-            let acked = msg.delivery.ack(BasicAckOptions::default());
+            let acked = msg.ack();
             tokio::time::timeout(ANSWER, acked).await.map_err(|_| slow("the ack"))??;
         }
     }

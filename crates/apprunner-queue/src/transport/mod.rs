@@ -2,19 +2,19 @@
 //! cluster's nodes, a publisher that waits for the broker's confirm and reconnects when the
 //! connection is lost, and the lease (`lease`) that keeps one build per operation.
 
+mod amqp;
 mod brokers;
 pub mod lease;
 mod publisher;
 pub mod waiting;
 
+pub use amqp::{Channel, Inbox, Link, Message, QueueState, StreamOffset};
 pub use brokers::{close_for_next_session, Brokers, CLOSE_BEFORE_AGAIN, FRAME_MAX};
-pub use publisher::{has_header, header_u32, header_u64, publish_confirmed_once, Outgoing, Publisher, CONFIRM_WAIT};
+pub use publisher::{publish_confirmed_once, Outgoing, PendingConfirm, Publisher, CONFIRM_WAIT};
 
-use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use crate::error::QueueError;
+use lapin::options::{ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ExchangeKind};
 use std::time::Duration;
 
 /// Which queue a job is in: users' deployments, or batch work that runs behind them.
@@ -138,14 +138,14 @@ impl Topology {
         format!("deployment.{operation_id}")
     }
 
-    /// Deletes what a fleet whose workers retry by `retry` declared under this prefix (tests
-    /// and benchmarks end with it, so a broker does not collect their quorum queues run after
-    /// run): the fixed queues and exchanges and the wait queues. Best effort: what is not there
-    /// is skipped.
-    pub async fn remove(&self, conn: &Connection, retry: &crate::queue::outcome::RetryPolicy) {
-        let Ok(ch) = conn.create_channel().await else { return };
+    /// Deletes what a fleet declared under this prefix (tests and benchmarks end with it, so a
+    /// broker does not collect their quorum queues run after run): the fixed queues and
+    /// exchanges and the wait queues of the delays `waits` (those its retry policy uses). Best
+    /// effort: what is not there is skipped.
+    pub async fn remove(&self, link: &Link, waits: impl IntoIterator<Item = Duration>) {
+        let Ok(Channel(ch)) = link.channel().await else { return };
         let mut queues = vec![self.jobs(), self.batch(), self.failed(), self.history()];
-        queues.extend(retry.waits().into_iter().map(|delay| self.waiting(delay)));
+        queues.extend(waits.into_iter().map(|delay| self.waiting(delay)));
         for q in queues {
             let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
@@ -167,12 +167,11 @@ impl Topology {
 
     /// Declares exchanges and queues; idempotent, so every worker does it at start. Returns a
     /// channel to go on with, and a line per quorum queue saying how many members it has.
-    pub async fn declare(&self, conn: &Connection) -> lapin::Result<(Channel, Vec<String>)> {
-        let ch = conn.create_channel().await?;
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        ch.exchange_declare(self.events().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-        ch.exchange_declare(self.logs().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-        ch.exchange_declare(self.control().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+    pub async fn declare(&self, conn: &Link) -> Result<(Channel, Vec<String>), QueueError> {
+        let ch = conn.channel().await?;
+        for exchange in [self.events(), self.logs(), self.control()] {
+            ch.declare_topic(&exchange).await?;
+        }
         let failed = self.declare_quorum(conn, &self.failed(), self.quorum()).await?;
         let mut jobs = self.quorum();
         jobs.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
@@ -188,10 +187,10 @@ impl Topology {
     /// and the history stream, which a full declaration makes last) only looks, on one channel
     /// it returns; otherwise it declares in full. A submission would else ask the broker a dozen
     /// questions each time. Workers declare in full at start, so what a look trusts is kept.
-    pub async fn ensure(&self, conn: &Connection) -> lapin::Result<Channel> {
-        let ch = conn.create_channel().await?;
+    pub async fn ensure(&self, conn: &Link) -> Result<Channel, QueueError> {
+        let ch = conn.channel().await?;
         // A queue that is not there closes the channel: then the full declaration, on others.
-        if look(&ch, &self.jobs()).await.is_ok() && look(&ch, &self.history()).await.is_ok() {
+        if ch.look(&self.jobs()).await.is_ok() && ch.look(&self.history()).await.is_ok() {
             return Ok(ch);
         }
         Ok(self.declare(conn).await?.0)
@@ -200,20 +199,20 @@ impl Topology {
     /// Declares one quorum queue with this topology's member count, unless it exists: then it
     /// keeps the members it has (the broker refuses a declaration whose arguments differ, and
     /// `rabbitmq-queues grow`/`shrink` change the members of a queue that exists).
-    async fn declare_quorum(&self, conn: &Connection, name: &str, args: FieldTable) -> lapin::Result<String> {
+    async fn declare_quorum(&self, conn: &Link, name: &str, args: FieldTable) -> Result<String, QueueError> {
         let exists = |ch: Channel| async move {
-            let found = look(&ch, name).await.is_ok();
+            let found = ch.look(name).await.is_ok();
             // A queue that is not there closes the channel by itself.
             if found {
-                let _ = ch.close(200, "checked".into()).await;
+                ch.close("checked").await;
             }
             found
         };
         let kept = format!("{name}: quorum queue declared before; it keeps the members it has");
-        if exists(conn.create_channel().await?).await {
+        if exists(conn.channel().await?).await {
             return Ok(kept);
         }
-        let ch = conn.create_channel().await?;
+        let Channel(ch) = conn.channel().await?;
         let q = QueueDeclareOptions { durable: true, ..Default::default() };
         match ch.queue_declare(name.into(), q, args).await {
             Ok(_) => {
@@ -224,14 +223,14 @@ impl Topology {
                 })
             }
             // Another client declared it meanwhile, with other arguments.
-            Err(_) if exists(conn.create_channel().await?).await => Ok(kept),
-            Err(e) => Err(e),
+            Err(_) if exists(conn.channel().await?).await => Ok(kept),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Declares the history stream, bound to every event: a record the broker keeps of each
     /// deployment, bounded to [`HISTORY_BYTES`] (the oldest segments go first).
-    async fn declare_history(&self, conn: &Connection) -> lapin::Result<()> {
+    async fn declare_history(&self, conn: &Link) -> Result<(), QueueError> {
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), AMQPValue::LongString("stream".into()));
         args.insert("x-max-length-bytes".into(), AMQPValue::LongLongInt(HISTORY_BYTES));
@@ -239,8 +238,8 @@ impl Topology {
         if let Some(n) = self.quorum_size {
             args.insert("x-initial-cluster-size".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
         }
-        self.declare_own(conn.create_channel().await?, &self.history(), args).await?;
-        let ch = conn.create_channel().await?;
+        self.declare_own(conn.channel().await?, &self.history(), args).await?;
+        let Channel(ch) = conn.channel().await?;
         ch.queue_bind(
             self.history().into(),
             self.events().into(),
@@ -255,7 +254,7 @@ impl Topology {
 
     /// Declares the waiting queue of `delay` on a channel of its own (`ch`, closed after): a
     /// quorum queue with no TTL and no dead-lettering; workers move its jobs back when due.
-    pub async fn declare_waiting(&self, ch: Channel, delay: Duration) -> lapin::Result<String> {
+    pub async fn declare_waiting(&self, ch: Channel, delay: Duration) -> Result<String, QueueError> {
         let name = self.waiting(delay);
         self.declare_own(ch, &name, self.quorum()).await?;
         Ok(name)
@@ -263,7 +262,7 @@ impl Topology {
 
     /// Declares a follower's queue: quorum, deleted by the broker once no one has used it for
     /// [`FOLLOWER_EXPIRY`] (a follower that died), and by the follower when it is done.
-    pub async fn declare_follower(&self, ch: Channel, id: &str) -> lapin::Result<String> {
+    pub async fn declare_follower(&self, ch: Channel, id: &str) -> Result<String, QueueError> {
         let name = self.follower(id);
         let mut args = self.quorum();
         args.insert(
@@ -276,7 +275,7 @@ impl Topology {
 
     /// Declares the durable queue `name` with `args` on `ch` (closed after). One that exists
     /// with another member count serves as it is.
-    async fn declare_own(&self, ch: Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+    async fn declare_own(&self, Channel(ch): Channel, name: &str, args: FieldTable) -> Result<(), QueueError> {
         let durable = QueueDeclareOptions { durable: true, ..Default::default() };
         match ch.queue_declare(name.into(), durable, args).await {
             Ok(_) => {
@@ -284,7 +283,7 @@ impl Topology {
                 Ok(())
             }
             Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -294,16 +293,3 @@ pub const HISTORY_BYTES: i64 = 64 << 20;
 
 /// How long a follower's queue outlives its last use (a follower killed mid-deployment).
 pub const FOLLOWER_EXPIRY: Duration = Duration::from_secs(600);
-
-/// Looks at `queue` without declaring it (a passive declaration): its ready messages and its
-/// consumers. A queue that is not there closes the channel.
-pub async fn look(ch: &Channel, queue: &str) -> lapin::Result<lapin::Queue> {
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    ch.queue_declare(queue.into(), passive, FieldTable::default()).await
-}
-
-/// A queue of this channel's connection alone, named by the broker, gone with the connection.
-pub async fn private_queue(ch: &Channel) -> lapin::Result<String> {
-    let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-    Ok(ch.queue_declare("".into(), options, FieldTable::default()).await?.name().to_string())
-}

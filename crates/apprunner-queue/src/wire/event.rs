@@ -3,11 +3,11 @@
 
 use super::job::{BuildJob, JobError, Service, JOB_VERSION};
 use crate::core::catalog::BuildProcess;
+use crate::core::error::{BuildError, Classified, ErrorClass};
 pub use crate::core::log::rfc3339;
 use crate::core::rebase::Rebased;
 use crate::core::result::{BuildResult, PhaseTimings, RunConfiguration, StageTiming};
 use crate::core::shown::redact_userinfo;
-use crate::error::{BuildError, Classified, ErrorClass};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,8 +81,13 @@ pub struct JobEvent {
     pub runtime_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_process: Option<BuildProcess>,
+    /// The commit built: the job's own when it names one (every event says it then), else the
+    /// one its build fetched (on the events after the fetch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// What started the deployment (`SERVICE_DEPLOY`, `SOURCE_CODE_CHANGE`, …), as its job says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageTiming>,
     /// Where the build's time went (fetch, plan, solve, export).
@@ -177,7 +182,8 @@ impl JobEvent {
             runtime: None,
             runtime_version: None,
             build_process: None,
-            commit: None,
+            commit: job.repository.commit.clone(),
+            trigger: job.trigger.clone(),
             stages: Vec::new(),
             phases: None,
             run_configuration: None,
@@ -205,7 +211,7 @@ impl JobEvent {
     /// SUCCEEDED for a roll-out that moved the service's image onto another run image.
     pub fn rebased(job: &BuildJob, r: &Rebased) -> Self {
         let mut e = Self::new(job, JobStatus::Succeeded);
-        e.image = Some(r.image.clone());
+        e.image = Some(r.image.to_string());
         e.runtime = Some(r.runtime.clone());
         e.runtime_version = Some(r.to_version.clone());
         e.build_process = Some(BuildProcess::Revised);

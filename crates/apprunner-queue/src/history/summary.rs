@@ -1,7 +1,7 @@
 //! What became of each deployment, from the events the history holds: pure.
 
-use crate::error::ErrorClass;
-use crate::queue::wire::job::{JobEvent, JobStatus};
+use crate::core::error::ErrorClass;
+use crate::wire::job::{JobEvent, JobStatus};
 
 /// One deployment as its events tell it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,10 @@ pub struct DeploymentRecord {
     pub image: Option<String>,
     /// A failure's (or a retry's) reason.
     pub error: Option<(ErrorClass, String)>,
+    /// What started it, as its job said (older events say nothing: `SERVICE_DEPLOY` then).
+    pub trigger: Option<String>,
+    /// The commit it built, once known.
+    pub commit: Option<String>,
 }
 
 impl DeploymentRecord {
@@ -35,6 +39,8 @@ impl DeploymentRecord {
             worker: e.worker.clone(),
             image: None,
             error: None,
+            trigger: e.trigger.clone(),
+            commit: e.commit.clone(),
         }
     }
 
@@ -50,6 +56,18 @@ impl DeploymentRecord {
         self.worker = e.worker.clone().or(self.worker.take());
         self.image.clone_from(&e.image);
         self.error = e.error.as_ref().map(|f| (f.class, f.message.clone()));
+        self.commit = e.commit.clone().or(self.commit.take());
+        self.trigger = self.trigger.take().or_else(|| e.trigger.clone());
+    }
+
+    /// What started it: its job's trigger, `SERVICE_DEPLOY` when the job named none.
+    pub fn trigger(&self) -> &str {
+        self.trigger.as_deref().unwrap_or("SERVICE_DEPLOY")
+    }
+
+    /// Its commit as people read it (12 hex digits), or `-` while none is known.
+    pub fn short_commit(&self) -> &str {
+        self.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)])
     }
 
     /// The lines `status` prints.
@@ -72,6 +90,8 @@ impl DeploymentRecord {
             JobStatus::Cancelled => "cancelled",
         };
         lines.push(format!("status: {} ({state}) at {}{by}", self.status.key(), self.at));
+        let commit = self.commit.as_deref().unwrap_or("not known yet");
+        lines.push(format!("trigger: {}, commit: {commit}", self.trigger()));
         if let Some(image) = &self.image {
             lines.push(format!("image: {image}"));
         }
@@ -89,7 +109,8 @@ impl DeploymentRecord {
             (None, Some((class, reason))) => format!("{class}: {reason}"),
             (None, None) => String::new(),
         };
-        format!("{}  {}  {:<11}  {detail}", self.since, self.operation_id, self.status.key())
+        let (status, trigger, commit) = (self.status.key(), self.trigger(), self.short_commit());
+        format!("{}  {}  {status:<11}  {trigger:<18}  {commit:<12}  {detail}", self.since, self.operation_id)
     }
 }
 
@@ -113,7 +134,7 @@ pub fn summarize<'a>(events: impl IntoIterator<Item = &'a JobEvent>) -> Vec<Depl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::wire::job::{FailureInfo, Service};
+    use crate::wire::job::{FailureInfo, Service};
 
     fn event(op: &str, status: JobStatus, at: &str) -> JobEvent {
         let mut e: JobEvent = serde_json::from_value(serde_json::json!({
@@ -150,6 +171,17 @@ mod tests {
             "{:?}",
             records[1].describe()
         );
-        assert!(records[1].line().contains("FAILED       USER: no runtime"), "{}", records[1].line());
+        assert!(
+            records[1].line().contains("FAILED       SERVICE_DEPLOY      -             USER: no runtime"),
+            "{}",
+            records[1].line()
+        );
+        let mut auto = event("d", JobStatus::Queued, "t7");
+        (auto.trigger, auto.commit) = (Some("SOURCE_CODE_CHANGE".into()), Some("0123456789abcdef".repeat(2)));
+        let d = &summarize(&[auto])[0];
+        assert!(d.line().contains("QUEUED       SOURCE_CODE_CHANGE  0123456789ab"), "{}", d.line());
+        assert!(d
+            .describe()
+            .contains(&format!("trigger: SOURCE_CODE_CHANGE, commit: {}", "0123456789abcdef".repeat(2))));
     }
 }

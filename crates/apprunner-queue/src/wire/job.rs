@@ -8,7 +8,7 @@ use crate::core::image_ref::ImageRef;
 use crate::core::request::{ConfigInput, Revision};
 pub use crate::core::result::RunConfiguration;
 
-use crate::error::{Classified, ErrorClass};
+use crate::core::error::{Classified, ErrorClass};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 use super::job::{BuildJob, JobError, JOB_VERSION, MAX_JOB_BYTES};
 use crate::core::config::ConfigSource;
 use crate::core::image_ref::ImageRef;
-use crate::core::request::{BuildRequest, ConfigInput, Revision, SourceLocation};
+use crate::core::request::{BuildRequest, ConfigInput, Revision, SourceLocation, TRIGGERS};
 use crate::core::shown::cut;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -106,6 +106,9 @@ impl CheckedJob {
             }
             (ConfigSource::Repository, _) => ConfigInput::Repository,
         };
+        if let Some(t) = wire.trigger.as_deref().filter(|t| !TRIGGERS.contains(t)) {
+            return Err(JobError(format!("trigger `{}` is not one of {}", cut(t), TRIGGERS.join(", "))));
+        }
         let deadline = time_of(wire.deadline.as_deref(), "deadline")?;
         let submitted = time_of(wire.submitted_at.as_deref(), "submitted_at")?;
         let target = wire.target().map_err(|e| format!("image: {e}"))?;

@@ -10,12 +10,9 @@
 //! operation's terminal event has one id whoever publishes it, so no follower hears two).
 
 use super::error::QueueError;
-use super::transport::{self, Brokers, Topology};
+use super::transport::{Brokers, Channel, Inbox, Link, Topology};
 use super::wire::job::{JobEvent, JobStatus};
 use crate::core::log::LogLine;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -76,7 +73,7 @@ pub struct Subscription {
     name: String,
     queue: String,
     events: String,
-    reading: Option<(lapin::Connection, lapin::Channel, lapin::Consumer)>,
+    reading: Option<(Link, Channel, Inbox)>,
     seen: HashSet<String>,
     order: VecDeque<String>,
     last_heard: Instant,
@@ -99,16 +96,13 @@ impl Subscription {
         name: &str,
         interest: Interest<'_>,
     ) -> Result<Self, QueueError> {
-        let conn = brokers
-            .connect(name)
-            .await
-            .map_err(|e| QueueError::broker(&format!("cannot reach the broker at {brokers}"), e))?;
-        let ch = topology.ensure(&conn).await.map_err(|e| QueueError::broker("declaring the queues", e))?;
+        let conn =
+            brokers.connect(name).await.map_err(|e| e.within(&format!("cannot reach the broker at {brokers}")))?;
+        let ch = topology.ensure(&conn).await.map_err(|e| e.within("declaring the queues"))?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let queue = topology.declare_follower(conn.create_channel().await?, &id).await?;
+        let queue = topology.declare_follower(conn.channel().await?, &id).await?;
         for (exchange, key) in interest.bindings(topology) {
-            let (options, args) = (QueueBindOptions::default(), FieldTable::default());
-            ch.queue_bind(queue.clone().into(), exchange.into(), key.into(), options, args).await?;
+            ch.bind(&queue, &exchange, &key).await?;
         }
         let mut sub = Self {
             brokers: brokers.clone(),
@@ -128,18 +122,16 @@ impl Subscription {
         Ok(sub)
     }
 
-    async fn consume(&self, ch: &lapin::Channel) -> Result<lapin::Consumer, QueueError> {
-        ch.basic_qos(256, BasicQosOptions::default()).await?;
-        Ok(ch
-            .basic_consume(self.queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
-            .await?)
+    async fn consume(&self, ch: &Channel) -> Result<Inbox, QueueError> {
+        ch.prefetch(256).await?;
+        ch.consume(&self.queue, "").await
     }
 
     /// Reads on from the next node that answers; an error once none has for [`RECONNECT_FOR`],
     /// or when the queue is gone.
     async fn reconnect(&mut self, why: &str) -> Result<(), QueueError> {
         if let Some((conn, _, _)) = self.reading.take() {
-            let _ = conn.close(200, "reconnecting".into()).await;
+            conn.close("reconnecting").await;
         }
         tracing::info!("following again on another connection ({why})");
         let began = Instant::now();
@@ -147,8 +139,8 @@ impl Subscription {
         loop {
             let attempt = async {
                 let conn = self.brokers.connect(&self.name).await?;
-                let ch = conn.create_channel().await?;
-                transport::look(&ch, &self.queue).await?;
+                let ch = conn.channel().await?;
+                ch.look(&self.queue).await?;
                 let consumer = self.consume(&ch).await?;
                 Ok::<_, QueueError>((conn, ch, consumer))
             };
@@ -207,9 +199,9 @@ impl Subscription {
                 continue;
             };
             let Ok(next) = tokio::time::timeout(QUIET, consumer.next()).await else {
-                let asked = transport::look(ch, &self.queue);
+                let asked = ch.look(&self.queue);
                 let why = match tokio::time::timeout(QUIET, asked).await {
-                    Ok(Ok(q)) if q.message_count() == 0 => continue,
+                    Ok(Ok(q)) if q.ready == 0 => continue,
                     Ok(Ok(_)) => "messages wait but none came",
                     Ok(Err(_)) | Err(_) => "the broker did not answer",
                 };
@@ -234,18 +226,18 @@ impl Subscription {
                 }
             };
             self.last_heard = Instant::now();
-            let repeat = delivery.properties.message_id().as_ref().is_some_and(|id| self.repeat(id.as_str()));
+            let repeat = delivery.message_id().is_some_and(|id| self.repeat(id));
             if repeat {
                 self.repeats += 1;
-            } else if delivery.exchange.as_str() == self.events {
-                self.ready.extend(serde_json::from_slice(&delivery.data).ok().map(|e| Heard::Event(Box::new(e))));
+            } else if delivery.exchange() == self.events {
+                self.ready.extend(serde_json::from_slice(delivery.body()).ok().map(|e| Heard::Event(Box::new(e))));
             } else {
-                self.ready.extend(log_lines(&delivery.data).into_iter().map(Heard::Line));
+                self.ready.extend(log_lines(delivery.body()).into_iter().map(Heard::Line));
             }
             // Acked as read (and kept in `ready` first, so a caller that gives up waiting during
             // the ack loses nothing): a message lost with the connection before this comes again.
             // Bounded: an ack on a connection whose node just went may never complete.
-            let _ = tokio::time::timeout(QUIET, delivery.ack(BasicAckOptions::default())).await;
+            let _ = tokio::time::timeout(QUIET, delivery.ack()).await;
         }
     }
 
@@ -263,8 +255,8 @@ impl Subscription {
     /// Deletes the subscription's queue and closes its connection.
     pub async fn close(mut self) {
         if let Some((conn, ch, _)) = self.reading.take() {
-            let _ = ch.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await;
-            let _ = conn.close(200, "done".into()).await;
+            let _ = ch.delete_queue(&self.queue).await;
+            conn.close("done").await;
         }
     }
 }

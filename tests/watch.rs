@@ -1,0 +1,236 @@
+//! Automatic deployment against the real services: watchers follow a repository whose app is in
+//! a subfolder, and workers build what they submit. A commit outside the source directory
+//! deploys nothing, one inside deploys once; two watchers at once and a restarted one deploy no
+//! commit twice; a bad services file stops a start, and keeps the last good set on a reload.
+// Tests fail loudly on anything unexpected: unwrap is the point.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use apprunner_build::core::image_ref::ImageRef;
+use apprunner_build::core::watch::decision::operation_id;
+use apprunner_build::edge::registry::Registry;
+use apprunner_build::queue::wire::job::{JobEvent, JobStatus};
+use common::queue::*;
+use common::{committed, git};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A watcher process of the built binary; its log is `$TMPDIR/<prefix>-<id>.log`.
+struct Watch {
+    child: Child,
+}
+
+impl Watch {
+    fn start(prefix: &str, id: &str, services: &Path, state: &Path) -> Self {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
+        let child = Command::new(BIN)
+            .args(["watch", "--queue-prefix", prefix, "--amqp", AMQP, "--watcher-id", id, "--poll-interval", "1"])
+            .arg("--services")
+            .arg(services)
+            .arg("--state-dir")
+            .arg(state)
+            .env("APPRUNNER_LOG", "info,apprunner_build::watch=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    fn log(prefix: &str, id: &str) -> String {
+        std::fs::read_to_string(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const YAML: &str = "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo building\nrun:\n  command: python -m http.server 8080\n";
+
+fn commit(repo: &Path, file: &str, text: &str) -> String {
+    let path = repo.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", file]);
+    let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(repo).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn head_of(repo: &Path) -> String {
+    let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(repo).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn events_of<'a>(events: &'a [JobEvent], op: &str) -> impl Iterator<Item = &'a JobEvent> + 'a {
+    let op = op.to_string();
+    events.iter().filter(move |e| e.operation_id == op)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_deploy_each_commit_that_changes_the_source_directory_once() {
+    let mut t = QueueTest::new().await;
+    let _worker = Worker::start(&t.prefix, "w", &[]);
+    let repo = committed(&[("app/apprunner.yaml", YAML), ("app/index.html", "v1\n"), ("README.md", "docs\n")]);
+    let service = format!("watched-{}", &t.prefix[5..]);
+    let image = format!("127.0.0.1:5000/apprunner-tests/{service}:live");
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.yaml");
+    let file = format!(
+        "services:\n  - name: {service}\n    repository: file://{}\n    branch: main\n    source-directory: /app\n    image: {image}\n",
+        repo.path().display()
+    );
+    std::fs::write(&services, &file).unwrap();
+    let state = dir.path().join("state");
+    let mut first = Watch::start(&t.prefix, "watch-1", &services, &state);
+
+    // A service with no deployment on record gets one for its head, as App Runner deploys a
+    // service when it is created.
+    let c1 = head_of(repo.path());
+    let op1 = operation_id(&service, &c1);
+    let ended = |op: &str| {
+        let op = op.to_string();
+        move |seen: &[JobEvent]| events_of(seen, &op).any(|e| e.status.is_terminal())
+    };
+    t.events.until(Duration::from_secs(180), ended(&op1)).await;
+    let done = events_of(&t.events.seen, &op1).find(|e| e.status.is_terminal()).unwrap().clone();
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}\n{}", Watch::log(&t.prefix, "watch-1"));
+    assert_eq!(done.trigger.as_deref(), Some("SERVICE_CREATE"));
+    assert_eq!(done.commit.as_deref(), Some(c1.as_str()));
+
+    // A commit outside the source directory deploys nothing.
+    let c2 = commit(repo.path(), "README.md", "more docs\n");
+    let looked = format!("nothing under /app changed from {} to {}", &c1[..12], &c2[..12]);
+    wait_for_log(&t.prefix, "watch-1", &looked).await;
+    assert_eq!(events_of(&t.events.seen, &operation_id(&service, &c2)).count(), 0);
+
+    // One inside deploys once, its image's revision that commit; the log names the trigger.
+    let c3 = commit(repo.path(), "app/index.html", "v3\n");
+    let op3 = operation_id(&service, &c3);
+    t.events.until(Duration::from_secs(180), ended(&op3)).await;
+    let done = events_of(&t.events.seen, &op3).find(|e| e.status.is_terminal()).unwrap().clone();
+    assert_eq!((done.status, done.trigger.as_deref()), (JobStatus::Succeeded, Some("SOURCE_CODE_CHANGE")), "{done:?}");
+    let target = ImageRef::parse(&image).unwrap();
+    let (_, labels) = apprunner_build::edge::image::existing(&Registry::new(Default::default(), vec![]), &target)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(labels["org.opencontainers.image.revision"], c3);
+    let lines = t.events.published_lines(&op3).concat();
+    let started = format!("Deployment with ID : {op3} started. Triggering event : SOURCE_CODE_CHANGE");
+    assert!(lines.iter().any(|l| l.contains(&started)), "{lines:#?}");
+
+    // Two watchers at once, and one restarted: no commit deploys twice.
+    let _second = Watch::start(&t.prefix, "watch-2", &services, &state.with_extension("2"));
+    let c4 = commit(repo.path(), "app/index.html", "v4\n");
+    let op4 = operation_id(&service, &c4);
+    t.events.until(Duration::from_secs(180), ended(&op4)).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let _again = Watch::start(&t.prefix, "watch-1b", &services, &state);
+    wait_for_log(&t.prefix, "watch-1b", &format!("the head is the last deployed commit ({})", &c4[..12])).await;
+    t.events.settle(Duration::from_secs(3)).await;
+    for (c, op) in [(&c1, &op1), (&c3, &op3), (&c4, &op4)] {
+        let outcomes = events_of(&t.events.seen, op).filter(|e| e.status.is_terminal()).count();
+        assert_eq!(outcomes, 1, "commit {c}: {:#?}", events_of(&t.events.seen, op).collect::<Vec<_>>());
+    }
+    let ops: std::collections::BTreeSet<&str> =
+        t.events.seen.iter().filter(|e| e.service.name == service).map(|e| e.operation_id.as_str()).collect();
+    assert_eq!(ops.len(), 3, "one deployment per commit that changed /app: {ops:?}");
+
+    // A reload with a bad file keeps the last good set and says why.
+    std::fs::write(&services, "services:\n  - name: x\n").unwrap();
+    wait_for_log(&t.prefix, "watch-1b", "has problems; the last good set is kept").await;
+    wait_for_log(&t.prefix, "watch-1b", "services[0].name: `x` is not a service name").await;
+    let c5 = commit(repo.path(), "app/index.html", "v5\n");
+    t.events.until(Duration::from_secs(180), ended(&operation_id(&service, &c5))).await;
+}
+
+/// Watchers that see a commit at the same moment each submit it: the same operation, which the
+/// workers build once and end once, whether the copies come one after another or together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_submitted_by_several_watchers_is_one_deployment() {
+    let mut t = QueueTest::new().await;
+    let _worker = Worker::start(&t.prefix, "w", &[]);
+    let repo = committed(&[("apprunner.yaml", YAML), ("index.html", "v1\n")]);
+    let service = format!("copies-{}", &t.prefix[5..]);
+    let file = format!(
+        "services:\n  - name: {service}\n    repository: file://{}\n    image: 127.0.0.1:5000/apprunner-tests/{service}:live\n",
+        repo.path().display()
+    );
+    let watched = apprunner_build::core::watch::read_services(
+        &file,
+        "s.yaml",
+        apprunner_build::core::catalog::RuntimeCatalog::builtin(),
+    )
+    .unwrap();
+    let ended = |op: String| move |seen: &[JobEvent]| events_of(seen, &op).any(|e| e.status.is_terminal());
+    // One after another: the second finds the first's image and outcome.
+    let c1 = head_of(repo.path());
+    let first = apprunner_build::watch::watched_job(&watched[0], &c1, "SOURCE_CODE_CHANGE");
+    submit(&t.topology, &first).await;
+    t.events.until(Duration::from_secs(180), ended(first.operation_id.clone())).await;
+    let again = apprunner_build::watch::watched_job(&watched[0], &c1, "SOURCE_CODE_CHANGE");
+    assert_eq!((again.operation_id == first.operation_id, again.job_id == first.job_id), (true, false));
+    submit(&t.topology, &again).await;
+    // Together: one builds, the other waits for it and ends nothing.
+    let c2 = commit(repo.path(), "index.html", "v2\n");
+    let (a, b) = (
+        apprunner_build::watch::watched_job(&watched[0], &c2, "SOURCE_CODE_CHANGE"),
+        apprunner_build::watch::watched_job(&watched[0], &c2, "SOURCE_CODE_CHANGE"),
+    );
+    submit(&t.topology, &a).await;
+    submit(&t.topology, &b).await;
+    t.events.until(Duration::from_secs(180), ended(a.operation_id.clone())).await;
+    let acked = |job: &str| format!("job {job} was built and reported already");
+    let began = Instant::now();
+    while !(Worker::log(&t.prefix, "w").contains(&acked(&again.job_id))
+        && [&a, &b].iter().any(|j| Worker::log(&t.prefix, "w").contains(&acked(&j.job_id))))
+    {
+        assert!(began.elapsed() < Duration::from_secs(120), "{}", Worker::log(&t.prefix, "w"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    t.events.settle(Duration::from_secs(3)).await;
+    for op in [&first.operation_id, &a.operation_id] {
+        let outcomes: Vec<_> = events_of(&t.events.seen, op).filter(|e| e.status.is_terminal()).collect();
+        assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+        assert_eq!(outcomes[0].status, JobStatus::Succeeded);
+    }
+}
+
+/// Waits until the watcher `id` has logged `needle` (a minute at most).
+async fn wait_for_log(prefix: &str, id: &str, needle: &str) {
+    let began = Instant::now();
+    while !Watch::log(prefix, id).contains(needle) {
+        assert!(began.elapsed() < Duration::from_secs(60), "{id} did not log {needle:?}:\n{}", Watch::log(prefix, id));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn a_start_with_a_bad_services_file_fails_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.yaml");
+    std::fs::write(&services, "services:\n  - name: ab\n    repository: ftp://x\n  - image: 127.0.0.1:5000/a/b\n")
+        .unwrap();
+    let out = Command::new(BIN).args(["watch", "--services"]).arg(&services).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let shown = services.display();
+    for line in [
+        "error: 5 problems, one per line:".to_string(),
+        format!("{shown}:2:11: services[0].name: `ab` is not a service name"),
+        format!("{shown}:3:17: services[0].repository: `ftp://x` is not a repository URL"),
+        format!("{shown}:2:5: services[0].image is missing"),
+        format!("{shown}:4:5: services[1].name is missing"),
+        format!("{shown}:4:5: services[1].repository is missing"),
+    ] {
+        assert!(said.lines().any(|l| l.starts_with(&line)), "no line starts {line:?}:\n{said}");
+    }
+}
