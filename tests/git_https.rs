@@ -7,72 +7,8 @@
 
 mod common;
 
-use common::git_http::{GitHost, HostOptions};
+use common::git_http::{certificates, GitHost, HostOptions};
 use common::*;
-use std::path::Path;
-use std::process::Command;
-
-/// A CA and a certificate for 127.0.0.1 it signed, made with openssl; the system's bundle with
-/// the CA added.
-fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test git host CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "host.key",
-        "-out",
-        "host.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "host.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "host.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    let mut bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
-    bundle.extend(std::fs::read(dir.join("ca.pem")).unwrap());
-    std::fs::write(dir.join("bundle.pem"), bundle).unwrap();
-    (dir.join("host.pem"), dir.join("host.key"), dir.join("bundle.pem"))
-}
 
 #[tokio::test]
 async fn a_redeploy_asks_a_private_https_host_with_its_token_and_never_shows_it() {

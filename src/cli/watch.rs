@@ -6,7 +6,7 @@ use super::args::QueueArgs;
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::watch::{read_services, WatchedService};
 use crate::error::BuildError;
-use crate::watch::{WatchConfig, Watcher};
+use crate::watch::{Endpoint, WatchConfig, Watcher};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +30,15 @@ pub(super) struct WatchArgs {
     /// This watcher's name in its connections' names (default: host name and pid).
     #[arg(long, env = "APPRUNNER_WATCHER_ID")]
     watcher_id: Option<String>,
+    /// Address of the webhook endpoint (`POST /webhook`, `GET /healthz`), "off" for none.
+    #[arg(long, env = "APPRUNNER_WEBHOOK_ADDR", default_value = "off")]
+    webhook_addr: String,
+    /// The webhooks' shared secret (GitHub's and Bitbucket's signing secret, GitLab's token).
+    #[arg(long, env = "APPRUNNER_WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<PathBuf>,
+    /// Address of the /healthz and /metrics endpoint ("off" for none).
+    #[arg(long, env = "APPRUNNER_METRICS_ADDR", default_value = "127.0.0.1:9465")]
+    metrics_addr: String,
     #[command(flatten)]
     queue: QueueArgs,
 }
@@ -56,9 +65,26 @@ pub(super) async fn run_watch(args: WatchArgs) -> Result<(), BuildError> {
         git_credentials: args.git_credentials,
         watcher_id,
     };
+    let secret = webhook_secret(&args.webhook_addr, args.webhook_secret_file.as_deref())?;
+    let watcher = Arc::new(Watcher::new(cfg));
+    for (addr, secret, flag) in
+        [(&args.webhook_addr, secret, "--webhook-addr"), (&args.metrics_addr, None, "--metrics-addr")]
+    {
+        if addr == "off" {
+            continue;
+        }
+        let listener = tokio::net::TcpListener::bind(addr.as_str())
+            .await
+            .map_err(|e| BuildError::user(format!("{flag} {addr}: {e}; give HOST:PORT or off")))?;
+        tracing::info!(
+            "{flag}: serving {} on {addr}",
+            if secret.is_some() { "POST /webhook, GET /healthz and /metrics" } else { "GET /healthz and /metrics" }
+        );
+        tokio::spawn(Endpoint { watcher: watcher.clone(), secret }.serve(listener));
+    }
     let (set_tx, set_rx) = watch::channel(Arc::new(set));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let running = tokio::spawn(Arc::new(Watcher::new(cfg)).run(set_rx, stop_rx));
+    let running = tokio::spawn(watcher.run(set_rx, stop_rx));
     let signal =
         |kind| tokio::signal::unix::signal(kind).map_err(|e| BuildError::internal(format!("signal handler: {e}")));
     use tokio::signal::unix::SignalKind;
@@ -105,6 +131,28 @@ fn read_file(path: &Path) -> Result<(Vec<WatchedService>, Option<SystemTime>), B
         ..BuildError::user(format!("{} has {} problems", shown, e.0.len()))
     })?;
     Ok((set, stamp))
+}
+
+/// The webhooks' secret, when the webhook endpoint is on (it is then required).
+fn webhook_secret(addr: &str, file: Option<&Path>) -> Result<Option<Arc<Vec<u8>>>, BuildError> {
+    if addr == "off" {
+        return Ok(None);
+    }
+    let Some(file) = file else {
+        return Err(BuildError::user(
+            "--webhook-addr needs --webhook-secret-file: a webhook that anyone can send is not taken",
+        ));
+    };
+    let text = super::args::read_bounded(file, 4096)
+        .map_err(|e| BuildError::user(format!("--webhook-secret-file {}: {e}", file.display())))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(BuildError::user(format!(
+            "--webhook-secret-file {} is empty; give the secret the git host signs with",
+            file.display()
+        )));
+    }
+    Ok(Some(Arc::new(secret.as_bytes().to_vec())))
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -46,7 +46,9 @@ impl Watcher {
         let location = SourceLocation::Git(service.repository.clone());
         let revision = service.branch.clone().map_or(Revision::DefaultBranch, Revision::Branch);
         let asked = crate::edge::source::remote_commit(&location, &revision, self.cfg.git_credentials.as_deref());
-        let Ok(Some(head)) = tokio::time::timeout(HEAD_WAIT, asked).await else {
+        let head = tokio::time::timeout(HEAD_WAIT, asked).await.ok().flatten();
+        self.metrics.looked(&host, &service.name, head.is_some());
+        let Some(head) = head else {
             let until = self.hosts.failed(&host);
             tracing::warn!(
                 "service {}: {host} did not say the head of {}; asked again in {:.0?}",
@@ -70,6 +72,7 @@ impl Watcher {
         match verdict {
             Verdict::Deploy { trigger, why } => {
                 let operation_id = self.submit(service, &head, trigger).await?;
+                self.metrics.deployed(trigger);
                 self.submitted
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

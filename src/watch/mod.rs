@@ -6,12 +6,16 @@
 //! service's and the commit's, so watchers may run side by side and restart at will.
 //!
 //! `look` is one look at one service; `schedule` the turns (when each service is due, each
-//! host's backoff); `reload` the services file read again.
+//! host's backoff); `endpoint` the webhooks, health and metrics (`metrics`).
 
+mod endpoint;
 mod look;
+mod metrics;
 mod schedule;
 
+pub use endpoint::Endpoint;
 pub use look::{watched_job, Looked};
+pub use metrics::WatchMetrics;
 
 use crate::core::watch::WatchedService;
 use crate::edge::source::Mirrors;
@@ -22,7 +26,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// How a watcher reaches the broker and the git hosts.
 #[derive(Debug, Clone)]
@@ -52,6 +56,12 @@ pub struct Watcher {
     compared: Mutex<HashMap<String, (String, String, String)>>,
     mirrors: Mirrors,
     hosts: HostGate,
+    pub metrics: WatchMetrics,
+    /// The set followed now.
+    current: Mutex<Arc<Vec<WatchedService>>>,
+    /// Services a webhook asked to look at now, and the wake-up of the loop that does.
+    asked: Mutex<Vec<String>>,
+    ask: Notify,
 }
 
 impl Watcher {
@@ -64,7 +74,23 @@ impl Watcher {
             compared: Mutex::default(),
             mirrors,
             hosts: HostGate::default(),
+            metrics: WatchMetrics::default(),
+            current: Mutex::default(),
+            asked: Mutex::default(),
+            ask: Notify::new(),
         }
+    }
+
+    /// The names of the services followed now (auto-deploy on) that `wanted` picks.
+    pub fn following(&self, wanted: impl Fn(&WatchedService) -> bool) -> Vec<String> {
+        let set = self.current.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        set.iter().filter(|s| s.auto_deploy && wanted(s)).map(|s| s.name.clone()).collect()
+    }
+
+    /// Looks at these services now, whenever they were due.
+    pub fn look_now(&self, names: Vec<String>) {
+        self.asked.lock().unwrap_or_else(PoisonError::into_inner).extend(names);
+        self.ask.notify_one();
     }
 
     /// Follows `services` (the last good set of the file, replaced on reload) until `stop`.
@@ -102,7 +128,12 @@ impl Watcher {
         let mut looks = tokio::task::JoinSet::new();
         loop {
             let set = services.borrow_and_update().clone();
+            if !Arc::ptr_eq(&set, &self.current.lock().unwrap_or_else(PoisonError::into_inner)) {
+                *self.current.lock().unwrap_or_else(PoisonError::into_inner) = set.clone();
+                self.metrics.forget_except(&set.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+            }
             turns.follow(&set);
+            turns.now(&std::mem::take(&mut *self.asked.lock().unwrap_or_else(PoisonError::into_inner)));
             for service in turns.due(&set, &self.hosts) {
                 let me = self.clone();
                 looks.spawn(async move { me.look_and_say(&service).await });
@@ -110,6 +141,7 @@ impl Watcher {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = services.changed() => {}
+                () = self.ask.notified() => {}
                 Some(_) = looks.join_next(), if !looks.is_empty() => {}
                 _ = stop.changed() => break,
             }

@@ -39,6 +39,16 @@ impl Turns {
         }
     }
 
+    /// Makes these services due now (a webhook said their branch moved).
+    pub(super) fn now(&mut self, names: &[String]) {
+        let now = Instant::now();
+        for name in names {
+            if let Some(next) = self.next.get_mut(name) {
+                *next = now;
+            }
+        }
+    }
+
     /// The services due now whose host is not backing off; each is due again an interval on.
     pub(super) fn due(&mut self, set: &[WatchedService], hosts: &HostGate) -> Vec<WatchedService> {
         let now = Instant::now();

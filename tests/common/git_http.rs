@@ -83,14 +83,14 @@ impl GitHost {
     /// Publishes the repository at `dir` as `<name>.git` (a bare clone); its URL.
     pub fn publish(&self, dir: &Path, name: &str) -> String {
         let bare = self.root.path().join(format!("{name}.git"));
-        super::git(self.root.path(), &["clone", "-q", "--bare", &dir.to_string_lossy(), &bare.to_string_lossy()]);
+        git(self.root.path(), &["clone", "-q", "--bare", &dir.to_string_lossy(), &bare.to_string_lossy()]);
         format!("{}://127.0.0.1:{}/{name}.git", self.scheme, self.port)
     }
 
     /// Pushes `dir`'s `main` to the published `<name>.git`.
     pub fn push(&self, dir: &Path, name: &str) {
         let bare: PathBuf = self.root.path().join(format!("{name}.git"));
-        super::git(dir, &["push", "-q", &bare.to_string_lossy(), "main"]);
+        git(dir, &["push", "-q", &bare.to_string_lossy(), "main"]);
     }
 
     /// The requests answered since the last call.
@@ -190,4 +190,78 @@ async fn cgi(
         }
     }
     response.body(Full::new(Bytes::copy_from_slice(&out[body_start..]))).unwrap()
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, made with openssl; the system's bundle with
+/// the CA added.
+pub fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test git host CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "host.key",
+        "-out",
+        "host.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "host.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "host.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let mut bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    bundle.extend(std::fs::read(dir.join("ca.pem")).unwrap());
+    std::fs::write(dir.join("bundle.pem"), bundle).unwrap();
+    (dir.join("host.pem"), dir.join("host.key"), dir.join("bundle.pem"))
+}
+
+/// Runs git in `dir` as a test's author; its output, or a panic saying what git said.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -207,16 +207,7 @@ impl Drop for Running {
     }
 }
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+pub use git_http::git;
 
 /// A new ECDSA P-256 key pair made with openssl, as an operator makes one: the private key
 /// (PEM PKCS#8) and the public key, in a directory that goes with the value.

@@ -3,6 +3,7 @@
 
 pub mod decision;
 pub mod services;
+pub mod webhook;
 
 pub use decision::{Changes, LastDeployment, Verdict};
 pub use services::{read as read_services, ServicesErrors, WatchedService};

@@ -13,7 +13,9 @@ use crate::queue::transport::lease::Lease;
 use std::time::Duration;
 
 impl Deployment<'_> {
-    /// A redelivery after the image was pushed: reported once, never built twice.
+    /// A redelivery after the image was pushed: reported once, never built twice. A copy of an
+    /// operation that ended whose image the tag no longer holds (a later deployment's is there)
+    /// is not built again either: it would put its older image back over the later one.
     pub(super) async fn report_if_built(
         &self,
         ledger: &Ledger<'_>,
@@ -26,6 +28,10 @@ impl Deployment<'_> {
         }
         let target = &job.target;
         if ledger.built(target, &job.operation_id).await.is_none() {
+            if self.ended_already(ledger, copy, true).await {
+                tracing::info!("job {}: a copy of an operation that ended; acked, not built", job.job_id);
+                return Ok(Some(JobOutcome::Duplicate));
+            }
             return Ok(None);
         }
         if self.ended_already(ledger, copy, true).await {
