@@ -55,7 +55,9 @@ fn rss_mib(pid: u32) -> f64 {
 
 /// The looks the watcher has made, from its metrics.
 async fn looks(metrics: &str) -> f64 {
-    let said = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
+    // None yet while the watcher starts.
+    let Ok(answer) = reqwest::get(format!("http://{metrics}/metrics")).await else { return 0.0 };
+    let said = answer.text().await.unwrap();
     said.lines()
         .filter(|l| l.starts_with("apprunner_watch_looks_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -35,7 +35,8 @@ impl WatchMetrics {
 
     /// Services no longer followed are no longer reported.
     pub fn forget_except(&self, services: &[String]) {
-        self.last_look.lock().unwrap_or_else(PoisonError::into_inner).retain(|s, _| services.contains(s));
+        let kept: std::collections::HashSet<&String> = services.iter().collect();
+        self.last_look.lock().unwrap_or_else(PoisonError::into_inner).retain(|s, _| kept.contains(s));
     }
 
     pub fn render(&self) -> String {

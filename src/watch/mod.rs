@@ -128,11 +128,12 @@ impl Watcher {
         let mut looks = tokio::task::JoinSet::new();
         loop {
             let set = services.borrow_and_update().clone();
+            // Taken in once per set (a reload), not on every turn of the loop.
             if !Arc::ptr_eq(&set, &self.current.lock().unwrap_or_else(PoisonError::into_inner)) {
                 *self.current.lock().unwrap_or_else(PoisonError::into_inner) = set.clone();
                 self.metrics.forget_except(&set.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+                turns.follow(&set);
             }
-            turns.follow(&set);
             turns.now(&std::mem::take(&mut *self.asked.lock().unwrap_or_else(PoisonError::into_inner)));
             for service in turns.due(&set, &self.hosts) {
                 let me = self.clone();

@@ -32,7 +32,9 @@ impl Turns {
     /// Takes in a (new) set of services: one not followed before gets its first look at a
     /// place in the interval of its own (by its name), one gone is forgotten.
     pub(super) fn follow(&mut self, set: &[WatchedService]) {
-        self.next.retain(|name, _| set.iter().any(|s| s.auto_deploy && &s.name == name));
+        let followed: std::collections::HashSet<&str> =
+            set.iter().filter(|s| s.auto_deploy).map(|s| s.name.as_str()).collect();
+        self.next.retain(|name, _| followed.contains(name.as_str()));
         let now = Instant::now();
         for s in set.iter().filter(|s| s.auto_deploy) {
             self.next.entry(s.name.clone()).or_insert_with(|| now + spread(&s.name, self.interval));
