@@ -155,6 +155,17 @@ async fn watchers_deploy_each_commit_that_changes_the_source_directory_once() {
     wait_for_log(&t.prefix, "watch-1b", "services[0].name: `x` is not a service name").await;
     let c5 = commit(repo.path(), "app/index.html", "v5\n");
     t.events.until(Duration::from_secs(180), ended(&operation_id(&service, &c5))).await;
+
+    // A force push: a new history whose head has the same files as the last deployed commit.
+    // Nothing under /app differs, but the last deployment is not in the head's history: it deploys.
+    git(repo.path(), &["checkout", "-q", "--orphan", "rewritten"]);
+    git(repo.path(), &["commit", "-q", "-m", "history rewritten"]);
+    git(repo.path(), &["branch", "-q", "-M", "rewritten", "main"]);
+    let c6 = head_of(repo.path());
+    t.events.until(Duration::from_secs(180), ended(&operation_id(&service, &c6))).await;
+    let rewritten = format!("the branch was rewritten: {} is not in the history of {}", &c5[..12], &c6[..12]);
+    let said = |id: &str| Watch::log(&t.prefix, id).contains(&rewritten);
+    assert!(said("watch-1b") || said("watch-2"), "{}", Watch::log(&t.prefix, "watch-1b"));
 }
 
 /// Watchers that see a commit at the same moment each submit it: the same operation, which the
