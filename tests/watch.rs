@@ -336,6 +336,31 @@ async fn signed_webhooks_of_each_provider_make_the_watcher_look_now() {
     assert_eq!(http.get(format!("http://{metrics}/webhook")).send().await.unwrap().status().as_u16(), 404);
 }
 
+/// A service whose branch the repository does not have is its own problem: the watcher says so
+/// at each look, and its host is not backed off for the other services on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_branch_is_the_service_s_problem_not_its_host_s() {
+    let mut t = QueueTest::new().await;
+    let _worker = Worker::start(&t.prefix, "w", &[]);
+    let repo = committed(&[("apprunner.yaml", YAML), ("index.html", "v1\n")]);
+    let (good, bad) = (format!("good-{}", &t.prefix[5..]), format!("bad-{}", &t.prefix[5..]));
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.yaml");
+    let url = format!("file://{}", repo.path().display());
+    let file = format!(
+        "services:\n  - name: {bad}\n    repository: {url}\n    branch: nope\n    image: 127.0.0.1:5000/apprunner-tests/{bad}\n  - name: {good}\n    repository: {url}\n    image: 127.0.0.1:5000/apprunner-tests/{good}:live\n"
+    );
+    std::fs::write(&services, file).unwrap();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let args = ["--poll-interval", "1", "--metrics-addr", &metrics];
+    let _watch = Watch::with(&t.prefix, "missing", &services, &dir.path().join("state"), &args);
+    let op = operation_id(&good, &head_of(repo.path()));
+    t.events.until(Duration::from_secs(180), move |seen| events_of(seen, &op).any(|e| e.status.is_terminal())).await;
+    wait_for_log(&t.prefix, "missing", &format!("service {bad}: {url} has no branch nope")).await;
+    let said = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(said.lines().any(|l| l == "apprunner_watch_look_failures_total{host=\"file\"} 0"), "{said}");
+}
+
 /// Waits until the watcher `id` has logged `needle` (a minute at most).
 async fn wait_for_log(prefix: &str, id: &str, needle: &str) {
     let began = Instant::now();

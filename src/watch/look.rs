@@ -8,7 +8,7 @@ use crate::core::config::ConfigSource;
 use crate::core::request::{ConfigInput, Revision, SourceLocation};
 use crate::core::watch::decision::{self, Verdict};
 use crate::core::watch::WatchedService;
-use crate::error::BuildError;
+use crate::error::{BuildError, Classified, ErrorClass};
 use crate::queue::transport::Lane;
 use crate::queue::wire::job::{BuildJob, Configuration, ImageTarget, Repository, Service, JOB_VERSION};
 use std::sync::PoisonError;
@@ -45,26 +45,41 @@ impl Watcher {
         let _turn = self.hosts.turn(&host).await;
         let location = SourceLocation::Git(service.repository.clone());
         let revision = service.branch.clone().map_or(Revision::DefaultBranch, Revision::Branch);
-        let asked = crate::edge::source::remote_commit(&location, &revision, self.cfg.git_credentials.as_deref());
-        let head = tokio::time::timeout(HEAD_WAIT, asked).await.ok().flatten();
-        self.metrics.looked(&host, &service.name, head.is_some());
-        let Some(head) = head else {
-            let until = self.hosts.failed(&host);
-            tracing::warn!(
-                "service {}: {host} did not say the head of {}; asked again in {:.0?}",
-                service.name,
-                revision.describe(),
-                until - Instant::now()
-            );
-            return Ok(Looked::HostAway { host, until });
+        let asked = crate::edge::source::remote_head(&location, &revision, self.cfg.git_credentials.as_deref());
+        let head = match tokio::time::timeout(HEAD_WAIT, asked).await {
+            Ok(Ok(head)) => head,
+            // The host answered, and said no (no such repository, or no access): this
+            // service's to mend; the host's other services are asked as ever.
+            Ok(Err(e)) if e.class() == ErrorClass::User => {
+                self.hosts.answered(&host);
+                self.metrics.looked(&host, &service.name, true);
+                return Err(BuildError::from(e));
+            }
+            Ok(Err(_)) | Err(_) => {
+                self.metrics.looked(&host, &service.name, false);
+                let until = self.hosts.failed(&host);
+                let branch = service.branch.as_deref().unwrap_or("its default branch");
+                tracing::warn!(
+                    "service {}: {host} did not say the head of {branch}; asked again in {:.0?}",
+                    service.name,
+                    until - Instant::now()
+                );
+                return Ok(Looked::HostAway { host, until });
+            }
         };
         self.hosts.answered(&host);
+        self.metrics.looked(&host, &service.name, true);
+        let Some(head) = head else {
+            let what = service.branch.as_ref().map_or_else(|| "default branch".to_string(), |b| format!("branch {b}"));
+            return Err(BuildError::user(format!("{} has no {what}", service.repository)));
+        };
         let head = head.to_ascii_lowercase();
-        if self.submitted.lock().unwrap_or_else(PoisonError::into_inner).get(&service.name) == Some(&head) {
+        let last = self.deployed.lock().unwrap_or_else(PoisonError::into_inner).of(&service.name).cloned();
+        let shown = last.as_ref().is_some_and(|l| l.commit == head);
+        if !shown && self.submitted.lock().unwrap_or_else(PoisonError::into_inner).get(&service.name) == Some(&head) {
             let why = format!("{} was submitted; the history does not show it yet", decision::short(&head));
             return Ok(Looked::Nothing { why });
         }
-        let last = self.deployed.lock().unwrap_or_else(PoisonError::into_inner).of(&service.name).cloned();
         let verdict = match decision::before_git(last.as_ref(), &head, &service.source_dir) {
             Verdict::AskGit { from } => self.compare(service, &from, &head).await?,
             other => other,
