@@ -99,20 +99,29 @@ impl Watcher {
         mut services: watch::Receiver<Arc<Vec<WatchedService>>>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let began = time::OffsetDateTime::now_utc();
-        match history::read(&self.cfg.brokers, &self.cfg.topology).await {
-            Ok(events) => {
-                let mut deployed = self.deployed.lock().unwrap_or_else(PoisonError::into_inner);
-                for e in &events {
-                    deployed.apply(e);
+        // Nothing is decided before the history is read: without it every service would look
+        // new. Read again until the broker answers.
+        let began = loop {
+            let began = time::OffsetDateTime::now_utc();
+            match history::read(&self.cfg.brokers, &self.cfg.topology).await {
+                Ok(events) => {
+                    let mut deployed = self.deployed.lock().unwrap_or_else(PoisonError::into_inner);
+                    for e in &events {
+                        deployed.apply(e);
+                    }
+                    tracing::info!("read {} events of the history; following it", events.len());
+                    break began;
                 }
-                tracing::info!("read {} events of the history; following it", events.len());
+                Err(e) => tracing::warn!("the history could not be read ({e}); no service is looked at before it is"),
             }
-            Err(e) => tracing::warn!("the history could not be read yet ({e}); following it from its start"),
-        }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.changed() => return,
+            }
+        };
         // From a little before the read began: an event read twice changes nothing.
-        let from = u64::try_from((began - time::Duration::seconds(10)).unix_timestamp())
-            .map_or(StreamOffset::First, StreamOffset::Time);
+        let since = u64::try_from((began - time::Duration::seconds(10)).unix_timestamp());
+        let from = since.map_or(StreamOffset::First, StreamOffset::Time);
         let following = {
             let me = self.clone();
             let name = format!("apprunner-build-watch-{}-history", self.cfg.watcher_id);
