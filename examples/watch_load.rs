@@ -64,25 +64,37 @@ async fn looks(metrics: &str) -> f64 {
         .sum()
 }
 
+/// A watcher process, killed when dropped: a benchmark that fails leaves none running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn start_watcher(
     prefix: &str,
     services: &std::path::Path,
     state: &std::path::Path,
     interval: u64,
     metrics: &str,
-) -> std::process::Child {
-    Command::new(BIN)
-        .args(["watch", "--queue-prefix", prefix, "--amqp", AMQP, "--metrics-addr", metrics])
-        .args(["--poll-interval", &interval.to_string()])
-        .arg("--services")
-        .arg(services)
-        .arg("--state-dir")
-        .arg(state)
-        .env("APPRUNNER_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+) -> Running {
+    Running(
+        Command::new(BIN)
+            .args(["watch", "--queue-prefix", prefix, "--amqp", AMQP, "--metrics-addr", metrics])
+            .args(["--poll-interval", &interval.to_string()])
+            .arg("--services")
+            .arg(services)
+            .arg("--state-dir")
+            .arg(state)
+            .env("APPRUNNER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 #[tokio::main]
@@ -112,8 +124,8 @@ async fn main() {
     let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     println!("watch_load: {n} services on {REPOSITORIES} repositories of an HTTPS git host, a look at each every {interval}s");
 
-    let mut watcher = start_watcher(&prefix, &services, &dir.path().join("state"), interval, &metrics);
-    let pid = watcher.id();
+    let watcher = start_watcher(&prefix, &services, &dir.path().join("state"), interval, &metrics);
+    let pid = watcher.0.id();
     // The first round (every service's first deployment submitted), then one more interval.
     let began = Instant::now();
     while looks(&metrics).await < n as f64 * 2.0 {
@@ -128,8 +140,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (cpu1, looks1) = (core_seconds(pid), looks(&metrics).await);
     let rss = rss_mib(pid);
-    let _ = watcher.kill();
-    let _ = watcher.wait();
+    drop(watcher);
     let per_look_ms = (cpu1 - cpu0) * 1000.0 / (looks1 - looks0).max(1.0);
     let per_minute = per_look_ms * n as f64 / 60_000.0 * 100.0;
 
@@ -149,11 +160,10 @@ async fn main() {
     let idle_file = dir.path().join("idle.yaml");
     std::fs::write(&idle_file, format!("services:\n  - name: idle-one\n    repository: {}\n    image: 127.0.0.1:5000/x/y\n    auto-deploy: false\n", urls[0])).unwrap();
     let idle_metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    let mut idle = start_watcher(&prefix, &idle_file, &dir.path().join("idle"), interval, &idle_metrics);
+    let idle = start_watcher(&prefix, &idle_file, &dir.path().join("idle"), interval, &idle_metrics);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle_rss = rss_mib(idle.id());
-    let _ = idle.kill();
-    let _ = idle.wait();
+    let idle_rss = rss_mib(idle.0.id());
+    drop(idle);
 
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!("looks measured: {:.0} in {seconds}s", looks1 - looks0);
