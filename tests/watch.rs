@@ -14,47 +14,8 @@ use apprunner_build::queue::wire::job::{JobEvent, JobStatus};
 use common::queue::*;
 use common::{committed, git};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A watcher process of the built binary; its log is `$TMPDIR/<prefix>-<id>.log`.
-struct Watch {
-    child: Child,
-}
-
-impl Watch {
-    fn start(prefix: &str, id: &str, services: &Path, state: &Path) -> Self {
-        Self::with(prefix, id, services, state, &["--poll-interval", "1", "--metrics-addr", "off"])
-    }
-
-    fn with(prefix: &str, id: &str, services: &Path, state: &Path, args: &[&str]) -> Self {
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
-        let child = Command::new(BIN)
-            .args(["watch", "--queue-prefix", prefix, "--amqp", AMQP, "--watcher-id", id])
-            .args(args)
-            .arg("--services")
-            .arg(services)
-            .arg("--state-dir")
-            .arg(state)
-            .env("APPRUNNER_LOG", "info,apprunner_build::watch=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Self { child }
-    }
-
-    fn log(prefix: &str, id: &str) -> String {
-        std::fs::read_to_string(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap_or_default()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const YAML: &str = "version: 1.0\nruntime: python3\nbuild:\n  commands:\n    build:\n      - echo building\nrun:\n  command: python -m http.server 8080\n";
 

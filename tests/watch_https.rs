@@ -12,7 +12,7 @@ use apprunner_build::queue::wire::job::{JobEvent, JobStatus};
 use common::git_http::{certificates, GitHost, HostOptions};
 use common::queue::*;
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,28 +43,17 @@ async fn a_watcher_polls_a_private_https_host_with_its_credentials_and_never_sho
     let services = certs.path().join("services.yaml");
     let file = format!("services:\n  - name: {service}\n    repository: {url}\n    image: 127.0.0.1:5000/apprunner-tests/{service}:live\n");
     std::fs::write(&services, file).unwrap();
-    let log_path = std::env::temp_dir().join(format!("{}-watch.log", t.prefix));
-    let mut watcher = Command::new(BIN)
-        .args(["watch", "--queue-prefix", &t.prefix, "--amqp", AMQP, "--poll-interval", "1", "--metrics-addr", "off"])
-        .args(["--git-credentials", &store_arg])
-        .arg("--services")
-        .arg(&services)
-        .arg("--state-dir")
-        .arg(certs.path().join("state"))
-        .env("APPRUNNER_LOG", "info,apprunner_build::watch=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let args = ["--poll-interval", "1", "--metrics-addr", "off", "--git-credentials", &store_arg];
+    let mut watcher = Watch::with(&t.prefix, "watch", &services, &certs.path().join("state"), &args);
 
     let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(app.path()).output().unwrap();
     let head = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let op = operation_id(&service, &head);
     let ended = |seen: &[JobEvent]| seen.iter().any(|e| e.operation_id == op && e.status.is_terminal());
     t.events.until(Duration::from_secs(180), ended).await;
-    let _ = watcher.kill();
-    let _ = watcher.wait();
-    let said = std::fs::read_to_string(&log_path).unwrap();
+    let _ = watcher.child.kill();
+    let _ = watcher.child.wait();
+    let said = Watch::log(&t.prefix, "watch");
     let done = t.events.seen.iter().find(|e| e.operation_id == op && e.status.is_terminal()).unwrap();
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}\n{said}\n{}", Worker::log(&t.prefix, "w"));
     let asked = host.take_asked();

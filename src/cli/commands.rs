@@ -94,10 +94,7 @@ pub(super) async fn runtimes(offline: bool, settings: SettingsArgs) -> Result<()
 
 pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
     let settings = args.settings.settings()?;
-    let worker_id = args.worker_id.unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "worker".into(), |h| h.trim().to_string());
-        format!("{host}-{}", std::process::id())
-    });
+    let worker_id = args.worker_id.unwrap_or_else(|| process_name("worker"));
     if args.concurrency == 0 || args.max_attempts == 0 || args.retry_delay.is_nan() || args.retry_delay < 0.0 {
         return Err(BuildError::user(
             "--concurrency and --max-attempts must be at least 1, --retry-delay a number of seconds",
@@ -144,7 +141,14 @@ pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
     worker::run(cfg, metrics, rx).await.map_err(|e| BuildError::internal(e.to_string()))
 }
 
-fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, BuildError> {
+/// This process's default name in events and connection names: the host's name (`fallback`
+/// when it has none) and the pid.
+pub(super) fn process_name(fallback: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| fallback.into(), |h| h.trim().to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+pub(super) fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, BuildError> {
     tokio::signal::unix::signal(kind).map_err(|e| BuildError::internal(format!("signal handler: {e}")))
 }
 

@@ -3,6 +3,7 @@
 //! last good set, and says why), and the watcher run until SIGTERM or SIGINT.
 
 use super::args::QueueArgs;
+use super::commands::{process_name, signal};
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::watch::{read_services, WatchedService};
 use crate::error::BuildError;
@@ -53,10 +54,7 @@ pub(super) async fn run_watch(args: WatchArgs) -> Result<(), BuildError> {
     let (set, mut stamp) = read_file(&args.services)?;
     let followed = set.iter().filter(|s| s.auto_deploy).count();
     tracing::info!("following {followed} of the {} services of {}", set.len(), args.services.display());
-    let watcher_id = args.watcher_id.unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/etc/hostname").map_or_else(|_| "watch".into(), |h| h.trim().to_string());
-        format!("{host}-{}", std::process::id())
-    });
+    let watcher_id = args.watcher_id.unwrap_or_else(|| process_name("watch"));
     let cfg = WatchConfig {
         brokers: args.queue.brokers()?,
         topology: args.queue.topology()?,
@@ -85,8 +83,6 @@ pub(super) async fn run_watch(args: WatchArgs) -> Result<(), BuildError> {
     let (set_tx, set_rx) = watch::channel(Arc::new(set));
     let (stop_tx, stop_rx) = watch::channel(false);
     let running = tokio::spawn(watcher.run(set_rx, stop_rx));
-    let signal =
-        |kind| tokio::signal::unix::signal(kind).map_err(|e| BuildError::internal(format!("signal handler: {e}")));
     use tokio::signal::unix::SignalKind;
     let (mut hup, mut term, mut int) =
         (signal(SignalKind::hangup())?, signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);

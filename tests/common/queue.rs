@@ -43,23 +43,18 @@ impl Worker {
     }
 
     fn spawn(amqp: &str, metrics: &str, prefix: &str, id: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
-        let child = Command::new(BIN)
-            .args(["worker", "--queue-prefix", prefix, "--worker-id", id, "--retry-delay", "1"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["worker", "--queue-prefix", prefix, "--worker-id", id, "--retry-delay", "1"])
             .args(["--amqp", amqp, "--metrics-addr", metrics])
             .args(args)
             .envs(env.iter().copied())
             // A run chasing a fault can ask for more (APPRUNNER_TEST_WORKER_LOG=info,apprunner_build=debug).
-            .env("APPRUNNER_LOG", std::env::var("APPRUNNER_TEST_WORKER_LOG").unwrap_or_else(|_| "info".into()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Self { child }
+            .env("APPRUNNER_LOG", std::env::var("APPRUNNER_TEST_WORKER_LOG").unwrap_or_else(|_| "info".into()));
+        Self { child: logged(cmd, prefix, id) }
     }
     /// What the worker logged so far.
     pub fn log(prefix: &str, id: &str) -> String {
-        std::fs::read_to_string(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap_or_default()
+        process_log(prefix, id)
     }
 
     /// SIGTERM, and waits for the worker to finish what it runs and exit.
@@ -78,6 +73,52 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A watcher process of the built binary; its log is `$TMPDIR/<prefix>-<id>.log`.
+pub struct Watch {
+    pub child: Child,
+}
+
+impl Watch {
+    pub fn start(prefix: &str, id: &str, services: &std::path::Path, state: &std::path::Path) -> Self {
+        Self::with(prefix, id, services, state, &["--poll-interval", "1", "--metrics-addr", "off"])
+    }
+
+    pub fn with(prefix: &str, id: &str, services: &std::path::Path, state: &std::path::Path, args: &[&str]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["watch", "--queue-prefix", prefix, "--amqp", AMQP, "--watcher-id", id])
+            .args(args)
+            .arg("--services")
+            .arg(services)
+            .arg("--state-dir")
+            .arg(state)
+            .env("APPRUNNER_LOG", "info,apprunner_build::watch=debug");
+        Self { child: logged(cmd, prefix, id) }
+    }
+
+    /// What the watcher logged so far.
+    pub fn log(prefix: &str, id: &str) -> String {
+        process_log(prefix, id)
+    }
+}
+
+/// `cmd` started with its log (stderr) in `$TMPDIR/<prefix>-<id>.log`.
+fn logged(mut cmd: Command, prefix: &str, id: &str) -> Child {
+    let log = std::fs::File::create(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap();
+    cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap()
+}
+
+/// What the process started as `id` of `prefix` (`logged`) has logged so far.
+fn process_log(prefix: &str, id: &str) -> String {
+    std::fs::read_to_string(std::env::temp_dir().join(format!("{prefix}-{id}.log"))).unwrap_or_default()
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -171,20 +171,35 @@ mod tests {
         assert_eq!(cache.options(true).exports[0].attrs["mode"], "max");
     }
 
-    #[test]
-    fn the_exporter_pushes_with_the_final_config() {
+    /// The target and final image the tests export: a Python app on a run image built at a
+    /// commit's time (the pinned test's bytes are of exactly this).
+    fn hello() -> (ImageRef, FinalImage) {
         let target = ImageRef::parse("127.0.0.1:5000/apprunner-apps/hello:latest").unwrap();
+        let history: oci::History =
+            serde_json::from_str(r#"{"created":"2025-01-01T00:00:00Z","created_by":"debootstrap"}"#).unwrap();
         let image = FinalImage {
             working_dir: "/app".into(),
             cmd: vec!["/bin/sh".into(), "-c".into(), "python3 app.py".into()],
-            env: vec!["PORT=8080".into()],
+            env: vec!["PATH=/usr/bin".into(), "PORT=8080".into()],
             exposed_port: 8080,
-            labels: BTreeMap::from([("a".into(), "b".into())]),
+            labels: BTreeMap::from([("b".into(), "2".into()), ("a".into(), "1".into())]),
+            created: Some("2026-11-25T12:00:00Z".into()),
+            source_date_epoch: Some(1_795_608_000),
+            base_diff_ids: vec!["sha256:base".into()],
+            base_history: vec![history],
+            deployment: BTreeMap::new(),
+        };
+        (target, image)
+    }
+
+    #[test]
+    fn the_exporter_pushes_with_the_final_config() {
+        let (target, image) = hello();
+        let image = FinalImage {
             created: None,
             source_date_epoch: None,
-            base_diff_ids: Vec::new(),
-            base_history: Vec::new(),
             deployment: BTreeMap::from([("dev.apprunner-build.operation-id".into(), "op".into())]),
+            ..image
         };
         let Exporter { kind, attributes: attrs } = image_exporter(&target, &image, false);
         assert_eq!(kind, "image");
@@ -201,21 +216,7 @@ mod tests {
 
     #[test]
     fn a_commit_s_time_clamps_every_time_and_the_run_image_is_the_base() {
-        let target = ImageRef::parse("127.0.0.1:5000/apprunner-apps/hello:latest").unwrap();
-        let history: oci::History =
-            serde_json::from_str(r#"{"created":"2025-01-01T00:00:00Z","created_by":"debootstrap"}"#).unwrap();
-        let image = FinalImage {
-            working_dir: "/app".into(),
-            cmd: vec![],
-            env: vec![],
-            exposed_port: 8080,
-            labels: BTreeMap::new(),
-            created: Some("2026-11-25T12:00:00Z".into()),
-            source_date_epoch: Some(1_795_608_000),
-            base_diff_ids: vec!["sha256:base".into()],
-            base_history: vec![history],
-            deployment: BTreeMap::new(),
-        };
+        let (target, image) = hello();
         let Exporter { attributes: attrs, .. } = image_exporter(&target, &image, false);
         assert_eq!(attrs["source-date-epoch"], "1795608000");
         assert_eq!(attrs["rewrite-timestamp"], "true");
@@ -230,21 +231,7 @@ mod tests {
     /// it is written.
     #[test]
     fn the_exporter_s_config_bytes_are_pinned() {
-        let target = ImageRef::parse("127.0.0.1:5000/apprunner-apps/hello:latest").unwrap();
-        let history: oci::History =
-            serde_json::from_str(r#"{"created":"2025-01-01T00:00:00Z","created_by":"debootstrap"}"#).unwrap();
-        let image = FinalImage {
-            working_dir: "/app".into(),
-            cmd: vec!["/bin/sh".into(), "-c".into(), "python3 app.py".into()],
-            env: vec!["PATH=/usr/bin".into(), "PORT=8080".into()],
-            exposed_port: 8080,
-            labels: BTreeMap::from([("b".into(), "2".into()), ("a".into(), "1".into())]),
-            created: Some("2026-11-25T12:00:00Z".into()),
-            source_date_epoch: Some(1_795_608_000),
-            base_diff_ids: vec!["sha256:base".into()],
-            base_history: vec![history],
-            deployment: BTreeMap::new(),
-        };
+        let (target, image) = hello();
         let Exporter { attributes: attrs, .. } = image_exporter(&target, &image, false);
         let arch = oci_architecture();
         assert_eq!(

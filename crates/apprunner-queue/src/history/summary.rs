@@ -67,7 +67,7 @@ impl DeploymentRecord {
 
     /// Its commit as people read it (12 hex digits), or `-` while none is known.
     pub fn short_commit(&self) -> &str {
-        self.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)])
+        self.commit.as_deref().map_or("-", crate::core::watch::decision::short)
     }
 
     /// The lines `status` prints.
