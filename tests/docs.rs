@@ -42,6 +42,7 @@ const OTHER_TOOLS: &[(&str, &[&str])] = &[
     ),
     ("docker buildx imagetools inspect", &["--format"]),
     ("cosign verify", &["--key", "--insecure-ignore-tlog", "--allow-http-registry"]),
+    ("cosign verify-attestation", &["--type"]),
     ("debootstrap", &["--variant"]),
     ("git fetch", &["--filter"]),
     ("npm install", &["--production"]),

@@ -75,6 +75,23 @@ async fn a_revised_image_without_pre_run_moves_to_a_newer_run_image_and_answers_
     assert!(log.iter().any(|l| l.contains("Rebased from nodejs18 18.20.6 onto nodejs18 18.20.8")), "{log:#?}");
     let moved_image = moved.image.to_string();
     cosign_verify(&moved_image, &keys().public).expect("a rebased image is signed");
+    // Its signed provenance names the image it came from and the new run image, by digest.
+    let statement = cosign_verify_attestation(&moved_image, &keys().public, "slsaprovenance1").unwrap();
+    let d = &statement["predicate"]["buildDefinition"];
+    assert_eq!(d["buildType"], "https://apprunner-build.dev/buildtypes/rebase/v1");
+    assert_eq!(
+        (d["externalParameters"]["fromVersion"].as_str(), d["externalParameters"]["toVersion"].as_str()),
+        (Some("18.20.6"), Some("18.20.8"))
+    );
+    let old_digest = ImageRef::parse(&old).unwrap().digest.unwrap();
+    let dependency =
+        |name: &str| d["resolvedDependencies"].as_array().unwrap().iter().find(|x| x["name"] == name).cloned().unwrap();
+    assert_eq!(dependency("rebased image")["digest"]["sha256"], old_digest.hex());
+    let run_ref = ImageRef::parse("127.0.0.1:5000/apprunner-runtimes/nodejs18:18.20.8-run").unwrap();
+    let run_digest = Registry::new(Default::default(), vec![]).manifest_of(&run_ref).await.unwrap().unwrap().digest;
+    assert_eq!(dependency("runtime run image")["digest"]["sha256"], run_digest.hex());
+    assert_eq!(statement["predicate"]["runDetails"]["metadata"]["invocationId"], "0123456789abcdef0123456789abcdef");
+    cosign_verify_attestation(&moved_image, &keys().public, "spdxjson").expect("its SBOM is signed");
     // Its SBOM is the moved image's: of its new manifest, with the new run image's packages.
     let (spdx, purls) = sbom_of(&moved_image);
     let manifest = spdx["name"].as_str().unwrap().rsplit_once('@').unwrap().1.to_string();

@@ -141,7 +141,7 @@ async fn verify_confirms_an_image_and_points_at_the_layer_that_differs() {
         let built = build_with(&settings(), req).await;
         let image = ImageRef::parse(built.image()).unwrap();
         let log = apprunner_build::log::DeploymentLog::new("verify", vec![]);
-        let overrides = Overrides { source: Some(source.clone()), api_config: None };
+        let overrides = Overrides { source: Some(source.clone()), api_config: None, key: None };
         let verdict = verify(&settings(), &image, overrides, &log).await.unwrap();
         assert!(verdict.image.ends_with(image_manifest(built.image()).await.as_str()), "{verdict:#?}");
         if reproducible {
@@ -165,7 +165,7 @@ async fn verify_confirms_an_image_and_points_at_the_layer_that_differs() {
     let built = build_with(&settings(), req).await;
     let image = ImageRef::parse(built.image()).unwrap();
     let log = apprunner_build::log::DeploymentLog::new("verify", vec![]);
-    let overrides = Overrides { source: Some(format!("file://{}", dir.path().display())), api_config: None };
+    let overrides = Overrides { source: Some(format!("file://{}", dir.path().display())), api_config: None, key: None };
     let lines = verify(&settings(), &image, overrides, &log).await.unwrap().differences.join("\n");
     assert!(lines.contains("([packaging] copy /app from the build stage)"), "the app layer: {lines}");
     assert!(lines.contains("~ /app/marker.txt: content"), "{lines}");

@@ -249,6 +249,10 @@ pub(super) struct VerifyArgs {
     /// The API settings it was built with (JSON of `CodeConfigurationValues`), when it was.
     #[arg(long)]
     pub(super) api_config: Option<PathBuf>,
+    /// The public key (PEM) of the worker's signing key: the image's signature and its signed
+    /// provenance must verify with it, and the rebuild is of what that provenance records.
+    #[arg(long)]
+    pub(super) key: Option<PathBuf>,
     /// Print log lines without App Runner's time prefix.
     #[arg(long)]
     pub(super) no_timestamps: bool,

@@ -8,6 +8,7 @@ use crate::core::catalog::RuntimeCatalog;
 use crate::core::image_ref::{split_tag, ImageRef};
 use crate::core::request::{self, Revision, SourceLocation};
 use crate::edge::rebase::RebaseOutcome;
+use crate::edge::signing::PublicKey;
 use crate::edge::source;
 use crate::error::{BuildError, ErrorClass};
 use crate::log::{DeploymentLog, TerminalSink};
@@ -106,7 +107,11 @@ pub(super) async fn run_worker(args: WorkerArgs) -> Result<(), BuildError> {
         tracing::warn!("BuildKit at {} cannot be reached now; jobs wait and retry", settings.buildkit);
     }
     if let Some(signer) = &settings.signer {
-        tracing::info!("every image pushed is signed with key {}", signer.fingerprint);
+        tracing::info!(
+            "every image pushed is signed with key {}, with its provenance (builder {}) and SBOM as attestations",
+            signer.fingerprint,
+            settings.builder_id
+        );
     } else {
         tracing::info!("images are not signed: no --signing-key (APPRUNNER_SIGNING_KEY)");
     }
@@ -294,9 +299,13 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<ExitCode, BuildError> {
     let settings = args.settings.settings()?;
     let image = ImageRef::parse(&args.image)?;
     let api_config = args.api_config.as_deref().map(api_config_file).transpose()?;
-    let overrides = pipeline::Overrides { source: args.source.clone(), api_config };
+    let key = args.key.as_deref().map(PublicKey::from_file).transpose().map_err(BuildError::user)?;
+    let overrides = pipeline::Overrides { source: args.source.clone(), api_config, key };
     let log = DeploymentLog::new("verify", vec![Arc::new(TerminalSink { timestamps: !args.no_timestamps })]);
     let verdict = pipeline::verify(&settings, &image, overrides, &log).await?;
+    if let Some(fingerprint) = &verdict.signed_by {
+        println!("signed: the image and its provenance verify with key {fingerprint}; rebuilt from that provenance");
+    }
     if verdict.differences.is_empty() {
         println!("verified: {} is what its commit, configuration and runtime images build", verdict.image);
         return Ok(ExitCode::SUCCESS);

@@ -59,6 +59,10 @@ pub(super) struct SettingsArgs {
     /// private key (PEM PKCS#8); `cosign verify --key` checks it with the public key.
     #[arg(long, env = "APPRUNNER_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
+    /// The builder the signed provenance names (`runDetails.builder.id`): a URI an admission
+    /// policy can require. Default: `https://apprunner-build.dev/worker@v<version>`.
+    #[arg(long, env = "APPRUNNER_BUILDER_ID")]
+    builder_id: Option<String>,
     /// Attach no SBOM to the images pushed (by default each gets an SPDX document beside its
     /// provenance).
     #[arg(long, env = "APPRUNNER_NO_SBOM")]
@@ -174,6 +178,10 @@ impl SettingsArgs {
             signer: match &self.signing_key {
                 Some(path) => Some(Signer::from_file(path).map_err(|e| BuildError::user(e.to_string()))?),
                 None => None,
+            },
+            builder_id: match &self.builder_id {
+                Some(id) => crate::core::provenance::check_builder_id(id).map_err(BuildError::user)?,
+                None => crate::core::provenance::default_builder_id(env!("CARGO_PKG_VERSION")),
             },
             fleet_cache: (!self.no_fleet_cache)
                 .then(|| self.fleet_cache.clone().unwrap_or_else(|| Settings::default_fleet_cache(&self.registry))),

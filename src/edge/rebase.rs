@@ -100,6 +100,7 @@ pub async fn rebase(
     let commit = old_labels.get(labels::OCI_REVISION).cloned();
 
     let mut done = movable.rebased(target, to_version, commit);
+    done.from_digest = Some(old.top.digest.clone());
     if movable.from_version == to_version {
         let image = name_again(registry, &old, from, target, &movable.runtime, to_version).await?;
         let seconds = began.elapsed().as_secs_f64();
@@ -148,6 +149,7 @@ pub async fn rebase(
     done.copied_bytes = copied;
     done.image = target.at(&index_digest);
     done.run_image = new_run.reference;
+    done.run_image_digest = Some(new_run.digest);
     done.seconds = began.elapsed().as_secs_f64();
     Ok(RebaseOutcome::Moved(done))
 }

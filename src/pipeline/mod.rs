@@ -1,13 +1,15 @@
 //! One build, end to end: source -> configuration -> runtime -> plan -> LLB -> `BuildKit` ->
 //! image, and a rebase. The pure steps are in `core` and `llb`; this is where they meet the
 //! edges: `prepare` (before `BuildKit`), `image_reuse` (the build key, an image taken again), `solve`
-//! (the solves and their narration), `settings` (how the services are reached).
+//! (the solves and their narration), `seal` (SBOM, signature, signed provenance), `settings` (how
+//! the services are reached).
 
 mod image_reuse;
 mod narration;
 mod prepare;
 mod recent;
 mod run;
+mod seal;
 mod settings;
 mod solve;
 mod turns;
@@ -23,14 +25,13 @@ pub use verify::{verify, Overrides, Verdict, VERIFY_TAG};
 
 use crate::core::catalog::RuntimeCatalog;
 use crate::core::digest::Digest;
-use crate::core::image_ref::{ImageRef, Repo};
+use crate::core::image_ref::ImageRef;
 use crate::core::request::{self, BuildRequest};
 use crate::core::result::BuildResult;
 use crate::edge::rebase::RebaseOutcome;
 use crate::edge::stand_in::{self};
 use crate::error::BuildError;
 use crate::log::DeploymentLog;
-use std::time::Instant;
 
 /// Which attempt of a deployment a build is: the first of one, for a build run once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,7 @@ pub async fn rebase(
     log: &DeploymentLog,
 ) -> Result<RebaseOutcome, BuildError> {
     request::check_target(target, &settings.allowed_targets)?;
+    let started_on = seal::now();
     let registry = settings.registry_client();
     let say = Narration(log);
     say.rebasing(&from.to_string(), to_version);
@@ -110,7 +112,13 @@ pub async fn rebase(
     let mut out = out;
     if let RebaseOutcome::Moved(r) = &mut out {
         let written = r.image.digest.clone().ok_or_else(|| BuildError::internal("a rebase named no digest"))?;
-        let (digest, _) = seal(settings, &registry, target, written, log).await?;
+        // On the version already, the image is the one it was, its attestations with it.
+        let provenance = if r.unchanged {
+            None
+        } else {
+            rebase_provenance(settings, &registry, from, r, operation_id, &started_on).await?
+        };
+        let (digest, _) = seal::seal(settings, &registry, target, written, log, provenance).await?;
         r.image = target.at(&digest);
     }
     match &out {
@@ -120,55 +128,40 @@ pub async fn rebase(
     Ok(out)
 }
 
+/// The provenance of the image a rebase moved (`r`) from `from`: the image it came from, the run
+/// image it now sits on, and, from `from`'s own signed provenance, how that was built.
+async fn rebase_provenance(
+    settings: &Settings,
+    registry: &crate::edge::registry::Registry,
+    from: &ImageRef,
+    r: &crate::edge::rebase::Rebased,
+    operation_id: &str,
+    started_on: &str,
+) -> Result<Option<crate::core::provenance::AnyProvenance>, BuildError> {
+    use crate::core::provenance::{self, RebaseFacts, RebaseParameters};
+    let (Some(_), Some(from_digest), Some(run_digest)) = (&settings.signer, &r.from_digest, &r.run_image_digest) else {
+        return Ok(None);
+    };
+    let moved = from.at(from_digest);
+    let built = seal::signed_provenance(settings, registry, &moved).await?;
+    let facts = RebaseFacts {
+        parameters: RebaseParameters {
+            image: moved.to_string(),
+            runtime: r.runtime.clone(),
+            from_version: r.from_version.clone(),
+            to_version: r.to_version.clone(),
+            built: built.and_then(|p| provenance::recorded(&p).ok()).map(|rec| rec.source),
+        },
+        from: from_digest.clone(),
+        run_image: (r.run_image.clone(), run_digest.clone()),
+    };
+    let run = seal::run_of(settings, operation_id, started_on);
+    Ok(Some(seal::any(&provenance::of_rebase(facts, &run))))
+}
+
 /// Keeps the image just written at `target` (`digest`) as this worker's latest of its build key.
 fn remember(settings: &Settings, key: Option<&str>, target: &ImageRef, digest: &Digest) {
     if let Some(key) = key {
         settings.handles.recent_images.remember(key, target.at(digest));
     }
-}
-
-/// What every image pushed gets before it is reported, built, reused or rebased: its SBOM beside
-/// its provenance (a new index, at the target's tag), then its signature (with a signing key).
-/// Returns the digest that names the image, and its index's bytes when they are at hand (the
-/// service's record keeps them for a redeploy).
-async fn seal(
-    settings: &Settings,
-    registry: &crate::edge::registry::Registry,
-    target: &ImageRef,
-    digest: Digest,
-    log: &DeploymentLog,
-) -> Result<(Digest, Option<Vec<u8>>), BuildError> {
-    let started = Instant::now();
-    let (digest, index) = if settings.sbom {
-        let findings = Repo::new(&settings.registry, crate::edge::sbom::FINDINGS_REPOSITORY);
-        let attached = crate::edge::sbom::attach(registry, target, &digest, &findings).await?;
-        if let Some(counts) = &attached.packages {
-            Narration(log).sbom_attached(counts);
-        }
-        (attached.index_digest, attached.index)
-    } else {
-        (digest, None)
-    };
-    let sbom_seconds = started.elapsed().as_secs_f64();
-    let digest = sign(settings, registry, target, digest, log).await?;
-    tracing::debug!(
-        "sealed {target}: SBOM {sbom_seconds:.3}s, signature {:.3}s",
-        started.elapsed().as_secs_f64() - sbom_seconds
-    );
-    Ok((digest, index))
-}
-
-/// The signature part of `seal`, for an index whose SBOM is known to be there.
-async fn sign(
-    settings: &Settings,
-    registry: &crate::edge::registry::Registry,
-    target: &ImageRef,
-    digest: Digest,
-    log: &DeploymentLog,
-) -> Result<Digest, BuildError> {
-    if let Some(signer) = &settings.signer {
-        let tag = signer.sign_image(registry, &target.repo(), &digest).await?;
-        Narration(log).signed(&signer.fingerprint, &tag);
-    }
-    Ok(digest)
 }

@@ -170,6 +170,10 @@ impl Narration<'_> {
         self.say(format!("Image signed with key {fingerprint} (cosign signature at tag {tag})."));
     }
 
+    pub fn attested(self, what: &str, fingerprint: &str, tag: &str) {
+        self.say(format!("Image {what} signed with key {fingerprint} (cosign attestations at tag {tag})."));
+    }
+
     pub fn built(self) {
         self.say("Successfully built your application source code.");
     }

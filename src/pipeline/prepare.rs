@@ -26,6 +26,8 @@ use std::time::Instant;
 pub struct Prepared {
     pub checkout: Checkout,
     pub config: AppConfig,
+    /// The digest of the configuration's bytes (apprunner.yaml's, or the API settings' JSON).
+    pub config_digest: Digest,
     pub plan: BuildPlan,
     pub solves: Solves,
     pub(super) source_layer: Layer,
@@ -42,16 +44,19 @@ pub struct Prepared {
 }
 
 /// Reads the configuration the request names (A21: a REPOSITORY build needs apprunner.yaml in
-/// `dir`, the source directory `source_dir` on disk).
+/// `dir`, the source directory `source_dir` on disk), with the digest of its bytes (the file's,
+/// or the API settings' JSON), which the provenance records.
 pub fn read_config(
     input: &ConfigInput,
     source_dir: &str,
     dir: &Path,
     catalog: &RuntimeCatalog,
-) -> Result<AppConfig, BuildError> {
+) -> Result<(AppConfig, Digest), BuildError> {
     match input {
         ConfigInput::Api(values) => {
-            config::from_api(values, catalog).map_err(|e| BuildError::user(format!("invalid API configuration: {e}")))
+            let cfg = config::from_api(values, catalog)
+                .map_err(|e| BuildError::user(format!("invalid API configuration: {e}")))?;
+            Ok((cfg, Digest::of(values.to_string().as_bytes())))
         }
         ConfigInput::Repository => {
             let shown = format!("{}/{CONFIG_FILE}", source_dir.trim_end_matches('/'));
@@ -67,8 +72,9 @@ pub fn read_config(
                     "App Runner configuration file apprunner.yaml not found: looked for {shown} in source directory {source_dir}{hint}"
                 )));
             };
+            let digest = Digest::of(&bytes);
             let text = String::from_utf8(bytes).map_err(|_| BuildError::user(format!("{shown} is not UTF-8 text")))?;
-            Ok(config::from_yaml(&text, &shown, catalog)?)
+            Ok((config::from_yaml(&text, &shown, catalog)?, digest))
         }
     }
 }
@@ -146,14 +152,7 @@ pub(super) fn runtime_ref(settings: &Settings, reference: &str) -> Result<ImageR
 }
 
 pub(super) fn unpinned(r: &ImageRef) -> ImageFacts {
-    ImageFacts {
-        reference: r.to_string(),
-        digest: None,
-        env: Vec::new(),
-        labels: BTreeMap::new(),
-        diff_ids: Vec::new(),
-        history: Vec::new(),
-    }
+    ImageFacts::unpinned(&r.to_string())
 }
 
 /// Fetches the source and plans the build.
@@ -180,7 +179,7 @@ pub async fn prepare(
     if req.config == ConfigInput::Repository {
         say.reading_config_file(CONFIG_FILE);
     }
-    let cfg = read_config(&req.config, &source_dir, &dir, catalog)?;
+    let (cfg, config_digest) = read_config(&req.config, &source_dir, &dir, catalog)?;
     say.configured(cfg.source == ConfigSource::Repository);
     let runtime = catalog.lookup(&cfg.runtime)?;
     let hold = settings.runtime_holds.get(&runtime.name).map(String::as_str);
@@ -218,6 +217,7 @@ pub async fn prepare(
     Ok(Prepared {
         checkout,
         config: cfg,
+        config_digest,
         plan,
         solves,
         source_layer,

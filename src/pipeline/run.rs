@@ -5,10 +5,11 @@
 use super::image_reuse::{build_key_of, keyed_exporter, reuse_image};
 use super::narration::{Narration, ReusedFrom};
 use super::prepare::{prepare, ImageLookup, Prepared};
+use super::remember;
+use super::seal::{self, seal};
 use super::settings::{Settings, CA_REPOSITORY, SOURCE_REPOSITORY};
 use super::solve::SolveSession;
 use super::unchanged;
-use super::{remember, seal, sign};
 use crate::core::digest::Digest;
 use crate::core::image_ref::{ImageRef, Repo};
 use crate::core::request::{self, BuildRequest};
@@ -73,12 +74,18 @@ pub(super) async fn run(
             target.name()
         )));
     }
+    let started_on = seal::now();
     let reusing = settings.image_reuse && !settings.no_cache;
     if reusing {
-        if let Some((mut redeployed, digest)) = Box::pin(unchanged::redeploy(settings, &registry, req, log)).await? {
+        if let Some((mut redeployed, digest, built)) =
+            Box::pin(unchanged::redeploy(settings, &registry, req, log)).await?
+        {
             // The image it takes was sealed under the same settings (they are in the
-            // fingerprint): its SBOM is there; a signature is of an index, so this one is signed.
-            let digest = sign(settings, &registry, target, digest, log).await?;
+            // fingerprint): its SBOM is there. A signature and attestations are of an index, so
+            // this one gets its own, its provenance the image's, run by this deployment.
+            let run = seal::run_of(settings, &req.operation_id, &started_on);
+            let carried = built.map(|p| crate::core::provenance::carried(p, &run));
+            let (digest, _) = seal(settings, &registry, target, digest, log, carried).await?;
             redeployed.image = target.with_digest(&digest);
             return Ok(redeployed);
         }
@@ -90,7 +97,7 @@ pub(super) async fn run(
     let exporter = keyed_exporter(settings, target, &prepared);
     let key = build_key_of(&exporter.attributes).map(str::to_string);
     let prior = unchanged::prior_build(settings, req, &prepared, key.as_deref());
-    let planned = Planned { settings, registry, req, log, prepared, key, prior, reusing, clock };
+    let planned = Planned { settings, registry, req, log, prepared, key, prior, reusing, clock, started_on };
     if let Some(taken) = planned.take_built(&exporter).await? {
         return Ok(taken);
     }
@@ -108,6 +115,8 @@ struct Planned<'a> {
     prior: Option<PriorBuild>,
     reusing: bool,
     clock: PhaseClock,
+    /// When the deployment began, as its provenance says.
+    started_on: String,
 }
 
 impl Planned<'_> {
@@ -183,7 +192,8 @@ impl Planned<'_> {
             .image_digest()
             .and_then(|d| Digest::parse(d).ok())
             .ok_or_else(|| BuildError::internal(format!("BuildKit pushed {target} but did not say its digest")))?;
-        let (digest, index) = seal(settings, &self.registry, target, digest, self.log).await?;
+        let provenance = seal::of_build(settings, self.req, &self.prepared, &self.started_on);
+        let (digest, index) = seal(settings, &self.registry, target, digest, self.log, provenance).await?;
         remember(settings, self.key.as_deref(), target, &digest);
         let phases = self.clock.phases(solved.export_seconds);
         Ok(self.result(&digest, index.as_deref(), solved.timings, src.uploaded, phases))
@@ -195,7 +205,9 @@ impl Planned<'_> {
         let target = &self.req.target;
         let phases = self.clock.phases(looked);
         let sealing = Instant::now();
-        let (digest, index) = seal(self.settings, &self.registry, target, digest, self.log).await?;
+        // Built with this build's key, so from this build's inputs: its provenance is this build's.
+        let provenance = seal::of_build(self.settings, self.req, &self.prepared, &self.started_on);
+        let (digest, index) = seal(self.settings, &self.registry, target, digest, self.log, provenance).await?;
         remember(self.settings, self.key.as_deref(), target, &digest);
         // Sealing the image taken counts in its export.
         let phases = PhaseTimings { export: phases.export + sealing.elapsed().as_secs_f64(), ..phases };

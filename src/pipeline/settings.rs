@@ -53,6 +53,9 @@ pub struct Settings {
     pub sbom: bool,
     /// Signs every image pushed, built or rebased (cosign's format); None: nothing is signed.
     pub signer: Option<Signer>,
+    /// Who the signed provenance says built an image (SLSA's `builder.id`): a URI naming this
+    /// fleet's builder.
+    pub builder_id: String,
     /// Runtimes the operator holds back: a build without `runtime-version` gets the newest
     /// release not newer than the held version (until a roll-out moves the fleet on).
     pub runtime_holds: BTreeMap<String, String>,
@@ -101,6 +104,7 @@ impl Default for Settings {
             image_reuse: true,
             no_cache: false,
             signer: None,
+            builder_id: crate::core::provenance::default_builder_id(env!("CARGO_PKG_VERSION")),
             sbom: true,
             runtime_pins: BTreeMap::new(),
             runtime_holds: BTreeMap::new(),

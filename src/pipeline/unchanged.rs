@@ -9,6 +9,7 @@ use super::prepare::{ca_bundle_layer, runtime_ref, Prepared};
 use super::settings::Settings;
 use crate::core::digest::Digest;
 use crate::core::plan::deployment_annotations;
+use crate::core::provenance::AnyProvenance;
 use crate::core::redeploy::{self, KnownInputs};
 use crate::core::request::{BuildRequest, ConfigInput, SourceLocation};
 use crate::core::result::{BuildResult, PhaseTimings, PriorBuild, ReportedBuild};
@@ -49,6 +50,7 @@ fn known_inputs(
         runtime_pins,
         sbom,
         signer,
+        builder_id: _, // the provenance's, not the image's
         runtime_holds,
         stand_ins: _,
         handles: _,
@@ -107,14 +109,15 @@ pub(super) fn prior_build(
 
 /// When `req` deploys its service's unchanged inputs (`req.prior`, of `req.current_image`):
 /// writes an index for this deployment over the current image's manifests at the target and
-/// returns the build's result, its index not yet sealed. None (a miss) whenever that cannot be
-/// said for sure; the ordinary build follows.
+/// returns the build's result, its index not yet sealed, and (with a signing key) the current
+/// image's signed provenance. None (a miss) whenever that cannot be said for sure, or a key
+/// finds no provenance of its own to carry; the ordinary build follows.
 pub(super) async fn redeploy(
     settings: &Settings,
     registry: &Registry,
     req: &BuildRequest,
     log: &DeploymentLog,
-) -> Result<Option<(BuildResult, Digest)>, BuildError> {
+) -> Result<Option<(BuildResult, Digest, Option<AnyProvenance>)>, BuildError> {
     let (Some(prior), Some(current)) = (&req.prior, &req.current_image) else { return Ok(None) };
     if current.repo() != req.target.repo() || current.digest.is_none() {
         return Ok(None);
@@ -135,6 +138,10 @@ pub(super) async fn redeploy(
             return Ok(None);
         }
     }
+    let built = super::seal::signed_provenance(settings, registry, current).await?;
+    if settings.signer.is_some() && built.is_none() {
+        return Ok(None);
+    }
     let fetch = asking.elapsed().as_secs_f64();
     let taking = Instant::now();
     let deployment = deployment_annotations(&req.operation_id);
@@ -150,5 +157,5 @@ pub(super) async fn redeploy(
     let image = target.with_digest(&taken.digest);
     let prior = prior.clone().with_index(Some(&taken.index));
     let result = prior.reported.clone().result(image, Some(commit), Vec::new(), false, phases, Some(prior));
-    Ok(Some((result, taken.digest)))
+    Ok(Some((result, taken.digest, built)))
 }

@@ -1,16 +1,24 @@
 //! `verify IMAGE`: the image built again from what it records (its commit, source directory and
 //! configuration source in its labels, its runtime images by digest in its provenance), every step
 //! run anew, and the two image manifests compared: the same, or where they differ (which layer,
-//! which files; which config fields).
+//! which files; which config fields). With `--key`, the image's signature and its signed SLSA
+//! provenance are checked first, and the rebuild is of what that provenance records, never of
+//! labels (which anyone who can push can change).
 
 use super::{DeploymentLog, Settings};
 use crate::core::digest::Digest;
 use crate::core::image_ref::ImageRef;
 use crate::core::labels;
+use crate::core::oci::slsa::SLSA_PROVENANCE_V1;
+use crate::core::oci::Statement;
+use crate::core::provenance::{self, AnyProvenance};
 use crate::core::request::{self, BuildRequest, ConfigInput, Revision, SourceLocation};
 use crate::core::verify;
 use crate::edge::layers::layer_files;
+use crate::edge::rebase::Stored;
+use crate::edge::signing::{self, PublicKey};
 use crate::error::BuildError;
+use std::collections::BTreeMap;
 
 /// The tag of a repository that `verify` pushes its rebuild to.
 pub const VERIFY_TAG: &str = "apprunner-verify";
@@ -27,6 +35,8 @@ pub struct Verdict {
     pub rebuilt: String,
     /// Where they differ, one line each; empty when they are the same.
     pub differences: Vec<String>,
+    /// The key whose signatures of the image and its provenance were checked (its fingerprint).
+    pub signed_by: Option<String>,
 }
 
 /// What the caller may say that the image does not record: the source (a local path or a
@@ -35,6 +45,8 @@ pub struct Verdict {
 pub struct Overrides {
     pub source: Option<String>,
     pub api_config: Option<serde_json::Value>,
+    /// Check the image's signature and its provenance's with this key, and rebuild from that.
+    pub key: Option<PublicKey>,
 }
 
 /// Rebuilds `image` from what it records and compares; the rebuild's deployment log goes to `log`.
@@ -48,24 +60,17 @@ pub async fn verify(
     let stored = crate::edge::rebase::read(&registry, image, "image")
         .await?
         .ok_or_else(|| BuildError::user(format!("{image} is not in the registry")))?;
-    let labels = stored.parts.config.labels();
-    let provenance = stored.provenance.as_ref().ok_or_else(|| {
-        BuildError::user(format!(
-            "{image} has no provenance to rebuild it from; only images this service built can be verified"
-        ))
-    })?;
-    let req = request_from(image, &labels, overrides)?;
-    let pins = verify::runtime_images(&provenance.predicate.materials);
-    if pins.is_empty() {
-        return Err(BuildError::user(format!(
-            "{image}'s provenance names no runtime image; it was not built by this service"
-        )));
-    }
+    let signed_by = overrides.key.as_ref().map(|k| k.fingerprint.clone());
+    let (req, pins, held) = match overrides.key.clone() {
+        Some(key) => {
+            let signed = signed_provenance(&registry, image, &stored.top.digest, &key).await?;
+            from_signed(image, &signed, overrides)?
+        }
+        None => from_labels(image, &stored, overrides)?,
+    };
     // The runtime version it was built on, when its configuration named none: held there.
     let mut holds = settings.runtime_holds.clone();
-    if let (Some(rt), Some(version)) = (labels.get(labels::RUNTIME), labels.get(labels::RUNTIME_VERSION)) {
-        holds.insert(rt.clone(), version.clone());
-    }
+    holds.extend(held);
     let rebuild =
         Settings { no_cache: true, signer: None, runtime_pins: pins, runtime_holds: holds, ..settings.clone() };
     let built = super::run(&rebuild, &req, log).await?;
@@ -78,6 +83,7 @@ pub async fn verify(
         image: format!("{name}@{}", stored.image.digest),
         rebuilt: format!("{name}@{}", again.image.digest),
         differences,
+        signed_by: signed_by.clone(),
     };
     if again.image.digest == stored.image.digest {
         return Ok(verdict(Vec::new()));
@@ -118,6 +124,111 @@ pub async fn verify(
     Ok(verdict(lines))
 }
 
+/// What a rebuild is given: the request, the runtime images pinned, the runtime held.
+type Rebuild = (BuildRequest, BTreeMap<String, String>, Option<(String, String)>);
+
+/// The rebuild of `image` from its labels and `BuildKit`'s provenance (no key to check them).
+fn from_labels(image: &ImageRef, stored: &Stored, overrides: Overrides) -> Result<Rebuild, BuildError> {
+    let labels = stored.parts.config.labels();
+    let provenance = stored.provenance.as_ref().ok_or_else(|| {
+        BuildError::user(format!(
+            "{image} has no provenance to rebuild it from; only images this service built can be verified"
+        ))
+    })?;
+    let req = request_from(image, &labels, overrides)?;
+    let pins = verify::runtime_images(&provenance.predicate.materials);
+    if pins.is_empty() {
+        return Err(BuildError::user(format!(
+            "{image}'s provenance names no runtime image; it was not built by this service"
+        )));
+    }
+    let held = labels.get(labels::RUNTIME).cloned().zip(labels.get(labels::RUNTIME_VERSION).cloned());
+    Ok((req, pins, held))
+}
+
+/// The provenance of `image` (its index `digest`) signed by `key`, once the image's own
+/// signature by it is checked; else why not, in one line.
+async fn signed_provenance(
+    registry: &crate::edge::registry::Registry,
+    image: &ImageRef,
+    digest: &Digest,
+    key: &PublicKey,
+) -> Result<AnyProvenance, BuildError> {
+    let at = image.repo();
+    let shown = format!("{}@{digest}", image.name());
+    let fingerprint = &key.fingerprint;
+    if !signing::image_signed(registry, &at, digest, key).await? {
+        return Err(BuildError::user(format!(
+            "{shown} is not signed by key {fingerprint}; give the public key of the key that signed it"
+        )));
+    }
+    let statement =
+        signing::signed_statement(registry, &at, digest, SLSA_PROVENANCE_V1, key).await?.map_err(|why| {
+            BuildError::user(format!("{shown}: its provenance does not verify with key {fingerprint}: {why}"))
+        })?;
+    let statement: Statement<AnyProvenance> = serde_json::from_slice(&statement)
+        .map_err(|e| BuildError::user(format!("{shown}: its signed provenance is not SLSA v1 provenance: {e}")))?;
+    Ok(statement.predicate)
+}
+
+/// The rebuild of `image` from what its signed provenance records (and what the caller says it
+/// cannot: a local repository, the API settings, which it keeps only by digest).
+fn from_signed(image: &ImageRef, provenance: &AnyProvenance, overrides: Overrides) -> Result<Rebuild, BuildError> {
+    let recorded = provenance::recorded(provenance)
+        .map_err(|why| BuildError::user(format!("{image} cannot be rebuilt: {why}")))?;
+    let source = &recorded.source;
+    let commit = source.commit.clone().ok_or_else(|| {
+        BuildError::user(format!("{image}'s provenance records no commit (it was built from a directory outside git), so it cannot be rebuilt"))
+    })?;
+    let config = match source.configuration.source.as_str() {
+        "API" => {
+            let given = overrides.api_config.ok_or_else(|| {
+                BuildError::user(format!("{image} was built from API settings, which its provenance keeps only by digest; give them with --api-config"))
+            })?;
+            let digest = Digest::of(given.to_string().as_bytes());
+            if source.configuration.digest.get("sha256").map(String::as_str) != Some(digest.hex()) {
+                return Err(BuildError::user(format!("--api-config: these settings are not the ones {image} was built with (their digest is not the one its provenance records)")));
+            }
+            ConfigInput::Api(given)
+        }
+        _ => ConfigInput::Repository,
+    };
+    let repository = overrides.source.unwrap_or_else(|| source.repository.clone());
+    let location = crate::edge::source::locate(&repository);
+    if let SourceLocation::Local(p) = &location {
+        return Err(BuildError::user(format!(
+            "--source {}: give a git URL (file:// for a local repository), so the commit {commit} can be checked out",
+            p.display()
+        )));
+    }
+    let req = rebuild_request(image, location, commit, source.source_directory.clone(), config);
+    if recorded.runtime_images.is_empty() {
+        return Err(BuildError::user(format!("{image}'s signed provenance names no runtime image to rebuild on")));
+    }
+    Ok((req, recorded.runtime_images, Some((source.runtime.clone(), recorded.runtime_version))))
+}
+
+/// The request that builds `commit` of `location` again into `image`'s verify tag.
+fn rebuild_request(
+    image: &ImageRef,
+    location: SourceLocation,
+    commit: String,
+    source_dir: String,
+    config: ConfigInput,
+) -> BuildRequest {
+    BuildRequest {
+        location,
+        revision: Revision::Commit(commit),
+        source_dir,
+        config,
+        target: ImageRef { tag: Some(VERIFY_TAG.into()), digest: None, ..image.clone() },
+        operation_id: request::new_operation_id(),
+        trigger: "SERVICE_DEPLOY".into(),
+        current_image: None,
+        prior: None,
+    }
+}
+
 /// The build request that made `image`, from its labels (and what the caller says they lack).
 fn request_from(
     image: &ImageRef,
@@ -147,15 +258,6 @@ fn request_from(
             p.display()
         )));
     }
-    Ok(BuildRequest {
-        location,
-        revision: Revision::Commit(commit.clone()),
-        source_dir: labels.get(labels::SOURCE_DIRECTORY).cloned().unwrap_or_else(|| "/".into()),
-        config,
-        target: ImageRef { tag: Some(VERIFY_TAG.into()), digest: None, ..image.clone() },
-        operation_id: request::new_operation_id(),
-        trigger: "SERVICE_DEPLOY".into(),
-        current_image: None,
-        prior: None,
-    })
+    let source_dir = labels.get(labels::SOURCE_DIRECTORY).cloned().unwrap_or_else(|| "/".into());
+    Ok(rebuild_request(image, location, commit.clone(), source_dir, config))
 }

@@ -250,6 +250,24 @@ pub fn cosign_verify(image: &str, public: &Path) -> Result<(), String> {
     }
 }
 
+/// `cosign verify-attestation --type TYPE` of `image` with the public key: the statement of the
+/// first attestation that verified, or cosign's error.
+pub fn cosign_verify_attestation(image: &str, public: &Path, kind: &str) -> Result<serde_json::Value, String> {
+    let out = Command::new("cosign")
+        .args(["verify-attestation", "--key", public.to_str().unwrap(), "--type", kind])
+        .args(["--insecure-ignore-tlog=true", "--allow-http-registry", image])
+        .output()
+        .expect("cosign is installed by docker/stack");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
+    let first = String::from_utf8(out.stdout).unwrap().lines().next().unwrap().to_string();
+    let envelope: serde_json::Value = serde_json::from_str(&first).unwrap();
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    Ok(serde_json::from_slice(&payload).unwrap())
+}
+
 /// The SPDX document of `image` as `docker buildx imagetools inspect` reads it (Docker's own
 /// reader of SBOM attestations), and the purls it lists.
 pub fn sbom_of(image: &str) -> (serde_json::Value, Vec<String>) {

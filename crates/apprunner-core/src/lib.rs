@@ -19,6 +19,7 @@ pub mod log;
 pub mod plan;
 pub mod platform;
 pub mod progress;
+pub mod provenance;
 pub mod rebase;
 pub mod redeploy;
 pub mod registry_error;

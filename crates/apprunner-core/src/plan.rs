@@ -55,6 +55,18 @@ pub struct ImageFacts {
 }
 
 impl ImageFacts {
+    /// `reference`, not looked up: no digest, no config.
+    pub fn unpinned(reference: &str) -> Self {
+        Self {
+            reference: reference.to_string(),
+            digest: None,
+            env: Vec::new(),
+            labels: BTreeMap::new(),
+            diff_ids: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
     /// The reference an LLB source op pulls: pinned by digest when known.
     pub fn pinned(&self) -> String {
         match &self.digest {

@@ -80,6 +80,8 @@ impl Movable {
             from_version: self.from_version.clone(),
             to_version: to_version.to_string(),
             run_image: self.base_name.clone(),
+            run_image_digest: None,
+            from_digest: None,
             unchanged: false,
             copied_bytes: 0,
             seconds: 0.0,

@@ -5,6 +5,7 @@
 
 use crate::catalog::BuildProcess;
 use crate::config::{AppConfig, EnvVar, SecretRef};
+use crate::digest::Digest;
 use crate::image_ref::ImageRef;
 use crate::plan::BuildPlan;
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,10 @@ pub struct Rebased {
     pub to_version: String,
     /// The run image it now sits on.
     pub run_image: String,
+    /// The run image's digest, once the image moved onto it.
+    pub run_image_digest: Option<Digest>,
+    /// The digest of the image it moved (its index).
+    pub from_digest: Option<Digest>,
     /// The image was on `to_version` already: the target now names it, nothing else changed.
     pub unchanged: bool,
     /// Bytes sent to the registry (0 when every layer was mounted).

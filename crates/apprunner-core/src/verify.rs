@@ -11,18 +11,18 @@ use std::collections::BTreeMap;
 pub fn runtime_images(materials: &[crate::oci::Material]) -> BTreeMap<String, String> {
     materials
         .iter()
-        .filter_map(|m| {
-            // The registry's port colon is percent-encoded, as purls write it.
-            let uri = m.uri.replace("%3A", ":");
-            let rest = uri.strip_prefix("pkg:docker/")?;
-            let (repo, tag) = rest.split_once('?').map_or(rest, |(r, _)| r).rsplit_once('@')?;
-            if !repo.contains("/apprunner-runtimes/") {
-                return None;
-            }
-            let digest = m.digest.get("sha256")?;
-            Some((format!("{repo}:{tag}"), format!("sha256:{digest}")))
-        })
+        .filter_map(|m| Some((runtime_image_reference(&m.uri)?, format!("sha256:{}", m.digest.get("sha256")?))))
         .collect()
+}
+
+/// `registry/repo:tag` of a runtime image named by its purl
+/// (`pkg:docker/<registry%3Aport/repo>@<tag>?…`); None for any other image.
+pub fn runtime_image_reference(uri: &str) -> Option<String> {
+    // The registry's port colon is percent-encoded, as purls write it.
+    let uri = uri.replace("%3A", ":");
+    let rest = uri.strip_prefix("pkg:docker/")?;
+    let (repo, tag) = rest.split_once('?').map_or(rest, |(r, _)| r).rsplit_once('@')?;
+    repo.contains("/apprunner-runtimes/").then(|| format!("{repo}:{tag}"))
 }
 
 /// One file of a layer, as `verify` compares it.

@@ -1,11 +1,12 @@
-//! Image signatures in cosign's format, as documents: what is signed (the simple-signing
-//! payload naming the image's digest), and the signature manifest beside the image, at the tag
-//! `sha256-<hex>.sig`, with one layer per signature. The signing itself (a key, randomness) is
+//! Image signatures and attestations in cosign's format, as documents: what is signed (the
+//! simple-signing payload naming the image's digest), the signature manifest beside the image,
+//! at the tag `sha256-<hex>.sig`, with one layer per signature, and the attestation manifest at
+//! `sha256-<hex>.att`, one layer per signed statement (a DSSE envelope). The signing itself (a key, randomness) is
 //! the service crate's; here is only what it writes, so `cosign verify` reads it.
 
 use crate::digest::Digest;
 use crate::documents::{Descriptor, ImageManifest, RootFs};
-use crate::media_types::{COSIGN_SIMPLE_SIGNING, OCI_CONFIG, OCI_MANIFEST};
+use crate::media_types::{COSIGN_SIMPLE_SIGNING, DSSE_ENVELOPE, OCI_CONFIG, OCI_MANIFEST};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -15,6 +16,26 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// The tag of the signatures of the manifest `digest`: `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &Digest) -> String {
     format!("sha256-{}.sig", digest.hex())
+}
+
+/// The tag of the attestations of the manifest `digest`: `sha256-<hex>.att`.
+pub fn attestation_tag(digest: &Digest) -> String {
+    format!("sha256-{}.att", digest.hex())
+}
+
+/// The annotation of an attestation layer that names its statement's predicate type.
+pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+
+/// The layer of an attestation manifest holding `envelope` (a DSSE envelope's bytes) whose
+/// statement is of `predicate_type`, annotated as cosign annotates it (its signature is inside
+/// the envelope, so the signature annotation is empty).
+pub fn attestation_layer(envelope: &[u8], predicate_type: &str) -> Descriptor {
+    let mut d = Descriptor::of(DSSE_ENVELOPE, envelope);
+    d.annotations = Some(BTreeMap::from([
+        (SIGNATURE_ANNOTATION.to_string(), String::new()),
+        (PREDICATE_TYPE_ANNOTATION.to_string(), predicate_type.to_string()),
+    ]));
+    d
 }
 
 /// cosign's simple-signing payload: what is signed. Its fields in cosign's order.
@@ -110,8 +131,8 @@ pub fn config(layers: &[Descriptor]) -> Vec<u8> {
     })
 }
 
-/// The signature manifest holding `layers` (the signatures already there, then the new one),
-/// with its config blob.
+/// The signature (or attestation) manifest holding `layers` (those already there, then the new
+/// ones), with its config blob.
 pub fn manifest(layers: Vec<Descriptor>) -> (ImageManifest, Vec<u8>) {
     let config = config(&layers);
     (ImageManifest::new(OCI_MANIFEST, Descriptor::of(OCI_CONFIG, &config), layers), config)

@@ -15,6 +15,11 @@ pub struct Digest(String);
 pub struct DigestError(pub String);
 
 impl Digest {
+    /// As in-toto and SLSA name a digest: by its algorithm, `{"sha256": hex}`.
+    pub fn by_algorithm(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::from([("sha256".to_string(), self.hex().to_string())])
+    }
+
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))

@@ -301,6 +301,11 @@ impl<P> Statement<P> {
             other: Other::new(),
         }
     }
+
+    /// A v1 statement (SLSA v1 provenance's) about `subject`.
+    pub fn v1(predicate_type: &str, subject: Vec<Subject>, predicate: P) -> Self {
+        Self { kind: crate::slsa::IN_TOTO_STATEMENT_V1.into(), ..Self::v01(predicate_type, subject, predicate) }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,7 +317,7 @@ pub struct Subject {
 impl Subject {
     /// `name` at the content `digest` (in-toto names it by algorithm: `{"sha256": hex}`).
     pub fn at(name: &str, digest: &Digest) -> Self {
-        Self { name: name.to_string(), digest: BTreeMap::from([("sha256".to_string(), digest.hex().to_string())]) }
+        Self { name: name.to_string(), digest: digest.by_algorithm() }
     }
 }
 

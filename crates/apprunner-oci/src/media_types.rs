@@ -13,6 +13,8 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 /// An attestation's statement (the SLSA provenance).
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
 /// A cosign signature's payload (Red Hat's simple signing format, as cosign writes it).
+/// A signed in-toto statement: a DSSE envelope (cosign's attestation layers).
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 pub const COSIGN_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
 /// What a manifest request accepts: an image or an index, in either family.

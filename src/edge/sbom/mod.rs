@@ -27,6 +27,9 @@ pub struct Attached {
     pub index: Option<Vec<u8>>,
     /// None: the attestation had an SBOM already (an image taken again); nothing was written.
     pub packages: Option<BTreeMap<&'static str, usize>>,
+    /// The SBOM's in-toto statement (about the image manifest), written, or found when asked
+    /// for; None when the image has no attestation to hold one.
+    pub statement: Option<Vec<u8>>,
 }
 
 /// Where the fleet keeps the findings of big layers, each under the tag `sha256-<hex>` of the
@@ -41,14 +44,16 @@ const SHARED_FROM: u64 = 4 << 20;
 /// attestation has one; writes the new index at `target`'s tag. An image that is not an index
 /// with an attestation (never one this service pushes) is left as it is. `findings`: where the
 /// fleet keeps big layers' findings (`FINDINGS_REPOSITORY` on the worker's registry).
+/// `statement`: whether an SBOM found there is read for the caller (to sign it).
 pub async fn attach(
     registry: &Registry,
     target: &ImageRef,
     index_digest: &Digest,
     findings: &Repo,
+    statement: bool,
 ) -> Result<Attached, RegistryError> {
     let at = target.repo();
-    let mut unchanged = Attached { index_digest: index_digest.clone(), index: None, packages: None };
+    let mut unchanged = Attached { index_digest: index_digest.clone(), index: None, packages: None, statement: None };
     let Some(top) = registry.manifest(&at, index_digest).await? else { return Ok(unchanged) };
     if !top.is_index() {
         return Ok(unchanged);
@@ -63,7 +68,11 @@ pub async fn attach(
     let missing = |d: &Digest| RegistryError::Malformed(format!("{target}: index names {d}, which the registry lacks"));
     let attestation =
         registry.manifest(&at, &att_entry.digest).await?.ok_or_else(|| missing(&att_entry.digest))?.image()?;
-    if attestation.layers.iter().any(|l| l.annotation(PREDICATE_TYPE) == Some(sbom::SPDX_PREDICATE)) {
+    let spdx = |l: &&Descriptor| l.annotation(PREDICATE_TYPE) == Some(sbom::SPDX_PREDICATE);
+    if let Some(found) = attestation.layers.iter().find(spdx) {
+        if statement {
+            unchanged.statement = Some(registry.blob(&at, &found.digest).await?);
+        }
         return Ok(unchanged);
     }
     let image =
@@ -104,7 +113,7 @@ pub async fn attach(
     let media_type = new_index.media_type.clone().unwrap_or_else(|| top.media_type.clone());
     let reference = target.tag.clone().unwrap_or_else(|| Digest::of(&bytes).to_string());
     let index_digest = registry.put_manifest(&at, &reference, &bytes, &media_type).await?;
-    Ok(Attached { index_digest, index: Some(bytes), packages: Some(counts) })
+    Ok(Attached { index_digest, index: Some(bytes), packages: Some(counts), statement: Some(statement) })
 }
 
 /// `index` with the attestation entry `old` replaced by `new` (its annotations and platform kept).

@@ -42,6 +42,22 @@ impl Llb {
         Llb { bytes: def.encode_to_vec(), vertices: self.vertices.clone() }
     }
 
+    /// The images the graph starts from (its `docker-image://` sources), as it names them:
+    /// `registry/repo[:tag][@sha256:…]`.
+    pub fn images(&self) -> BTreeSet<String> {
+        self.definition()
+            .def
+            .iter()
+            .filter_map(|op| pb::Op::decode(op.as_slice()).ok())
+            .filter_map(|op| match op.op {
+                Some(pb::op::Kind::Source(source)) => {
+                    source.identifier.strip_prefix("docker-image://").map(str::to_string)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn op_digests(&self) -> impl Iterator<Item = String> + '_ {
         self.definition().metadata.into_keys()
     }
@@ -58,6 +74,12 @@ pub struct Solves {
 }
 
 impl Solves {
+    /// Every image any of the solves starts from.
+    pub fn images(&self) -> BTreeSet<String> {
+        let warm = self.warm.iter().map(|(_, llb)| llb);
+        std::iter::once(&self.image).chain(&self.post_build).chain(warm).flat_map(Llb::images).collect()
+    }
+
     /// The solves of a build from nothing (`--no-cache`, `verify`): every op runs anew, once.
     /// The warm-ups are solved first and run theirs; the image and the check then take those
     /// from the warm-ups just run and run every other op.

@@ -10,14 +10,7 @@ fn plan() -> BuildPlan {
     let cfg = config::from_yaml(yaml, "apprunner.yaml", RuntimeCatalog::builtin()).unwrap();
     let catalog = RuntimeCatalog::builtin();
     let runtime = catalog.resolve(catalog.lookup("python3").unwrap(), None).unwrap();
-    let facts = |r: &str| ImageFacts {
-        reference: r.into(),
-        digest: None,
-        env: vec![],
-        labels: Default::default(),
-        diff_ids: vec![],
-        history: vec![],
-    };
+    let facts = ImageFacts::unpinned;
     plan::plan(
         &cfg,
         &PlanInput {

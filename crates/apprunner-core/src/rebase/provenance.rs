@@ -19,7 +19,7 @@ pub fn rebased_provenance(
     new_run: &RunImage,
     to: &str,
 ) -> Statement {
-    let sha256 = |d: &Digest| BTreeMap::from([("sha256".to_string(), d.hex().to_string())]);
+    let sha256 = Digest::by_algorithm;
     let new_material =
         Material { uri: purl(&new_run.reference, Some(new_run.digest.as_str())), digest: sha256(&new_run.digest) };
     let mut statement = old.cloned().unwrap_or_else(|| {

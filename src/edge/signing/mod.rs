@@ -1,7 +1,14 @@
-//! Signing images in cosign's format with the operator's key: an ECDSA P-256 private key in PEM
-//! PKCS#8 (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`). The key stays in
-//! this process: it is never written to a log line, a label, an LLB definition, a build step or
-//! an event; what is shown of it is its public key's fingerprint.
+//! Signing images and attestations in cosign's format with the operator's key: an ECDSA P-256
+//! private key in PEM PKCS#8 (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`).
+//! The key stays in this process: it is never written to a log line, a label, an LLB definition,
+//! a build step or an event; what is shown of it is its public key's fingerprint. `attest` writes
+//! and reads the signed statements; `PublicKey` checks what a key signed.
+
+mod attest;
+mod public_key;
+
+pub use attest::{image_signed, signed_statement, Unsigned};
+pub use public_key::PublicKey;
 
 use crate::core::cosign::{self, SignatureLayer};
 use crate::core::digest::Digest;
@@ -13,12 +20,6 @@ use base64::Engine as _;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use std::path::Path;
 use std::sync::Arc;
-
-/// The DER prefix of a P-256 public key's `SubjectPublicKeyInfo`, before its 65-byte point.
-const P256_SPKI_PREFIX: &[u8] = &[
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 
 /// The operator's signing key, read once.
 #[derive(Clone)]
@@ -76,9 +77,19 @@ impl Signer {
         let rng = ring::rand::SystemRandom::new();
         let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng)
             .map_err(|_| "not an ECDSA P-256 key in PKCS#8")?;
-        let spki = [P256_SPKI_PREFIX, key.public_key().as_ref()].concat();
-        let fingerprint = format!("SHA256:{}", &crate::core::digest::sha256_digest(&spki)["sha256:".len()..]);
+        let fingerprint = PublicKey::of_point(key.public_key().as_ref()).fingerprint;
         Ok(Self { key: Arc::new(key), fingerprint })
+    }
+
+    /// The public half: what checks this key's signatures.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::of_point(self.key.public_key().as_ref())
+    }
+
+    /// `statement` (an in-toto statement's bytes) in a DSSE envelope signed with this key.
+    pub fn envelope(&self, statement: &[u8]) -> Vec<u8> {
+        let signed = crate::core::oci::dsse::pae(crate::core::oci::dsse::IN_TOTO_PAYLOAD, statement);
+        crate::core::oci::to_bytes(&crate::core::oci::dsse::Envelope::in_toto(statement, self.sign(&signed)))
     }
 
     /// The signature (base64 of ASN.1 DER) of `payload`.
@@ -91,10 +102,7 @@ impl Signer {
 
     /// Whether `signature_b64` is this key's over `payload`.
     fn signed(&self, payload: &[u8], signature_b64: &str) -> bool {
-        let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64) else { return false };
-        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, self.key.public_key().as_ref())
-            .verify(payload, &sig)
-            .is_ok()
+        self.public_key().verifies(payload, signature_b64)
     }
 
     /// Signs the manifest `digest` of `at` (an index or an image): its signature manifest at
@@ -146,5 +154,12 @@ mod tests {
         let sig = signer.sign(b"payload");
         assert!(signer.signed(b"payload", &sig));
         assert!(!signer.signed(b"other", &sig));
+        // Its public half is what openssl pkey -pubout gives.
+        let public = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEuY+hRZY/4ADP1TNpJZHSWLhUKmyy\nxcCqdpoeLv0M2hucxmVirgyUSajwiloS3HI4mn7UFDCB+PCc/IF8CUisaw==\n-----END PUBLIC KEY-----\n";
+        assert_eq!(signer.public_key(), PublicKey::from_pem(public).unwrap());
+        // A statement's envelope is signed over DSSE's encoding, not the statement alone.
+        let envelope: crate::core::oci::dsse::Envelope = serde_json::from_slice(&signer.envelope(b"{}")).unwrap();
+        assert!(signer.public_key().verifies(&envelope.signed_bytes().unwrap(), &envelope.signatures[0].sig));
+        assert!(!signer.public_key().verifies(b"{}", &envelope.signatures[0].sig));
     }
 }
