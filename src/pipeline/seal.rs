@@ -143,9 +143,6 @@ async fn sign(
 ) -> Result<(), BuildError> {
     let Some(signer) = &settings.signer else { return Ok(()) };
     let at = target.repo();
-    let tag = signer.sign_image(registry, &at, digest).await?;
-    let say = Narration(log);
-    say.signed(&signer.fingerprint, &tag);
     let name = format!("{}/{}", at.registry, at.repository);
     let mut statements = Vec::new();
     if let Some(p) = &provenance {
@@ -156,13 +153,23 @@ async fn sign(
         sbom.subject = vec![Subject::at(&name, digest)];
         statements.push((SPDX_PREDICATE, crate::core::oci::to_bytes(&sbom)));
     }
-    if statements.is_empty() {
-        return Ok(());
-    }
     let signed: Vec<(&str, &[u8])> = statements.iter().map(|(t, b)| (*t, b.as_slice())).collect();
-    let tag = signer.attest(registry, &at, digest, &signed).await?;
-    let what: Vec<&str> =
-        statements.iter().map(|(t, _)| if *t == SPDX_PREDICATE { "SBOM" } else { "provenance" }).collect();
-    say.attested(&what.join(" and "), &signer.fingerprint, &tag);
+    // The signature and the attestations are of the same index, under tags of their own: written
+    // at once.
+    let attesting = async {
+        if signed.is_empty() {
+            Ok(None)
+        } else {
+            signer.attest(registry, &at, digest, &signed).await.map(Some)
+        }
+    };
+    let (signature_tag, attestation_tag) = tokio::try_join!(signer.sign_image(registry, &at, digest), attesting)?;
+    let say = Narration(log);
+    say.signed(&signer.fingerprint, &signature_tag);
+    if let Some(tag) = attestation_tag {
+        let what: Vec<&str> =
+            statements.iter().map(|(t, _)| if *t == SPDX_PREDICATE { "SBOM" } else { "provenance" }).collect();
+        say.attested(&what.join(" and "), &signer.fingerprint, &tag);
+    }
     Ok(())
 }

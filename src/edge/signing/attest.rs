@@ -57,13 +57,13 @@ impl Signer {
                 }
             }
         }
-        for (predicate_type, statement) in statements {
-            let envelope = self.envelope(statement);
-            registry.put_blob(at, &envelope).await?;
-            layers.push(cosign::attestation_layer(&envelope, predicate_type));
-        }
+        // Each envelope holds a new signature (ECDSA's nonce), so it is new to the registry:
+        // uploaded without asking, all at once.
+        let envelopes: Vec<(&str, Vec<u8>)> = statements.iter().map(|(t, s)| (*t, self.envelope(s))).collect();
+        layers.extend(envelopes.iter().map(|(t, e)| cosign::attestation_layer(e, t)));
         let (manifest, config) = cosign::manifest(layers);
-        registry.put_blob(at, &config).await?;
+        let uploads = futures_util::future::try_join_all(envelopes.iter().map(|(_, e)| registry.upload_blob(at, e)));
+        tokio::try_join!(uploads, registry.put_blob(at, &config))?;
         registry.put_manifest(at, &tag, &oci::to_bytes(&manifest), OCI_MANIFEST).await?;
         Ok(tag)
     }

@@ -123,10 +123,9 @@ impl Signer {
         if layers.iter().any(ours) {
             return Ok(tag);
         }
-        registry.put_blob(at, &payload).await?;
         layers.push(SignatureLayer::new(&payload, self.sign(&payload)).descriptor());
         let (manifest, config) = cosign::manifest(layers);
-        registry.put_blob(at, &config).await?;
+        tokio::try_join!(registry.put_blob(at, &payload), registry.put_blob(at, &config))?;
         registry.put_manifest(at, &tag, &oci::to_bytes(&manifest), OCI_MANIFEST).await?;
         Ok(tag)
     }
