@@ -43,6 +43,11 @@ const OTHER_TOOLS: &[(&str, &[&str])] = &[
     ("docker buildx imagetools inspect", &["--format"]),
     ("cosign verify", &["--key", "--insecure-ignore-tlog", "--allow-http-registry"]),
     ("cosign verify-attestation", &["--type"]),
+    ("kubernetes-validate", &["--strict"]),
+    (
+        "kubectl create secret",
+        &["--from-literal", "--from-file", "--docker-server", "--docker-username", "--docker-password"],
+    ),
     ("debootstrap", &["--variant"]),
     ("git fetch", &["--filter"]),
     ("npm install", &["--production"]),

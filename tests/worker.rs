@@ -315,6 +315,57 @@ async fn sigterm_lets_the_running_build_finish_then_exits() {
     assert_eq!(events.count(&after.job_id, JobStatus::InProgress), 0, "the stopping worker took a new job");
 }
 
+/// #39: a worker told to stop (SIGTERM, as Kubernetes scales it down) while a build runs longer
+/// than its grace hands the job back unbuilt when the grace ends and exits; another worker builds
+/// it, and the deployment ends once, with one start and one end in its log. (A build shorter than
+/// the grace finishes on the stopping worker: the test above.)
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_past_the_grace_hands_the_job_back_and_the_deployment_ends_once() {
+    use apprunner_build::queue::subscription::{Interest, Subscription};
+    let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
+    let (_dir, url) = repo(&format!("echo {}; sleep 15", uuid::Uuid::new_v4()));
+    let j = job(&url, "past-grace");
+    let interest = Interest::Operation(&j.operation_id);
+    let mut heard = Subscription::open(&brokers(), &topology, "test-past-grace", interest).await.unwrap();
+    let mut a = Worker::start(&prefix, "a", &["--grace", "2"]);
+    submit(&topology, &j).await;
+    events
+        .until(Duration::from_secs(60), |seen| {
+            seen.iter().any(|e| e.job_id == j.job_id && e.status == JobStatus::InProgress)
+        })
+        .await;
+    let stopped = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &a.child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = a.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(30), "the worker did not exit after its grace");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(terminal(&events.seen, &j.job_id).is_none(), "the stopping worker ended the deployment");
+    let _b = Worker::start(&prefix, "b", &[]);
+    let (outcome, lines) = follow_log(&mut heard, |_| {}).await;
+    heard.close().await;
+    let log = lines.join("\n");
+    assert_eq!(outcome.status, JobStatus::Succeeded, "{log}");
+    assert_eq!(outcome.worker.as_deref(), Some("b"), "{log}");
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count(&format!("Deployment with ID : {} started.", j.operation_id)), 1, "{log}");
+    assert_eq!(
+        count(&format!("Deployment with ID : {} resumed: the worker building it stopped", j.operation_id)),
+        1,
+        "{log}"
+    );
+    assert_eq!(count("completed successfully."), 1, "{log}");
+    assert_eq!(count(" failed. Failure reason"), 0, "{log}");
+    events.settle(Duration::from_secs(3)).await;
+    assert_eq!(events.count(&j.job_id, JobStatus::Succeeded), 1);
+    assert_eq!(events.count(&j.job_id, JobStatus::Failed), 0);
+    assert_eq!(failed_count(&topology).await, 0);
+}
+
 /// A job whose every delivery ends with its worker gone is failed, with a reason and a FAILED
 /// event, on the last delivery the broker allows; nothing is dead-lettered unreported.
 #[tokio::test(flavor = "multi_thread")]

@@ -38,10 +38,13 @@ use crate::log::DeploymentLog;
 pub struct Attempt {
     pub number: u32,
     pub of: u32,
+    /// The deployment's log has begun on a worker that stopped or was lost before it ended:
+    /// this one goes on with it.
+    pub resumed: bool,
 }
 
 impl Attempt {
-    pub const ONLY: Attempt = Attempt { number: 1, of: 1 };
+    pub const ONLY: Attempt = Attempt { number: 1, of: 1, resumed: false };
 
     /// Whether a deployment that failed with `e` on this attempt is tried again: a transient
     /// fault, with attempts left. (The queue's retry decision is this.)
@@ -56,7 +59,8 @@ pub async fn run(settings: &Settings, req: &BuildRequest, log: &DeploymentLog) -
 }
 
 /// Runs attempt `attempt` of a deployment. The log has one start and one end per deployment:
-/// the first attempt says the deployment started, a later one that it is one; an attempt that
+/// the first attempt says the deployment started, a later one that it is one, one that goes on
+/// after its worker stopped that it resumed; an attempt that
 /// will be retried ends without the failure lines (its caller says what happens next).
 pub async fn run_attempt(
     settings: &Settings,
@@ -65,7 +69,9 @@ pub async fn run_attempt(
     attempt: Attempt,
 ) -> Result<BuildResult, BuildError> {
     let say = Narration(log);
-    if attempt.number <= 1 {
+    if attempt.resumed {
+        say.resumed(&req.operation_id);
+    } else if attempt.number <= 1 {
         say.started(&req.operation_id, &req.trigger);
     } else {
         say.attempt_started(attempt);

@@ -40,6 +40,13 @@ impl Narration<'_> {
     }
 
     /// A later attempt of a deployment that started already.
+    /// The deployment goes on here after the worker building it stopped before it ended.
+    pub fn resumed(self, operation_id: &str) {
+        self.say(format!(
+            "Deployment with ID : {operation_id} resumed: the worker building it stopped before it ended; building it here."
+        ));
+    }
+
     pub fn attempt_started(self, attempt: super::Attempt) {
         self.say(format!("Attempt {} of {} started.", attempt.number, attempt.of));
     }

@@ -56,7 +56,10 @@ impl RetryPolicy {
     pub fn decide<T>(&self, result: Result<T, BuildError>, attempt: u32) -> Action<T> {
         match result {
             Ok(r) => Action::Succeed(r),
-            Err(error) if (crate::pipeline::Attempt { number: attempt, of: self.max_attempts }).will_retry(&error) => {
+            Err(error)
+                if (crate::pipeline::Attempt { number: attempt, of: self.max_attempts, resumed: false })
+                    .will_retry(&error) =>
+            {
                 Action::Retry { next_attempt: attempt + 1, delay: self.delay_after(attempt), error }
             }
             Err(error) => Action::Fail(error),

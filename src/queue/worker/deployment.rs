@@ -108,6 +108,9 @@ impl Deployment<'_> {
         if let Some(outcome) = self.report_if_built(&ledger, lease, &copy).await? {
             return Ok(outcome);
         }
+        // A copy that came again after its worker stopped or was lost mid-build continues a
+        // deployment whose log has begun: asked before this copy says it started too.
+        let resumed = self.may_have_copy && self.shared.order.started(&self.job.operation_id);
         // The service's record, read once under its lease: the image a build of the same inputs
         // takes again, and what decides whether this deployment's replaces it.
         let (started, record) = tokio::join!(
@@ -118,7 +121,7 @@ impl Deployment<'_> {
         // A cancel drops the build: its solve is cancelled with its connection to BuildKit,
         // its clone removed, and nothing reaches the target tag.
         let action = tokio::select! {
-            action = Box::pin(self.build(record.as_ref())) => action,
+            action = Box::pin(self.build(record.as_ref(), resumed)) => action,
             () = registration.cancelled() => return self.end_cancelled(&ledger, &copy, true).await,
             () = asked_to_give_way(self.give_way.clone()) => return self.step_aside().await,
         };
@@ -176,12 +179,12 @@ impl Deployment<'_> {
     }
 
     /// Runs the build with its log going to the logs exchange; what to do with its result.
-    async fn build(&self, record: Option<&ServiceRecord>) -> Action<Finished> {
+    async fn build(&self, record: Option<&ServiceRecord>, resumed: bool) -> Action<Finished> {
         let (shared, job, attempt) = (self.shared, self.job, self.attempt);
         let (sink, forwarder) = log_forwarder(shared.clone(), job.operation_id.clone());
         let log = DeploymentLog::new(&job.operation_id, vec![Arc::new(sink)]);
         let began = Instant::now();
-        let this = pipeline::Attempt { number: attempt, of: shared.cfg.retry.max_attempts };
+        let this = pipeline::Attempt { number: attempt, of: shared.cfg.retry.max_attempts, resumed };
         let (current, prior) = self.current_build(record);
         let result = build(&shared.cfg.settings, job, current, prior, &log, this).await;
         tracing::debug!("job {}: build returned after {:.1}s", job.job_id, began.elapsed().as_secs_f64());

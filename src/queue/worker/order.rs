@@ -40,6 +40,12 @@ impl Order {
         }
     }
 
+    /// Whether the history read so far says a worker started building the operation
+    /// (`ServiceLines::started`).
+    pub fn started(&self, operation_id: &str) -> bool {
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner).started(operation_id)
+    }
+
     /// Follows the history until the process ends (from its oldest event), reconnecting
     /// from where it was when the broker goes.
     pub async fn follow(&self, brokers: Brokers, topology: Topology, name: String) {

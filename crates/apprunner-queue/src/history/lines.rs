@@ -16,6 +16,8 @@ struct Place {
     service: String,
     offset: u64,
     batch: bool,
+    /// A worker said it started building it (`IN_PROGRESS`): its log has begun.
+    started: bool,
 }
 
 /// The lines of every service, as far as the history has been read.
@@ -43,11 +45,16 @@ impl ServiceLines {
             self.remember_ended(op);
             return;
         }
-        if self.places.contains_key(op) || self.ended.contains(op) {
+        let started = event.status == JobStatus::InProgress;
+        if let Some(place) = self.places.get_mut(op) {
+            place.started |= started;
+            return;
+        }
+        if self.ended.contains(op) {
             return;
         }
         let batch = event.status == JobStatus::Queued && event.batch;
-        let place = Place { service: event.service.name.clone(), offset, batch };
+        let place = Place { service: event.service.name.clone(), offset, batch, started };
         self.lines.entry(place.service.clone()).or_default().insert(offset, op.clone());
         self.places.insert(op.clone(), place);
     }
@@ -81,6 +88,12 @@ impl ServiceLines {
             .find(|op| op != &operation_id && self.places.get(*op).is_some_and(|p| batch || !p.batch))
     }
 
+    /// Whether a worker has started building the operation, which has not ended: a copy of it
+    /// that comes again (its worker gone) resumes a deployment whose log has begun.
+    pub fn started(&self, operation_id: &str) -> bool {
+        self.places.get(operation_id).is_some_and(|p| p.started)
+    }
+
     /// Deployments in every line.
     pub fn waiting(&self) -> usize {
         self.places.len()
@@ -111,10 +124,12 @@ mod tests {
         assert_eq!(lines.ahead_of("a", false), None);
         assert_eq!(lines.ahead_of("b", false), Some("a"));
         assert_eq!(lines.ahead_of("x", false), None, "other services never wait");
-        // A retry's QUEUED and the start change no place.
+        // A retry's QUEUED and the start change no place; the start is remembered.
+        assert!(!lines.started("a"));
         lines.apply(3, &event("a", "web", JobStatus::InProgress, false));
         lines.apply(4, &event("a", "web", JobStatus::Queued, false));
         assert_eq!(lines.ahead_of("b", false), Some("a"));
+        assert!(lines.started("a") && !lines.started("b"), "its log has begun; b's has not");
         lines.apply(5, &event("a", "web", JobStatus::Failed, false));
         assert_eq!(lines.ahead_of("b", false), None);
         // A late event of an ended deployment puts nothing back.
