@@ -1,8 +1,9 @@
 //! The worker's signed provenance and SBOM (#38), checked by Debian's cosign 2.5: a build's SLSA
 //! v1 provenance and SBOM verify with the public key and name what was built from what; another
-//! key, or an envelope changed by one byte, does not verify, for cosign's own reason; an image
-//! taken again or redeployed keeps a provenance that verifies; the key never reaches a build;
-//! `verify --key` rebuilds from the signed provenance and refuses an image whose does not verify.
+//! key, an envelope changed by one byte, or a statement about another image does not verify, for
+//! cosign's own reason; an image taken again or redeployed keeps a provenance that verifies; the
+//! key never reaches a build; `verify --key` rebuilds from the signed provenance and refuses an
+//! image whose does not verify.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -123,6 +124,21 @@ async fn signed_provenance_and_sbom_verify_with_cosign_and_nothing_else_does() {
     let taken = cosign_verify_attestation(reused.image(), &keys.public, SLSA).unwrap();
     assert_eq!(taken["predicate"]["buildDefinition"]["externalParameters"]["commit"], commit.as_str());
     cosign_verify_attestation(reused.image(), &keys.public, SPDX).unwrap();
+
+    // The first image's attestations given to the reused one: signed by the key, but about
+    // another image, which cosign and verify both see.
+    let (at, of) = (ImageRef::parse(&image).unwrap(), |i: &str| ImageRef::parse(i).unwrap().digest.unwrap());
+    let moved = registry.manifest(&at.repo(), &attestation_tag(&of(&image))).await.unwrap().unwrap();
+    let to = attestation_tag(&of(reused.image()));
+    registry.put_manifest(&at.repo(), &to, &moved.bytes, &moved.media_type).await.unwrap();
+    let err = cosign_verify_attestation(reused.image(), &keys.public, SLSA).unwrap_err();
+    assert!(err.contains("no matching attestations: no matching subject digest found"), "{err}");
+    let public = PublicKey::from_file(&keys.public).unwrap();
+    let refused = verify_with_key(reused.image(), public).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("statement signed by key SHA256:") && refused.contains("is about another image"),
+        "{refused}"
+    );
 
     // One byte of the provenance's envelope changed: it no longer verifies (cosign skips it and
     // finds no provenance), while the SBOM beside it still does.

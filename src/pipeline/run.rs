@@ -82,11 +82,14 @@ pub(super) async fn run(
         {
             // The image it takes was sealed under the same settings (they are in the
             // fingerprint): its SBOM is there. A signature and attestations are of an index, so
-            // this one gets its own, its provenance the image's, run by this deployment.
-            let run = seal::run_of(settings, &req.operation_id, &started_on);
-            let carried = built.map(|p| crate::core::provenance::carried(p, &run));
-            let (digest, _) = seal(settings, &registry, target, digest, log, carried).await?;
-            redeployed.image = target.with_digest(&digest);
+            // with a key this one gets its own, its provenance the image's, run by this
+            // deployment; without one there is nothing to add.
+            if let Some(built) = built {
+                let run = seal::run_of(settings, &req.operation_id, &started_on);
+                let carried = Some(crate::core::provenance::carried(built, &run));
+                let (sealed, _) = seal(settings, &registry, target, digest, log, carried).await?;
+                redeployed.image = target.with_digest(&sealed);
+            }
             return Ok(redeployed);
         }
     }

@@ -44,22 +44,27 @@ pub enum KeyError {
     NotP256Pkcs8 { path: String, why: &'static str },
 }
 
-/// The largest key file read: a P-256 PKCS#8 PEM is about 240 bytes.
+/// The largest key file read: a P-256 PKCS#8 PEM is about 240 bytes, its public key 180.
 const MAX_KEY_FILE: u64 = 16 * 1024;
+
+/// The text of the key file at `path`: a regular file (not through a symlink) of at most
+/// `MAX_KEY_FILE` bytes; else why not, quoting none of it.
+fn read_key_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Err(format!("{} bytes; a key file is under {MAX_KEY_FILE}", meta.len()));
+    }
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
+}
 
 impl Signer {
     /// Reads the key at `path`: a regular file (not through a symlink), PEM PKCS#8, P-256.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
-        let unreadable = |why: String| KeyError::Unreadable { path: shown.clone(), why };
-        let meta = std::fs::symlink_metadata(path).map_err(|e| unreadable(e.to_string()))?;
-        if !meta.file_type().is_file() {
-            return Err(unreadable("not a regular file".into()));
-        }
-        if meta.len() > MAX_KEY_FILE {
-            return Err(unreadable(format!("{} bytes; a key file is under {MAX_KEY_FILE}", meta.len())));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+        let text = read_key_file(path).map_err(|why| KeyError::Unreadable { path: shown.clone(), why })?;
         Self::from_pem(&text).map_err(|why| KeyError::NotP256Pkcs8 { path: shown.clone(), why })
     }
 

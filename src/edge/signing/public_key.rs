@@ -25,9 +25,6 @@ impl std::fmt::Debug for PublicKey {
     }
 }
 
-/// The largest public key file read: a P-256 PEM is under 200 bytes.
-const MAX_KEY_FILE: u64 = 16 * 1024;
-
 impl PublicKey {
     pub(super) fn of_point(point: &[u8]) -> Self {
         let spki = [P256_SPKI_PREFIX, point].concat();
@@ -52,11 +49,7 @@ impl PublicKey {
     /// The key in the file at `path`: a regular file (not through a symlink), at most 16 KiB.
     pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
         let shown = path.display();
-        let meta = std::fs::symlink_metadata(path).map_err(|e| format!("public key {shown}: {e}"))?;
-        if !meta.file_type().is_file() || meta.len() > MAX_KEY_FILE {
-            return Err(format!("public key {shown}: not a regular file of at most {MAX_KEY_FILE} bytes"));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("public key {shown}: {e}"))?;
+        let text = super::read_key_file(path).map_err(|why| format!("public key {shown}: {why}"))?;
         Self::from_pem(&text).map_err(|why| {
             format!("public key {shown}: {why}; give the PEM public key of the signing key (openssl pkey -in signing.pem -pubout -out signing.pub)")
         })
