@@ -83,12 +83,17 @@ async fn fifty_jobs_on_two_workers_each_finish_exactly_once() {
     assert_eq!(by_worker.len(), 2, "both workers took jobs: {by_worker:?}");
 }
 
+/// A worker killed mid-build (kill -9) loses nothing: another worker builds the job, and the
+/// deployment's log reads as one deployment that resumed, with one start and one end.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_build_loses_nothing() {
+    use apprunner_build::queue::subscription::{Interest, Subscription};
     let QueueTest { prefix, topology, mut events, cleanup: _cleanup } = QueueTest::new().await;
     let (_dir, url) = repo(&format!("echo {}; sleep 8", uuid::Uuid::new_v4()));
     let mut a = Worker::start(&prefix, "a", &["--concurrency", "1"]);
     let j = job(&url, "killed");
+    let interest = Interest::Operation(&j.operation_id);
+    let mut heard = Subscription::open(&brokers(), &topology, "test-killed", interest).await.unwrap();
     submit(&topology, &j).await;
     events
         .until(Duration::from_secs(60), |seen| {
@@ -98,6 +103,13 @@ async fn a_worker_killed_mid_build_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     a.kill9();
     let _b = Worker::start(&prefix, "b", &["--concurrency", "1"]);
+    let (_, lines) = follow_log(&mut heard, |_| {}).await;
+    heard.close().await;
+    let log = lines.join("\n");
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count(&format!("Deployment with ID : {} started.", j.operation_id)), 1, "{log}");
+    assert_eq!(count(&format!("Deployment with ID : {} resumed:", j.operation_id)), 1, "{log}");
+    assert_eq!(count("completed successfully."), 1, "{log}");
     events.until(Duration::from_secs(120), |seen| terminal(seen, &j.job_id).is_some()).await;
     events.settle(Duration::from_secs(5)).await;
     assert_eq!(events.count(&j.job_id, JobStatus::Succeeded), 1);

@@ -10,6 +10,7 @@ use crate::queue::history;
 use crate::queue::ledger::{Built, Ledger};
 use crate::queue::outcome::JobOutcome;
 use crate::queue::transport::lease::Lease;
+use crate::queue::wire::checked::CheckedJob;
 use std::time::Duration;
 
 impl Deployment<'_> {
@@ -91,8 +92,7 @@ impl Deployment<'_> {
         if !(history || self.may_be_built) {
             return false;
         }
-        let from = self.job.submitted.map_or(history::From::First, |t| history::From::Time(t - CLOCKS_DIFFER));
-        let asked = history::outcome_of(&shared.cfg.brokers, &shared.cfg.topology, op, from);
+        let asked = history::outcome_of(&shared.cfg.brokers, &shared.cfg.topology, op, history_since(self.job));
         let asked = tokio::time::timeout(HISTORY_READ, asked)
             .await
             .unwrap_or_else(|_| Err(QueueError::broker_fault(format!("no answer within {}s", HISTORY_READ.as_secs()))));
@@ -118,8 +118,14 @@ impl Deployment<'_> {
 /// log confirmed.
 const COPY_MAY_TAKE: Duration = Duration::from_secs(300);
 
-/// Longest a deployment reads the history for its operation's outcome.
-const HISTORY_READ: Duration = Duration::from_secs(60);
+/// Longest a deployment reads the history for its operation's outcome (or its start).
+pub(super) const HISTORY_READ: Duration = Duration::from_secs(60);
+
+/// Where the history is read for the events of `job`: from a while before its submission, or
+/// from the start for a job that does not say when it was submitted.
+pub(super) fn history_since(job: &CheckedJob) -> history::From {
+    job.submitted.map_or(history::From::First, |t| history::From::Time(t - CLOCKS_DIFFER))
+}
 
 /// How far before a job's `submitted_at` (the submitter's clock) its events are looked for in
 /// the history (the broker's clock, by whole chunks).

@@ -110,7 +110,9 @@ impl Deployment<'_> {
         }
         // A copy that came again after its worker stopped or was lost mid-build continues a
         // deployment whose log has begun: asked before this copy says it started too.
-        let resumed = self.may_have_copy && self.shared.order.started(&self.job.operation_id);
+        let (cfg, since) = (&self.shared.cfg, super::copies::history_since(self.job));
+        let resumed = self.may_have_copy
+            && self.shared.order.started(&self.job.operation_id, &cfg.brokers, &cfg.topology, since).await;
         // The service's record, read once under its lease: the image a build of the same inputs
         // takes again, and what decides whether this deployment's replaces it.
         let (started, record) = tokio::join!(

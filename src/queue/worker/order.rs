@@ -5,6 +5,7 @@
 
 use crate::queue::history::{self, lines::ServiceLines};
 use crate::queue::transport::{Brokers, Lane, StreamOffset, Topology};
+use crate::queue::wire::job::JobStatus;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -40,10 +41,23 @@ impl Order {
         }
     }
 
-    /// Whether the history read so far says a worker started building the operation
-    /// (`ServiceLines::started`).
-    pub fn started(&self, operation_id: &str) -> bool {
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner).started(operation_id)
+    /// Whether a worker has said it started building the operation (its `IN_PROGRESS`): from
+    /// the history this worker has read (`ServiceLines::started`), else from the stream itself
+    /// read `from` the job's submission to its end, since the follower may not have reached
+    /// an event a moment old. Asked only of a copy that may follow another.
+    pub async fn started(
+        &self,
+        operation_id: &str,
+        brokers: &Brokers,
+        topology: &Topology,
+        from: history::From,
+    ) -> bool {
+        if self.lines.lock().unwrap_or_else(PoisonError::into_inner).started(operation_id) {
+            return true;
+        }
+        let reading = tokio::time::timeout(super::copies::HISTORY_READ, history::read_from(brokers, topology, from));
+        let events = reading.await.ok().and_then(Result::ok).unwrap_or_default();
+        events.iter().any(|e| e.operation_id == operation_id && e.status == JobStatus::InProgress)
     }
 
     /// Follows the history until the process ends (from its oldest event), reconnecting
