@@ -63,6 +63,29 @@ async fn a_roll_out_rebases_what_it_can_rebuilds_the_rest_and_is_idempotent() {
     let _w = Worker::start(&prefix, "current", &["--concurrency", "2"]);
     let services: Vec<&str> = names.iter().map(String::as_str).collect();
 
+    // A service whose image is on a registry that is gone is left with the reason; the others
+    // still move (the whole roll-out once failed on one such record).
+    let gone = format!("ro-gone-{sfx}");
+    let mut lost = job(&repos[0].1, &gone);
+    lost.image.repository = "127.0.0.1:9/apps/gone".into();
+    let lost = apprunner_build::queue::wire::checked::CheckedJob::parse(&serde_json::to_vec(&lost).unwrap()).unwrap();
+    let registry = apprunner_build::edge::registry::Registry::new(Default::default(), vec![]);
+    let ledger = apprunner_build::queue::ledger::Ledger::new(&registry, "127.0.0.1:5000");
+    ledger
+        .record_service(
+            &lost,
+            "127.0.0.1:9/apps/gone@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let (code, with_gone) = roll_out(&prefix, &[&gone, &names[0]], &["--dry-run"]).await;
+    assert_eq!(code, 0, "{with_gone}");
+    assert!(with_gone.contains(&format!("{gone}: skipped, its image 127.0.0.1:9/apps/gone@sha256:")), "{with_gone}");
+    assert!(with_gone.contains("could not be read"), "{with_gone}");
+    assert!(with_gone.contains(&format!("{}: nodejs18 18.20.6 -> 18.20.8, rebase", names[0])), "{with_gone}");
+
     let (code, dry) = roll_out(&prefix, &services, &["--dry-run"]).await;
     assert_eq!(code, 0);
     assert!(dry.contains(&format!("{}: nodejs18 18.20.6 -> 18.20.8, rebase (job rollout-", names[0])), "{dry}");

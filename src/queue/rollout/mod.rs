@@ -64,9 +64,20 @@ pub async fn survey(
         }
         seen.push(record.service.clone());
         let name = &record.service;
-        let found = match ImageRef::parse(&record.image) {
-            Ok(r) => image::existing(&registry, &r).await?,
-            Err(_) => None,
+        // One service whose image cannot be read (its registry gone, say) is left with the
+        // reason; the others still move.
+        let read = match ImageRef::parse(&record.image) {
+            Ok(r) => image::existing(&registry, &r).await,
+            Err(_) => Ok(None),
+        };
+        let found = match read {
+            Ok(found) => found,
+            Err(e) => {
+                let image = crate::core::shown::cut(&record.image);
+                say(&format!("{name}: skipped, its image {image} could not be read: {e}"));
+                survey.tally.left += 1;
+                continue;
+            }
         };
         let Some((_, image_labels)) = found else {
             say(&format!(
