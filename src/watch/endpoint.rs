@@ -10,6 +10,12 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 
+/// How much of a webhook's body over the limit is read (and dropped) before the 413, so that
+/// its sender reads the answer: a few times the limit.
+const DRAIN_AT_MOST: usize = 8 * MAX_WEBHOOK_BYTES;
+/// How long that reading may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the endpoint serves on one listener: webhooks (with the secret), or health and
 /// metrics only.
 #[derive(Clone)]
@@ -59,7 +65,14 @@ impl Endpoint {
             )
         };
         let declared = header("content-length").and_then(|l| l.parse::<usize>().ok());
-        if declared.is_some_and(|l| l > MAX_WEBHOOK_BYTES) {
+        if let Some(length) = declared.filter(|l| *l > MAX_WEBHOOK_BYTES) {
+            // A sender still writing its body when the answer comes and the connection closes
+            // sees a broken pipe, not the 413: a body up to DRAIN_AT_MOST is read and dropped
+            // first (briefly); a bigger one is answered at once.
+            if length <= DRAIN_AT_MOST {
+                let draining = Limited::new(req.into_body(), DRAIN_AT_MOST).collect();
+                let _ = tokio::time::timeout(DRAIN_TIME, draining).await;
+            }
             return too_big();
         }
         let proof = match provider {
