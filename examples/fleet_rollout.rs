@@ -176,7 +176,6 @@ async fn users(
 }
 
 // A benchmark script, read top to bottom.
-#[allow(clippy::too_many_lines)]
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
@@ -191,28 +190,9 @@ async fn main() {
     let prefix = format!("fleet-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let topology = Topology::new(&prefix);
     let brokers = queue::Brokers::parse(AMQP).unwrap();
-    let mut events = Subscription::open(&brokers, &topology, "fleet", Interest::AllEvents).await.unwrap();
+    let events = Subscription::open(&brokers, &topology, "fleet", Interest::AllEvents).await.unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let listener = {
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(e)) = events.next_event().await {
-                let mut s = seen.lock().unwrap();
-                match e.status {
-                    JobStatus::Queued if e.batch => {
-                        s.batch.insert(e.operation_id.clone());
-                    }
-                    JobStatus::InProgress => {
-                        s.started.entry(e.operation_id.clone()).or_insert_with(Instant::now);
-                    }
-                    status if status.is_terminal() => {
-                        s.ended.entry(e.operation_id.clone()).or_insert(e);
-                    }
-                    _ => {}
-                }
-            }
-        })
-    };
+    let listener = tokio::spawn(listen(events, seen.clone()));
 
     println!("[fleet] {n} services deployed on nodejs18 {FROM} (held) by two workers");
     let deploying = Instant::now();
@@ -265,7 +245,30 @@ async fn main() {
     stop(fleet);
     listener.abort();
 
-    let s = seen.lock().unwrap();
+    report(&seen.lock().unwrap(), n, took, per_service, &idle, &during);
+}
+
+/// Folds the events heard into `seen` until the subscription ends.
+async fn listen(mut events: Subscription, seen: Arc<Mutex<Seen>>) {
+    while let Some(Ok(e)) = events.next_event().await {
+        let mut s = seen.lock().unwrap();
+        match e.status {
+            JobStatus::Queued if e.batch => {
+                s.batch.insert(e.operation_id.clone());
+            }
+            JobStatus::InProgress => {
+                s.started.entry(e.operation_id.clone()).or_insert_with(Instant::now);
+            }
+            status if status.is_terminal() => {
+                s.ended.entry(e.operation_id.clone()).or_insert(e);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Prints whether every service ended on the new version, and the roll-out's line.
+fn report(s: &Seen, n: usize, took: f64, per_service: f64, idle: &[f64], during: &[f64]) {
     let rollout: Vec<&JobEvent> = s.batch.iter().map(|o| &s.ended[o]).collect();
     let failed = rollout.iter().filter(|e| e.status != JobStatus::Succeeded).count();
     let rebased = rollout.iter().filter(|e| e.rebased_from.is_some()).count();
@@ -285,9 +288,9 @@ async fn main() {
     println!(
         "roll-out of {n} services: {took:.0} s, {rebased} rebased, {} rebuilt, {per_service:.2} core-seconds per service; users' deployments waited p50 {:.2} s, p95 {:.2} s (idle: p50 {:.2} s, p95 {:.2} s)",
         rollout.len() - rebased - failed,
-        percentile(&during, 50),
-        percentile(&during, 95),
-        percentile(&idle, 50),
-        percentile(&idle, 95),
+        percentile(during, 50),
+        percentile(during, 95),
+        percentile(idle, 50),
+        percentile(idle, 95),
     );
 }
